@@ -1,0 +1,21 @@
+"""llm-streamscope: see how a language model's answer actually arrives.
+
+Only the llm hooks live here. Nothing heavy is imported at plugin load time, so
+``llm --help`` stays as fast as it was.
+"""
+
+import llm
+
+
+@llm.hookimpl
+def register_models(register):
+    from .sim.model import SimChat
+
+    register(SimChat())
+
+
+@llm.hookimpl
+def register_commands(cli):
+    from .cli import streamscope
+
+    cli.add_command(streamscope)

@@ -1,0 +1,173 @@
+"""The types that pass between the stages: capture -> align -> stats -> render.
+
+Every type is immutable. ``Fragment`` is a ``NamedTuple`` rather than a frozen
+dataclass because one is built per streamed event on the capture hot path, and
+a NamedTuple costs a third of a frozen dataclass to create.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# The kinds of llm StreamEvent that carry streamed text.
+KINDS = ("text", "reasoning", "tool_call_name", "tool_call_args")
+
+STATUS_COMPLETE = "complete"
+STATUS_ERROR = "error"
+STATUS_INTERRUPTED = "interrupted"
+
+
+class Fragment(NamedTuple):
+    """One streamed event, as llm yielded it."""
+
+    index: int
+    """Position in the whole stream, across kinds."""
+    kind: str
+    """``text``, ``reasoning``, ``tool_call_name`` or ``tool_call_args``."""
+    text: str
+    t_ns: int
+    """Arrival time in nanoseconds, counted from the start of the request."""
+    tool_call_id: str | None = None
+
+    @property
+    def stream(self) -> tuple[str, str | None]:
+        """Fragments with the same stream key are concatenated and aligned together."""
+        return (self.kind, self.tool_call_id)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything captured about one streamed response."""
+
+    id: str
+    model_id: str
+    encoding_name: str
+    encoding_exact: bool
+    """False when the model's tokenizer is unknown and ``encoding_name`` is a stand-in."""
+    prompt: str | None
+    system: str | None
+    started_utc: str
+    """ISO 8601 wall-clock time at which the request started."""
+    fragments: tuple[Fragment, ...]
+    status: str = STATUS_COMPLETE
+    error: str | None = None
+    end_ns: int | None = None
+    """When the stream ended (or failed), from the start of the request."""
+    usage_input: int | None = None
+    usage_output: int | None = None
+    llm_id: str | None = None
+    """llm's own id for the same response, once it has been logged."""
+    options: dict = field(default_factory=dict)
+
+    def text(self, kind: str = "text") -> str:
+        return "".join(f.text for f in self.fragments if f.kind == kind)
+
+    def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
+        """Fragments grouped by stream key, in arrival order; ``text`` first when present."""
+        grouped: dict[tuple[str, str | None], list[Fragment]] = {}
+        for fragment in self.fragments:
+            grouped.setdefault(fragment.stream, []).append(fragment)
+        return grouped
+
+
+class Token(NamedTuple):
+    """One BPE token of the final text, placed in time.
+
+    Built on demand from an ``Alignment``; the alignment itself stores columns.
+    """
+
+    index: int
+    id: int
+    byte_start: int
+    byte_end: int
+    first_fragment: int
+    """Index (within the stream) of the fragment that delivered the token's first byte."""
+    last_fragment: int
+    """Index (within the stream) of the fragment that delivered the token's last byte."""
+    t_ns: int
+    """When the token was complete: the arrival of its last byte."""
+
+    @property
+    def split(self) -> bool:
+        """True when the token's bytes arrived in more than one fragment."""
+        return self.first_fragment != self.last_fragment
+
+
+@dataclass(frozen=True)
+class StreamAlignment:
+    """One stream's fragments mapped onto the BPE tokens of its concatenated text.
+
+    All offsets are UTF-8 byte offsets into the stream's text. Token and fragment
+    data are stored as parallel columns (tuples of ints) so that aligning a
+    megabyte of text does not build a Python object per token.
+    """
+
+    kind: str
+    tool_call_id: str | None
+    fragments: tuple[Fragment, ...]
+    text: str
+    token_ids: tuple[int, ...]
+    token_byte_ends: tuple[int, ...]
+    """Exclusive end offset of each token; token i starts where token i-1 ends."""
+    token_first_fragment: tuple[int, ...]
+    token_last_fragment: tuple[int, ...]
+    fragment_byte_ends: tuple[int, ...]
+    fragment_token_start: tuple[int, ...]
+    """First token that fragment i touches."""
+    fragment_token_end: tuple[int, ...]
+    """One past the last token that fragment i touches (equal to start when empty)."""
+    fragment_starts_mid_token: tuple[bool, ...]
+    fragment_ends_mid_token: tuple[bool, ...]
+
+    @property
+    def token_count(self) -> int:
+        return len(self.token_ids)
+
+    def token_byte_start(self, i: int) -> int:
+        return self.token_byte_ends[i - 1] if i else 0
+
+    def fragment_byte_start(self, i: int) -> int:
+        return self.fragment_byte_ends[i - 1] if i else 0
+
+    def token(self, i: int) -> Token:
+        last = self.token_last_fragment[i]
+        return Token(
+            index=i,
+            id=self.token_ids[i],
+            byte_start=self.token_byte_start(i),
+            byte_end=self.token_byte_ends[i],
+            first_fragment=self.token_first_fragment[i],
+            last_fragment=last,
+            t_ns=self.fragments[last].t_ns,
+        )
+
+    def tokens(self) -> list[Token]:
+        return [self.token(i) for i in range(self.token_count)]
+
+    def token_times_ns(self) -> list[int]:
+        """Completion time of every token, in order."""
+        times = [f.t_ns for f in self.fragments]
+        return [times[j] for j in self.token_last_fragment]
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Every stream of a trace aligned against one encoding."""
+
+    encoding_name: str
+    streams: tuple[StreamAlignment, ...]
+
+    def stream(self, kind: str = "text", tool_call_id: str | None = None) -> StreamAlignment | None:
+        for s in self.streams:
+            if s.kind == kind and (tool_call_id is None or s.tool_call_id == tool_call_id):
+                return s
+        return None
+
+    def fragment_positions(self) -> dict[int, tuple[StreamAlignment, int]]:
+        """Map a trace-wide fragment index to its stream alignment and index within it."""
+        positions: dict[int, tuple[StreamAlignment, int]] = {}
+        for s in self.streams:
+            for j, fragment in enumerate(s.fragments):
+                positions[fragment.index] = (s, j)
+        return positions

