@@ -1,0 +1,296 @@
+"""Turn traces, alignments and stats into rich renderables and JSON documents.
+
+Nothing here prints. Model output is data: it only ever enters a ``rich.text.Text``
+through ``append`` (never markup), and every control character in it is swapped
+for a visible stand-in first, so a model cannot clear the screen, move the cursor
+or reorder text with bidi overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+
+from .stats import Distribution, Stats
+from .trace import Alignment, StreamAlignment, Trace
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+
+VIEWS = ("both", "tokens", "chunks")
+
+
+def _control_pictures() -> dict[int, str]:
+    table = {c: chr(0x2400 + c) for c in range(0x20)}  # ␀ .. ␟ (ESC shows as ␛)
+    table[0x7F] = "\u2421"  # ␡
+    for c in range(0x80, 0xA0):  # C1 controls, e.g. the 8-bit CSI
+        table[c] = f"\\x{c:02x}"
+    for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C):
+        table[c] = f"<U+{c:04X}>"  # bidi controls ("Trojan Source")
+    return table
+
+
+_VISIBLE = _control_pictures()
+LIVE_TABLE = {**_VISIBLE, ord("\n"): "\n", ord("\t"): "\t"}
+"""For live text: as ``llm`` shows it, but with controls made visible."""
+VIEW_TABLE = {**_VISIBLE, ord("\n"): "\u21b5\n", ord("\t"): "\u21e5"}
+"""For the alignment view: newlines and tabs are visible too (↵, ⇥)."""
+
+
+def visible(text: str, table: dict[int, str] = LIVE_TABLE) -> str:
+    """Replace control characters in model output with visible stand-ins."""
+    return text.translate(table)
+
+
+TOKEN_STYLES = (
+    "black on #a5d8ff",
+    "black on #ffd8a8",
+    "black on #b2f2bb",
+    "black on #e5dbff",
+    "black on #fff3bf",
+)
+CHUNK_STYLES = ("black on #a5d8ff", "black on #ffd8a8")
+SPLIT_STYLE = "bold white on #e03131"
+CHUNK_MARK_STYLE = "bold magenta"
+CHUNK_MARK = "\u2502"  # │ between chunks
+TOKEN_MARK = "\u00a6"  # ¦ between tokens, plain output only
+
+
+class AlignmentView:
+    """The text of one stream, showing tokens and chunk boundaries at once.
+
+    In colour, tokens alternate background colours, a ``│`` marks every chunk
+    boundary and tokens that arrived in pieces are red. In plain output (no
+    colour) token boundaries are ``¦`` and chunk boundaries ``│``. A character whose
+    bytes span two tokens is shown once, underlined, with the token it starts in.
+    """
+
+    def __init__(self, stream: StreamAlignment, view: str = "both", color: bool = True):
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}")
+        self.stream = stream
+        self.view = view
+        self.color = color
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.text()
+
+    def text(self) -> Text:
+        s = self.stream
+        show_tokens = self.view in ("both", "tokens")
+        show_chunks = self.view in ("both", "chunks")
+        out = Text(no_wrap=False, end="\n")
+        token_ends = s.token_byte_ends
+        chunk_ends = s.fragment_byte_ends
+        split = {i for i, (a, b) in enumerate(zip(s.token_first_fragment, s.token_last_fragment))
+                 if a != b}
+        ti = 0  # token holding the current character's first byte
+        ci = 0  # fragment holding it
+        offset = 0
+        segment: list[str] = []
+        segment_style = ""
+
+        def flush() -> None:
+            if segment:
+                out.append(visible("".join(segment), VIEW_TABLE), segment_style or None)
+                segment.clear()
+
+        for char in s.text:
+            size = len(char.encode("utf-8"))
+            new_token = new_chunk = False
+            while ti < len(token_ends) and token_ends[ti] <= offset:
+                ti += 1
+                new_token = True
+            while ci < len(chunk_ends) and chunk_ends[ci] <= offset:
+                ci += 1
+                new_chunk = True
+            if offset and (new_token or new_chunk):
+                flush()
+                if show_chunks and new_chunk and (show_tokens or not self.color):
+                    out.append(CHUNK_MARK, CHUNK_MARK_STYLE if self.color else None)
+                elif show_tokens and new_token and not self.color:
+                    out.append(TOKEN_MARK)
+            style = ""
+            if self.color:
+                if show_tokens:
+                    style = SPLIT_STYLE if ti in split else TOKEN_STYLES[ti % len(TOKEN_STYLES)]
+                else:
+                    style = CHUNK_STYLES[ci % len(CHUNK_STYLES)]
+                if ti < len(token_ends) and token_ends[ti] < offset + size:
+                    style += " underline"  # this character's bytes span tokens
+            if style != segment_style:
+                flush()
+                segment_style = style
+            segment.append(char)
+            offset += size
+        flush()
+        return out
+
+
+def legend(stream: StreamAlignment, view: str, color: bool) -> Text:
+    """One line explaining the marks of an ``AlignmentView``."""
+    title = stream.kind if stream.tool_call_id is None else f"{stream.kind} ({stream.tool_call_id})"
+    line = Text(no_wrap=False)
+    line.append(visible(title, VIEW_TABLE), "bold" if color else None)
+    line.append(f": {stream.token_count} tokens, {len(stream.fragments)} chunks  ")
+    if view in ("both", "tokens"):
+        if color:
+            line.append(" token ", TOKEN_STYLES[0])
+            line.append(" token ", TOKEN_STYLES[1])
+            line.append(" ")
+            line.append(" split token ", SPLIT_STYLE)
+        else:
+            line.append(f"{TOKEN_MARK} token boundary")
+        line.append("  ")
+    if view in ("both", "chunks"):
+        if view == "chunks" and color:
+            line.append(" chunk ", CHUNK_STYLES[0])
+            line.append(" chunk ", CHUNK_STYLES[1])
+        else:
+            line.append(CHUNK_MARK, CHUNK_MARK_STYLE if color else None)
+            line.append(" chunk boundary")
+    return line
+
+
+class AlignmentPanel:
+    """Every stream of an alignment, each with its legend."""
+
+    def __init__(self, alignment: Alignment, view: str = "both", color: bool = True):
+        self.alignment = alignment
+        self.view = view
+        self.color = color
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for stream in self.alignment.streams:
+            yield legend(stream, self.view, self.color)
+            yield AlignmentView(stream, self.view, self.color)
+
+
+def _fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f} ms" if value >= 1000 else f"{value:.1f} ms"
+
+
+def _fmt_num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _fmt_dist(d: Distribution, fmt: Any = _fmt_ms) -> str:
+    if not d.count:
+        return "-"
+    return (
+        f"mean {fmt(d.mean)} · p50 {fmt(d.p50)} · p90 {fmt(d.p90)} "
+        f"· p99 {fmt(d.p99)} · max {fmt(d.max)}"
+    )
+
+
+def stats_table(trace: Trace, stats: Stats) -> Table:
+    """The rate statistics as a two-column table."""
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column("metric", style="bold", no_wrap=True)
+    table.add_column("value")
+
+    def row(name: str, value: str) -> None:
+        table.add_row(name, Text(visible(value)))
+
+    encoding = trace.encoding_name + ("" if trace.encoding_exact else ", approximate")
+    row("model", trace.model_id)
+    row("status", trace.status + (f": {trace.error}" if trace.error else ""))
+    row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
+    row("TTST", _fmt_ms(stats.ttst_ms))
+    row("total", _fmt_ms(stats.total_ms))
+    row("chunks", f"{stats.chunks:,}")
+    row("chars", f"{stats.chars:,}")
+    usage = ""
+    if stats.usage_output_tokens is not None:
+        diff = stats.tokens_minus_usage or 0
+        usage = f" · usage reports {stats.usage_output_tokens:,} ({diff:+,})"
+    row("tokens", f"{stats.tokens:,} ({encoding}){usage}")
+    row(
+        "chars/chunk",
+        f"mean {_fmt_num(stats.chars_per_chunk.mean)} · median "
+        f"{_fmt_num(stats.chars_per_chunk.p50)}",
+    )
+    histogram = " · ".join(f"{k}: {v:,}" for k, v in stats.tokens_per_chunk_histogram.items())
+    row("tokens/chunk", f"mean {_fmt_num(stats.tokens_per_chunk.mean, 2)} · chunks by tokens "
+        f"completed: {histogram or '-'}")
+    row("one-token chunks", "-" if stats.one_token_chunks_pct is None
+        else f"{stats.one_token_chunks_pct:.1f}% are exactly one whole token")
+    row("sub-token chunks", f"{stats.sub_token_chunks:,} · split tokens {stats.split_tokens:,}")
+    row("gap", _fmt_dist(stats.gap_ms))
+    row(f"stalls > {stats.stall_threshold_ms:g} ms",
+        f"{stats.stalls:,}" + (f" ({_fmt_ms(stats.stall_ms)} in all)" if stats.stalls else ""))
+    row("ITL", _fmt_dist(stats.itl_ms))
+    row("tokens/s", f"{_fmt_num(stats.tokens_per_s)} (after first chunk) · chars/s "
+        f"{_fmt_num(stats.chars_per_s)}")
+    for other in stats.other_streams:
+        name = other.kind if other.tool_call_id is None else f"{other.kind} {other.tool_call_id}"
+        row(name, f"{other.chunks:,} chunks · {other.chars:,} chars · {other.tokens:,} tokens · "
+            f"first {_fmt_ms(other.first_ms)} · last {_fmt_ms(other.last_ms)}")
+    return table
+
+
+def _ms(ns: int) -> float:
+    return round(ns / 1e6, 3)
+
+
+def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]]:
+    """One dict per fragment, in arrival order, with its place among the tokens."""
+    positions = alignment.fragment_positions()
+    for f in trace.fragments:
+        stream, j = positions[f.index]
+        yield {
+            "index": f.index,
+            "kind": f.kind,
+            "tool_call_id": f.tool_call_id,
+            "text": f.text,
+            "t_ms": _ms(f.t_ns),
+            "byte_start": stream.fragment_byte_start(j),
+            "byte_end": stream.fragment_byte_ends[j],
+            "token_start": stream.fragment_token_start[j],
+            "token_end": stream.fragment_token_end[j],
+            "starts_mid_token": stream.fragment_starts_mid_token[j],
+            "ends_mid_token": stream.fragment_ends_mid_token[j],
+        }
+
+
+def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str, Any]:
+    """The ``--json`` document: the trace, its alignment and its stats."""
+    return {
+        "trace_id": trace.id,
+        "model": trace.model_id,
+        "encoding": trace.encoding_name,
+        "encoding_exact": trace.encoding_exact,
+        "status": trace.status,
+        "error": trace.error,
+        "started_utc": trace.started_utc,
+        "prompt": trace.prompt,
+        "system": trace.system,
+        "options": trace.options,
+        "fragments": list(fragment_rows(trace, alignment)),
+        "streams": [
+            {
+                "kind": s.kind,
+                "tool_call_id": s.tool_call_id,
+                "fragment_indices": [f.index for f in s.fragments],
+                "tokens": [
+                    {
+                        "index": t.index,
+                        "id": t.id,
+                        "byte_start": t.byte_start,
+                        "byte_end": t.byte_end,
+                        "first_fragment": s.fragments[t.first_fragment].index,
+                        "last_fragment": s.fragments[t.last_fragment].index,
+                        "t_ms": _ms(t.t_ns),
+                    }
+                    for t in s.tokens()
+                ],
+            }
+            for s in alignment.streams
+        ],
+        "stats": stats.to_dict(),
+    }

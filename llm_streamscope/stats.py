@@ -1,0 +1,215 @@
+"""Rate statistics of one aligned trace.
+
+Names follow AIPerf and vLLM ``bench serve`` where they have one: ``ttft`` is
+the time from starting the request to the first non-empty text fragment, ``ttst``
+the time from the first to the second text chunk, ``gap`` what AIPerf calls the
+inter-chunk latency, and ``itl`` the per-token inter-token latency computed from
+the time each token was complete (so tokens that arrive in one chunk have an ITL
+of 0, and the mean equals AIPerf's ``(last - first) / (tokens - 1)``).
+Percentiles interpolate linearly between ranks, as numpy's default does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+from .trace import Alignment, StreamAlignment, Trace
+
+# Perceived-latency bands for TTFT, from interaction research: under 50 ms feels
+# instant, under 100 ms responsive, under 1 s keeps the flow, past 1 s the wait is
+# noticed and past 3 s users grow impatient.
+TTFT_BANDS = ((50.0, "instant"), (100.0, "responsive"), (1000.0, "fluid"), (3000.0, "noticed"))
+TTFT_BAND_SLOW = "impatient"
+
+DEFAULT_GAP_MS = 50.0
+HISTOGRAM_TOP = 8
+"""Chunks delivering this many tokens or more share the last histogram bucket."""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    count: int
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: list[float]) -> Distribution:
+        if not values:
+            return cls(0, None, None, None, None, None)
+        ordered = sorted(values)
+        return cls(
+            count=len(ordered),
+            mean=sum(ordered) / len(ordered),
+            p50=percentile(ordered, 50),
+            p90=percentile(ordered, 90),
+            p99=percentile(ordered, 99),
+            max=ordered[-1],
+        )
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """Counts for a stream other than the answer text (reasoning, a tool call)."""
+
+    kind: str
+    tool_call_id: str | None
+    chunks: int
+    chars: int
+    tokens: int
+    first_ms: float | None
+    last_ms: float | None
+
+
+@dataclass(frozen=True)
+class Stats:
+    ttft_ms: float | None
+    ttft_band: str | None
+    ttst_ms: float | None
+    total_ms: float | None
+    chunks: int
+    chars: int
+    bytes: int
+    tokens: int
+    usage_input_tokens: int | None
+    usage_output_tokens: int | None
+    tokens_minus_usage: int | None
+    """Streamscope's token count minus the provider-reported output tokens."""
+    chars_per_chunk: Distribution
+    tokens_per_chunk: Distribution
+    tokens_per_chunk_histogram: dict[str, int]
+    """Chunks by how many tokens they completed: "0", "1", ..., "8+"."""
+    one_token_chunks_pct: float | None
+    """Share of chunks that are exactly one whole token."""
+    sub_token_chunks: int
+    """Chunks that carry part of a single token and nothing else."""
+    split_tokens: int
+    """Tokens whose bytes arrived in more than one chunk."""
+    gap_ms: Distribution
+    stall_threshold_ms: float
+    stalls: int
+    stall_ms: float
+    """Total time spent in gaps longer than the threshold."""
+    itl_ms: Distribution
+    tokens_per_s: float | None
+    """Output tokens per second after the first chunk (TTFT excluded)."""
+    chars_per_s: float | None
+    other_streams: tuple[StreamSummary, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks of sorted ``ordered``."""
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def ttft_band(ttft_ms: float | None) -> str | None:
+    if ttft_ms is None:
+        return None
+    for limit, name in TTFT_BANDS:
+        if ttft_ms < limit:
+            return name
+    return TTFT_BAND_SLOW
+
+
+def _ms(ns: int) -> float:
+    return ns / 1e6
+
+
+def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GAP_MS) -> Stats:
+    text = alignment.stream("text")
+    chunk_indices = [j for j, f in enumerate(text.fragments) if f.text] if text else []
+    times = [text.fragments[j].t_ns for j in chunk_indices] if text else []
+    end_ns = trace.end_ns
+    if end_ns is None and trace.fragments:
+        end_ns = trace.fragments[-1].t_ns
+
+    gaps = [_ms(b - a) for a, b in zip(times, times[1:])]
+    stall_gaps = [g for g in gaps if g > gap_ms]
+    tokens = text.token_count if text else 0
+    chars = len(text.text) if text else 0
+
+    per_chunk_tokens: list[float] = []
+    histogram: dict[str, int] = {}
+    one_token = sub_token = split = 0
+    itl: list[float] = []
+    tokens_per_s = chars_per_s = None
+    if text and chunk_indices:
+        completed = Counter(text.token_last_fragment)
+        per_chunk_tokens = [float(completed.get(j, 0)) for j in chunk_indices]
+        buckets = Counter(min(int(n), HISTOGRAM_TOP) for n in per_chunk_tokens)
+        histogram = {
+            (f"{n}+" if n == HISTOGRAM_TOP else str(n)): buckets[n]
+            for n in range(HISTOGRAM_TOP + 1)
+            if buckets[n] or n <= 1
+        }
+        for j in chunk_indices:
+            span = text.fragment_token_end[j] - text.fragment_token_start[j]
+            mid = text.fragment_starts_mid_token[j] or text.fragment_ends_mid_token[j]
+            if span == 1 and not mid:
+                one_token += 1
+            elif span == 1:
+                sub_token += 1
+        split = sum(
+            1 for a, b in zip(text.token_first_fragment, text.token_last_fragment) if a != b
+        )
+        token_times = text.token_times_ns()
+        itl = [_ms(b - a) for a, b in zip(token_times, token_times[1:])]
+        first_j = chunk_indices[0]
+        window_s = (times[-1] - times[0]) / 1e9
+        if window_s > 0:
+            tokens_per_s = (tokens - completed.get(first_j, 0)) / window_s
+            chars_per_s = (chars - len(text.fragments[first_j].text)) / window_s
+
+    ttft = _ms(times[0]) if times else None
+    usage_output = trace.usage_output
+    return Stats(
+        ttft_ms=ttft,
+        ttft_band=ttft_band(ttft),
+        ttst_ms=gaps[0] if gaps else None,
+        total_ms=_ms(end_ns) if end_ns is not None else None,
+        chunks=len(chunk_indices),
+        chars=chars,
+        bytes=text.fragment_byte_ends[-1] if text and text.fragments else 0,
+        tokens=tokens,
+        usage_input_tokens=trace.usage_input,
+        usage_output_tokens=usage_output,
+        tokens_minus_usage=tokens - usage_output if usage_output is not None else None,
+        chars_per_chunk=Distribution.of(
+            [float(len(text.fragments[j].text)) for j in chunk_indices] if text else []
+        ),
+        tokens_per_chunk=Distribution.of(per_chunk_tokens),
+        tokens_per_chunk_histogram=histogram,
+        one_token_chunks_pct=100.0 * one_token / len(chunk_indices) if chunk_indices else None,
+        sub_token_chunks=sub_token,
+        split_tokens=split,
+        gap_ms=Distribution.of(gaps),
+        stall_threshold_ms=gap_ms,
+        stalls=len(stall_gaps),
+        stall_ms=sum(stall_gaps),
+        itl_ms=Distribution.of(itl),
+        tokens_per_s=tokens_per_s,
+        chars_per_s=chars_per_s,
+        other_streams=tuple(_summary(s) for s in alignment.streams if s.kind != "text"),
+    )
+
+
+def _summary(stream: StreamAlignment) -> StreamSummary:
+    nonempty = [f for f in stream.fragments if f.text]
+    return StreamSummary(
+        kind=stream.kind,
+        tool_call_id=stream.tool_call_id,
+        chunks=len(nonempty),
+        chars=len(stream.text),
+        tokens=stream.token_count,
+        first_ms=_ms(nonempty[0].t_ns) if nonempty else None,
+        last_ms=_ms(nonempty[-1].t_ns) if nonempty else None,
+    )

@@ -1,0 +1,1 @@
+"""Texts the streamscope simulator streams (``-o text NAME``: NAME is a file stem)."""
