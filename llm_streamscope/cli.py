@@ -90,7 +90,7 @@ def run(
     from . import encodings
     from .align import align
     from .capture import capture
-    from .render import AlignmentPanel, LIVE_TABLE, stats_table, trace_document
+    from .render import LIVE_TABLE, AlignmentPanel, stats_table, trace_document
     from .stats import compute_stats
     from .trace import STATUS_COMPLETE, STATUS_INTERRUPTED
 
@@ -137,8 +137,11 @@ def run(
     stats = compute_stats(trace, alignment, gap_ms=gap_ms)
 
     if json_:
-        click.echo(json.dumps(trace_document(trace, alignment, stats), ensure_ascii=False,
-                              indent=2, default=str))
+        click.echo(
+            json.dumps(
+                trace_document(trace, alignment, stats), ensure_ascii=False, indent=2, default=str
+            )
+        )
     elif trace.fragments:
         console = make_console()
         color = console.color_system is not None and not console.no_color
@@ -146,7 +149,9 @@ def run(
             console.print(
                 f"Encoding {encoding_name} is approximate: tiktoken does not know "
                 f"{model.model_id}'s tokenizer (set one with --encoding).",
-                style="yellow", markup=False, highlight=False,
+                style="yellow",
+                markup=False,
+                highlight=False,
             )
         console.rule("alignment", style="dim")
         console.print(AlignmentPanel(alignment, view=view, color=color))
@@ -223,9 +228,7 @@ def _validated_options(llm: Any, model: Any, options: tuple[tuple[str, str], ...
     validated: dict[str, Any] = {}
     if options:
         try:
-            validated = {
-                k: v for k, v in model.Options(**dict(options)) if v is not None
-            }
+            validated = {k: v for k, v in model.Options(**dict(options)) if v is not None}
         except pydantic.ValidationError as ex:
             raise click.ClickException(" ".join(render_errors(ex.errors()).split())) from None
     for k, v in get_model_options(model.model_id).items():

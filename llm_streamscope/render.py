@@ -85,8 +85,11 @@ class AlignmentView:
         out = Text(no_wrap=False, end="\n")
         token_ends = s.token_byte_ends
         chunk_ends = s.fragment_byte_ends
-        split = {i for i, (a, b) in enumerate(zip(s.token_first_fragment, s.token_last_fragment))
-                 if a != b}
+        split = {
+            i
+            for i, (a, b) in enumerate(zip(s.token_first_fragment, s.token_last_fragment))
+            if a != b
+        }
         ti = 0  # token holding the current character's first byte
         ci = 0  # fragment holding it
         offset = 0
@@ -216,21 +219,36 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
         f"{_fmt_num(stats.chars_per_chunk.p50)}",
     )
     histogram = " · ".join(f"{k}: {v:,}" for k, v in stats.tokens_per_chunk_histogram.items())
-    row("tokens/chunk", f"mean {_fmt_num(stats.tokens_per_chunk.mean, 2)} · chunks by tokens "
-        f"completed: {histogram or '-'}")
-    row("one-token chunks", "-" if stats.one_token_chunks_pct is None
-        else f"{stats.one_token_chunks_pct:.1f}% are exactly one whole token")
+    row(
+        "tokens/chunk",
+        f"mean {_fmt_num(stats.tokens_per_chunk.mean, 2)} · chunks by tokens "
+        f"completed: {histogram or '-'}",
+    )
+    row(
+        "one-token chunks",
+        "-"
+        if stats.one_token_chunks_pct is None
+        else f"{stats.one_token_chunks_pct:.1f}% are exactly one whole token",
+    )
     row("sub-token chunks", f"{stats.sub_token_chunks:,} · split tokens {stats.split_tokens:,}")
     row("gap", _fmt_dist(stats.gap_ms))
-    row(f"stalls > {stats.stall_threshold_ms:g} ms",
-        f"{stats.stalls:,}" + (f" ({_fmt_ms(stats.stall_ms)} in all)" if stats.stalls else ""))
+    row(
+        f"stalls > {stats.stall_threshold_ms:g} ms",
+        f"{stats.stalls:,}" + (f" ({_fmt_ms(stats.stall_ms)} in all)" if stats.stalls else ""),
+    )
     row("ITL", _fmt_dist(stats.itl_ms))
-    row("tokens/s", f"{_fmt_num(stats.tokens_per_s)} (after first chunk) · chars/s "
-        f"{_fmt_num(stats.chars_per_s)}")
+    row(
+        "tokens/s",
+        f"{_fmt_num(stats.tokens_per_s)} (after first chunk) · chars/s "
+        f"{_fmt_num(stats.chars_per_s)}",
+    )
     for other in stats.other_streams:
         name = other.kind if other.tool_call_id is None else f"{other.kind} {other.tool_call_id}"
-        row(name, f"{other.chunks:,} chunks · {other.chars:,} chars · {other.tokens:,} tokens · "
-            f"first {_fmt_ms(other.first_ms)} · last {_fmt_ms(other.last_ms)}")
+        row(
+            name,
+            f"{other.chunks:,} chunks · {other.chars:,} chars · {other.tokens:,} tokens · "
+            f"first {_fmt_ms(other.first_ms)} · last {_fmt_ms(other.last_ms)}",
+        )
     return table
 
 

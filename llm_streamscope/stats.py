@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 
 from .trace import Alignment, StreamAlignment, Trace
 
@@ -132,7 +133,7 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
     if end_ns is None and trace.fragments:
         end_ns = trace.fragments[-1].t_ns
 
-    gaps = [_ms(b - a) for a, b in zip(times, times[1:])]
+    gaps = [_ms(b - a) for a, b in pairwise(times)]
     stall_gaps = [g for g in gaps if g > gap_ms]
     tokens = text.token_count if text else 0
     chars = len(text.text) if text else 0
@@ -162,7 +163,7 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
             1 for a, b in zip(text.token_first_fragment, text.token_last_fragment) if a != b
         )
         token_times = text.token_times_ns()
-        itl = [_ms(b - a) for a, b in zip(token_times, token_times[1:])]
+        itl = [_ms(b - a) for a, b in pairwise(token_times)]
         first_j = chunk_indices[0]
         window_s = (times[-1] - times[0]) / 1e9
         if window_s > 0:

@@ -1,14 +1,12 @@
 """The types that pass between the stages: capture -> align -> stats -> render.
 
-Every type is immutable. ``Fragment`` is a ``NamedTuple`` rather than a frozen
-dataclass because one is built per streamed event on the capture hot path, and
-a NamedTuple costs a third of a frozen dataclass to create.
+Every type is an immutable dataclass. ``Fragment`` and ``Token`` use slots: one
+``Fragment`` is built per streamed event on the capture hot path (~0.3 µs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 # The kinds of llm StreamEvent that carry streamed text.
 KINDS = ("text", "reasoning", "tool_call_name", "tool_call_args")
@@ -18,7 +16,8 @@ STATUS_ERROR = "error"
 STATUS_INTERRUPTED = "interrupted"
 
 
-class Fragment(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Fragment:
     """One streamed event, as llm yielded it."""
 
     index: int
@@ -64,14 +63,15 @@ class Trace:
         return "".join(f.text for f in self.fragments if f.kind == kind)
 
     def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
-        """Fragments grouped by stream key, in arrival order; ``text`` first when present."""
+        """Fragments grouped by stream key; streams in order of their first fragment."""
         grouped: dict[tuple[str, str | None], list[Fragment]] = {}
         for fragment in self.fragments:
             grouped.setdefault(fragment.stream, []).append(fragment)
         return grouped
 
 
-class Token(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Token:
     """One BPE token of the final text, placed in time.
 
     Built on demand from an ``Alignment``; the alignment itself stores columns.

@@ -1,5 +1,7 @@
 """The alignment, checked against tiktoken and a byte-by-byte oracle."""
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,7 +73,9 @@ def check(pieces, encoding):
 
 alphabet = st.one_of(
     st.characters(codec="utf-8"),
-    st.sampled_from(["👩‍💻", "👨‍👩‍👧‍👦", "🏳️‍🌈", "日本語", "é", "e\u0301", " ", "\n", "  ", "<|endoftext|>"]),
+    st.sampled_from(
+        ["👩‍💻", "👨‍👩‍👧‍👦", "🏳️‍🌈", "日本語", "é", "e\u0301", " ", "\n", "  ", "<|endoftext|>"]
+    ),
 )
 
 
@@ -82,7 +86,7 @@ def test_alignment_matches_tiktoken_for_any_fragmentation(o200k, parts, data):
     # Cut anywhere between characters, allowing empty fragments.
     cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=12)))
     bounds = [0, *cuts, len(text)]
-    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    pieces = [text[a:b] for a, b in pairwise(bounds)]
     check(pieces, o200k)
 
 

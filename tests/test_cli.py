@@ -33,8 +33,16 @@ def test_run_shows_live_text_alignment_and_stats():
     assert "─ alignment ─" in out and "─ stats ─" in out
     # plain output (not a terminal): one-token chunks show a │ between every token
     assert "│" in out.split("─ alignment ─")[1]
-    for label in ("TTFT", "TTST", "tokens/chunk", "one-token chunks", "gap", "stalls > 50 ms",
-                  "ITL", "tokens/s"):
+    for label in (
+        "TTFT",
+        "TTST",
+        "tokens/chunk",
+        "one-token chunks",
+        "gap",
+        "stalls > 50 ms",
+        "ITL",
+        "tokens/s",
+    ):
         assert label in out
     assert "100.0% are exactly one whole token" in out
     assert result.stderr == ""
@@ -74,8 +82,9 @@ def test_prompt_from_stdin_system_prompt_and_options():
 
 
 def test_profile_with_sub_token_chunks():
-    result, doc = run_json(*FAST, "-o", "profile", "gemini-flash", "-o", "text", "multilingual",
-                           "hi")
+    result, doc = run_json(
+        *FAST, "-o", "profile", "gemini-flash", "-o", "text", "multilingual", "hi"
+    )
     assert result.exit_code == 0
     stats = doc["stats"]
     assert stats["chars_per_chunk"]["mean"] > 50

@@ -31,8 +31,18 @@ def make(pieces, o200k, kinds=None):
         Fragment(i, (kinds or {}).get(i, "text"), p, (i + 1) * 1_000_000)
         for i, p in enumerate(pieces)
     )
-    trace = Trace("tid", "streamscope-sim", "o200k_base", True, "p", None, "2026-01-01",
-                  fragments, usage_output=3, end_ns=len(pieces) * 1_000_000 + 1)
+    trace = Trace(
+        "tid",
+        "streamscope-sim",
+        "o200k_base",
+        True,
+        "p",
+        None,
+        "2026-01-01",
+        fragments,
+        usage_output=3,
+        end_ns=len(pieces) * 1_000_000 + 1,
+    )
     alignment = align(trace, o200k)
     return trace, alignment, compute_stats(trace, alignment)
 
@@ -47,14 +57,19 @@ def unmarked(out):
 
 def render(renderable, color):
     buf = io.StringIO()
-    console = Console(file=buf, width=60, force_terminal=color, color_system="truecolor"
-                      if color else None, highlight=False)
+    console = Console(
+        file=buf,
+        width=60,
+        force_terminal=color,
+        color_system="truecolor" if color else None,
+        highlight=False,
+    )
     console.print(renderable)
     return buf.getvalue()
 
 
 def test_plain_view_marks_tokens_and_chunks(o200k):
-    trace, alignment, _ = make(["Stre", "aming is", " fast"], o200k)
+    _, alignment, _ = make(["Stre", "aming is", " fast"], o200k)
     out = render(AlignmentView(alignment.stream("text"), "both", color=False), color=False)
     assert out == "Stre│aming¦ is│ fast\n"
     assert render(AlignmentView(alignment.stream("text"), "tokens", False), False) == (
@@ -74,7 +89,7 @@ def test_markup_in_model_text_is_literal(o200k):
 
 def test_escape_sequences_never_reach_the_terminal(o200k):
     evil = "Hi\x1b[2J\x1b]0;pwned\x07 there\r\u202eevil\x9b31m"
-    _, alignment, stats = make([evil], o200k)
+    _, alignment, _ = make([evil], o200k)
     for color in (True, False):
         out = render(AlignmentPanel(alignment, "both", color), color)
         assert "\x1b[2J" not in out and "\x1b]0" not in out and "\x07" not in out
@@ -93,7 +108,7 @@ def test_newlines_and_tabs_are_visible(o200k):
 def test_split_tokens_are_highlighted(o200k):
     _, alignment, _ = make(["Stre", "aming is"], o200k)
     text = AlignmentView(alignment.stream("text"), "both", color=True).text()
-    split_spans = [text.plain[s.start:s.end] for s in text.spans if s.style == SPLIT_STYLE]
+    split_spans = [text.plain[s.start : s.end] for s in text.spans if s.style == SPLIT_STYLE]
     assert "".join(split_spans) == "Streaming"
     # Colour: no ¦ marks, but the chunk boundary mark is still there.
     assert text.plain == "Stre│aming is"
@@ -107,7 +122,7 @@ def test_character_spanning_tokens_is_shown_once(o200k):
 
 
 def test_stats_table_lists_the_headline_numbers(o200k):
-    trace, alignment, stats = make(["Hello", " world", "!"], o200k)
+    trace, _, stats = make(["Hello", " world", "!"], o200k)
     out = render(stats_table(trace, stats), False)
     for label in ("TTFT", "TTST", "tokens/chunk", "gap", "stalls > 50 ms", "ITL", "tokens/s"):
         assert label in out
@@ -122,13 +137,32 @@ def test_json_document_schema(o200k):
     assert [f["text"] for f in doc["fragments"]] == ["Stre", "aming", " is"]
     first = doc["fragments"][0]
     assert first == {
-        "index": 0, "kind": "text", "tool_call_id": None, "text": "Stre", "t_ms": 1.0,
-        "byte_start": 0, "byte_end": 4, "token_start": 0, "token_end": 1,
-        "starts_mid_token": False, "ends_mid_token": True,
+        "index": 0,
+        "kind": "text",
+        "tool_call_id": None,
+        "text": "Stre",
+        "t_ms": 1.0,
+        "byte_start": 0,
+        "byte_end": 4,
+        "token_start": 0,
+        "token_end": 1,
+        "starts_mid_token": False,
+        "ends_mid_token": True,
     }
     s = doc["stats"]
-    for key in ("ttft_ms", "total_ms", "chunks", "chars", "tokens", "usage_output_tokens",
-                "tokens_per_chunk", "gap_ms", "stalls", "tokens_per_s", "itl_ms"):
+    for key in (
+        "ttft_ms",
+        "total_ms",
+        "chunks",
+        "chars",
+        "tokens",
+        "usage_output_tokens",
+        "tokens_per_chunk",
+        "gap_ms",
+        "stalls",
+        "tokens_per_s",
+        "itl_ms",
+    ):
         assert key in s
     assert set(s["gap_ms"]) >= {"mean", "p50", "p90", "p99", "max"}
     tokens = doc["streams"][0]["tokens"]

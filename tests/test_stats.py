@@ -21,8 +21,16 @@ def trace_of(pieces, times_ms, usage_output=None, end_ms=None, kinds=None):
         for i, (p, t) in enumerate(zip(pieces, times_ms))
     )
     return Trace(
-        "t", "m", "o200k_base", True, None, None, "", fragments,
-        usage_output=usage_output, end_ns=int((end_ms or times_ms[-1]) * MS),
+        "t",
+        "m",
+        "o200k_base",
+        True,
+        None,
+        None,
+        "",
+        fragments,
+        usage_output=usage_output,
+        end_ns=int((end_ms or times_ms[-1]) * MS),
     )
 
 
@@ -112,8 +120,16 @@ def test_percentile_interpolates_like_numpy():
 
 @pytest.mark.parametrize(
     "ms,band",
-    [(10, "instant"), (49.9, "instant"), (50, "responsive"), (99, "responsive"),
-     (500, "fluid"), (1500, "noticed"), (3000, "impatient"), (None, None)],
+    [
+        (10, "instant"),
+        (49.9, "instant"),
+        (50, "responsive"),
+        (99, "responsive"),
+        (500, "fluid"),
+        (1500, "noticed"),
+        (3000, "impatient"),
+        (None, None),
+    ],
 )
 def test_ttft_bands(ms, band):
     assert ttft_band(ms) == band

@@ -50,7 +50,7 @@ class SimChat(Chat):
         )
         text: str = Field(
             default=profiles.DEFAULT_SAMPLE,
-            description="Sample text to stream (prose, code, multilingual)",
+            description="Sample text to stream: " + ", ".join(profiles.sample_names()),
         )
         chunks: int | None = Field(
             default=None,

@@ -400,6 +400,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(ApiError(404, f"Invalid URL (GET {path})"))
 
     def do_POST(self) -> None:
+        self.server.sim._count_post()
         path = self._path()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -633,6 +634,8 @@ class SimServer:
         self._logs_lock = threading.Lock()
         self.last_completion_id: str | None = None
         """The id of the most recent response (racy if several clients share the server)."""
+        self.post_count = 0
+        """POST requests received, errors and retries included."""
 
     @property
     def host(self) -> str:
@@ -680,6 +683,10 @@ class SimServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _count_post(self) -> None:
+        with self._logs_lock:
+            self.post_count += 1
 
     def _add_log(self, log: SendLog) -> None:
         with self._logs_lock:
