@@ -106,7 +106,10 @@ def run(
     prompt = _read_prompt(prompt)
 
     if encoding_name:
-        encodings.check_encoding_name(encoding_name)  # fail before the request, not after
+        try:
+            encodings.check_encoding_name(encoding_name)  # fail before the request, not after
+        except encodings.EncodingError as ex:
+            raise click.ClickException(str(ex)) from None
         exact = True
     else:
         encoding_name, exact = encodings.encoding_for_model(model)
@@ -144,7 +147,7 @@ def run(
         )
     elif trace.fragments:
         console = make_console()
-        color = console.color_system is not None and not console.no_color
+        color = console.color_system is not None
         if not exact:
             console.print(
                 f"Encoding {encoding_name} is approximate: tiktoken does not know "
@@ -201,10 +204,15 @@ class LiveText:
 
 
 def make_console() -> Console:
+    """A console for stdout: styled on a terminal, plain text when piped or with NO_COLOR."""
+    import os
+
     from rich.console import Console
 
+    # NO_COLOR means plain text here (rich alone would drop colours but keep bold).
+    plain = bool(os.environ.get("NO_COLOR"))
     # highlight=False: rich must not colour numbers or URLs inside model text.
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, color_system=None if plain else "auto")
 
 
 def _resolve_model(llm: Any, model_id: str | None) -> Any:

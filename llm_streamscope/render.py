@@ -253,7 +253,7 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
 
 
 def _ms(ns: int) -> float:
-    return round(ns / 1e6, 3)
+    return ns / 1e6
 
 
 def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]]:

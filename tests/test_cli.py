@@ -121,10 +121,10 @@ def test_any_openai_compatible_model_gets_an_approximate_encoding(isolated_env):
     (isolated_env / "extra-openai-models.yaml").write_text(
         f"- model_id: my-local\n  model_name: my-local\n  api_base: {server.url}/v1\n"
     )
-    result = run("-m", "my-local", "hi")
+    result = run("-m", "my-local", "-o", "max_tokens", "20", "hi")
     assert result.exit_code == 0, result.output
     assert "approximate" in result.stdout
-    result, doc = run_json("-m", "my-local", "hi")
+    result, doc = run_json("-m", "my-local", "-o", "max_tokens", "20", "hi")
     assert doc["encoding"] == "o200k_base" and doc["encoding_exact"] is False
 
 

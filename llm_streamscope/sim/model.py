@@ -15,7 +15,6 @@ from llm.default_plugins.openai_models import Chat
 from pydantic import Field, field_validator
 
 from . import profiles
-from .server import get_server
 
 MODEL_ID = "streamscope-sim"
 
@@ -24,12 +23,20 @@ MODEL_ID = "streamscope-sim"
 SIM_OPTIONS = ("seed", "speed", "profile", "text", "chunks", "drop_after", "error")
 
 
+def _sample_list() -> str:
+    # Never let a broken install stop llm itself from loading the plugin.
+    try:
+        return ", ".join(profiles.sample_names())
+    except Exception:
+        return "prose, code, multilingual"
+
+
 class SimChat(Chat):
     """A simulated OpenAI chat model streaming a sample text from 127.0.0.1."""
 
     model_id = MODEL_ID
-    needs_key = None
-    key_env_var = None
+    needs_key = None  # type: ignore[assignment]  # llm types it str; None = no key
+    key_env_var = None  # type: ignore[assignment]
     can_stream = True
     tiktoken_encoding = profiles.ENCODING_NAME
     """The encoding the simulator cuts its chunks with (read by streamscope's alignment)."""
@@ -50,7 +57,7 @@ class SimChat(Chat):
         )
         text: str = Field(
             default=profiles.DEFAULT_SAMPLE,
-            description="Sample text to stream: " + ", ".join(profiles.sample_names()),
+            description="Sample text to stream: " + _sample_list(),
         )
         chunks: int | None = Field(
             default=None,
@@ -92,13 +99,16 @@ class SimChat(Chat):
             return value
 
     def __init__(self) -> None:
-        super().__init__(MODEL_ID, can_stream=True)
+        # _Shared.__init__ sets instance attributes; keep what the class (or a subclass) says.
+        super().__init__(type(self).model_id, can_stream=type(self).can_stream)
 
     def __str__(self) -> str:
         return f"Streamscope simulator: {self.model_id}"
 
     def prepare(self) -> None:
         """Start the server and tokenize the samples, so neither lands inside a measured TTFT."""
+        from .server import get_server
+
         get_server()
         profiles.prepare_samples()
 
@@ -118,5 +128,7 @@ class SimChat(Chat):
     ) -> Iterator[Any]:
         # Per call, when iteration starts: llm's prompts are lazy, and the shared
         # server starts on first use, never at registration.
+        from .server import get_server
+
         self.api_base = get_server().base_url
         yield from super().execute(prompt, stream, response, conversation, key)

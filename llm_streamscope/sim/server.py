@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import profiles
 
@@ -235,6 +235,14 @@ class SimRequest:
 # The send log
 
 
+class SentChunk(NamedTuple):
+    """One content chunk as the server sent it."""
+
+    t_ns: int
+    """``time.perf_counter_ns()`` right after its ``sendall`` returned."""
+    text: str
+
+
 @dataclass
 class SendLog:
     """Ground truth for one response, filled in while it is sent.
@@ -266,6 +274,21 @@ class SendLog:
     def content(self) -> str:
         """Everything sent as content, concatenated."""
         return "".join(self.chunks)
+
+    # A send log is also the sequence of its sent content chunks: len(log) is the
+    # number of content chunks sent, log[i] is SentChunk(t_ns, text).
+
+    def __len__(self) -> int:
+        return len(self.sent_ns)
+
+    def __bool__(self) -> bool:
+        return True  # a log of an empty response is still a log
+
+    def __getitem__(self, index: int) -> SentChunk:
+        return SentChunk(self.sent_ns[index], self.chunks[index])
+
+    def __iter__(self) -> Iterator[SentChunk]:
+        return map(SentChunk, self.sent_ns, self.chunks)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -302,10 +325,11 @@ class _Padding:
     Other chunks get a short random padding.
     """
 
+    _pool = "".join(_ids.choices(_ALNUM, k=4096))  # made once: a response starts at no cost
+
     def __init__(self) -> None:
         self.base = _ids.randint(9, 13)
-        self._pool = "".join(_ids.choices(_ALNUM, k=4096))
-        self._pos = 0
+        self._pos = _ids.randrange(len(self._pool))
 
     def _take(self, n: int) -> str:
         if self._pos + n > len(self._pool):
@@ -360,9 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- plain JSON answers
 
-    def _send_json(
-        self, status: int, data: Any, headers: dict[str, str] | None = None
-    ) -> None:
+    def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(data, ensure_ascii=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -504,8 +526,11 @@ class _Handler(BaseHTTPRequestHandler):
         def send_role() -> None:
             send(
                 _frame(
-                    head + '{"role":"assistant","content":"","refusal":null}' + content_tail
-                    + pad.other() + '"}'
+                    head
+                    + '{"role":"assistant","content":"","refusal":null}'
+                    + content_tail
+                    + pad.other()
+                    + '"}'
                 )
             )
 
@@ -522,8 +547,13 @@ class _Handler(BaseHTTPRequestHandler):
             escaped = dumps(text, ensure_ascii=False)
             send(
                 _frame(
-                    head + '{"content":' + escaped + "}" + content_tail
-                    + pad.for_content(len(escaped) - 2) + '"}'
+                    head
+                    + '{"content":'
+                    + escaped
+                    + "}"
+                    + content_tail
+                    + pad.for_content(len(escaped) - 2)
+                    + '"}'
                 )
             )
             sent_ns.append(perf())
@@ -540,16 +570,30 @@ class _Handler(BaseHTTPRequestHandler):
         log.completion_tokens = plan.completion_tokens
         send(
             _frame(
-                head + "{}" + ',"logprobs":null,"finish_reason":'
-                + dumps(plan.finish_reason) + "}]" + usage_null + ',"obfuscation":"'
-                + pad.other() + '"}'
+                head
+                + "{}"
+                + ',"logprobs":null,"finish_reason":'
+                + dumps(plan.finish_reason)
+                + "}]"
+                + usage_null
+                + ',"obfuscation":"'
+                + pad.other()
+                + '"}'
             )
         )
         if request.include_usage:
             log.prompt_tokens = profiles.count_tokens(request.prompt_text())
             usage = dumps(_usage(log.prompt_tokens, plan.completion_tokens), separators=(",", ":"))
-            send(_frame(head[: head.index('"choices"')] + '"choices":[],"usage":' + usage
-                        + ',"obfuscation":"' + pad.other() + '"}'))
+            send(
+                _frame(
+                    head[: head.index('"choices"')]
+                    + '"choices":[],"usage":'
+                    + usage
+                    + ',"obfuscation":"'
+                    + pad.other()
+                    + '"}'
+                )
+            )
         send(_frame("[DONE]") + _LAST_CHUNK)
         log.done_ns = perf()
         log.status = "complete"

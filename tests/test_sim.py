@@ -1,0 +1,547 @@
+"""The simulator: profiles (pure), the loopback server (raw HTTP) and the llm model (real client).
+
+Every request goes over real loopback HTTP with ``speed=0``: no sleeping, and no
+assertion on wall-clock time. The timing test works on generated numbers.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+import llm
+import openai
+import pydantic
+import pytest
+from click.testing import CliRunner
+
+from llm_streamscope.sim import profiles, server
+from llm_streamscope.sim.model import SimChat
+from llm_streamscope.sim.profiles import PROFILES, count_tokens, sample_names, sample_text
+from llm_streamscope.sim.server import SimServer, get_server
+
+SAMPLES = ("code", "multilingual", "prose")
+
+
+@pytest.fixture(scope="module")
+def model() -> llm.Model:
+    return llm.get_model("streamscope-sim")
+
+
+def completion_id(response: llm.Response) -> str:
+    assert response.response_json is not None
+    return str(response.response_json["id"])
+
+
+# --------------------------------------------------------------------------
+# Samples
+
+
+def test_samples_load_from_the_package() -> None:
+    assert set(SAMPLES) <= set(sample_names())
+    sizes = {name: len(sample_text(name)) for name in SAMPLES}
+    assert 2000 <= sizes["prose"] <= 2600
+    assert 1800 <= sizes["code"] <= 2500
+    assert 1300 <= sizes["multilingual"] <= 1700
+
+
+def test_multilingual_sample_has_the_hard_cases() -> None:
+    text = sample_text("multilingual")
+    for needle in (
+        "e\u0301",
+        "👩\u200d💻",
+        "👨\u200d👩\u200d👧\u200d👦",
+        "🏳\ufe0f\u200d🌈",
+        "👋🏽",
+    ):
+        assert needle in text
+    assert any("\u4e00" <= c <= "\u9fff" for c in text)  # CJK
+    assert any("\uac00" <= c <= "\ud7a3" for c in text)  # Hangul
+    assert any("\u0590" <= c <= "\u06ff" for c in text)  # Hebrew / Arabic
+
+
+# --------------------------------------------------------------------------
+# Profiles (pure)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("name", SAMPLES)
+def test_every_profile_cuts_back_to_the_text(profile: str, name: str) -> None:
+    text = sample_text(name)
+    chunks = PROFILES[profile].cut(text, seed=7)
+    assert "".join(chunks) == text
+    assert all(chunks)
+
+
+def test_gpt_4o_mini_sends_one_token_per_chunk_for_ascii_prose() -> None:
+    text = sample_text("prose")
+    chunks = PROFILES["gpt-4o-mini"].cut(text)
+    assert len(chunks) == count_tokens(text)
+    assert all(count_tokens(c) == 1 for c in chunks)
+
+
+def test_gpt_4o_mini_merges_partial_characters_into_valid_utf8() -> None:
+    text = sample_text("multilingual")
+    chunks = PROFILES["gpt-4o-mini"].cut(text)
+    tokens = count_tokens(text)
+    # Some tokens are pieces of one character: they were merged, never split.
+    assert len(chunks) < tokens
+    assert sum(count_tokens(c) for c in chunks) >= tokens - 5
+    for chunk in chunks:
+        chunk.encode("utf-8")  # a str that round-trips: no lone surrogates
+        assert "\ufffd" not in chunk
+    # A chunk holds several tokens only when a character needed them.
+    multi = [c for c in chunks if count_tokens(c) > 1]
+    assert multi and all(any(ord(ch) > 0x7FF for ch in c) for c in multi)
+
+
+def test_claude_haiku_groups_about_2_6_tokens_per_delta() -> None:
+    text = sample_text("prose") * 4
+    chunks = PROFILES["claude-haiku"].cut(text, seed=1)
+    ratio = count_tokens(text) / len(chunks)
+    assert 2.3 <= ratio <= 2.9
+
+
+def test_gemini_flash_cuts_about_100_characters_mid_token() -> None:
+    text = sample_text("prose") * 4
+    profile = PROFILES["gemini-flash"]
+    chunks = profile.cut(text, seed=1)
+    assert 85 <= len(text) / len(chunks) <= 115
+    # Cuts ignore token boundaries: many chunks end inside a token.
+    tt = profiles.tokenize(text)
+    ends = set(tt.token_ends)
+    lay = profiles.layout(text, profile, 1)
+    inside = [p for p in lay.points[:-1] if p not in ends]
+    assert len(inside) >= len(chunks) // 3
+
+
+def test_same_seed_same_chunks_and_delays() -> None:
+    text = sample_text("multilingual")
+    for profile in PROFILES.values():
+        assert profile.cut(text, seed=3) == profile.cut(text, seed=3)
+        assert profile.gaps(500, seed=3) == profile.gaps(500, seed=3)
+        assert profile.ttft(3) == profile.ttft(3)
+        assert profile.gaps(500, seed=3) != profile.gaps(500, seed=4)
+    for name in ("claude-haiku", "gemini-flash"):
+        assert PROFILES[name].cut(text, seed=3) != PROFILES[name].cut(text, seed=4)
+
+
+def test_gpt_4o_mini_timing_matches_published_figures() -> None:
+    profile = PROFILES["gpt-4o-mini"]
+    gaps_ms = [g * 1000 for g in profile.gaps(20_000, seed=2024)]
+    mean = statistics.fmean(gaps_ms)
+    slow = sum(g > 50 for g in gaps_ms) / len(gaps_ms)
+    assert 12.0 <= mean <= 14.0, mean
+    assert 0.05 <= slow <= 0.09, slow
+    assert max(gaps_ms) <= 130.0
+    assert min(gaps_ms) > 0
+    ttfts_ms = [profile.ttft(seed) * 1000 for seed in range(2000)]
+    assert max(ttfts_ms) < 100.0
+    assert min(ttfts_ms) >= 40.0
+
+
+@pytest.mark.parametrize(
+    ("name", "ttft_range", "gap_range"),
+    [("claude-haiku", (400, 700), (25, 40)), ("gemini-flash", (500, 900), (100, 250))],
+)
+def test_other_profiles_timing(
+    name: str, ttft_range: tuple[float, float], gap_range: tuple[float, float]
+) -> None:
+    profile = PROFILES[name]
+    gaps_ms = [g * 1000 for g in profile.gaps(20_000, seed=5)]
+    assert gap_range[0] <= statistics.fmean(gaps_ms) <= gap_range[1]
+    ttfts_ms = [profile.ttft(seed) * 1000 for seed in range(500)]
+    assert ttft_range[0] <= min(ttfts_ms) and max(ttfts_ms) <= ttft_range[1]
+
+
+def test_plan_cycles_and_cuts_at_max_tokens() -> None:
+    text = sample_text("prose")
+    gpt = PROFILES["gpt-4o-mini"]
+    n = count_tokens(text)
+    p = profiles.plan(text, gpt, chunks=2 * n + 10)
+    assert p.n_chunks == 2 * n + 10 and p.finish_reason == "stop"
+    assert p.text().startswith(text + text) and p.completion_tokens == 2 * n + 10
+    p = profiles.plan(text, gpt, max_tokens=10)
+    assert p.n_chunks == 10 and p.finish_reason == "length" and p.completion_tokens == 10
+    # Gemini's last chunk is shortened to end exactly after the 30th token.
+    p = profiles.plan(text, PROFILES["gemini-flash"], seed=1, max_tokens=30)
+    assert p.finish_reason == "length"
+    assert count_tokens(p.text()) == 30 == p.completion_tokens
+    assert profiles.plan(text, gpt, chunks=0).n_chunks == 0
+
+
+# --------------------------------------------------------------------------
+# The model, through llm's real OpenAI client
+
+
+def test_stream_events_equal_the_sample_and_the_send_log(model: llm.Model) -> None:
+    response = model.prompt("hi", speed=0)
+    events = list(response.stream_events())
+    assert all(e.type == "text" for e in events)
+    assert "".join(e.chunk for e in events) == sample_text("prose")
+    log = get_server().send_log(completion_id(response))
+    assert len(events) == len(log.chunks) == len(log.sent_ns)
+    assert [e.chunk for e in events] == log.chunks
+    assert log.status == "complete" and log.finish_reason == "stop"
+    assert log.sent_ns == sorted(log.sent_ns) and log.sent_ns[0] >= log.t0_ns
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_usage_is_the_o200k_token_count(model: llm.Model, name: str) -> None:
+    prompt = "Count the tokens, please: <|endoftext|>"
+    response = model.prompt(prompt, speed=0, text=name)
+    assert response.text() == sample_text(name)
+    usage = response.usage()
+    assert usage.output == count_tokens(sample_text(name))
+    assert usage.input == count_tokens(prompt)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_profile_streams_through_llm(model: llm.Model, profile: str) -> None:
+    response = model.prompt("hi", speed=0, profile=profile, text="multilingual", seed=9)
+    chunks = [e.chunk for e in response.stream_events()]
+    assert chunks == PROFILES[profile].cut(sample_text("multilingual"), seed=9)
+
+
+def test_chunks_option_sends_exactly_n(model: llm.Model) -> None:
+    n = 1234  # more than one pass over the prose (474 tokens)
+    response = model.prompt("hi", speed=0, chunks=n)
+    events = list(response.stream_events())
+    assert len(events) == n
+    assert response.usage().output == n
+    log = get_server().send_log(completion_id(response))
+    assert len(log.sent_ns) == n
+
+
+def test_max_tokens_finishes_with_length(model: llm.Model) -> None:
+    response = model.prompt("hi", speed=0, max_tokens=7)
+    events = list(response.stream_events())
+    assert len(events) == 7
+    assert response.response_json is not None
+    assert response.response_json["finish_reason"] == "length"
+    assert response.usage().output == 7
+
+
+def test_drop_after_raises_after_exactly_n_events(model: llm.Model) -> None:
+    response = model.prompt("hi", speed=0, drop_after=5)
+    seen = []
+    with pytest.raises(openai.APIConnectionError):
+        for event in response.stream_events():
+            seen.append(event.chunk)
+    assert len(seen) == 5
+    log = get_server().send_log(get_server().last_completion_id or "")
+    assert log.status == "dropped" and log.chunks == seen
+
+
+def test_error_option_raises_the_openai_error(model: llm.Model) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        model.prompt("hi", speed=0, error=400).text()
+    assert info.value.status_code == 400
+    assert "simulated by streamscope-sim" in info.value.message
+    assert isinstance(info.value.body, dict) and info.value.body["type"] == "invalid_request_error"
+
+
+def test_retryable_errors_are_retried_quickly(model: llm.Model) -> None:
+    srv = get_server()
+    before = srv.post_count
+    with pytest.raises(openai.RateLimitError):
+        model.prompt("hi", speed=0, error=429).text()
+    assert srv.post_count - before == 3  # the openai client's two retries, 1 ms apart
+
+
+def test_non_streaming(model: llm.Model) -> None:
+    response = model.prompt("hi", speed=0, stream=False, text="code")
+    assert response.text() == sample_text("code")
+    assert response.usage().output == count_tokens(sample_text("code"))
+    log = get_server().send_log(completion_id(response))
+    assert log.stream is False and log.chunks == [sample_text("code")]
+
+
+def test_bad_option_values_are_rejected(model: llm.Model) -> None:
+    with pytest.raises(pydantic.ValidationError, match="known profiles: gpt-4o-mini"):
+        model.prompt("hi", profile="gpt-9")
+    with pytest.raises(pydantic.ValidationError, match="known texts: code, multilingual"):
+        model.prompt("hi", text="poetry")
+    with pytest.raises(pydantic.ValidationError, match="greater than or equal to 0"):
+        model.prompt("hi", speed=-1)
+    with pytest.raises(pydantic.ValidationError):
+        model.prompt("hi", error=200)
+
+
+def test_model_declares_its_encoding_and_needs_no_key() -> None:
+    assert SimChat.tiktoken_encoding == "o200k_base"
+    chat = SimChat()
+    assert chat.model_id == "streamscope-sim" and chat.needs_key is None and chat.can_stream
+
+
+def test_prepare_starts_the_server_and_tokenizes_the_samples(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    SimChat().prepare()
+    assert server.server_started()
+
+    def no_tokenizer() -> None:
+        raise AssertionError("tokenizer work before the first token")
+
+    monkeypatch.setattr(profiles, "encoding", no_tokenizer)
+    for name in SAMPLES:
+        for profile in PROFILES.values():
+            plan = profiles.plan(sample_text(name), profile)  # seed None: fresh random layouts
+            assert next(plan.chunks())
+
+
+# --------------------------------------------------------------------------
+# The CLI
+
+
+def test_cli_prints_the_prose() -> None:
+    from llm.cli import cli
+
+    result = CliRunner().invoke(cli, ["-m", "streamscope-sim", "-o", "speed", "0", "hi"])
+    assert result.exit_code == 0, result.output
+    assert result.output == sample_text("prose") + "\n"
+
+
+def test_cli_rejects_bad_options() -> None:
+    from llm.cli import cli
+
+    result = CliRunner().invoke(cli, ["-m", "streamscope-sim", "-o", "profile", "nope", "hi"])
+    assert result.exit_code != 0
+    assert "known profiles: gpt-4o-mini, claude-haiku, gemini-flash" in result.output
+
+
+def test_llm_models_lists_the_model_without_starting_a_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llm.cli import cli
+
+    monkeypatch.setattr(server, "_shared", None)
+    result = CliRunner().invoke(cli, ["models", "--options"])
+    assert result.exit_code == 0, result.output
+    assert "Streamscope simulator: streamscope-sim" in result.output
+    assert not server.server_started()
+
+
+# --------------------------------------------------------------------------
+# The server over raw HTTP (no SDK)
+
+
+def raw_request(port: int, body: dict[str, Any], path: str = "/v1/chat/completions") -> bytes:
+    """Send one request over a plain socket and return the raw response bytes."""
+    data = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (path.encode(), len(data), data)
+        )
+        parts = []
+        while chunk := sock.recv(65536):
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+def dechunk(raw: bytes) -> tuple[dict[str, str], list[bytes]]:
+    """Split a chunked HTTP response into its headers and its chunk payloads, checking framing."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 200 OK"
+    headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    assert headers["transfer-encoding"] == "chunked"
+    chunks: list[bytes] = []
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        payload, rest = rest[:size], rest[size:]
+        assert rest[:2] == b"\r\n"
+        rest = rest[2:]
+        if size == 0:
+            assert rest == b""
+            return headers, chunks
+        chunks.append(payload)
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Any:
+    with SimServer() as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_wire_format(own_server: SimServer, include_usage: bool) -> None:
+    body: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Say something"}],
+        "stream": True,
+        "streamscope": {"speed": 0, "text": "multilingual"},
+    }
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    headers, chunks = dechunk(raw_request(own_server.port, body))
+    assert headers["content-type"].startswith("text/event-stream")
+    # One SSE event per HTTP chunk, read line by line.
+    events = []
+    for payload in chunks:
+        text = payload.decode("utf-8")
+        lines = text.split("\n")
+        assert lines[0].startswith("data: ") and lines[1:] == ["", ""], text
+        events.append(lines[0][len("data: ") :])
+    assert events[-1] == "[DONE]"
+    objs = [json.loads(e) for e in events[:-1]]
+    ids = {o["id"] for o in objs}
+    assert len(ids) == 1 and next(iter(ids)).startswith("chatcmpl-")
+    for o in objs:
+        assert o["object"] == "chat.completion.chunk" and o["model"] == "gpt-4o-mini"
+        assert {"created", "service_tier", "system_fingerprint", "obfuscation"} <= set(o)
+        assert ("usage" in o) is include_usage
+    role, *content, finish = objs[:-1] if include_usage else objs
+    assert role["choices"] == [
+        {
+            "index": 0,
+            "delta": {"role": "assistant", "content": "", "refusal": None},
+            "logprobs": None,
+            "finish_reason": None,
+        }
+    ]
+    assert all(list(c["choices"][0]["delta"]) == ["content"] for c in content)
+    assert all(c["choices"][0]["finish_reason"] is None for c in content)
+    text = "".join(c["choices"][0]["delta"]["content"] for c in content)
+    assert text == sample_text("multilingual")
+    assert finish["choices"][0]["delta"] == {} and finish["choices"][0]["finish_reason"] == "stop"
+    log = own_server.send_log(role["id"])
+    assert len(log.chunks) == len(content)
+    if include_usage:
+        usage_chunk = objs[-1]
+        assert usage_chunk["choices"] == []
+        usage = usage_chunk["usage"]
+        assert usage["completion_tokens"] == count_tokens(text)
+        assert usage["prompt_tokens"] == count_tokens("Say something")
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+        assert usage["prompt_tokens_details"] == {"cached_tokens": 0, "audio_tokens": 0}
+        assert usage["completion_tokens_details"]["reasoning_tokens"] == 0
+        assert all(o["usage"] is None for o in objs[:-1])
+    else:
+        assert all(o["choices"] for o in objs)
+    # Raw UTF-8 inside the JSON strings, as OpenAI sends it.
+    wire = b"".join(chunks)
+    assert "é".encode() in wire and "語".encode() in wire and b"\\u" not in wire
+
+
+def test_obfuscation_pads_short_content_to_a_constant(own_server: SimServer) -> None:
+    body = {"model": "m", "messages": [], "stream": True, "streamscope": {"speed": 0}}
+    _, chunks = dechunk(raw_request(own_server.port, body))
+    objs = [json.loads(c[6:]) for c in chunks[1:-2]]
+    totals = {
+        len(json.dumps(o["choices"][0]["delta"]["content"], ensure_ascii=False))
+        - 2
+        + len(o["obfuscation"])
+        for o in objs
+    }
+    base = min(totals)
+    assert 9 <= base <= 13 and all((t - base) % 16 == 0 for t in totals)
+
+
+def test_raw_errors_are_openai_shaped(own_server: SimServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", own_server.port)
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps({"model": "m", "messages": [], "streamscope": {"error": 503}}),
+    )
+    response = conn.getresponse()
+    assert response.status == 503 and response.getheader("retry-after-ms") == "1"
+    error = json.loads(response.read())["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "server_error"
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps({"model": "m", "messages": [], "streamscope": {"profile": "nope"}}),
+    )
+    response = conn.getresponse()
+    assert response.status == 400
+    error = json.loads(response.read())["error"]
+    assert error["param"] == "streamscope.profile" and "gpt-4o-mini" in error["message"]
+    conn.request("POST", "/v1/nowhere", "{}")
+    response = conn.getresponse()
+    assert (
+        response.status == 404 and "Invalid URL" in json.loads(response.read())["error"]["message"]
+    )
+    conn.close()
+
+
+def test_non_streaming_raw(own_server: SimServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", own_server.port)
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "max_tokens": 4,
+        "streamscope": {"speed": 0},
+    }
+    conn.request("POST", "/v1/chat/completions", json.dumps(body))
+    response = conn.getresponse()
+    data = json.loads(response.read())
+    conn.close()
+    assert data["object"] == "chat.completion"
+    choice = data["choices"][0]
+    assert choice["finish_reason"] == "length" and choice["message"]["role"] == "assistant"
+    assert data["usage"]["completion_tokens"] == 4 == count_tokens(choice["message"]["content"])
+
+
+def test_sendlog_endpoint(own_server: SimServer) -> None:
+    body = {"model": "m", "messages": [], "stream": True, "streamscope": {"speed": 0, "chunks": 50}}
+    _, chunks = dechunk(raw_request(own_server.port, body))
+    cid = json.loads(chunks[0][6:])["id"]
+    assert own_server.last_completion_id == cid
+    conn = http.client.HTTPConnection("127.0.0.1", own_server.port)
+    conn.request("GET", f"/v1/streamscope/sendlog/{cid}")
+    response = conn.getresponse()
+    assert response.status == 200
+    log = json.loads(response.read())
+    assert log["id"] == cid and log["status"] == "complete"
+    assert len(log["sent_ns"]) == len(log["chunks"]) == 50
+    assert log["chunks"] == own_server.send_log(cid).chunks
+    assert log["t0_ns"] <= log["sent_ns"][0]
+    conn.request("GET", "/v1/streamscope/sendlog/chatcmpl-nope")
+    response = conn.getresponse()
+    assert response.status == 404 and "error" in json.loads(response.read())
+    conn.close()
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(own_server: SimServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", own_server.port)
+    body = json.dumps(
+        {"model": "m", "messages": [], "stream": True, "streamscope": {"speed": 0, "chunks": 3}}
+    )
+    for _ in range(3):
+        conn.request("POST", "/v1/chat/completions", body)
+        response = conn.getresponse()
+        assert response.read().endswith(b"data: [DONE]\n\n")
+    conn.close()
+
+
+def test_get_server_is_shared() -> None:
+    assert get_server() is get_server()
+    assert get_server().base_url.startswith("http://127.0.0.1:")
+
+
+def test_standalone_server_prints_its_url() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_streamscope.sim", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        body = {"model": "m", "messages": [], "stream": True, "streamscope": {"speed": 0}}
+        _, chunks = dechunk(raw_request(port, body))
+        assert chunks[-1] == b"data: [DONE]\n\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
