@@ -52,7 +52,7 @@ def test_json_matches_the_send_log_and_the_schema():
     result, doc = run_json(*FAST, "-o", "seed", "3", "Explain SSE")
     assert result.exit_code == 0
     server = get_server()
-    sent = server.send_log(server.last_completion_id)
+    sent = server.send_log(server.last_completion_id).sent_ns
     assert doc["model"] == "streamscope-sim"
     assert doc["encoding"] == "o200k_base" and doc["encoding_exact"] is True
     assert doc["status"] == "complete" and doc["error"] is None

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import profiles
 
@@ -235,14 +235,6 @@ class SimRequest:
 # The send log
 
 
-class SentChunk(NamedTuple):
-    """One content chunk as the server sent it."""
-
-    t_ns: int
-    """``time.perf_counter_ns()`` right after its ``sendall`` returned."""
-    text: str
-
-
 @dataclass
 class SendLog:
     """Ground truth for one response, filled in while it is sent.
@@ -274,21 +266,6 @@ class SendLog:
     def content(self) -> str:
         """Everything sent as content, concatenated."""
         return "".join(self.chunks)
-
-    # A send log is also the sequence of its sent content chunks: len(log) is the
-    # number of content chunks sent, log[i] is SentChunk(t_ns, text).
-
-    def __len__(self) -> int:
-        return len(self.sent_ns)
-
-    def __bool__(self) -> bool:
-        return True  # a log of an empty response is still a log
-
-    def __getitem__(self, index: int) -> SentChunk:
-        return SentChunk(self.sent_ns[index], self.chunks[index])
-
-    def __iter__(self) -> Iterator[SentChunk]:
-        return map(SentChunk, self.sent_ns, self.chunks)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
