@@ -1,19 +1,37 @@
 """Drive an llm response and timestamp every streamed event the moment it arrives.
 
 The loop does as little as possible per event: read the clock, build one
-``Fragment`` tuple, append it, call the live callback. Tokenizing, statistics and
-rendering all happen after the stream ends, and the tokenizer is loaded on
-another thread, so nothing delays the clock read of the next event.
+``Fragment``, append it, call the live callback. Tokenizing, statistics and
+rendering all happen after the stream ends, the tokenizer loads on another
+thread and the database is written from another thread, so nothing delays the
+clock read of the next event.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .trace import STATUS_COMPLETE, STATUS_ERROR, STATUS_INTERRUPTED, Fragment, Trace
+
+
+class StreamStopped(BaseException):
+    """Raised into the capture loop to end a stream early (stall timeout, SIGTERM).
+
+    A BaseException, like KeyboardInterrupt, so that no client library catches it
+    on its way out of a blocked socket read.
+    """
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def new_trace_id() -> str:
@@ -24,13 +42,21 @@ def new_trace_id() -> str:
 
 
 def one_line(error: BaseException) -> str:
-    """An exception as one readable line."""
+    """An exception as one readable line, with its cause when that says more.
+
+    The OpenAI client reports a dropped connection as just "Connection error.";
+    the httpx error behind it says what happened.
+    """
     message = " ".join(str(error).split()) or type(error).__name__
+    cause = error.__cause__
+    if cause is not None:
+        detail = " ".join(str(cause).split())
+        if detail and detail not in message:
+            message = f"{message} ({detail})"
     return message if len(message) <= 300 else message[:297] + "..."
 
 
-def capture(
-    response: Any,
+def new_trace(
     *,
     model_id: str,
     encoding_name: str,
@@ -38,36 +64,8 @@ def capture(
     prompt: str | None = None,
     system: str | None = None,
     options: dict | None = None,
-    on_fragment: Callable[[Fragment], None] | None = None,
 ) -> Trace:
-    """Stream ``response`` (an llm ``Response`` not yet iterated) into a ``Trace``.
-
-    Never raises for a failure of the stream itself: a provider error, a dropped
-    connection or Ctrl-C end the trace with status ``error`` or ``interrupted`` and
-    keep every fragment received before it.
-    """
-    clock = time.perf_counter_ns
-    fragments: list[Fragment] = []
-    append = fragments.append
-    status, error = STATUS_COMPLETE, None
-    events = response.stream_events()
-    started_utc = datetime.datetime.now(datetime.timezone.utc).isoformat()
-    # llm's model.prompt() is lazy: the request is sent by the first next() below.
-    t0 = clock()
-    try:
-        for event in events:
-            t = clock() - t0
-            fragment = Fragment(len(fragments), event.type, event.chunk, t, event.tool_call_id)
-            append(fragment)
-            if on_fragment is not None:
-                on_fragment(fragment)
-    except KeyboardInterrupt:
-        status, error = STATUS_INTERRUPTED, "interrupted (Ctrl-C)"
-    except Exception as ex:
-        status, error = STATUS_ERROR, one_line(ex)
-    end_ns = clock() - t0
-    # Read usage straight from the response: response.usage() would re-run a
-    # request that failed part way.
+    """A trace with everything known before the request: id, model, prompt, start time."""
     return Trace(
         id=new_trace_id(),
         model_id=model_id,
@@ -75,12 +73,118 @@ def capture(
         encoding_exact=encoding_exact,
         prompt=prompt,
         system=system,
-        started_utc=started_utc,
+        started_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        fragments=(),
+        options=dict(options or {}),
+    )
+
+
+def capture(
+    response: Any,
+    header: Trace,
+    *,
+    on_fragment: Callable[[Fragment], None] | None = None,
+    timeout_s: float | None = None,
+) -> Trace:
+    """Stream ``response`` (an llm ``Response`` not yet iterated) into a ``Trace``.
+
+    ``header`` comes from ``new_trace``. Never raises for a failure of the stream
+    itself: a provider error, a dropped connection, a stall longer than
+    ``timeout_s``, Ctrl-C or SIGTERM end the trace with status ``error`` or
+    ``interrupted`` and keep every fragment received before it.
+    """
+    clock = time.perf_counter_ns
+    fragments: list[Fragment] = []
+    append = fragments.append
+    status, error = STATUS_COMPLETE, None
+    events = response.stream_events()
+    # llm's model.prompt() is lazy: the request is sent by the first next() below.
+    t0 = clock()
+    try:
+        with _stop_on_stall(fragments, t0, timeout_s), _stop_on_sigterm():
+            for event in events:
+                t = clock() - t0
+                fragment = Fragment(len(fragments), event.type, event.chunk, t, event.tool_call_id)
+                append(fragment)
+                if on_fragment is not None:
+                    on_fragment(fragment)
+    except KeyboardInterrupt:
+        status, error = STATUS_INTERRUPTED, "interrupted (Ctrl-C)"
+    except StreamStopped as stop:
+        status, error = stop.status, stop.message
+    except Exception as ex:
+        status, error = STATUS_ERROR, one_line(ex)
+    end_ns = clock() - t0
+    # Read usage straight off the response: response.usage() would re-run a
+    # request that failed part way.
+    return dataclasses.replace(
+        header,
         fragments=tuple(fragments),
         status=status,
         error=error,
         end_ns=end_ns,
         usage_input=getattr(response, "input_tokens", None),
         usage_output=getattr(response, "output_tokens", None),
-        options=dict(options or {}),
     )
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def _stop_on_stall(fragments: list[Fragment], t0: int, timeout_s: float | None) -> Iterator[None]:
+    """End the stream when nothing arrives for ``timeout_s`` seconds.
+
+    A watchdog thread looks at the fragment list a few times a second (the hot loop
+    does nothing extra) and, on a stall, signals the main thread: the signal
+    interrupts the blocked socket read and its handler raises ``StreamStopped``.
+    """
+    if not timeout_s or not _in_main_thread():
+        yield
+        return
+    timeout_ns = int(timeout_s * 1e9)
+    done = threading.Event()
+    main = threading.main_thread().ident
+    fired = threading.Event()
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if fired.is_set() and not done.is_set():
+            raise StreamStopped(
+                STATUS_ERROR, f"stalled: nothing arrived for {timeout_s:g} s (--timeout)"
+            )
+
+    def watch() -> None:
+        while not done.wait(min(0.1, timeout_s / 4)):
+            last = fragments[-1].t_ns + t0 if fragments else t0
+            if time.perf_counter_ns() - last > timeout_ns:
+                fired.set()
+                signal.pthread_kill(main, signal.SIGALRM)  # type: ignore[arg-type]
+                return
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    watcher = threading.Thread(target=watch, name="streamscope-timeout", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while streaming, so the partial trace is kept."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise StreamStopped(STATUS_INTERRUPTED, "terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

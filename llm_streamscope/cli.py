@@ -8,6 +8,7 @@ inside the commands so that ``llm --help`` does not pay for them.
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +16,12 @@ import click
 from click_default_group import DefaultGroup
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
-    from .trace import Fragment
+    from .stats import Stats
+    from .trace import Alignment, Fragment, Trace
 
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
@@ -35,6 +39,35 @@ def streamscope() -> None:
         llm streamscope -m gpt-4o-mini "Explain SSE" --json
         llm streamscope run --help
     """
+
+
+def database_option(func: Any) -> Any:
+    return click.option(
+        "-d",
+        "--database",
+        type=click.Path(dir_okay=False, path_type=pathlib.Path),
+        help="Path to the log database (default: llm's logs.db)",
+    )(func)
+
+
+def view_options(func: Any) -> Any:
+    func = click.option(
+        "json_", "--json", is_flag=True, help="Output one JSON document instead of views"
+    )(func)
+    func = click.option(
+        "--gap-ms",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Gaps between chunks longer than this count as stalls  [default: 50]",
+    )(func)
+    func = click.option(
+        "--view",
+        type=click.Choice(VIEW_CHOICES),
+        default="both",
+        show_default=True,
+        help="Show token boundaries, chunk boundaries or both",
+    )(func)
+    return func
 
 
 @streamscope.command(name="run")
@@ -55,21 +88,15 @@ def streamscope() -> None:
     "--encoding",
     help="tiktoken encoding to align with (default: the model's, else o200k_base)",
 )
+@view_options
 @click.option(
-    "--view",
-    type=click.Choice(VIEW_CHOICES),
-    default="both",
-    show_default=True,
-    help="Show token boundaries, chunk boundaries or both",
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="End the run as an error if nothing arrives for this many seconds",
 )
-@click.option(
-    "--gap-ms",
-    type=click.FloatRange(min=0),
-    default=50.0,
-    show_default=True,
-    help="Gaps between chunks longer than this count as stalls",
-)
-@click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of views")
+@click.option("-n", "--no-log", is_flag=True, help="Don't log this trace (or the response)")
+@click.option("--log", is_flag=True, help="Log even if logging is turned off (llm logs off)")
+@database_option
 def run(
     prompt: str | None,
     model_id: str | None,
@@ -78,20 +105,30 @@ def run(
     key: str | None,
     encoding_name: str | None,
     view: str,
-    gap_ms: float,
+    gap_ms: float | None,
     json_: bool,
+    timeout: float | None,
+    no_log: bool,
+    log: bool,
+    database: pathlib.Path | None,
 ) -> None:
     """Stream PROMPT and show how it arrived: live text, alignment view, rate stats.
 
     The prompt comes from the argument and/or standard input, as with `llm prompt`.
+    The aligned trace is logged to llm's logs.db beside llm's own record of the
+    response, unless logging is off; see `llm streamscope logs`.
     """
+    import dataclasses
+
     import llm
+    from llm.cli import logs_on
 
     from . import encodings
     from .align import align
-    from .capture import capture
-    from .render import LIVE_TABLE, AlignmentPanel, stats_table, trace_document
+    from .capture import capture, new_trace
+    from .render import LIVE_TABLE
     from .stats import compute_stats
+    from .store import StoreError, TraceWriter, logs_db_path
     from .trace import STATUS_COMPLETE, STATUS_INTERRUPTED
 
     model = _resolve_model(llm, model_id)
@@ -118,54 +155,104 @@ def run(
         prepare()  # e.g. the simulator starts its server before the clock starts
     loader = encodings.EncodingLoader(encoding_name)
 
-    live = None if json_ else LiveText(LIVE_TABLE)
-    trace = capture(
-        model.prompt(prompt, system=system, stream=True, **prompt_kwargs),
+    header = new_trace(
         model_id=model.model_id,
         encoding_name=encoding_name,
         encoding_exact=exact,
         prompt=prompt,
         system=system,
         options={k: v for k, v in prompt_kwargs.items() if k != "key"},
-        on_fragment=live.write if live else None,
+    )
+    writer = None
+    if (logs_on() or log) and not no_log:
+        writer = TraceWriter(database or logs_db_path())
+        writer.open(header)
+    live = None if json_ else LiveText(LIVE_TABLE)
+    on_fragment = _fan_out(writer.add if writer else None, live.write if live else None)
+
+    llm_response = model.prompt(prompt, system=system, stream=True, **prompt_kwargs)
+    trace = capture(
+        llm_response,
+        header,
+        on_fragment=on_fragment,
+        timeout_s=timeout,
     )
     if live:
         live.close()
 
+    problems = []
+    alignment = stats = None
     try:
         encoding = loader.result()
     except encodings.EncodingError as ex:
-        raise click.ClickException(str(ex)) from None
-    alignment = align(trace, encoding)
-    stats = compute_stats(trace, alignment, gap_ms=gap_ms)
-
-    if json_:
-        click.echo(
-            json.dumps(
-                trace_document(trace, alignment, stats), ensure_ascii=False, indent=2, default=str
+        problems.append(str(ex))
+    else:
+        alignment = align(trace, encoding)
+        stats = compute_stats(trace, alignment, gap_ms=_gap_ms(gap_ms))
+    if writer is not None:
+        try:
+            turn_id = writer.finish(
+                trace, alignment, stats, llm_response if trace.status == STATUS_COMPLETE else None
             )
-        )
-    elif trace.fragments:
-        console = make_console()
-        color = console.color_system is not None
-        if not exact:
-            console.print(
-                f"Encoding {encoding_name} is approximate: tiktoken does not know "
-                f"{model.model_id}'s tokenizer (set one with --encoding).",
-                style="yellow",
-                markup=False,
-                highlight=False,
-            )
-        console.rule("alignment", style="dim")
-        console.print(AlignmentPanel(alignment, view=view, color=color))
-        console.rule("stats", style="dim")
-        console.print(stats_table(trace, stats))
+            trace = dataclasses.replace(trace, turn_id=turn_id)
+        except StoreError as ex:
+            problems.append(f"trace not saved: {ex}")
+    if alignment is not None and stats is not None:
+        present(trace, alignment, stats, view=view, json_=json_)
 
     if trace.status != STATUS_COMPLETE:
         received = len(trace.fragments)
         where = f" after {received} fragment{'s' if received != 1 else ''}" if received else ""
-        click.echo(f"Error: stream {trace.status}{where}: {trace.error}", err=True)
+        problems.insert(0, f"stream {trace.status}{where}: {trace.error}")
+    if problems:
+        click.echo("Error: " + "; ".join(problems), err=True)
         sys.exit(130 if trace.status == STATUS_INTERRUPTED else 1)
+
+
+def _fan_out(*callbacks: Callable[[Fragment], None] | None) -> Callable[[Fragment], None] | None:
+    """One capture callback that calls each of the given ones."""
+    active = [c for c in callbacks if c is not None]
+    if len(active) <= 1:
+        return active[0] if active else None
+    first, second = active
+
+    def both(fragment: Fragment) -> None:
+        first(fragment)
+        second(fragment)
+
+    return both
+
+
+def _gap_ms(gap_ms: float | None, stored: float | None = None) -> float:
+    from .stats import DEFAULT_GAP_MS
+
+    if gap_ms is not None:
+        return gap_ms
+    return stored if stored is not None else DEFAULT_GAP_MS
+
+
+def present(trace: Trace, alignment: Alignment, stats: Stats, *, view: str, json_: bool) -> None:
+    """Print a trace as `run` does at the end: the JSON document, or the two views."""
+    from .render import AlignmentPanel, stats_table, trace_document
+
+    if json_:
+        document = trace_document(trace, alignment, stats)
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+        return
+    if not trace.fragments:
+        return
+    console = make_console()
+    if not trace.encoding_exact:
+        console.print(
+            f"Encoding {trace.encoding_name} is approximate: tiktoken does not know "
+            f"{trace.model_id}'s tokenizer (set one with --encoding).",
+            style="yellow",
+            markup=False,
+        )
+    console.rule("alignment", style="dim")
+    console.print(AlignmentPanel(alignment, view=view, color=console.color_system is not None))
+    console.rule("stats", style="dim")
+    console.print(stats_table(trace, stats))
 
 
 class LiveText:
@@ -256,3 +343,207 @@ def _read_prompt(prompt: str | None) -> str:
     if not prompt or not prompt.strip():
         raise click.ClickException("No prompt: give one as an argument or on standard input")
     return prompt
+
+
+# ====================
+# Reading the log
+# ====================
+
+
+def trace_selector(func: Any) -> Any:
+    func = click.option("--latest", is_flag=True, help="The most recent trace")(func)
+    func = click.argument("trace_id", required=False)(func)
+    return func
+
+
+def _open_log(database: pathlib.Path | None) -> Any:
+    from .store import StoreError, logs_db_path, open_for_reading
+
+    try:
+        return open_for_reading(database or logs_db_path())
+    except StoreError as ex:
+        raise click.ClickException(str(ex)) from None
+
+
+def _load(database: pathlib.Path | None, trace_id: str | None, latest: bool) -> Any:
+    """(db, trace, row) for the chosen trace, or a one-line error."""
+    import sqlite3
+
+    from .store import StoreError, find_trace_id, load_trace
+
+    db = _open_log(database)
+    try:
+        found = find_trace_id(db, trace_id, latest)
+        trace, row = load_trace(db, found)
+    except StoreError as ex:
+        raise click.ClickException(str(ex)) from None
+    except sqlite3.Error as ex:
+        raise click.ClickException(f"Cannot read the trace: {ex}") from None
+    return db, trace, row
+
+
+def _analyse(db: Any, trace: Trace, row: dict, gap_ms: float | None) -> tuple[Alignment, Stats]:
+    """Recompute alignment and stats from a stored trace, checking the stored alignment."""
+    from . import encodings
+    from .align import align
+    from .stats import compute_stats
+    from .store import alignment_matches, stored_alignment_rows
+
+    try:
+        encoding = encodings.get_encoding(trace.encoding_name)
+    except encodings.EncodingError as ex:
+        raise click.ClickException(str(ex)) from None
+    alignment = align(trace, encoding)
+    stored = stored_alignment_rows(db, trace.id)
+    complete = all(v[1] is not None for v in stored.values())
+    if complete and not alignment_matches(stored, alignment):
+        click.echo(
+            f"Warning: the stored alignment differs from the one recomputed now (stored with "
+            f"tiktoken {row.get('tiktoken_version')}); showing the recomputed one",
+            err=True,
+        )
+    return alignment, compute_stats(
+        trace, alignment, gap_ms=_gap_ms(gap_ms, row["stall_threshold_ms"])
+    )
+
+
+@streamscope.command(name="logs")
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Number of traces to show (0 for all)",
+)
+@click.option("model_id", "-m", "--model", help="Only traces of this model")
+@click.option("json_", "--json", is_flag=True, help="Output as JSON")
+@database_option
+def logs_command(
+    count: int, model_id: str | None, json_: bool, database: pathlib.Path | None
+) -> None:
+    """List logged traces, newest first, one line each."""
+    from .render import visible
+    from .store import recent_traces
+
+    db = _open_log(database)
+    if model_id:
+        from contextlib import suppress
+
+        import llm
+
+        with suppress(llm.UnknownModelError):
+            model_id = llm.get_model(model_id).model_id  # resolve aliases, as llm logs does
+    rows = recent_traces(db, count or None, model_id)
+    if json_:
+        for row in rows:
+            row["stats"] = json.loads(row.pop("stats_json") or "null")
+            row["options"] = json.loads(row.pop("options_json") or "{}")
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for row in rows:
+        ttft = "-" if row["ttft_ms"] is None else f"{row['ttft_ms']:.0f} ms"
+        rate = "-" if row["tokens_per_s"] is None else f"{row['tokens_per_s']:.1f}"
+        prompt = visible(" ".join((row["prompt"] or "").split()))
+        if len(prompt) > 40:
+            prompt = prompt[:39] + "…"
+        click.echo(
+            f"{row['id']}  {row['started_utc'][:19].replace('T', ' ')}  {row['model']}  "
+            f"{row['status']}  TTFT {ttft}  {row['chunks'] or 0} chunks  "
+            f"{row['tokens'] or 0} tokens  {rate} tok/s  {prompt!r}"
+        )
+
+
+@streamscope.command(name="show")
+@trace_selector
+@view_options
+@database_option
+def show_command(
+    trace_id: str | None,
+    latest: bool,
+    view: str,
+    gap_ms: float | None,
+    json_: bool,
+    database: pathlib.Path | None,
+) -> None:
+    """Show a logged trace: the same views (or --json) as a live run.
+
+    TRACE_ID is a trace id or llm's id for the same response.
+    """
+    db, trace, row = _load(database, trace_id, latest)
+    alignment, stats = _analyse(db, trace, row, gap_ms)
+    present(trace, alignment, stats, view=view, json_=json_)
+
+
+@streamscope.command(name="replay")
+@trace_selector
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Time scale: 2 plays twice as fast, 0 at once",
+)
+@click.option(
+    "--view",
+    type=click.Choice(VIEW_CHOICES),
+    default="both",
+    show_default=True,
+    help="Show token boundaries, chunk boundaries or both",
+)
+@database_option
+def replay_command(
+    trace_id: str | None, latest: bool, speed: float, view: str, database: pathlib.Path | None
+) -> None:
+    """Replay a logged trace live, at the timing it arrived with, then show its views."""
+    import time
+
+    from .render import LIVE_TABLE
+
+    db, trace, row = _load(database, trace_id, latest)
+    alignment, stats = _analyse(db, trace, row, None)
+    live = LiveText(LIVE_TABLE)
+    start = time.perf_counter_ns()
+    for fragment in trace.fragments:
+        if speed:
+            wait = start + fragment.t_ns / speed - time.perf_counter_ns()
+            if wait > 0:
+                time.sleep(wait / 1e9)
+        live.write(fragment)
+    live.close()
+    present(trace, alignment, stats, view=view, json_=False)
+
+
+@streamscope.command(name="export")
+@trace_selector
+@click.option(
+    "export_format",
+    "-f",
+    "--format",
+    type=click.Choice(("json", "jsonl", "csv")),
+    default="json",
+    show_default=True,
+    help="json: the --json document; jsonl: one fragment per line; csv: fragment table",
+)
+@database_option
+def export_command(
+    trace_id: str | None, latest: bool, export_format: str, database: pathlib.Path | None
+) -> None:
+    """Export a logged trace to standard output."""
+    from .render import fragment_rows, trace_document
+
+    db, trace, row = _load(database, trace_id, latest)
+    alignment, stats = _analyse(db, trace, row, None)
+    if export_format == "json":
+        document = trace_document(trace, alignment, stats)
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+    elif export_format == "jsonl":
+        for fragment in fragment_rows(trace, alignment):
+            click.echo(json.dumps(fragment, ensure_ascii=False))
+    else:
+        import csv
+
+        rows = list(fragment_rows(trace, alignment))
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["index"])
+        writer.writeheader()
+        writer.writerows(rows)

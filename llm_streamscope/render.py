@@ -280,6 +280,7 @@ def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str
     """The ``--json`` document: the trace, its alignment and its stats."""
     return {
         "trace_id": trace.id,
+        "turn_id": trace.turn_id,
         "model": trace.model_id,
         "encoding": trace.encoding_name,
         "encoding_exact": trace.encoding_exact,

@@ -55,8 +55,8 @@ class Trace:
     """When the stream ended (or failed), from the start of the request."""
     usage_input: int | None = None
     usage_output: int | None = None
-    llm_id: str | None = None
-    """llm's own id for the same response, once it has been logged."""
+    turn_id: str | None = None
+    """llm's own id for the same response (``turns.id``), once llm has logged it."""
     options: dict = field(default_factory=dict)
 
     def text(self, kind: str = "text") -> str:

@@ -20,7 +20,17 @@ MODEL_ID = "streamscope-sim"
 
 # The options that travel to the server under "streamscope" (the rest, e.g.
 # max_tokens, are ordinary OpenAI parameters).
-SIM_OPTIONS = ("seed", "speed", "profile", "text", "chunks", "drop_after", "error")
+SIM_OPTIONS = (
+    "seed",
+    "speed",
+    "profile",
+    "text",
+    "chunks",
+    "drop_after",
+    "stall_after",
+    "stall_s",
+    "error",
+)
 
 
 def _sample_list() -> str:
@@ -73,6 +83,16 @@ class SimChat(Chat):
             default=None,
             ge=0,
             description="Close the connection abruptly after this many content chunks",
+        )
+        stall_after: int | None = Field(
+            default=None,
+            ge=0,
+            description="Go silent after this many content chunks, for stall_s seconds",
+        )
+        stall_s: float = Field(
+            default=60.0,
+            ge=0,
+            description="How long the stall_after silence lasts (real seconds, not scaled)",
         )
         error: int | None = Field(
             default=None,

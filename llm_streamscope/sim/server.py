@@ -133,8 +133,9 @@ class SimRequest:
 
     The simulator options come from the body's ``"streamscope"`` object:
     ``profile``, ``text`` (a sample name), ``seed``, ``speed``, ``chunks``,
-    ``drop_after`` and ``error``; ``max_tokens`` (or ``max_completion_tokens``),
-    ``stream`` and ``stream_options`` are the ordinary OpenAI parameters. A
+    ``drop_after``, ``stall_after``, ``stall_s`` and ``error``; ``max_tokens`` (or
+    ``max_completion_tokens``), ``stream`` and ``stream_options`` are the ordinary
+    OpenAI parameters. A
     top-level ``seed`` is used when ``streamscope.seed`` is absent.
     """
 
@@ -149,9 +150,21 @@ class SimRequest:
     speed: float = 1.0
     chunks: int | None = None
     drop_after: int | None = None
+    stall_after: int | None = None
+    stall_s: float = 60.0
     error: int | None = None
 
-    OPTIONS = ("profile", "text", "seed", "speed", "chunks", "drop_after", "error")
+    OPTIONS = (
+        "profile",
+        "text",
+        "seed",
+        "speed",
+        "chunks",
+        "drop_after",
+        "stall_after",
+        "stall_s",
+        "error",
+    )
 
     @classmethod
     def parse(cls, body: Any) -> SimRequest:
@@ -195,6 +208,11 @@ class SimRequest:
             raise ApiError(
                 400, "'streamscope.speed' must be a number >= 0.", param="streamscope.speed"
             )
+        stall_s = options.get("stall_s", 60.0)
+        if isinstance(stall_s, bool) or not isinstance(stall_s, (int, float)) or not stall_s >= 0:
+            raise ApiError(
+                400, "'streamscope.stall_s' must be a number >= 0.", param="streamscope.stall_s"
+            )
         seed = options.get("seed", body.get("seed"))
         stream_options = body.get("stream_options") or {}
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -212,6 +230,8 @@ class SimRequest:
             speed=float(speed),
             chunks=_int_or_none(options.get("chunks"), "streamscope.chunks", 0),
             drop_after=_int_or_none(options.get("drop_after"), "streamscope.drop_after", 0),
+            stall_after=_int_or_none(options.get("stall_after"), "streamscope.stall_after", 0),
+            stall_s=float(stall_s),
             error=_int_or_none(options.get("error"), "streamscope.error", 400, 599),
         )
 
@@ -496,6 +516,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_tail = ',"logprobs":null,"finish_reason":null}]' + usage_null + ',"obfuscation":"'
         dumps = json.dumps
         drop_after = request.drop_after
+        stall_after = request.stall_after
         speed = request.speed
         due = log.t0_ns
         role_sent = False
@@ -521,6 +542,11 @@ class _Handler(BaseHTTPRequestHandler):
             if i == drop_after:
                 self._drop(log)
                 return
+            if i == stall_after:
+                # A silent server: real seconds, whatever the speed, then carry on.
+                stall_ns = int(request.stall_s * 1e9)
+                _sleep_until(max(due, perf()) + stall_ns)
+                due += stall_ns
             escaped = dumps(text, ensure_ascii=False)
             send(
                 _frame(

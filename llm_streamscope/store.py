@@ -1,0 +1,427 @@
+"""Aligned traces in llm's own logs.db, beside llm's record of the same response.
+
+Two tables, created by ``sqlite_utils.Migrations("llm_streamscope")`` after llm's
+own migrations: ``streamscope_traces`` (one row per run, headline stats as plain
+columns so SQL and Datasette can sort and chart runs) and
+``streamscope_fragments`` (one row per streamed fragment, with its arrival time
+and its place among the tokens). ``streamscope_traces.turn_id`` is llm's
+``turns.id`` for the same response.
+
+A ``TraceWriter`` keeps a run durable while it streams: the trace row goes in
+before the request, marked ``interrupted`` until the run says otherwise, and the
+fragments follow in batches from a background thread with its own connection, at
+most ``FLUSH_INTERVAL_S`` apart. The capture loop only appends to a list.
+
+Write transactions use ``BEGIN IMMEDIATE`` and a generous busy timeout, so many
+runs can share one logs.db in its default (rollback journal) mode without
+"database is locked" errors; the journal mode is llm's to choose and is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from .trace import STATUS_INTERRUPTED, Alignment, Fragment, Trace
+
+if TYPE_CHECKING:
+    from .stats import Stats
+
+TRACES = "streamscope_traces"
+FRAGMENTS = "streamscope_fragments"
+FLUSH_INTERVAL_S = 0.5
+BUSY_TIMEOUT_S = 60.0
+UNFINISHED = "process ended before the stream finished"
+
+migrations = Migrations("llm_streamscope")
+
+
+@migrations()
+def m001_traces_and_fragments(db: sqlite_utils.Database) -> None:
+    db[TRACES].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "turn_id": str,
+            "model": str,
+            "encoding": str,
+            "encoding_exact": int,
+            "tiktoken_version": str,
+            "prompt": str,
+            "system": str,
+            "options_json": str,
+            "started_utc": str,
+            "status": str,
+            "error": str,
+            "end_ns": int,
+            "usage_input": int,
+            "usage_output": int,
+            "ttft_ms": float,
+            "total_ms": float,
+            "chunks": int,
+            "tokens": int,
+            "tokens_per_s": float,
+            "gap_p99_ms": float,
+            "stalls": int,
+            "stall_threshold_ms": float,
+            "stats_json": str,
+        },
+        pk="id",
+        not_null={"model", "encoding", "started_utc", "status"},
+    )
+    db[TRACES].create_index(["started_utc"])  # type: ignore[union-attr]
+    db[TRACES].create_index(["turn_id"])  # type: ignore[union-attr]
+    db[FRAGMENTS].create(  # type: ignore[union-attr]
+        {
+            "trace_id": str,
+            "idx": int,
+            "kind": str,
+            "tool_call_id": str,
+            "t_ns": int,
+            "text": str,
+            "byte_start": int,
+            "token_start": int,
+            "token_end": int,
+            "starts_mid_token": int,
+            "ends_mid_token": int,
+        },
+        pk=("trace_id", "idx"),
+        foreign_keys=[("trace_id", TRACES, "id")],
+        not_null={"kind", "t_ns", "text"},
+    )
+
+
+class StoreError(Exception):
+    """A database problem, with a one-line message fit for the user."""
+
+
+def reason(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def logs_db_path() -> pathlib.Path:
+    from llm.cli import logs_db_path as llm_logs_db_path
+
+    return pathlib.Path(llm_logs_db_path())
+
+
+def connect(path: pathlib.Path | str) -> sqlite_utils.Database:
+    """Open a database, checking that it is SQLite at all."""
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        conn.execute("select count(*) from sqlite_master").fetchone()
+    except sqlite3.DatabaseError as ex:
+        raise StoreError(f"Cannot use {path}: {reason(ex)}") from None
+    return sqlite_utils.Database(conn)
+
+
+def open_for_reading(path: pathlib.Path | str) -> sqlite_utils.Database:
+    if not pathlib.Path(path).exists():
+        raise StoreError(f"No database at {path}")
+    db = connect(path)
+    if not db[TRACES].exists():
+        raise StoreError(f"{path} holds no streamscope traces")
+    return db
+
+
+@contextmanager
+def write_transaction(db: sqlite_utils.Database) -> Iterator[None]:
+    """BEGIN IMMEDIATE: take the write lock up front, so no two writers deadlock."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """llm's migrations, then ours: idempotent, and safe when runs start at once."""
+    from llm.migrations import migrate as llm_migrate
+
+    if not migrations.pending(db) and db["_llm_migrations"].exists():
+        # Already current: take no write lock (read-only databases stay readable).
+        applied = {row["name"] for row in db["_llm_migrations"].rows}
+        from llm.migrations import MIGRATIONS
+
+        if all(fn.__name__ in applied for fn in MIGRATIONS):
+            return
+    with write_transaction(db):
+        llm_migrate(db)
+        migrations.apply(db)
+
+
+def _trace_row(trace: Trace) -> dict[str, Any]:
+    import tiktoken
+
+    return {
+        "id": trace.id,
+        "turn_id": trace.turn_id,
+        "model": trace.model_id,
+        "encoding": trace.encoding_name,
+        "encoding_exact": int(trace.encoding_exact),
+        "tiktoken_version": getattr(tiktoken, "__version__", None),
+        "prompt": trace.prompt,
+        "system": trace.system,
+        "options_json": json.dumps(trace.options, default=str),
+        "started_utc": trace.started_utc,
+        "status": trace.status,
+        "error": trace.error,
+        "end_ns": trace.end_ns,
+        "usage_input": trace.usage_input,
+        "usage_output": trace.usage_output,
+    }
+
+
+def _stats_columns(stats: Stats) -> dict[str, Any]:
+    return {
+        "ttft_ms": stats.ttft_ms,
+        "total_ms": stats.total_ms,
+        "chunks": stats.chunks,
+        "tokens": stats.tokens,
+        "tokens_per_s": stats.tokens_per_s,
+        "gap_p99_ms": stats.gap_ms.p99,
+        "stalls": stats.stalls,
+        "stall_threshold_ms": stats.stall_threshold_ms,
+        "stats_json": json.dumps(stats.to_dict()),
+    }
+
+
+def _fragment_row(trace_id: str, f: Fragment) -> tuple:
+    return (trace_id, f.index, f.kind, f.tool_call_id, f.t_ns, f.text)
+
+
+def _insert_fragments(db: sqlite_utils.Database, trace_id: str, fragments: list[Fragment]) -> None:
+    db.conn.executemany(
+        f"insert or replace into {FRAGMENTS} (trace_id, idx, kind, tool_call_id, t_ns, text) "
+        "values (?, ?, ?, ?, ?, ?)",
+        [_fragment_row(trace_id, f) for f in fragments],
+    )
+
+
+def _alignment_rows(trace_id: str, alignment: Alignment) -> Iterator[tuple]:
+    for s in alignment.streams:
+        for j, f in enumerate(s.fragments):
+            yield (
+                s.fragment_byte_start(j),
+                s.fragment_token_start[j],
+                s.fragment_token_end[j],
+                int(s.fragment_starts_mid_token[j]),
+                int(s.fragment_ends_mid_token[j]),
+                trace_id,
+                f.index,
+            )
+
+
+class TraceWriter:
+    """Makes one run durable while it streams.
+
+    ``open()`` migrates and inserts the trace row (status ``interrupted`` until the
+    run finishes, so a crash leaves an honest record). ``add`` is the capture
+    callback: one list append. A daemon thread writes new fragments at most every
+    ``FLUSH_INTERVAL_S``. ``finish`` writes the rest, the final status, the headline
+    stats, the token ranges and llm's own record, in one transaction.
+
+    Any database failure is kept in ``error`` and stops further writes; the run
+    carries on and reports it at the end.
+    """
+
+    def __init__(self, path: pathlib.Path | str):
+        self.path = pathlib.Path(path)
+        self.error: str | None = None
+        self.pending: list[Fragment] = []
+        self._written = 0
+        self._trace_id: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one flush at a time
+
+    def open(self, trace: Trace) -> None:
+        """Prepare the database and insert the trace row. Call before the request."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = connect(self.path)
+            try:
+                migrate(db)
+                row = _trace_row(trace) | {"status": STATUS_INTERRUPTED, "error": UNFINISHED}
+                with write_transaction(db):
+                    db[TRACES].insert(row)  # type: ignore[union-attr]
+            finally:
+                db.close()
+        except (StoreError, sqlite3.Error, OSError) as ex:
+            self.error = self._describe(ex)
+            return
+        self._trace_id = trace.id
+        self._thread = threading.Thread(target=self._run, name="streamscope-writer", daemon=True)
+        self._thread.start()
+
+    def add(self, fragment: Fragment) -> None:
+        self.pending.append(fragment)
+
+    def _describe(self, ex: BaseException) -> str:
+        if isinstance(ex, StoreError):
+            return str(ex)
+        return f"{self.path}: {reason(ex)}"
+
+    def _run(self) -> None:
+        db = None
+        try:
+            db = connect(self.path)
+            while not self._stop.wait(FLUSH_INTERVAL_S):
+                self._flush(db)
+        except (StoreError, sqlite3.Error, OSError) as ex:
+            self.error = self.error or self._describe(ex)
+        finally:
+            if db is not None:
+                db.close()
+
+    def _flush(self, db: sqlite_utils.Database) -> None:
+        with self._lock:
+            if self.error is not None or self._trace_id is None:
+                return
+            end = len(self.pending)
+            if end == self._written:
+                return
+            batch = self.pending[self._written : end]
+            with write_transaction(db):
+                _insert_fragments(db, self._trace_id, batch)
+            self._written = end
+
+    def finish(
+        self,
+        trace: Trace,
+        alignment: Alignment | None,
+        stats: Stats | None,
+        response: Any = None,
+    ) -> str | None:
+        """Write everything that is left. Returns llm's turn id, or None.
+
+        ``response`` (llm's, for a complete stream) is logged as llm logs it; the
+        alignment and stats are missing only when the encoding failed to load.
+        Raises StoreError when the trace could not be saved.
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.error is not None or self._trace_id is None:
+            raise StoreError(self.error or "the trace was never started")
+        db = None
+        try:
+            db = connect(self.path)
+            with write_transaction(db):
+                _insert_fragments(db, trace.id, list(trace.fragments[self._written :]))
+                turn_id = None
+                if response is not None:
+                    response.log_to_db(db)  # llm's own record, exactly as llm writes it
+                    turn_id = response.id
+                if alignment is not None:
+                    db.conn.executemany(
+                        f"update {FRAGMENTS} set byte_start = ?, token_start = ?, token_end = ?, "
+                        "starts_mid_token = ?, ends_mid_token = ? where trace_id = ? and idx = ?",
+                        list(_alignment_rows(trace.id, alignment)),
+                    )
+                row = _trace_row(trace) | {"turn_id": turn_id}
+                if stats is not None:
+                    row |= _stats_columns(stats)
+                db[TRACES].update(trace.id, row)  # type: ignore[union-attr]
+            return turn_id
+        except (StoreError, sqlite3.Error, OSError) as ex:
+            raise StoreError(self._describe(ex)) from None
+        finally:
+            if db is not None:
+                db.close()
+
+
+# ====================
+# Reading
+# ====================
+
+
+def find_trace_id(db: sqlite_utils.Database, ident: str | None, latest: bool = False) -> str:
+    """A trace id from a trace id, llm's turn id, or the latest trace."""
+    if latest:
+        rows = list(db.query(f"select id from {TRACES} order by started_utc desc, id desc limit 1"))
+        if not rows:
+            raise StoreError("No streamscope traces logged yet")
+        return rows[0]["id"]
+    if not ident:
+        raise StoreError("Give a trace id (or llm's response id), or use --latest")
+    rows = list(
+        db.query(
+            f"select id from {TRACES} where id = :i or turn_id = :i order by id = :i desc limit 1",
+            {"i": ident.lower()},
+        )
+    )
+    if not rows:
+        raise StoreError(f"No trace with id {ident}")
+    return rows[0]["id"]
+
+
+def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[str, Any]]:
+    """The stored trace, and its row (with the stored headline stats)."""
+    row = db[TRACES].get(trace_id)  # type: ignore[union-attr]
+    fragments = tuple(
+        Fragment(r["idx"], r["kind"], r["text"], r["t_ns"], r["tool_call_id"])
+        for r in db.query(
+            f"select idx, kind, text, t_ns, tool_call_id from {FRAGMENTS} "
+            "where trace_id = ? order by idx",
+            [trace_id],
+        )
+    )
+    trace = Trace(
+        id=row["id"],
+        model_id=row["model"],
+        encoding_name=row["encoding"],
+        encoding_exact=bool(row["encoding_exact"]),
+        prompt=row["prompt"],
+        system=row["system"],
+        started_utc=row["started_utc"],
+        fragments=fragments,
+        status=row["status"],
+        error=row["error"],
+        end_ns=row["end_ns"],
+        usage_input=row["usage_input"],
+        usage_output=row["usage_output"],
+        turn_id=row["turn_id"],
+        options=json.loads(row["options_json"] or "{}"),
+    )
+    return trace, row
+
+
+def stored_alignment_rows(db: sqlite_utils.Database, trace_id: str) -> dict[int, tuple]:
+    """What was stored of each fragment's alignment, by fragment index."""
+    return {
+        r[0]: tuple(r[1:])
+        for r in db.execute(
+            f"select idx, byte_start, token_start, token_end, starts_mid_token, ends_mid_token "
+            f"from {FRAGMENTS} where trace_id = ?",
+            [trace_id],
+        ).fetchall()
+    }
+
+
+def alignment_matches(stored: dict[int, tuple], alignment: Alignment) -> bool:
+    """Whether a recomputed alignment equals the stored one, fragment by fragment."""
+    recomputed = {row[-1]: row[:5] for row in _alignment_rows("", alignment)}
+    return stored == recomputed
+
+
+def recent_traces(
+    db: sqlite_utils.Database, limit: int | None = 10, model: str | None = None
+) -> list[dict[str, Any]]:
+    where, params = "", {}
+    if model:
+        where, params = "where model = :model", {"model": model}
+    sql = f"select * from {TRACES} {where} order by started_utc desc, id desc"
+    if limit:
+        sql += f" limit {int(limit)}"
+    return list(db.query(sql, params))

@@ -1,0 +1,360 @@
+"""Traces in llm's logs.db: real SQLite files, the real CLI, real subprocesses."""
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlite_utils
+from click.testing import CliRunner
+from llm.cli import cli
+from llm.migrations import migrate as llm_migrate
+
+from llm_streamscope import store
+
+FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def streamscope(*args, **kwargs):
+    return invoke("streamscope", *args, **kwargs)
+
+
+def views(output):
+    """The alignment and stats views of a run's or show's output."""
+    return output[output.index("─ alignment ─") :]
+
+
+def logs_db(user_path):
+    return sqlite_utils.Database(user_path / "logs.db")
+
+
+def traces(user_path):
+    db_path = user_path / "logs.db"
+    if not db_path.exists():
+        return []
+    return list(logs_db(user_path).query("select * from streamscope_traces order by id"))
+
+
+def fragment_count(db, trace_id):
+    return db.execute(
+        "select count(*) from streamscope_fragments where trace_id = ?", [trace_id]
+    ).fetchone()[0]
+
+
+# Schema and migrations
+
+
+def test_migrations_on_an_empty_db_are_idempotent(tmp_path):
+    db = store.connect(tmp_path / "empty.db")
+    store.migrate(db)
+    store.migrate(db)
+    assert db["turns"].exists()  # llm's own tables come first
+    assert {"streamscope_traces", "streamscope_fragments"} <= set(db.table_names())
+    applied = [m.name for m in store.migrations.applied(db)]
+    assert applied == ["m001_traces_and_fragments"]
+    assert db["streamscope_fragments"].pks == ["trace_id", "idx"]
+    assert db["streamscope_fragments"].foreign_keys[0].other_table == "streamscope_traces"
+
+
+def test_migrations_on_a_db_llm_already_created(tmp_path):
+    path = tmp_path / "llm.db"
+    llm_db = sqlite_utils.Database(path)
+    llm_migrate(llm_db)
+    before = set(llm_db.table_names())
+    llm_db.close()
+    db = store.connect(path)
+    store.migrate(db)
+    store.migrate(db)
+    assert set(db.table_names()) - before >= {"streamscope_traces", "streamscope_fragments"}
+
+
+# Logging runs
+
+
+def test_run_logs_beside_llms_own_record(isolated_env):
+    result = streamscope(*FAST, "-o", "max_tokens", "20", "--json", "hello there")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    (row,) = traces(isolated_env)
+    assert row["id"] == doc["trace_id"] and row["status"] == "complete" and row["error"] is None
+    assert row["chunks"] == row["tokens"] == 20 and row["ttft_ms"] == doc["stats"]["ttft_ms"]
+    assert row["gap_p99_ms"] == doc["stats"]["gap_ms"]["p99"]
+    assert row["tokens_per_s"] == doc["stats"]["tokens_per_s"]
+    db = logs_db(isolated_env)
+    # turn_id joins llm's own record of the same response
+    (turn,) = db.query(
+        "select turns.* from streamscope_traces join turns on turns.id = streamscope_traces.turn_id"
+    )
+    assert turn["id"] == doc["turn_id"] and turn["output_tokens"] == 20
+    # ... which `llm logs` still shows as usual
+    logged = json.loads(invoke("logs", "-n", "1", "--json").stdout)
+    assert logged[0]["prompt"] == "hello there"
+    assert logged[0]["response"] == "".join(f["text"] for f in doc["fragments"])
+    rows = list(db.query("select * from streamscope_fragments order by idx"))
+    assert [r["text"] for r in rows] == [f["text"] for f in doc["fragments"]]
+    assert [r["t_ns"] / 1e6 for r in rows] == [f["t_ms"] for f in doc["fragments"]]
+    assert [r["token_start"] for r in rows] == [f["token_start"] for f in doc["fragments"]]
+
+
+def test_no_log_logs_off_and_log(isolated_env):
+    assert streamscope(*FAST, "-o", "max_tokens", "3", "-n", "x").exit_code == 0
+    assert traces(isolated_env) == []
+    invoke("logs", "off")
+    assert streamscope(*FAST, "-o", "max_tokens", "3", "x").exit_code == 0
+    assert traces(isolated_env) == []
+    assert streamscope(*FAST, "-o", "max_tokens", "3", "--log", "x").exit_code == 0
+    assert len(traces(isolated_env)) == 1
+    invoke("logs", "on")
+    assert streamscope(*FAST, "-o", "max_tokens", "3", "x").exit_code == 0
+    assert len(traces(isolated_env)) == 2
+
+
+def test_database_option(isolated_env, tmp_path):
+    other = tmp_path / "elsewhere" / "traces.db"
+    assert streamscope(*FAST, "-o", "max_tokens", "3", "-d", str(other), "x").exit_code == 0
+    assert not (isolated_env / "logs.db").exists()
+    out = streamscope("logs", "-d", str(other)).stdout
+    assert out.count("\n") == 1 and "streamscope-sim" in out
+
+
+def test_show_recomputes_exactly_what_the_run_showed(isolated_env):
+    run = streamscope(*FAST, "-o", "profile", "gemini-flash", "-o", "text", "multilingual", "x")
+    assert run.exit_code == 0
+    shown = streamscope("show", "--latest")
+    assert shown.exit_code == 0 and shown.stderr == ""
+    assert views(shown.stdout) == views(run.stdout)
+    run_doc = json.loads(streamscope(*FAST, "-o", "profile", "claude-haiku", "--json", "x").stdout)
+    show_doc = json.loads(streamscope("show", run_doc["trace_id"], "--json").stdout)
+    assert show_doc == run_doc
+    # by llm's id for the same response, too
+    assert json.loads(streamscope("show", run_doc["turn_id"], "--json").stdout) == run_doc
+    # stored alignment equals the recomputed one
+    db = store.connect(isolated_env / "logs.db")
+    trace, _ = store.load_trace(db, run_doc["trace_id"])
+    from llm_streamscope.align import align
+    from llm_streamscope.encodings import get_encoding
+
+    recomputed = align(trace, get_encoding("o200k_base"))
+    assert store.alignment_matches(store.stored_alignment_rows(db, trace.id), recomputed)
+
+
+def test_show_warns_when_the_stored_alignment_differs(isolated_env):
+    doc = json.loads(streamscope(*FAST, "-o", "max_tokens", "5", "--json", "x").stdout)
+    db = logs_db(isolated_env)
+    db.execute("update streamscope_fragments set token_end = 99 where idx = 0")
+    db.conn.commit()
+    result = streamscope("show", doc["trace_id"])
+    assert result.exit_code == 0 and "stored alignment differs" in result.stderr
+
+
+def test_logs_lists_newest_first_with_filters(isolated_env):
+    for prompt in ("first", "second", "third"):
+        streamscope(*FAST, "-o", "max_tokens", "2", prompt)
+    lines = streamscope("logs").stdout.splitlines()
+    assert [line.rsplit(" ", 1)[-1] for line in lines] == ["'third'", "'second'", "'first'"]
+    assert len(streamscope("logs", "-n", "2").stdout.splitlines()) == 2
+    assert streamscope("logs", "-m", "gpt-4o-mini").stdout == ""
+    assert len(streamscope("logs", "-m", "streamscope-sim").stdout.splitlines()) == 3
+    rows = json.loads(streamscope("logs", "--json", "-n", "1").stdout)
+    assert rows[0]["prompt"] == "third" and rows[0]["stats"]["chunks"] == 2
+
+
+def test_export_formats(isolated_env):
+    doc = json.loads(streamscope(*FAST, "-o", "max_tokens", "6", "--json", "x").stdout)
+    assert json.loads(streamscope("export", "--latest").stdout) == doc
+    lines = streamscope("export", doc["trace_id"], "-f", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == doc["fragments"]
+    table = list(csv.DictReader(io.StringIO(streamscope("export", "--latest", "-f", "csv").stdout)))
+    assert [r["text"] for r in table] == [f["text"] for f in doc["fragments"]]
+    assert list(table[0]) == list(doc["fragments"][0])
+
+
+def test_replay_plays_the_stored_fragments_then_the_views(isolated_env):
+    run = streamscope(*FAST, "-o", "max_tokens", "8", "x")
+    replay = streamscope("replay", "--latest", "--speed", "0")
+    assert replay.exit_code == 0
+    assert replay.stdout == run.stdout
+
+
+# Nothing lost
+
+
+def test_dropped_connection_leaves_an_error_trace_with_what_arrived(isolated_env):
+    result = streamscope(*FAST, "-o", "drop_after", "7", "x")
+    assert result.exit_code == 1
+    (row,) = traces(isolated_env)
+    assert row["status"] == "error" and "incomplete chunked read" in row["error"]
+    assert row["turn_id"] is None and row["chunks"] == 7
+    assert fragment_count(logs_db(isolated_env), row["id"]) == 7
+    shown = streamscope("show", row["id"])
+    assert shown.exit_code == 0 and "status            error" in shown.stdout
+
+
+def test_timeout_ends_a_stalled_stream(isolated_env):
+    result = streamscope(
+        *FAST, "-o", "stall_after", "4", "-o", "stall_s", "30", "--timeout", "0.5", "x"
+    )
+    assert result.exit_code == 1
+    assert "stalled: nothing arrived for 0.5 s (--timeout)" in result.stderr
+    (row,) = traces(isolated_env)
+    assert row["status"] == "error" and row["chunks"] == 4
+
+
+def spawn(user_path, *args):
+    env = {**os.environ, "LLM_USER_PATH": str(user_path), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "llm", "streamscope", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.parametrize(
+    "sig,status,code", [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "interrupted", 130)]
+)
+def test_signal_mid_stream_leaves_a_partial_trace(isolated_env, sig, status, code):
+    proc = spawn(isolated_env, "-m", "streamscope-sim", "-o", "chunks", "5000", "x")
+    received = proc.stdout.read(40)  # the live text is flowing
+    assert received
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.decode().count("\n") == 1 and "Error: stream interrupted after" in err.decode()
+    (row,) = traces(isolated_env)
+    assert row["status"] == status
+    stored = fragment_count(logs_db(isolated_env), row["id"])
+    assert 0 < stored < 5000 and row["chunks"] == stored
+    assert streamscope("show", row["id"]).exit_code == 0
+
+
+def test_fragments_are_durable_while_streaming(isolated_env):
+    # A slow stream: fragments reach the database long before it ends (and a
+    # SIGKILL then still leaves them, with the row saying the run never finished).
+    proc = spawn(isolated_env, "-m", "streamscope-sim", "-o", "chunks", "5000", "x")
+    try:
+        deadline = time.monotonic() + 30
+        stored = 0
+        while time.monotonic() < deadline and not stored:
+            time.sleep(0.2)
+            if (isolated_env / "logs.db").exists():
+                with sqlite3.connect(isolated_env / "logs.db", timeout=30) as conn:
+                    if conn.execute(
+                        "select count(*) from sqlite_master where name = 'streamscope_fragments'"
+                    ).fetchone()[0]:
+                        stored = conn.execute(
+                            "select count(*) from streamscope_fragments"
+                        ).fetchone()[0]
+        assert stored > 0 and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    (row,) = traces(isolated_env)
+    assert row["status"] == "interrupted" and row["error"] == store.UNFINISHED
+
+
+def test_eight_concurrent_runs_into_one_db(isolated_env):
+    procs = [
+        spawn(
+            isolated_env,
+            "-m",
+            "streamscope-sim",
+            "-o",
+            "chunks",
+            "150",
+            "-o",
+            "seed",
+            str(i),
+            "-o",
+            "speed",
+            "4",
+            f"run {i}",
+        )
+        for i in range(8)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    for proc, (_, err) in zip(procs, results):
+        assert proc.returncode == 0, err.decode()
+        assert b"locked" not in err
+    rows = traces(isolated_env)
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"complete"}
+    db = logs_db(isolated_env)
+    assert all(fragment_count(db, r["id"]) == 150 == r["chunks"] for r in rows)
+    assert db.execute("select count(*) from turns").fetchone()[0] == 8
+
+
+# Bad input
+
+
+def test_unknown_id_and_empty_log(isolated_env):
+    result = streamscope("show", "--latest")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: No database at")
+    streamscope(*FAST, "-o", "max_tokens", "2", "x")
+    for command in ("show", "replay", "export"):
+        result = streamscope(command, "01nosuchtrace")
+        assert result.exit_code == 1
+        assert result.stderr == "Error: No trace with id 01nosuchtrace\n"
+    result = streamscope("show")
+    assert "Give a trace id" in result.stderr
+
+
+def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"this is not sqlite" * 100)
+    result = streamscope("logs", "-d", str(corrupt))
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "file is not a database" in result.stderr
+    run = streamscope(*FAST, "-o", "max_tokens", "4", "-d", str(corrupt), "x")
+    assert run.exit_code == 1 and "─ stats ─" in run.stdout  # the views still show
+    assert run.stderr.startswith("Error: trace not saved: ") and run.stderr.count("\n") == 1
+    foreign = tmp_path / "foreign.db"
+    sqlite_utils.Database(foreign)["things"].insert({"a": 1})
+    result = streamscope("show", "--latest", "-d", str(foreign))
+    assert result.exit_code == 1 and "holds no streamscope traces" in result.stderr
+
+
+def _wrapped_connect(monkeypatch, prepare):
+    real = store.connect
+
+    def connect(path):
+        db = real(path)
+        prepare(db)
+        return db
+
+    monkeypatch.setattr(store, "connect", connect)
+
+
+def test_read_only_database(isolated_env, monkeypatch):
+    streamscope(*FAST, "-o", "max_tokens", "2", "x")  # create and migrate it
+    # Tests run as root, which ignores file modes: make SQLite itself refuse writes.
+    _wrapped_connect(monkeypatch, lambda db: db.execute("pragma query_only = 1"))
+    result = streamscope(*FAST, "-o", "max_tokens", "4", "x")
+    assert result.exit_code == 1 and "─ stats ─" in result.stdout
+    assert result.stderr.startswith("Error: trace not saved: ")
+    assert "readonly" in result.stderr and result.stderr.count("\n") == 1
+    assert streamscope("show", "--latest").exit_code == 0  # reading still works
+
+
+def test_disk_full_while_streaming(isolated_env, monkeypatch):
+    streamscope(*FAST, "-o", "max_tokens", "2", "x")
+
+    # SQLite's own page limit turns further growth into SQLITE_FULL, as a full disk would.
+    def cap(db):
+        pages = db.execute("pragma page_count").fetchone()[0]
+        db.execute(f"pragma max_page_count = {pages + 1}")
+
+    _wrapped_connect(monkeypatch, cap)
+    result = streamscope(*FAST, "-o", "chunks", "3000", "x")
+    assert result.exit_code == 1 and "─ stats ─" in result.stdout
+    assert result.stderr.startswith("Error: trace not saved: ")
+    assert "database or disk is full" in result.stderr
