@@ -17,3 +17,23 @@ def test_readme_opens_with_the_two_setup_commands():
     assert lines[1] == (
         "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest"
     )
+
+
+def test_readme_sql_examples_run_against_a_real_log(isolated_env):
+    import re
+    import sqlite3
+
+    from click.testing import CliRunner
+    from llm.cli import cli
+
+    for profile in ("gpt-4o-mini", "gemini-flash"):
+        args = ["streamscope", "-m", "streamscope-sim", "-o", "speed", "0", "-o", "profile"]
+        assert (
+            CliRunner().invoke(cli, [*args, profile, "-o", "max_tokens", "30", "x"]).exit_code == 0
+        )
+    queries = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
+    assert len(queries) == 2
+    db = sqlite3.connect(isolated_env / "logs.db")
+    assert len(db.execute(queries[0]).fetchall()) == 2
+    ((model, fragments, *_),) = db.execute(queries[1]).fetchall()
+    assert model == "streamscope-sim" and fragments > 30
