@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -97,13 +98,25 @@ def capture(
     fragments: list[Fragment] = []
     append = fragments.append
     status, error = STATUS_COMPLETE, None
-    events = response.stream_events()
-    # llm's model.prompt() is lazy: the request is sent by the first next() below.
-    t0 = clock()
+    events = iter(response.stream_events())
+    connects = _watch_connects()
+    # llm's model.prompt() is lazy: the request starts with the first next() below.
+    t0 = origin = clock()
+    setup_ns = None
     try:
-        with _stop_on_stall(fragments, t0, timeout_s), _stop_on_sigterm():
+        with _stop_on_stall(fragments, timeout_s), _stop_on_sigterm():
+            for event in events:  # the first event: settle the time origin first
+                t = clock()
+                setup_ns = _first_after(connects, t0)
+                if setup_ns is not None:
+                    origin = t0 + setup_ns
+                fragment = Fragment(0, event.type, event.chunk, t - origin, event.tool_call_id)
+                append(fragment)
+                if on_fragment is not None:
+                    on_fragment(fragment)
+                break
             for event in events:
-                t = clock() - t0
+                t = clock() - origin
                 fragment = Fragment(len(fragments), event.type, event.chunk, t, event.tool_call_id)
                 append(fragment)
                 if on_fragment is not None:
@@ -114,7 +127,10 @@ def capture(
         status, error = stop.status, stop.message
     except Exception as ex:
         status, error = STATUS_ERROR, one_line(ex)
-    end_ns = clock() - t0
+    end = clock()
+    if setup_ns is None:  # no fragment arrived: the connect may still have happened
+        setup_ns = _first_after(connects, t0)
+        origin = t0 + setup_ns if setup_ns is not None else t0
     # Read usage straight off the response: response.usage() would re-run a
     # request that failed part way.
     return dataclasses.replace(
@@ -122,10 +138,44 @@ def capture(
         fragments=tuple(fragments),
         status=status,
         error=error,
-        end_ns=end_ns,
+        setup_ns=setup_ns,
+        end_ns=end - origin,
         usage_input=getattr(response, "input_tokens", None),
         usage_output=getattr(response, "output_tokens", None),
     )
+
+
+# When the request leaves. llm builds a new client for every prompt (~20 ms, more
+# for the first in a process) before the HTTP request is even sent; tools like
+# AIPerf and vLLM count TTFT from the request, so streamscope does too and reports
+# llm's own part as setup. The moment is seen through the interpreter's audit hook
+# for socket.connect (the only way to observe it without patching llm or the
+# client library); plugins that reuse a pooled connection open none, and then
+# times count from the start of the request.
+_connects: list[int] = []
+_hook_installed = False
+
+
+def _on_audit(event: str, args: tuple) -> None:
+    if event == "socket.connect":
+        _connects.append(time.perf_counter_ns())
+
+
+def _watch_connects() -> list[int]:
+    global _hook_installed
+    if not _hook_installed:
+        sys.addaudithook(_on_audit)  # cannot be removed: it stays cheap instead
+        _hook_installed = True
+    _connects.clear()
+    return _connects
+
+
+def _first_after(connects: list[int], t0: int) -> int | None:
+    """Nanoseconds from t0 to the first connect after it, if any."""
+    for t in connects:
+        if t >= t0:
+            return t - t0
+    return None
 
 
 def _in_main_thread() -> bool:
@@ -133,7 +183,7 @@ def _in_main_thread() -> bool:
 
 
 @contextmanager
-def _stop_on_stall(fragments: list[Fragment], t0: int, timeout_s: float | None) -> Iterator[None]:
+def _stop_on_stall(fragments: list[Fragment], timeout_s: float | None) -> Iterator[None]:
     """End the stream when nothing arrives for ``timeout_s`` seconds.
 
     A watchdog thread looks at the fragment list a few times a second (the hot loop
@@ -143,7 +193,6 @@ def _stop_on_stall(fragments: list[Fragment], t0: int, timeout_s: float | None) 
     if not timeout_s or not _in_main_thread():
         yield
         return
-    timeout_ns = int(timeout_s * 1e9)
     done = threading.Event()
     main = threading.main_thread().ident
     fired = threading.Event()
@@ -155,9 +204,12 @@ def _stop_on_stall(fragments: list[Fragment], t0: int, timeout_s: float | None) 
             )
 
     def watch() -> None:
+        seen, last = 0, time.monotonic()
         while not done.wait(min(0.1, timeout_s / 4)):
-            last = fragments[-1].t_ns + t0 if fragments else t0
-            if time.perf_counter_ns() - last > timeout_ns:
+            now = time.monotonic()
+            if len(fragments) != seen:
+                seen, last = len(fragments), now
+            elif now - last > timeout_s:
                 fired.set()
                 signal.pthread_kill(main, signal.SIGALRM)  # type: ignore[arg-type]
                 return

@@ -203,6 +203,8 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     encoding = trace.encoding_name + ("" if trace.encoding_exact else ", approximate")
     row("model", trace.model_id)
     row("status", trace.status + (f": {trace.error}" if trace.error else ""))
+    if stats.setup_ms is not None:
+        row("setup", f"{_fmt_ms(stats.setup_ms)} in llm before the request left")
     row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
     row("TTST", _fmt_ms(stats.ttst_ms))
     row("total", _fmt_ms(stats.total_ms))

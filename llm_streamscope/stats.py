@@ -1,7 +1,7 @@
 """Rate statistics of one aligned trace.
 
 Names follow AIPerf and vLLM ``bench serve`` where they have one: ``ttft`` is
-the time from starting the request to the first non-empty text fragment, ``ttst``
+the time from the request leaving to the first non-empty text fragment, ``ttst``
 the time from the first to the second text chunk, ``gap`` what AIPerf calls the
 inter-chunk latency, and ``itl`` the per-token inter-token latency computed from
 the time each token was complete (so tokens that arrive in one chunk have an ITL
@@ -67,6 +67,8 @@ class StreamSummary:
 
 @dataclass(frozen=True)
 class Stats:
+    setup_ms: float | None
+    """llm's own time before the HTTP request left (building its client)."""
     ttft_ms: float | None
     ttft_band: str | None
     ttst_ms: float | None
@@ -173,6 +175,7 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
     ttft = _ms(times[0]) if times else None
     usage_output = trace.usage_output
     return Stats(
+        setup_ms=_ms(trace.setup_ns) if trace.setup_ns is not None else None,
         ttft_ms=ttft,
         ttft_band=ttft_band(ttft),
         ttst_ms=gaps[0] if gaps else None,

@@ -26,7 +26,7 @@ class Fragment:
     """``text``, ``reasoning``, ``tool_call_name`` or ``tool_call_args``."""
     text: str
     t_ns: int
-    """Arrival time in nanoseconds, counted from the start of the request."""
+    """Arrival time in nanoseconds, counted from the request (see ``Trace.setup_ns``)."""
     tool_call_id: str | None = None
 
     @property
@@ -51,8 +51,15 @@ class Trace:
     fragments: tuple[Fragment, ...]
     status: str = STATUS_COMPLETE
     error: str | None = None
+    setup_ns: int | None = None
+    """From llm starting the request to the HTTP request leaving (its socket connect).
+
+    Fragment times count from that moment, as TTFT does in AIPerf and vLLM; when no
+    connect was seen (a pooled connection, an in-process model) they count from
+    llm starting the request and this is None.
+    """
     end_ns: int | None = None
-    """When the stream ended (or failed), from the start of the request."""
+    """When the stream ended (or failed), on the same clock as the fragments."""
     usage_input: int | None = None
     usage_output: int | None = None
     turn_id: str | None = None
