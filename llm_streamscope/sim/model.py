@@ -7,6 +7,7 @@ in :meth:`SimChat.prepare`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,9 @@ from pydantic import Field, field_validator
 from . import profiles
 
 MODEL_ID = "streamscope-sim"
+URL_ENV = "STREAMSCOPE_SIM_URL"
+"""Set to a running simulator's base URL (``python -m llm_streamscope.sim`` prints it)
+to use that server instead of starting one in this process."""
 
 # The options that travel to the server under "streamscope" (the rest, e.g.
 # max_tokens, are ordinary OpenAI parameters).
@@ -127,6 +131,8 @@ class SimChat(Chat):
 
     def prepare(self) -> None:
         """Start the server and tokenize the samples, so neither lands inside a measured TTFT."""
+        if os.environ.get(URL_ENV):
+            return  # another process serves: nothing here to start
         from .server import get_server
 
         get_server()
@@ -148,7 +154,11 @@ class SimChat(Chat):
     ) -> Iterator[Any]:
         # Per call, when iteration starts: llm's prompts are lazy, and the shared
         # server starts on first use, never at registration.
-        from .server import get_server
+        external = os.environ.get(URL_ENV)
+        if external:
+            self.api_base = external
+        else:
+            from .server import get_server
 
-        self.api_base = get_server().base_url
+            self.api_base = get_server().base_url
         yield from super().execute(prompt, stream, response, conversation, key)
