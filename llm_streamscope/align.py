@@ -3,17 +3,17 @@
 Everything happens in UTF-8 byte space: a token may end in the middle of a
 character (emoji, CJK) and a fragment may end in the middle of a token, so
 character offsets cannot describe either boundary. The text of each stream is
-tokenized once; fragments and tokens are then matched by binary search over the
-two sorted lists of byte end offsets, with every per-item step done by C-level
-``map`` calls so that a megabyte aligns in about the time of one encode.
+tokenized once; fragments and tokens are then matched through their byte end
+offsets, with every per-item step a C-level ``map``, ``dict`` or ``repeat`` (no
+Python code runs per token) because a response can be a megabyte.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from functools import partial
-from itertools import accumulate
-from typing import TYPE_CHECKING
+from bisect import bisect_right
+from itertools import accumulate, chain, compress, count, repeat
+from operator import add, attrgetter, is_, not_, sub
+from typing import TYPE_CHECKING, cast
 
 from .trace import Alignment, Fragment, StreamAlignment, Trace
 
@@ -46,44 +46,48 @@ def align_fragments(
     """
     fragments = tuple(fragments)
     first = fragments[0] if fragments else None
-    encoded = [f.text.encode("utf-8") for f in fragments]
-    data = b"".join(encoded)
-    text = data.decode("utf-8")
-    token_ids = tuple(encoding.encode_ordinary(text))
-    token_ends = tuple(accumulate(map(len, encoding.decode_tokens_bytes(list(token_ids)))))
-    fragment_ends = tuple(accumulate(map(len, encoded)))
-    fragment_starts = (0, *fragment_ends[:-1])
-    token_starts = (0, *token_ends[:-1])
+    texts = list(map(attrgetter("text"), fragments))
+    text = "".join(texts)
+    token_ids = encoding.encode_ordinary(text)
+    token_ends = list(accumulate(map(len, encoding.decode_tokens_bytes(token_ids))))
+    # In ASCII text characters are bytes: no fragment needs encoding to be measured.
+    sizes = list(map(len, texts if text.isascii() else map(str.encode, texts)))
+    fragment_ends = list(accumulate(sizes))
 
-    # The fragment holding byte p is the first one whose end is > p; empty
-    # fragments hold no byte and are skipped naturally. For a token's last byte
-    # (end - 1) that is the first fragment whose end is >= the token's end.
-    token_first_fragment = tuple(map(partial(bisect_right, fragment_ends), token_starts))
-    token_last_fragment = tuple(map(partial(bisect_left, fragment_ends), token_ends))
-
-    # Likewise a fragment [s, e) touches the tokens holding bytes s .. e-1; an
-    # empty fragment touches none.
-    token_start = tuple(map(partial(bisect_right, token_ends), fragment_starts))
-    token_last = map(partial(bisect_left, token_ends), fragment_ends)
-    token_end = tuple(
-        last + 1 if e > s else first
-        for s, e, first, last in zip(fragment_starts, fragment_ends, token_start, token_last)
-    )
-    boundaries = frozenset(token_ends)
-    starts_mid = tuple(s != 0 and s not in boundaries for s in fragment_starts)
-    ends_mid = tuple(e != 0 and e not in boundaries for e in fragment_ends)
+    # le[j]: how many tokens end at or before fragment j's end. A dict finds the
+    # fragment ends that are also token ends; the rest end inside a token (mid).
+    hits = list(map(dict(zip(token_ends, count(1))).get, fragment_ends))
+    mid = [False] * len(fragments)
+    if None in hits:
+        for j in compress(count(), map(is_, hits, repeat(None))):
+            hits[j] = bisect_right(token_ends, fragment_ends[j])
+            mid[j] = fragment_ends[j] != 0
+    le = cast("list[int]", hits)
+    # A fragment touches tokens from the one holding its first byte up to the one
+    # holding its last byte: [le[j-1], le[j] + mid[j]). The same sums, read as
+    # "token starts before this fragment's end", give each token's first fragment.
+    reach = list(map(add, le, mid))
+    before = [0, *reach[:-1]]
+    token_start = [0, *le[:-1]]
+    token_end = reach[:]
+    if 0 in sizes:  # empty fragments touch no token
+        for j in compress(count(), map(not_, sizes)):
+            token_end[j] = token_start[j]
+    # Runs: fragment j completes (le[j] - le[j-1]) tokens and starts (reach[j] - before[j]).
+    token_last_fragment = chain.from_iterable(map(repeat, count(), map(sub, le, token_start)))
+    token_first_fragment = chain.from_iterable(map(repeat, count(), map(sub, reach, before)))
     return StreamAlignment(
         kind=first.kind if first else "text",
         tool_call_id=first.tool_call_id if first else None,
         fragments=fragments,
         text=text,
-        token_ids=token_ids,
-        token_byte_ends=token_ends,
-        token_first_fragment=token_first_fragment,
-        token_last_fragment=token_last_fragment,
-        fragment_byte_ends=fragment_ends,
-        fragment_token_start=token_start,
-        fragment_token_end=token_end,
-        fragment_starts_mid_token=starts_mid,
-        fragment_ends_mid_token=ends_mid,
+        token_ids=tuple(token_ids),
+        token_byte_ends=tuple(token_ends),
+        token_first_fragment=tuple(token_first_fragment),
+        token_last_fragment=tuple(token_last_fragment),
+        fragment_byte_ends=tuple(fragment_ends),
+        fragment_token_start=tuple(token_start),
+        fragment_token_end=tuple(token_end),
+        fragment_starts_mid_token=(False, *mid[:-1]) if mid else (),
+        fragment_ends_mid_token=tuple(mid),
     )

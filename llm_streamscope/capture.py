@@ -85,12 +85,14 @@ def capture(
     header: Trace,
     *,
     on_fragment: Callable[[Fragment], None] | None = None,
+    on_first: Callable[[], None] | None = None,
     timeout_s: float | None = None,
 ) -> Trace:
     """Stream ``response`` (an llm ``Response`` not yet iterated) into a ``Trace``.
 
-    ``header`` comes from ``new_trace``. Never raises for a failure of the stream
-    itself: a provider error, a dropped connection, a stall longer than
+    ``header`` comes from ``new_trace``. ``on_fragment`` is called with each fragment
+    as it arrives, ``on_first`` once, right after the first. Never raises for a
+    failure of the stream itself: a provider error, a dropped connection, a stall longer than
     ``timeout_s``, Ctrl-C or SIGTERM end the trace with status ``error`` or
     ``interrupted`` and keep every fragment received before it.
     """
@@ -114,6 +116,8 @@ def capture(
                 append(fragment)
                 if on_fragment is not None:
                     on_fragment(fragment)
+                if on_first is not None:
+                    on_first()
                 break
             for event in events:
                 t = clock() - origin

