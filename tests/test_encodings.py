@@ -342,7 +342,7 @@ def test_overlapping_loaders_lower_then_restore_interval(switch_interval, monkey
     entered = {name: threading.Event() for name in gates}
     seen = {}
 
-    def gated_prepare(name):
+    def gated_prepare(name, checkpoint=None):
         seen[name] = sys.getswitchinterval()
         entered[name].set()
         gates[name].wait(10)
@@ -384,3 +384,15 @@ def test_loader_thread_leaves_the_gil_holding_build_to_the_caller(monkeypatch, d
     assert built_on == [threading.current_thread().name]
     assert enc.encode("hello world") == [15339, 1917]
     assert downloads == []
+
+
+def test_paused_loader_waits_until_result(monkeypatch, downloads):
+    # Once the stream flows the loader steps aside; result() lets it finish.
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "cl100k_base", raising=False)
+    monkeypatch.delitem(encodings._memo, "cl100k_base", raising=False)
+    loader = EncodingLoader("cl100k_base")
+    loader.pause()
+    time.sleep(0.5)  # far longer than an unpaused parse of cl100k takes
+    assert not loader.done()
+    assert loader.result(timeout=60).encode("hello world") == [15339, 1917]
+    assert loader.done()
