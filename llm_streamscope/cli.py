@@ -253,7 +253,9 @@ def present(trace: Trace, alignment: Alignment, stats: Stats, *, view: str, json
             markup=False,
         )
     console.rule("alignment", style="dim")
-    console.print(AlignmentPanel(alignment, view=view, color=console.color_system is not None))
+    # Line by line: one print of a long stream would make rich hold all of it at once.
+    for line in AlignmentPanel(alignment, view, console.color_system is not None).lines():
+        console.print(line)
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
 

@@ -9,6 +9,8 @@ or reorder text with bidi overrides.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import compress, count
+from operator import ne
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -36,8 +38,8 @@ def _control_pictures() -> dict[int, str]:
 _VISIBLE = _control_pictures()
 LIVE_TABLE = {**_VISIBLE, ord("\n"): "\n", ord("\t"): "\t"}
 """For live text: as ``llm`` shows it, but with controls made visible."""
-VIEW_TABLE = {**_VISIBLE, ord("\n"): "\u21b5\n", ord("\t"): "\u21e5"}
-"""For the alignment view: newlines and tabs are visible too (↵, ⇥)."""
+VIEW_TABLE = {**_VISIBLE, ord("\t"): "\u21e5"}
+"""For the alignment view: tabs are visible too (⇥); AlignmentView shows newlines as ↵."""
 
 
 def visible(text: str, table: dict[int, str] = LIVE_TABLE) -> str:
@@ -76,31 +78,30 @@ class AlignmentView:
         self.color = color
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield self.text()
+        yield from self.lines()
 
     def text(self) -> Text:
+        """The whole view as one Text (for small streams and tests)."""
+        return Text("\n").join(self.lines())
+
+    def lines(self) -> Iterator[Text]:
+        """The view one line of model text at a time.
+
+        Built lazily, so printing a long stream line by line needs memory for one
+        line, not for the whole text (rich would hold every segment at once).
+        """
         s = self.stream
         show_tokens = self.view in ("both", "tokens")
         show_chunks = self.view in ("both", "chunks")
-        out = Text(no_wrap=False, end="\n")
         token_ends = s.token_byte_ends
         chunk_ends = s.fragment_byte_ends
-        split = {
-            i
-            for i, (a, b) in enumerate(zip(s.token_first_fragment, s.token_last_fragment))
-            if a != b
-        }
+        split = set(compress(count(), map(ne, s.token_first_fragment, s.token_last_fragment)))
         ti = 0  # token holding the current character's first byte
         ci = 0  # fragment holding it
         offset = 0
+        line = Text(no_wrap=False, end="\n")
         segment: list[str] = []
         segment_style = ""
-
-        def flush() -> None:
-            if segment:
-                out.append(visible("".join(segment), VIEW_TABLE), segment_style or None)
-                segment.clear()
-
         for char in s.text:
             size = len(char.encode("utf-8"))
             new_token = new_chunk = False
@@ -110,12 +111,12 @@ class AlignmentView:
             while ci < len(chunk_ends) and chunk_ends[ci] <= offset:
                 ci += 1
                 new_chunk = True
+            mark = None
             if offset and (new_token or new_chunk):
-                flush()
                 if show_chunks and new_chunk and (show_tokens or not self.color):
-                    out.append(CHUNK_MARK, CHUNK_MARK_STYLE if self.color else None)
+                    mark = (CHUNK_MARK, CHUNK_MARK_STYLE if self.color else None)
                 elif show_tokens and new_token and not self.color:
-                    out.append(TOKEN_MARK)
+                    mark = (TOKEN_MARK, None)
             style = ""
             if self.color:
                 if show_tokens:
@@ -124,13 +125,28 @@ class AlignmentView:
                     style = CHUNK_STYLES[ci % len(CHUNK_STYLES)]
                 if ti < len(token_ends) and token_ends[ti] < offset + size:
                     style += " underline"  # this character's bytes span tokens
-            if style != segment_style:
-                flush()
-                segment_style = style
-            segment.append(char)
+            if segment and (mark or style != segment_style):
+                _append(line, segment, segment_style)
+            if mark:
+                line.append(*mark)
+            segment_style = style
             offset += size
-        flush()
-        return out
+            if char == "\n":  # shown as ↵, then the line ends
+                _append(line, segment, style)
+                line.append("\u21b5", style or None)
+                yield line
+                line = Text(no_wrap=False, end="\n")
+            else:
+                segment.append(char)
+        _append(line, segment, segment_style)
+        yield line
+
+
+def _append(line: Text, segment: list[str], style: str) -> None:
+    """Move the characters gathered in ``segment`` onto ``line``, in one style."""
+    if segment:
+        line.append(visible("".join(segment), VIEW_TABLE), style or None)
+        segment.clear()
 
 
 def legend(stream: StreamAlignment, view: str, color: bool) -> Text:
@@ -167,9 +183,12 @@ class AlignmentPanel:
         self.color = color
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield from self.lines()
+
+    def lines(self) -> Iterator[Text]:
         for stream in self.alignment.streams:
             yield legend(stream, self.view, self.color)
-            yield AlignmentView(stream, self.view, self.color)
+            yield from AlignmentView(stream, self.view, self.color).lines()
 
 
 def _fmt_ms(value: float | None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass
 from itertools import pairwise
+from operator import ne
 
 from .trace import Alignment, StreamAlignment, Trace
 
@@ -146,9 +147,15 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
     itl: list[float] = []
     tokens_per_s = chars_per_s = None
     if text and chunk_indices:
-        completed = Counter(text.token_last_fragment)
-        per_chunk_tokens = [float(completed.get(j, 0)) for j in chunk_indices]
-        buckets = Counter(min(int(n), HISTOGRAM_TOP) for n in per_chunk_tokens)
+        # Tokens a chunk completes: those whose last byte it delivered.
+        completed = [
+            text.fragment_token_end[j]
+            - text.fragment_token_start[j]
+            - text.fragment_ends_mid_token[j]
+            for j in chunk_indices
+        ]
+        per_chunk_tokens = list(map(float, completed))
+        buckets = Counter(min(n, HISTOGRAM_TOP) for n in completed)
         histogram = {
             (f"{n}+" if n == HISTOGRAM_TOP else str(n)): buckets[n]
             for n in range(HISTOGRAM_TOP + 1)
@@ -161,15 +168,13 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
                 one_token += 1
             elif span == 1:
                 sub_token += 1
-        split = sum(
-            1 for a, b in zip(text.token_first_fragment, text.token_last_fragment) if a != b
-        )
+        split = sum(map(ne, text.token_first_fragment, text.token_last_fragment))
         token_times = text.token_times_ns()
         itl = [_ms(b - a) for a, b in pairwise(token_times)]
         first_j = chunk_indices[0]
         window_s = (times[-1] - times[0]) / 1e9
         if window_s > 0:
-            tokens_per_s = (tokens - completed.get(first_j, 0)) / window_s
+            tokens_per_s = (tokens - completed[0]) / window_s
             chars_per_s = (chars - len(text.fragments[first_j].text)) / window_s
 
     ttft = _ms(times[0]) if times else None

@@ -23,8 +23,9 @@ import json
 import pathlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
@@ -212,9 +213,16 @@ _INSERT_FRAGMENTS = (
 )
 
 
-def _insert_fragments(db: sqlite_utils.Database, trace_id: str, rows: list[list]) -> None:
-    if rows:
-        db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": trace_id, "rows": json.dumps(rows)})
+def _insert_fragments(db: sqlite_utils.Database, trace_id: str, rows: Iterable[list]) -> None:
+    # In batches, so that a long stream's rows are never all in memory as JSON at once.
+    for batch in batched(rows, 10_000):
+        db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": trace_id, "rows": json.dumps(batch)})
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def _fragment_rows(fragments: list[Fragment] | tuple[Fragment, ...]) -> list[list]:
@@ -222,24 +230,22 @@ def _fragment_rows(fragments: list[Fragment] | tuple[Fragment, ...]) -> list[lis
     return [[f.index, f.kind, f.tool_call_id, f.t_ns, f.text] for f in fragments]
 
 
-def _aligned_rows(alignment: Alignment) -> list[list]:
+def _aligned_rows(alignment: Alignment) -> Iterator[list]:
     """Complete rows: every fragment with its place among its stream's tokens."""
-    return [
-        [
-            f.index,
-            f.kind,
-            f.tool_call_id,
-            f.t_ns,
-            f.text,
-            s.fragment_byte_start(j),
-            s.fragment_token_start[j],
-            s.fragment_token_end[j],
-            int(s.fragment_starts_mid_token[j]),
-            int(s.fragment_ends_mid_token[j]),
-        ]
-        for s in alignment.streams
-        for j, f in enumerate(s.fragments)
-    ]
+    for s in alignment.streams:
+        for j, f in enumerate(s.fragments):
+            yield [
+                f.index,
+                f.kind,
+                f.tool_call_id,
+                f.t_ns,
+                f.text,
+                s.fragment_byte_start(j),
+                s.fragment_token_start[j],
+                s.fragment_token_end[j],
+                int(s.fragment_starts_mid_token[j]),
+                int(s.fragment_ends_mid_token[j]),
+            ]
 
 
 class TraceWriter:
