@@ -11,6 +11,8 @@ Python code runs per token) because a response can be a megabyte.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
+from functools import lru_cache
 from itertools import accumulate, chain, compress, count, repeat
 from operator import add, attrgetter, is_, not_, sub
 from typing import TYPE_CHECKING, cast
@@ -49,33 +51,49 @@ def align_fragments(
     texts = list(map(attrgetter("text"), fragments))
     text = "".join(texts)
     token_ids = encoding.encode_ordinary(text)
-    token_ends = list(accumulate(map(len, encoding.decode_tokens_bytes(token_ids))))
+    sizes_of = _token_sizes(encoding)
+    token_sizes = (
+        map(sizes_of.__getitem__, token_ids)
+        if sizes_of is not None
+        else map(len, encoding.decode_tokens_bytes(token_ids))
+    )
+    token_ends = list(accumulate(token_sizes))
     # In ASCII text characters are bytes: no fragment needs encoding to be measured.
     sizes = list(map(len, texts if text.isascii() else map(str.encode, texts)))
     fragment_ends = list(accumulate(sizes))
 
-    # le[j]: how many tokens end at or before fragment j's end. A dict finds the
-    # fragment ends that are also token ends; the rest end inside a token (mid).
-    hits = list(map(dict(zip(token_ends, count(1))).get, fragment_ends))
-    mid = [False] * len(fragments)
-    if None in hits:
-        for j in compress(count(), map(is_, hits, repeat(None))):
-            hits[j] = bisect_right(token_ends, fragment_ends[j])
-            mid[j] = fragment_ends[j] != 0
-    le = cast("list[int]", hits)
-    # A fragment touches tokens from the one holding its first byte up to the one
-    # holding its last byte: [le[j-1], le[j] + mid[j]). The same sums, read as
-    # "token starts before this fragment's end", give each token's first fragment.
-    reach = list(map(add, le, mid))
-    before = [0, *reach[:-1]]
-    token_start = [0, *le[:-1]]
-    token_end = reach[:]
-    if 0 in sizes:  # empty fragments touch no token
-        for j in compress(count(), map(not_, sizes)):
-            token_end[j] = token_start[j]
-    # Runs: fragment j completes (le[j] - le[j-1]) tokens and starts (reach[j] - before[j]).
-    token_last_fragment = chain.from_iterable(map(repeat, count(), map(sub, le, token_start)))
-    token_first_fragment = chain.from_iterable(map(repeat, count(), map(sub, reach, before)))
+    n = len(token_ends)
+    if fragment_ends == token_ends:
+        # Every fragment is exactly one token, as OpenAI streams: nothing to search.
+        ends_mid: tuple[bool, ...] = (False,) * n
+        token_start: list[int] | tuple[int, ...] = tuple(range(n))
+        token_end: list[int] | tuple[int, ...] = tuple(range(1, n + 1))
+        token_first_fragment: Iterable[int] = token_start
+        token_last_fragment: Iterable[int] = token_start
+    else:
+        # le[j]: how many tokens end at or before fragment j's end. A dict finds the
+        # fragment ends that are also token ends; the rest end inside a token (mid).
+        hits = list(map(dict(zip(token_ends, count(1))).get, fragment_ends))
+        mid = [False] * len(fragments)
+        if None in hits:
+            for j in compress(count(), map(is_, hits, repeat(None))):
+                hits[j] = bisect_right(token_ends, fragment_ends[j])
+                mid[j] = fragment_ends[j] != 0
+        le = cast("list[int]", hits)
+        ends_mid = tuple(mid)
+        # A fragment touches tokens from the one holding its first byte up to the one
+        # holding its last byte: [le[j-1], le[j] + mid[j]). The same sums, read as
+        # "token starts before this fragment's end", give each token's first fragment.
+        reach = list(map(add, le, mid))
+        before = [0, *reach[:-1]]
+        token_start = [0, *le[:-1]]
+        token_end = reach[:]
+        if 0 in sizes:  # empty fragments touch no token
+            for j in compress(count(), map(not_, sizes)):
+                token_end[j] = token_start[j]
+        # Runs: fragment j completes le[j] - le[j-1] tokens, starts reach[j] - before[j].
+        token_last_fragment = chain.from_iterable(map(repeat, count(), map(sub, le, token_start)))
+        token_first_fragment = chain.from_iterable(map(repeat, count(), map(sub, reach, before)))
     return StreamAlignment(
         kind=first.kind if first else "text",
         tool_call_id=first.tool_call_id if first else None,
@@ -88,6 +106,23 @@ def align_fragments(
         fragment_byte_ends=tuple(fragment_ends),
         fragment_token_start=tuple(token_start),
         fragment_token_end=tuple(token_end),
-        fragment_starts_mid_token=(False, *mid[:-1]) if mid else (),
-        fragment_ends_mid_token=tuple(mid),
+        fragment_starts_mid_token=(False, *ends_mid[:-1]) if ends_mid else (),
+        fragment_ends_mid_token=ends_mid,
     )
+
+
+@lru_cache(maxsize=8)
+def _token_sizes(encoding: tiktoken.Encoding) -> list[int] | None:
+    """Byte length of every ordinary token, by id, built once per encoding.
+
+    tiktoken's decode_tokens_bytes makes a Python call per token (90 ms for a
+    megabyte); a lookup in this table costs a tenth of that. None if tiktoken no
+    longer keeps its ranks where this looks for them.
+    """
+    ranks = getattr(encoding, "_mergeable_ranks", None)
+    if not isinstance(ranks, dict):
+        return None
+    sizes = [0] * (max(ranks.values(), default=-1) + 1)
+    for token, rank in ranks.items():
+        sizes[rank] = len(token)
+    return sizes

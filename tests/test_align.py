@@ -90,6 +90,24 @@ def test_alignment_matches_tiktoken_for_any_fragmentation(o200k, parts, data):
     check(pieces, o200k)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(alphabet, max_size=40), st.data())
+def test_alignment_when_cuts_fall_on_token_boundaries(o200k, parts, data):
+    # Chunks made of whole tokens (OpenAI: exactly one each; Anthropic: a few).
+    text = "".join(parts)
+    ends, pos = [], 0
+    for token_bytes in o200k.decode_tokens_bytes(o200k.encode_ordinary(text)):
+        pos += len(token_bytes)
+        ends.append(pos)
+    data_bytes = text.encode()
+    char_bounds = [e for e in ends if e == len(data_bytes) or (data_bytes[e] & 0xC0) != 0x80]
+    every = data.draw(st.booleans())
+    cuts = char_bounds if every else data.draw(st.lists(st.sampled_from(char_bounds or [0])))
+    bounds = sorted({0, *cuts, len(data_bytes)})
+    pieces = [data_bytes[a:b].decode() for a, b in pairwise(bounds)]
+    check(pieces or [""], o200k)
+
+
 def test_emoji_tokens_that_end_mid_character(o200k):
     # o200k cuts 👨 (4 bytes) into tokens of 3 and 1 bytes: a token ends inside it.
     family = "👨‍👩‍👧‍👦"
