@@ -1,10 +1,13 @@
 """Drive an llm response and timestamp every streamed event the moment it arrives.
 
-The loop does as little as possible per event: read the clock, build one
-``Fragment``, append it, call the live callback. Tokenizing, statistics and
-rendering all happen after the stream ends, the tokenizer loads on another
-thread and the database is written from another thread, so nothing delays the
-clock read of the next event.
+The loop does as little as possible per event: read the clock, keep the time
+and llm's event, call the callbacks. It builds no object per event: every
+container allocated counts toward the garbage collector's next pass, and on a
+long stream those passes walk llm's whole, growing heap (a ``Fragment`` per event
+cost 4% of throughput that way); the fragments are built once the stream ends.
+Tokenizing, statistics and rendering happen after the stream ends; the tokenizer
+loads and the database is written on other threads, so nothing delays the clock
+read of the next event.
 """
 
 from __future__ import annotations
@@ -84,47 +87,48 @@ def capture(
     response: Any,
     header: Trace,
     *,
-    on_fragment: Callable[[Fragment], None] | None = None,
+    on_event: Callable[[Any, int], None] | None = None,
     on_first: Callable[[], None] | None = None,
     timeout_s: float | None = None,
 ) -> Trace:
     """Stream ``response`` (an llm ``Response`` not yet iterated) into a ``Trace``.
 
-    ``header`` comes from ``new_trace``. ``on_fragment`` is called with each fragment
-    as it arrives, ``on_first`` once, right after the first. Never raises for a
+    ``header`` comes from ``new_trace``. ``on_event(event, t_ns)`` is called with
+    each llm StreamEvent as it arrives, ``on_first`` once, right after the first. Never raises for a
     failure of the stream itself: a provider error, a dropped connection, a stall longer than
     ``timeout_s``, Ctrl-C or SIGTERM end the trace with status ``error`` or
     ``interrupted`` and keep every fragment received before it.
     """
     clock = time.perf_counter_ns
-    fragments: list[Fragment] = []
-    append = fragments.append
+    events: list[Any] = []
+    times: list[int] = []
+    keep_event, keep_time = events.append, times.append
     status, error = STATUS_COMPLETE, None
-    events = iter(response.stream_events())
+    stream = iter(response.stream_events())
     connects = _watch_connects()
     # llm's model.prompt() is lazy: the request starts with the first next() below.
     t0 = origin = clock()
     setup_ns = None
     try:
-        with _stop_on_stall(fragments, timeout_s), _stop_on_sigterm():
-            for event in events:  # the first event: settle the time origin first
+        with _stop_on_stall(times, timeout_s), _stop_on_sigterm():
+            for event in stream:  # the first event: settle the time origin first
                 t = clock()
                 setup_ns = _first_after(connects, t0)
                 if setup_ns is not None:
                     origin = t0 + setup_ns
-                fragment = Fragment(0, event.type, event.chunk, t - origin, event.tool_call_id)
-                append(fragment)
-                if on_fragment is not None:
-                    on_fragment(fragment)
+                keep_event(event)
+                keep_time(t - origin)
+                if on_event is not None:
+                    on_event(event, t - origin)
                 if on_first is not None:
                     on_first()
                 break
-            for event in events:
+            for event in stream:
                 t = clock() - origin
-                fragment = Fragment(len(fragments), event.type, event.chunk, t, event.tool_call_id)
-                append(fragment)
-                if on_fragment is not None:
-                    on_fragment(fragment)
+                keep_event(event)
+                keep_time(t)
+                if on_event is not None:
+                    on_event(event, t)
     except KeyboardInterrupt:
         status, error = STATUS_INTERRUPTED, "interrupted (Ctrl-C)"
     except StreamStopped as stop:
@@ -139,7 +143,10 @@ def capture(
     # request that failed part way.
     return dataclasses.replace(
         header,
-        fragments=tuple(fragments),
+        fragments=tuple(
+            Fragment(i, e.type, e.chunk, t, e.tool_call_id)
+            for i, (e, t) in enumerate(zip(events, times))
+        ),
         status=status,
         error=error,
         setup_ns=setup_ns,
@@ -187,10 +194,10 @@ def _in_main_thread() -> bool:
 
 
 @contextmanager
-def _stop_on_stall(fragments: list[Fragment], timeout_s: float | None) -> Iterator[None]:
+def _stop_on_stall(times: list[int], timeout_s: float | None) -> Iterator[None]:
     """End the stream when nothing arrives for ``timeout_s`` seconds.
 
-    A watchdog thread looks at the fragment list a few times a second (the hot loop
+    A watchdog thread looks at the arrival list a few times a second (the hot loop
     does nothing extra) and, on a stall, signals the main thread: the signal
     interrupts the blocked socket read and its handler raises ``StreamStopped``.
     """
@@ -211,8 +218,8 @@ def _stop_on_stall(fragments: list[Fragment], timeout_s: float | None) -> Iterat
         seen, last = 0, time.monotonic()
         while not done.wait(min(0.1, timeout_s / 4)):
             now = time.monotonic()
-            if len(fragments) != seen:
-                seen, last = len(fragments), now
+            if len(times) != seen:
+                seen, last = len(times), now
             elif now - last > timeout_s:
                 fired.set()
                 signal.pthread_kill(main, signal.SIGALRM)  # type: ignore[arg-type]

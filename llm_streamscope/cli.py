@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from .stats import Stats
-    from .trace import Alignment, Fragment, Trace
+    from .trace import Alignment, Trace
+
+    EventCallback = Callable[[Any, int], None]
 
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
@@ -170,13 +172,13 @@ def run(
         writer = TraceWriter(database or logs_db_path())
         writer.open(header)
     live = None if json_ else LiveText(LIVE_TABLE)
-    on_fragment = _fan_out(writer.add if writer else None, live.write if live else None)
+    on_event = _fan_out(writer.add if writer else None, live.write if live else None)
 
     llm_response = model.prompt(prompt, system=system, stream=True, **prompt_kwargs)
     trace = capture(
         llm_response,
         header,
-        on_fragment=on_fragment,
+        on_event=on_event,
         on_first=loader.pause,  # the wait for the first token is over: step aside
         timeout_s=timeout,
     )
@@ -212,16 +214,16 @@ def run(
         sys.exit(130 if trace.status == STATUS_INTERRUPTED else 1)
 
 
-def _fan_out(*callbacks: Callable[[Fragment], None] | None) -> Callable[[Fragment], None] | None:
+def _fan_out(*callbacks: EventCallback | None) -> EventCallback | None:
     """One capture callback that calls each of the given ones."""
     active = [c for c in callbacks if c is not None]
     if len(active) <= 1:
         return active[0] if active else None
     first, second = active
 
-    def both(fragment: Fragment) -> None:
-        first(fragment)
-        second(fragment)
+    def both(event: Any, t_ns: int) -> None:
+        first(event, t_ns)
+        second(event, t_ns)
 
     return both
 
@@ -279,10 +281,10 @@ class LiveText:
     FLUSH_INTERVAL_NS = 1_000_000_000 // 60
     STALL_FLUSH_S = 0.1
 
-    def __init__(self, table: dict[int, str]):
+    def __init__(self, table: dict[int, str], out: Any = None, err: Any = None):
         self.table = table
-        self.out = sys.stdout
-        self.err = sys.stderr
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
         self.last = "\n"
         self._stream = self.out
         self._pending: list[str] = []
@@ -294,17 +296,19 @@ class LiveText:
         )
         self._flusher.start()
 
-    def write(self, fragment: Fragment) -> None:
-        if not fragment.text:
+    def write(self, event: Any, t_ns: int = 0) -> None:
+        """Show one llm StreamEvent (a capture callback: ``t_ns`` is unused)."""
+        text = event.chunk
+        if not text:
             return
-        if fragment.kind == "text":
-            piece = fragment.text.translate(self.table)
-            self.last = fragment.text[-1]
+        if event.type == "text":
+            piece = text.translate(self.table)
+            self.last = text[-1]
             if self._stream is not self.out:  # after reasoning: a fresh line, in order
                 self._pending.append("\n")
                 self._switch(self.out)
-        elif fragment.kind == "reasoning":
-            piece = click.style(fragment.text.translate(self.table), dim=True)
+        elif event.type == "reasoning":
+            piece = click.style(text.translate(self.table), dim=True)
             if self._stream is not self.err:
                 self._switch(self.err)
         else:
@@ -546,6 +550,8 @@ def replay_command(
 ) -> None:
     """Replay a logged trace live, at the timing it arrived with, then show its views."""
 
+    from llm.parts import StreamEvent
+
     from .render import LIVE_TABLE
 
     db, trace, row = _load(database, trace_id, latest)
@@ -557,7 +563,7 @@ def replay_command(
             wait = start + fragment.t_ns / speed - time.perf_counter_ns()
             if wait > 0:
                 time.sleep(wait / 1e9)
-        live.write(fragment)
+        live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
     live.close()
     present(trace, alignment, stats, view=view, json_=False)
 

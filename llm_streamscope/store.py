@@ -25,7 +25,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from itertools import islice
+from itertools import count, islice
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
@@ -225,6 +225,24 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def _json_rows(start: int, events: list[Any], times: list[int]) -> str:
+    """Rows for fragments as they stream, as one JSON array written as text.
+
+    Built from strings alone: a list per row would be a container allocation per
+    fragment, and those trigger garbage collections that walk llm's whole heap
+    while the stream is still arriving.
+    """
+    dumps = json.dumps
+    return (
+        "["
+        + ",".join(
+            f"[{i},{dumps(e.type)},{dumps(e.tool_call_id)},{t},{dumps(e.chunk)}]"
+            for i, e, t in zip(count(start), events, times)
+        )
+        + "]"
+    )
+
+
 def _fragment_rows(fragments: list[Fragment] | tuple[Fragment, ...]) -> list[list]:
     """Rows for fragments whose place among the tokens is not known yet."""
     return [[f.index, f.kind, f.tool_call_id, f.t_ns, f.text] for f in fragments]
@@ -253,7 +271,7 @@ class TraceWriter:
 
     ``open()`` migrates and inserts the trace row (status ``interrupted`` until the
     run finishes, so a crash leaves an honest record). ``add`` is the capture
-    callback: one list append. A daemon thread writes new fragments at most every
+    callback: two list appends. A daemon thread writes new fragments at most every
     ``FLUSH_INTERVAL_S``. ``finish`` writes the rest, the final status, the headline
     stats, the token ranges and llm's own record, in one transaction.
 
@@ -264,7 +282,8 @@ class TraceWriter:
     def __init__(self, path: pathlib.Path | str):
         self.path = pathlib.Path(path)
         self.error: str | None = None
-        self.pending: list[Fragment] = []
+        self.events: list[Any] = []  # llm StreamEvents, as captured
+        self.times: list[int] = []
         self._written = 0
         self._trace_id: str | None = None
         self._stop = threading.Event()
@@ -290,8 +309,9 @@ class TraceWriter:
         self._thread = threading.Thread(target=self._run, name="streamscope-writer", daemon=True)
         self._thread.start()
 
-    def add(self, fragment: Fragment) -> None:
-        self.pending.append(fragment)
+    def add(self, event: Any, t_ns: int) -> None:
+        self.events.append(event)
+        self.times.append(t_ns)
 
     def _describe(self, ex: BaseException) -> str:
         if isinstance(ex, StoreError):
@@ -314,12 +334,12 @@ class TraceWriter:
         with self._lock:
             if self.error is not None or self._trace_id is None:
                 return
-            end = len(self.pending)
-            if end == self._written:
+            start, end = self._written, len(self.times)
+            if end == start:
                 return
-            rows = _fragment_rows(self.pending[self._written : end])
+            rows = _json_rows(start, self.events[start:end], self.times[start:end])
             with write_transaction(db):
-                _insert_fragments(db, self._trace_id, rows)
+                db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": self._trace_id, "rows": rows})
             self._written = end
 
     def finish(

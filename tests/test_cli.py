@@ -183,16 +183,15 @@ def test_connection_dropped_mid_stream_keeps_what_arrived():
 def test_live_text_makes_control_characters_visible():
     import io
 
+    from llm.parts import StreamEvent
+
     from llm_streamscope.cli import LiveText
     from llm_streamscope.render import LIVE_TABLE
-    from llm_streamscope.trace import Fragment
 
-    live = LiveText(LIVE_TABLE)
-    live.out = io.StringIO()
-    live.err = io.StringIO()
-    live.write(Fragment(0, "reasoning", "hmm\x1b[2J", 1))
-    live.write(Fragment(1, "text", "ok\x1b]0;x\x07\n", 2))
-    live.write(Fragment(2, "text", "[bold]done", 3))
+    live = LiveText(LIVE_TABLE, out=io.StringIO(), err=io.StringIO())
+    live.write(StreamEvent(type="reasoning", chunk="hmm\x1b[2J"), 1)
+    live.write(StreamEvent(type="text", chunk="ok\x1b]0;x\x07\n"), 2)
+    live.write(StreamEvent(type="text", chunk="[bold]done"), 3)
     live.close()
     assert live.out.getvalue() == "ok␛]0;x␇\n[bold]done\n"
     assert "\x1b[2J" not in live.err.getvalue() and "hmm␛[2J" in live.err.getvalue()
