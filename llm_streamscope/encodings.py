@@ -447,22 +447,31 @@ _switch_users = 0
 _switch_saved = 0.0
 
 
-@contextmanager
-def _quick_gil_handoff() -> Iterator[None]:
-    """Lowers sys.setswitchinterval while any loader runs; restores it after the last one."""
+def _lower_switch_interval() -> None:
     global _switch_users, _switch_saved
     with _switch_lock:
         if _switch_users == 0:
             _switch_saved = sys.getswitchinterval()
             sys.setswitchinterval(min(_switch_saved, _LOADING_SWITCH_INTERVAL))
         _switch_users += 1
+
+
+def _restore_switch_interval() -> None:
+    global _switch_users
+    with _switch_lock:
+        _switch_users -= 1
+        if _switch_users == 0:
+            sys.setswitchinterval(_switch_saved)
+
+
+@contextmanager
+def _quick_gil_handoff() -> Iterator[None]:
+    """Lowers sys.setswitchinterval while any loader runs; restores it after the last one."""
+    _lower_switch_interval()
     try:
         yield
     finally:
-        with _switch_lock:
-            _switch_users -= 1
-            if _switch_users == 0:
-                sys.setswitchinterval(_switch_saved)
+        _restore_switch_interval()
 
 
 class EncodingLoader:
@@ -509,13 +518,20 @@ class EncodingLoader:
     def _run(self) -> None:
         try:
             with _quick_gil_handoff():
-                self._finish = _prepare(self.name, self._running.wait)
+                self._finish = _prepare(self.name, self._checkpoint)
         except Exception as e:  # handed to whoever calls result()
             self._error = e
 
     def pause(self) -> None:
         """Stop at the next slice until `result()` is called."""
         self._running.clear()
+
+    def _checkpoint(self) -> None:
+        if not self._running.is_set():
+            # Paused for the rest of the stream: the usual switch interval meanwhile.
+            _restore_switch_interval()
+            self._running.wait()
+            _lower_switch_interval()
 
     def done(self) -> bool:
         """Whether loading has finished (successfully or not)."""
