@@ -20,9 +20,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from .trace import STATUS_COMPLETE, STATUS_ERROR, STATUS_INTERRUPTED, Fragment, Trace
+
+
+@dataclass
+class Arrivals:
+    """What a capture has received so far: llm's events and their arrival times.
+
+    Filled by ``capture`` as the stream arrives (appends only, never rewritten), so
+    other threads can read it while it grows: the trace writer, the stall watchdog.
+    """
+
+    events: list[Any] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
 
 
 class StreamStopped(BaseException):
@@ -87,21 +100,23 @@ def capture(
     response: Any,
     header: Trace,
     *,
+    arrivals: Arrivals | None = None,
     on_event: Callable[[Any, int], None] | None = None,
     on_first: Callable[[], None] | None = None,
     timeout_s: float | None = None,
 ) -> Trace:
     """Stream ``response`` (an llm ``Response`` not yet iterated) into a ``Trace``.
 
-    ``header`` comes from ``new_trace``. ``on_event(event, t_ns)`` is called with
-    each llm StreamEvent as it arrives, ``on_first`` once, right after the first. Never raises for a
+    ``header`` comes from ``new_trace``. Events and times go into ``arrivals`` (for
+    other threads to read) as they arrive; ``on_event(event, t_ns)`` is called with
+    each, ``on_first`` once, right after the first. Never raises for a
     failure of the stream itself: a provider error, a dropped connection, a stall longer than
     ``timeout_s``, Ctrl-C or SIGTERM end the trace with status ``error`` or
     ``interrupted`` and keep every fragment received before it.
     """
     clock = time.perf_counter_ns
-    events: list[Any] = []
-    times: list[int] = []
+    arrivals = arrivals if arrivals is not None else Arrivals()
+    events, times = arrivals.events, arrivals.times
     keep_event, keep_time = events.append, times.append
     status, error = STATUS_COMPLETE, None
     stream = iter(response.stream_events())

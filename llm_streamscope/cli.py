@@ -18,14 +18,10 @@ import click
 from click_default_group import DefaultGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from rich.console import Console
 
     from .stats import Stats
     from .trace import Alignment, Trace
-
-    EventCallback = Callable[[Any, int], None]
 
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
@@ -129,7 +125,7 @@ def run(
 
     from . import encodings
     from .align import align
-    from .capture import capture, new_trace
+    from .capture import Arrivals, capture, new_trace
     from .render import LIVE_TABLE
     from .stats import compute_stats
     from .store import StoreError, TraceWriter, logs_db_path
@@ -167,18 +163,19 @@ def run(
         system=system,
         options={k: v for k, v in prompt_kwargs.items() if k != "key"},
     )
+    arrivals = Arrivals()
     writer = None
     if (logs_on() or log) and not no_log:
-        writer = TraceWriter(database or logs_db_path())
+        writer = TraceWriter(database or logs_db_path(), arrivals)
         writer.open(header)
     live = None if json_ else LiveText(LIVE_TABLE)
-    on_event = _fan_out(writer.add if writer else None, live.write if live else None)
 
     llm_response = model.prompt(prompt, system=system, stream=True, **prompt_kwargs)
     trace = capture(
         llm_response,
         header,
-        on_event=on_event,
+        arrivals=arrivals,
+        on_event=live.write if live else None,
         on_first=loader.pause,  # the wait for the first token is over: step aside
         timeout_s=timeout,
     )
@@ -212,20 +209,6 @@ def run(
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
         sys.exit(130 if trace.status == STATUS_INTERRUPTED else 1)
-
-
-def _fan_out(*callbacks: EventCallback | None) -> EventCallback | None:
-    """One capture callback that calls each of the given ones."""
-    active = [c for c in callbacks if c is not None]
-    if len(active) <= 1:
-        return active[0] if active else None
-    first, second = active
-
-    def both(event: Any, t_ns: int) -> None:
-        first(event, t_ns)
-        second(event, t_ns)
-
-    return both
 
 
 def _gap_ms(gap_ms: float | None, stored: float | None = None) -> float:

@@ -34,6 +34,7 @@ from sqlite_utils import Migrations
 from .trace import STATUS_INTERRUPTED, Alignment, Fragment, Trace
 
 if TYPE_CHECKING:
+    from .capture import Arrivals
     from .stats import Stats
 
 TRACES = "streamscope_traces"
@@ -270,20 +271,20 @@ class TraceWriter:
     """Makes one run durable while it streams.
 
     ``open()`` migrates and inserts the trace row (status ``interrupted`` until the
-    run finishes, so a crash leaves an honest record). ``add`` is the capture
-    callback: two list appends. A daemon thread writes new fragments at most every
-    ``FLUSH_INTERVAL_S``. ``finish`` writes the rest, the final status, the headline
-    stats, the token ranges and llm's own record, in one transaction.
+    run finishes, so a crash leaves an honest record). A daemon thread then writes
+    what the capture has appended to ``arrivals`` at most every ``FLUSH_INTERVAL_S``:
+    the capture loop itself does nothing for the writer. ``finish`` writes the rest,
+    the final status, the headline stats, the token ranges and llm's own record, in
+    one transaction.
 
     Any database failure is kept in ``error`` and stops further writes; the run
     carries on and reports it at the end.
     """
 
-    def __init__(self, path: pathlib.Path | str):
+    def __init__(self, path: pathlib.Path | str, arrivals: Arrivals):
         self.path = pathlib.Path(path)
+        self.arrivals = arrivals
         self.error: str | None = None
-        self.events: list[Any] = []  # llm StreamEvents, as captured
-        self.times: list[int] = []
         self._written = 0
         self._trace_id: str | None = None
         self._stop = threading.Event()
@@ -309,10 +310,6 @@ class TraceWriter:
         self._thread = threading.Thread(target=self._run, name="streamscope-writer", daemon=True)
         self._thread.start()
 
-    def add(self, event: Any, t_ns: int) -> None:
-        self.events.append(event)
-        self.times.append(t_ns)
-
     def _describe(self, ex: BaseException) -> str:
         if isinstance(ex, StoreError):
             return str(ex)
@@ -334,10 +331,12 @@ class TraceWriter:
         with self._lock:
             if self.error is not None or self._trace_id is None:
                 return
-            start, end = self._written, len(self.times)
+            # Times are appended after events: up to len(times) both are there.
+            events, times = self.arrivals.events, self.arrivals.times
+            start, end = self._written, len(times)
             if end == start:
                 return
-            rows = _json_rows(start, self.events[start:end], self.times[start:end])
+            rows = _json_rows(start, events[start:end], times[start:end])
             with write_transaction(db):
                 db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": self._trace_id, "rows": rows})
             self._written = end
