@@ -384,7 +384,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d, SimServer() as sim:
         tmp = Path(d)
         steps = [
-            lambda: [p1_throughput(sim, tmp, 2_000 if quick else 20_000, 1 if quick else 3)],
+            lambda: [p1_throughput(sim, tmp, 2_000 if quick else 20_000, 1 if quick else 5)],
             lambda: p2_gap_fidelity(
                 sim, tmp, {1.0: 60, 13.0: 300} if quick else {1.0: 800, 13.0: 5_000}
             ),

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .trace import STATUS_INTERRUPTED, Alignment, Fragment, Trace
+from .trace import KINDS, STATUS_INTERRUPTED, Alignment, Fragment, Trace
 
 if TYPE_CHECKING:
     from .capture import Arrivals
@@ -234,10 +234,12 @@ def _json_rows(start: int, events: list[Any], times: list[int]) -> str:
     while the stream is still arriving.
     """
     dumps = json.dumps
+    kinds = {kind: dumps(kind) for kind in KINDS}
     return (
         "["
         + ",".join(
-            f"[{i},{dumps(e.type)},{dumps(e.tool_call_id)},{t},{dumps(e.chunk)}]"
+            f"[{i},{kinds.get(e.type) or dumps(e.type)},"
+            f"{'null' if e.tool_call_id is None else dumps(e.tool_call_id)},{t},{dumps(e.chunk)}]"
             for i, e, t in zip(count(start), events, times)
         )
         + "]"
