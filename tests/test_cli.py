@@ -195,3 +195,16 @@ def test_live_text_makes_control_characters_visible():
     live.close()
     assert live.out.getvalue() == "ok␛]0;x␇\n[bold]done\n"
     assert "\x1b[2J" not in live.err.getvalue() and "hmm␛[2J" in live.err.getvalue()
+
+
+def test_simulator_in_another_process_via_its_url(monkeypatch):
+    # STREAMSCOPE_SIM_URL points the model at a running simulator (the benchmarks
+    # run it in its own process; here a second server object stands in for it).
+    from llm_streamscope.sim.server import SimServer
+
+    with SimServer() as other:
+        monkeypatch.setenv("STREAMSCOPE_SIM_URL", other.base_url)
+        result, doc = run_json(*FAST, "-o", "max_tokens", "9", "hi")
+        assert result.exit_code == 0
+        sent = other.send_log(other.last_completion_id)
+        assert len(sent.sent_ns) == len(doc["fragments"]) == 9
