@@ -110,10 +110,11 @@ def capture(
 
     ``header`` comes from ``new_trace``. Events and times go into ``arrivals`` (for
     other threads to read) as they arrive; ``on_event(event, t_ns)`` is called with
-    each, ``on_first`` once, right after the first. Never raises for a
-    failure of the stream itself: a provider error, a dropped connection, a stall longer than
-    ``timeout_s``, Ctrl-C or SIGTERM end the trace with status ``error`` or
-    ``interrupted`` and keep every fragment received before it.
+    each, ``on_first`` once, right after the first.
+
+    Never raises for a failure of the stream itself: a provider error, a dropped
+    connection, a stall longer than ``timeout_s``, Ctrl-C or SIGTERM end the trace
+    with status ``error`` or ``interrupted`` and keep every fragment received before.
     """
     clock = time.perf_counter_ns
     arrivals = arrivals if arrivals is not None else Arrivals()
