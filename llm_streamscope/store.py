@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from .capture import one_line
 from .trace import KINDS, STATUS_INTERRUPTED, Alignment, Fragment, Trace
 
 if TYPE_CHECKING:
@@ -105,10 +106,6 @@ class StoreError(Exception):
     """A database problem, with a one-line message fit for the user."""
 
 
-def reason(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def logs_db_path() -> pathlib.Path:
     from llm.cli import logs_db_path as llm_logs_db_path
 
@@ -121,7 +118,7 @@ def connect(path: pathlib.Path | str) -> sqlite_utils.Database:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
         conn.execute("select count(*) from sqlite_master").fetchone()
     except sqlite3.DatabaseError as ex:
-        raise StoreError(f"Cannot use {path}: {reason(ex)}") from None
+        raise StoreError(f"Cannot use {path}: {one_line(ex)}") from None
     return sqlite_utils.Database(conn)
 
 
@@ -315,7 +312,7 @@ class TraceWriter:
     def _describe(self, ex: BaseException) -> str:
         if isinstance(ex, StoreError):
             return str(ex)
-        return f"{self.path}: {reason(ex)}"
+        return f"{self.path}: {one_line(ex)}"
 
     def _run(self) -> None:
         db = None

@@ -66,9 +66,6 @@ class Trace:
     """llm's own id for the same response (``turns.id``), once llm has logged it."""
     options: dict = field(default_factory=dict)
 
-    def text(self, kind: str = "text") -> str:
-        return "".join(f.text for f in self.fragments if f.kind == kind)
-
     def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
         """Fragments grouped by stream key; streams in order of their first fragment."""
         grouped: dict[tuple[str, str | None], list[Fragment]] = {}
