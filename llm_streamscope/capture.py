@@ -24,7 +24,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .trace import STATUS_COMPLETE, STATUS_ERROR, STATUS_INTERRUPTED, Fragment, Trace
+from .trace import (
+    STATUS_COMPLETE,
+    STATUS_ERROR,
+    STATUS_INTERRUPTED,
+    Fragment,
+    Trace,
+    clean_text,
+    is_clean,
+)
 
 
 @dataclass
@@ -165,12 +173,15 @@ def capture(
         origin = t0 + setup_ns if setup_ns is not None else t0
     # Read usage straight off the response: response.usage() would re-run a
     # request that failed part way.
+    fragments = tuple(
+        Fragment(i, e.type, e.chunk, t, e.tool_call_id)
+        for i, (e, t) in enumerate(zip(events, times))
+    )
+    if not is_clean("".join(f.text for f in fragments)):
+        fragments = tuple(dataclasses.replace(f, text=clean_text(f.text)) for f in fragments)
     return dataclasses.replace(
         header,
-        fragments=tuple(
-            Fragment(i, e.type, e.chunk, t, e.tool_call_id)
-            for i, (e, t) in enumerate(zip(events, times))
-        ),
+        fragments=fragments,
         status=status,
         error=error,
         setup_ns=setup_ns,

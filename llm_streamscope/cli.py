@@ -199,6 +199,8 @@ def run(
             trace = dataclasses.replace(trace, turn_id=turn_id)
         except StoreError as ex:
             problems.append(f"trace not saved: {ex}")
+        if writer.warning:
+            click.echo(f"Warning: {writer.warning}", err=True)
     if alignment is not None and stats is not None:
         present(trace, alignment, stats, view=view, json_=json_)
 

@@ -32,6 +32,8 @@ def _control_pictures() -> dict[int, str]:
         table[c] = f"\\x{c:02x}"
     for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C):
         table[c] = f"<U+{c:04X}>"  # bidi controls ("Trojan Source")
+    for c in range(0xD800, 0xE000):
+        table[c] = "\ufffd"  # a lone surrogate has no UTF-8 form: printing it would fail
     return table
 
 

@@ -32,7 +32,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from .capture import one_line
-from .trace import KINDS, STATUS_INTERRUPTED, Alignment, Fragment, Trace
+from .trace import KINDS, STATUS_INTERRUPTED, Alignment, Fragment, Trace, clean_text
 
 if TYPE_CHECKING:
     from .capture import Arrivals
@@ -232,15 +232,17 @@ def _json_rows(start: int, events: list[Any], times: list[int]) -> str:
     """
     dumps = json.dumps
     kinds = {kind: dumps(kind) for kind in KINDS}
-    return (
-        "["
-        + ",".join(
-            f"[{i},{kinds.get(e.type) or dumps(e.type)},"
-            f"{'null' if e.tool_call_id is None else dumps(e.tool_call_id)},{t},{dumps(e.chunk)}]"
+    rows = ",".join(
+        f"[{i},{kinds.get(e.type) or dumps(e.type)},"
+        f"{'null' if e.tool_call_id is None else dumps(e.tool_call_id)},{t},{dumps(e.chunk)}]"
+        for i, e, t in zip(count(start), events, times)
+    )
+    if "\\ud" in rows:  # maybe a lone surrogate: SQLite would store bytes no one can read
+        rows = ",".join(
+            f"[{i},{dumps(e.type)},{dumps(e.tool_call_id)},{t},{dumps(clean_text(e.chunk))}]"
             for i, e, t in zip(count(start), events, times)
         )
-        + "]"
-    )
+    return f"[{rows}]"
 
 
 def _fragment_rows(fragments: list[Fragment] | tuple[Fragment, ...]) -> list[list]:
@@ -284,6 +286,7 @@ class TraceWriter:
         self.path = pathlib.Path(path)
         self.arrivals = arrivals
         self.error: str | None = None
+        self.warning: str | None = None
         self._written = 0
         self._trace_id: str | None = None
         self._stop = threading.Event()
@@ -340,6 +343,20 @@ class TraceWriter:
                 db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": self._trace_id, "rows": rows})
             self._written = end
 
+    def _log_llm_record(self, db: sqlite_utils.Database, response: Any) -> str | None:
+        """llm's own record, exactly as llm writes it; None (and a warning) if llm fails.
+
+        In a savepoint: a failure inside llm (it cannot hash text holding a lone
+        surrogate, for one) must not take the trace down with it.
+        """
+        try:
+            with db.atomic():
+                response.log_to_db(db)
+        except Exception as ex:
+            self.warning = f"llm could not log the response itself: {one_line(ex)}"
+            return None
+        return str(response.id)
+
     def finish(
         self,
         trace: Trace,
@@ -370,8 +387,7 @@ class TraceWriter:
                     )
                 turn_id = None
                 if response is not None:
-                    response.log_to_db(db)  # llm's own record, exactly as llm writes it
-                    turn_id = response.id
+                    turn_id = self._log_llm_record(db, response)
                 row = _trace_row(trace) | {"turn_id": turn_id}
                 if stats is not None:
                     row |= _stats_columns(stats)

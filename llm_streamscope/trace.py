@@ -6,7 +6,25 @@ Every type is an immutable dataclass. ``Fragment`` and ``Token`` use slots: one
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD.
+
+    A provider can send half of a surrogate pair as a JSON escape (``"\\ud83d"``);
+    Python then holds a code point that has no UTF-8 form, so it could be neither
+    tokenized, nor stored, nor printed. Everything else is left exactly as received.
+    """
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def is_clean(text: str) -> bool:
+    return text.isascii() or _SURROGATE.search(text) is None
+
 
 # The kinds of llm StreamEvent that carry streamed text.
 KINDS = ("text", "reasoning", "tool_call_name", "tool_call_args")

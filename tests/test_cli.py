@@ -208,3 +208,29 @@ def test_simulator_in_another_process_via_its_url(monkeypatch):
         assert result.exit_code == 0
         sent = other.send_log(other.last_completion_id)
         assert len(sent.sent_ns) == len(doc["fragments"]) == 9
+
+
+def test_lone_surrogates_from_a_provider_are_shown_stored_and_aligned(monkeypatch):
+    # Half of a surrogate pair sent as a JSON escape reaches Python as a code point
+    # with no UTF-8 form; streamscope keeps everything else and shows U+FFFD.
+    import llm
+    from llm.parts import StreamEvent
+
+    class Surrogates(llm.Model):
+        model_id = "surrogates"
+        can_stream = True
+
+        def execute(self, prompt, stream, response, conversation=None):
+            yield StreamEvent(type="text", chunk="smile \ud83d")
+            yield StreamEvent(type="text", chunk="\ude00 done")
+
+    monkeypatch.setattr(llm, "get_model", lambda name=None, **kw: Surrogates())
+    result = run("-m", "surrogates", "hi")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("smile \ufffd\ufffd done\n")
+    # llm's own logging cannot store such text; the trace is kept all the same
+    assert result.stderr.startswith("Warning: llm could not log the response itself: ")
+    result, doc = run_json("-m", "surrogates", "hi")
+    assert [f["text"] for f in doc["fragments"]] == ["smile \ufffd", "\ufffd done"]
+    shown = json.loads(run("show", doc["trace_id"], "--json").stdout)
+    assert shown["fragments"] == doc["fragments"]
