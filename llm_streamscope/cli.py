@@ -272,6 +272,7 @@ class LiveText:
         self.err = err or sys.stderr
         self.last = "\n"
         self._stream = self.out
+        self.closed_by_reader = False
         self._pending: list[str] = []
         self._flushed_ns = 0
         self._lock = threading.Lock()
@@ -311,9 +312,14 @@ class LiveText:
         with self._lock:  # the helper thread flushes too; keep the pieces in order
             pending, self._pending = self._pending, []
             self._flushed_ns = now
-            if pending:
-                self._stream.write("".join(pending))
-                self._stream.flush()
+            if pending and not self.closed_by_reader:
+                try:
+                    self._stream.write("".join(pending))
+                    self._stream.flush()
+                except OSError:
+                    # e.g. piped into `head`, which has exited: the live text has no
+                    # reader any more, but the stream and its trace go on.
+                    self.closed_by_reader = True
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self.STALL_FLUSH_S):

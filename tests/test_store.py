@@ -358,3 +358,15 @@ def test_disk_full_while_streaming(isolated_env, monkeypatch):
     assert result.exit_code == 1 and "─ stats ─" in result.stdout
     assert result.stderr.startswith("Error: trace not saved: ")
     assert "database or disk is full" in result.stderr
+
+
+def test_reader_gone_early_still_leaves_a_complete_trace(isolated_env):
+    # As with `llm streamscope ... | head`: the live text loses its reader, the
+    # stream and its trace do not.
+    proc = spawn(isolated_env, *FAST, "-o", "chunks", "3000", "x")
+    assert proc.stdout.read(50)
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    (row,) = traces(isolated_env)
+    assert row["status"] == "complete" and row["chunks"] == 3000
+    assert b"Traceback" not in proc.stderr.read()
