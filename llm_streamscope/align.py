@@ -70,6 +70,13 @@ def align_fragments(
         token_end: list[int] | tuple[int, ...] = tuple(range(1, n + 1))
         token_first_fragment: Iterable[int] = token_start
         token_last_fragment: Iterable[int] = token_start
+    elif (subset := _ends_on_token_boundaries(fragment_ends, token_ends, sizes)) is not None:
+        # Every fragment is whole tokens (one or more): each token lies in one fragment.
+        le, fragments_before = subset
+        ends_mid = (False,) * len(fragments)
+        token_start = [0, *le[:-1]]
+        token_end = le
+        token_first_fragment = token_last_fragment = tuple(fragments_before)
     else:
         # le[j]: how many tokens end at or before fragment j's end. A dict finds the
         # fragment ends that are also token ends; the rest end inside a token (mid).
@@ -109,6 +116,23 @@ def align_fragments(
         fragment_starts_mid_token=(False, *ends_mid[:-1]) if ends_mid else (),
         fragment_ends_mid_token=ends_mid,
     )
+
+
+def _ends_on_token_boundaries(
+    fragment_ends: list[int], token_ends: list[int], sizes: list[int]
+) -> tuple[list[int], list[int]] | None:
+    """For fragments that all end where a token ends (and none is empty):
+    (tokens ending at or before each fragment's end, fragments before each token).
+    None otherwise."""
+    if 0 in sizes:
+        return None
+    ends = set(fragment_ends)
+    is_fragment_end = list(map(ends.__contains__, token_ends))
+    if is_fragment_end.count(True) != len(fragment_ends):
+        return None
+    before = list(accumulate(is_fragment_end, initial=0))
+    before.pop()
+    return list(compress(count(1), is_fragment_end)), before
 
 
 @lru_cache(maxsize=8)
