@@ -148,16 +148,20 @@ def migrate(db: sqlite_utils.Database) -> None:
     """llm's migrations, then ours: idempotent, and safe when runs start at once."""
     from llm.migrations import migrate as llm_migrate
 
-    if not migrations.pending(db) and db["_llm_migrations"].exists():
-        # Already current: take no write lock (read-only databases stay readable).
-        applied = {row["name"] for row in db["_llm_migrations"].rows}
-        from llm.migrations import MIGRATIONS
-
-        if all(fn.__name__ in applied for fn in MIGRATIONS):
-            return
+    if not _needs_migrating(db):
+        return  # take no write lock: read-only databases stay readable
     with write_transaction(db):
         llm_migrate(db)
         migrations.apply(db)
+
+
+def _needs_migrating(db: sqlite_utils.Database) -> bool:
+    from llm.migrations import MIGRATIONS
+
+    if migrations.pending(db) or not db["_llm_migrations"].exists():
+        return True
+    applied = {row["name"] for row in db["_llm_migrations"].rows}
+    return any(fn.__name__ not in applied for fn in MIGRATIONS)
 
 
 def _trace_row(trace: Trace) -> dict[str, Any]:
