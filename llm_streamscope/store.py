@@ -102,6 +102,27 @@ def m001_traces_and_fragments(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_liveness_usage_and_aiperf_rate(db: sqlite_utils.Database) -> None:
+    """``pid``/``host``: which process writes a trace, so an unfinished one whose
+    process is alive shows as running. ``usage_json``: the provider's usage details
+    (reasoning tokens, ...) as llm exposes them. ``tokens_per_s`` becomes AIPerf's
+    output token throughput per user, (tokens - 1) / (last - first text chunk):
+    recomputed here for the rows stored before, from their own fragments."""
+    traces = db[TRACES]
+    traces.add_column("pid", int)  # type: ignore[union-attr]
+    traces.add_column("host", str)  # type: ignore[union-attr]
+    traces.add_column("usage_json", str)  # type: ignore[union-attr]
+    db.execute(
+        f"""update {TRACES} set tokens_per_s = (
+            select case when {TRACES}.tokens >= 2 and max(f.t_ns) > min(f.t_ns)
+                then ({TRACES}.tokens - 1) * 1e9 / (max(f.t_ns) - min(f.t_ns)) end
+            from {FRAGMENTS} f
+            where f.trace_id = {TRACES}.id and f.kind = 'text' and f.text != ''
+        )"""
+    )
+
+
 class StoreError(Exception):
     """A database problem, with a one-line message fit for the user."""
 
