@@ -61,7 +61,7 @@ def test_migrations_on_an_empty_db_are_idempotent(tmp_path):
     assert db["turns"].exists()  # llm's own tables come first
     assert {"streamscope_traces", "streamscope_fragments"} <= set(db.table_names())
     applied = [m.name for m in store.migrations.applied(db)]
-    assert applied == ["m001_traces_and_fragments"]
+    assert applied == ["m001_traces_and_fragments", "m002_liveness_usage_and_aiperf_rate"]
     assert db["streamscope_fragments"].pks == ["trace_id", "idx"]
     assert db["streamscope_fragments"].foreign_keys[0].other_table == "streamscope_traces"
 
