@@ -49,14 +49,16 @@ def visible(text: str, table: dict[int, str] = LIVE_TABLE) -> str:
     return text.translate(table)
 
 
+# Light backgrounds of four different hues, so that neighbouring tokens (and the
+# last and first, where the cycle wraps) stay apart in 16 colours too: under
+# TERM=xterm they become bright cyan, yellow, green and magenta; split tokens red.
 TOKEN_STYLES = (
     "black on #a5d8ff",
     "black on #ffd8a8",
-    "black on #b2f2bb",
-    "black on #e5dbff",
-    "black on #fff3bf",
+    "black on #a9e34b",
+    "black on #e599f7",
 )
-CHUNK_STYLES = ("black on #a5d8ff", "black on #ffd8a8")
+CHUNK_STYLES = TOKEN_STYLES[:2]
 SPLIT_STYLE = "bold white on #e03131"
 CHUNK_MARK_STYLE = "bold magenta"
 CHUNK_MARK = "\u2502"  # │ between chunks

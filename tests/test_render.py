@@ -10,7 +10,9 @@ from rich.console import Console
 from llm_streamscope.align import align
 from llm_streamscope.encodings import get_encoding
 from llm_streamscope.render import (
+    CHUNK_STYLES,
     SPLIT_STYLE,
+    TOKEN_STYLES,
     AlignmentPanel,
     AlignmentView,
     stats_table,
@@ -168,3 +170,19 @@ def test_json_document_schema(o200k):
     tokens = doc["streams"][0]["tokens"]
     assert tokens[0]["first_fragment"] == 0 and tokens[0]["last_fragment"] == 1
     assert tokens[0]["t_ms"] == 2.0
+
+
+def test_neighbouring_token_colours_stay_distinct_in_16_256_and_true_colour():
+    from rich.color import ColorSystem
+    from rich.style import Style
+
+    def background(style, system):
+        color = Style.parse(style).bgcolor
+        return color.downgrade(system).get_ansi_codes(foreground=False)
+
+    for system in (ColorSystem.STANDARD, ColorSystem.EIGHT_BIT, ColorSystem.TRUECOLOR):
+        tokens = [background(style, system) for style in TOKEN_STYLES]
+        for i, code in enumerate(tokens):  # and the last against the first, where it wraps
+            assert code != tokens[(i + 1) % len(tokens)], (system, i)
+        assert background(SPLIT_STYLE, system) not in tokens, system
+        assert background(CHUNK_STYLES[0], system) != background(CHUNK_STYLES[1], system)
