@@ -158,7 +158,7 @@ def legend(stream: StreamAlignment, view: str, color: bool) -> Text:
     title = stream.kind if stream.tool_call_id is None else f"{stream.kind} ({stream.tool_call_id})"
     line = Text(no_wrap=False)
     line.append(visible(title, VIEW_TABLE), "bold" if color else None)
-    line.append(f": {stream.token_count} tokens, {len(stream.fragments)} chunks  ")
+    line.append(f": {stream.token_count:,} tokens, {len(stream.chunk_indices()):,} chunks  ")
     if view in ("both", "tokens"):
         if color:
             line.append(" token ", TOKEN_STYLES[0])

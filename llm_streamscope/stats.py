@@ -130,7 +130,7 @@ def _ms(ns: int) -> float:
 
 def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GAP_MS) -> Stats:
     text = alignment.stream("text")
-    chunk_indices = [j for j, f in enumerate(text.fragments) if f.text] if text else []
+    chunk_indices = text.chunk_indices() if text else []
     times = [text.fragments[j].t_ns for j in chunk_indices] if text else []
     end_ns = trace.end_ns
     if end_ns is None and trace.fragments:
@@ -212,7 +212,7 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
 
 
 def _summary(stream: StreamAlignment) -> StreamSummary:
-    nonempty = [f for f in stream.fragments if f.text]
+    nonempty = [stream.fragments[j] for j in stream.chunk_indices()]
     return StreamSummary(
         kind=stream.kind,
         tool_call_id=stream.tool_call_id,

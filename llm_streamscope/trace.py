@@ -53,6 +53,15 @@ class Fragment:
         """Fragments with the same stream key are concatenated and aligned together."""
         return (self.kind, self.tool_call_id)
 
+    @property
+    def is_chunk(self) -> bool:
+        """A chunk is a non-empty fragment: the one definition used by every count.
+
+        Empty events (a redacted reasoning block, a keep-alive) are kept in the trace
+        but deliver nothing, so they are not chunks.
+        """
+        return bool(self.text)
+
 
 @dataclass(frozen=True)
 class Trace:
@@ -167,6 +176,10 @@ class StreamAlignment:
 
     def tokens(self) -> list[Token]:
         return [self.token(i) for i in range(self.token_count)]
+
+    def chunk_indices(self) -> list[int]:
+        """Indices (within the stream) of the fragments that are chunks."""
+        return [j for j, f in enumerate(self.fragments) if f.is_chunk]
 
     def token_times_ns(self) -> list[int]:
         """Completion time of every token, in order."""

@@ -15,6 +15,7 @@ from llm_streamscope.render import (
     TOKEN_STYLES,
     AlignmentPanel,
     AlignmentView,
+    legend,
     stats_table,
     trace_document,
     visible,
@@ -186,3 +187,11 @@ def test_neighbouring_token_colours_stay_distinct_in_16_256_and_true_colour():
             assert code != tokens[(i + 1) % len(tokens)], (system, i)
         assert background(SPLIT_STYLE, system) not in tokens, system
         assert background(CHUNK_STYLES[0], system) != background(CHUNK_STYLES[1], system)
+
+
+def test_legend_counts_chunks_as_the_stats_do(o200k):
+    _, alignment, stats = make(["", "Hi", "", " there", ""], o200k, kinds={0: "reasoning"})
+    text, reasoning = alignment.stream("text"), alignment.stream("reasoning")
+    assert "text: 2 tokens, 2 chunks" in legend(text, "both", False).plain
+    assert stats.chunks == 2
+    assert "reasoning: 0 tokens, 0 chunks" in legend(reasoning, "both", False).plain

@@ -106,6 +106,14 @@ def test_empty_fragments_and_other_kinds_are_not_chunks(o200k):
     assert (reasoning.kind, reasoning.chunks, reasoning.first_ms) == ("reasoning", 1, 40)
 
 
+def test_an_empty_fragment_is_not_a_chunk_anywhere(o200k):
+    # A redacted reasoning block arrives as one empty event.
+    s = stats_of(o200k, ["", "Hi", "", " there"], [40, 80, 85, 90], kinds={0: "reasoning"})
+    assert s.chunks == 2
+    (reasoning,) = s.other_streams
+    assert (reasoning.chunks, reasoning.tokens, reasoning.first_ms) == (0, 0, None)
+
+
 def test_no_fragments(o200k):
     trace = Trace("t", "m", "o200k_base", True, None, None, "", (), end_ns=5 * MS)
     s = compute_stats(trace, align(trace, o200k))
