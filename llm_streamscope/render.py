@@ -264,8 +264,9 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     row("ITL", _fmt_dist(stats.itl_ms))
     row(
         "tokens/s",
-        f"{_fmt_num(stats.tokens_per_s)} (after first chunk) · chars/s "
-        f"{_fmt_num(stats.chars_per_s)}",
+        f"{_fmt_num(stats.tokens_per_s)} per user (AIPerf: 1 / mean ITL) · "
+        f"{_fmt_num(stats.tokens_per_s_after_first_chunk)} after the first chunk · "
+        f"chars/s {_fmt_num(stats.chars_per_s)}",
     )
     for other in stats.other_streams:
         name = other.kind if other.tool_call_id is None else f"{other.kind} {other.tool_call_id}"

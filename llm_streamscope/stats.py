@@ -1,18 +1,25 @@
 """Rate statistics of one aligned trace.
 
-Names follow AIPerf and vLLM ``bench serve`` where they have one: ``ttft`` is
-the time from the request leaving to the first non-empty text fragment, ``ttst``
-the time from the first to the second text chunk, ``gap`` what AIPerf calls the
-inter-chunk latency, and ``itl`` the per-token inter-token latency computed from
-the time each token was complete (so tokens that arrive in one chunk have an ITL
-of 0, and the mean equals AIPerf's ``(last - first) / (tokens - 1)``).
+Names follow AIPerf (0.13) and vLLM ``bench serve`` where they have one, with
+AIPerf's definitions, so that on the same timestamps the figures are equal:
+
+- ``ttft``: from the request start (the client's socket connect) to the first
+  text chunk (a non-empty text fragment);
+- ``ttst``: from the first to the second text chunk;
+- ``gap``: AIPerf's inter-chunk latency, between consecutive text chunks;
+- ``itl``: the mean is AIPerf's ITL, ``(last chunk - first chunk) / (tokens - 1)``.
+  The distribution around it is streamscope's: one interval per token, from the
+  time each token was complete (the first token counts from the first chunk, as
+  TTFT does), so tokens that arrive in one chunk have an ITL of 0;
+- ``tokens_per_s``: AIPerf's output token throughput per user, ``1 / ITL``.
+
 Percentiles interpolate linearly between ranks, as numpy's default does.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from operator import ne
 
@@ -98,9 +105,14 @@ class Stats:
     stall_ms: float
     """Total time spent in gaps longer than the threshold."""
     itl_ms: Distribution
+    """Per-token intervals; the mean is exactly AIPerf's ITL."""
     tokens_per_s: float | None
-    """Output tokens per second after the first chunk (TTFT excluded)."""
+    """AIPerf's output token throughput per user: (tokens - 1) / (last - first chunk)."""
+    tokens_per_s_after_first_chunk: float | None
+    """Tokens completed after the first chunk / (last - first chunk): differs from
+    ``tokens_per_s`` when the first chunk carries several tokens."""
     chars_per_s: float | None
+    """Characters after the first chunk / (last - first chunk)."""
     other_streams: tuple[StreamSummary, ...]
 
     def to_dict(self) -> dict:
@@ -144,8 +156,8 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
     per_chunk_tokens: list[float] = []
     histogram: dict[str, int] = {}
     one_token = sub_token = split = 0
-    itl: list[float] = []
-    tokens_per_s = chars_per_s = None
+    itl = Distribution.of([])
+    tokens_per_s = after_first_chunk = chars_per_s = None
     if text and chunk_indices:
         # Tokens a chunk completes: those whose last byte it delivered.
         completed = [
@@ -169,13 +181,20 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
             elif span == 1:
                 sub_token += 1
         split = sum(map(ne, text.token_first_fragment, text.token_last_fragment))
-        token_times = text.token_times_ns()
-        itl = [_ms(b - a) for a, b in pairwise(token_times)]
-        first_j = chunk_indices[0]
-        window_s = (times[-1] - times[0]) / 1e9
-        if window_s > 0:
-            tokens_per_s = (tokens - completed[0]) / window_s
-            chars_per_s = (chars - len(text.fragments[first_j].text)) / window_s
+        window_ms = _ms(times[-1] - times[0])
+        if tokens >= 2:
+            # The first token counts from the first chunk (it started there, as TTFT
+            # says); the last completes with the last chunk. So the intervals add
+            # up to the window, and their mean is AIPerf's ITL: set it exactly.
+            token_times = text.token_times_ns()
+            token_times[0] = times[0]
+            intervals = [_ms(b - a) for a, b in pairwise(token_times)]
+            itl = replace(Distribution.of(intervals), mean=window_ms / (tokens - 1))
+        if window_ms > 0:
+            if itl.mean:
+                tokens_per_s = 1000 / itl.mean
+            after_first_chunk = (tokens - completed[0]) / (window_ms / 1000)
+            chars_per_s = (chars - len(text.fragments[chunk_indices[0]].text)) / (window_ms / 1000)
 
     ttft = _ms(times[0]) if times else None
     usage_output = trace.usage_output
@@ -204,8 +223,9 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
         stall_threshold_ms=gap_ms,
         stalls=len(stall_gaps),
         stall_ms=sum(stall_gaps),
-        itl_ms=Distribution.of(itl),
+        itl_ms=itl,
         tokens_per_s=tokens_per_s,
+        tokens_per_s_after_first_chunk=after_first_chunk,
         chars_per_s=chars_per_s,
         other_streams=tuple(_summary(s) for s in alignment.streams if s.kind != "text"),
     )
