@@ -153,9 +153,20 @@ def _append(line: Text, segment: list[str], style: str) -> None:
         segment.clear()
 
 
+def short_id(ident: str, keep: int = 12) -> str:
+    """A long id (``toolu_01A09q90qw90lq917835lq9``) cut to its first characters.
+
+    >>> short_id("toolu_01A09q90qw90lq917835lq9"), short_id("call_1")
+    ('toolu_01A09q…', 'call_1')
+    """
+    return ident if len(ident) <= keep + 1 else ident[:keep] + "\u2026"
+
+
 def legend(stream: StreamAlignment, view: str, color: bool) -> Text:
     """One line explaining the marks of an ``AlignmentView``."""
-    title = stream.kind if stream.tool_call_id is None else f"{stream.kind} ({stream.tool_call_id})"
+    title = stream.kind
+    if stream.tool_call_id is not None:
+        title += f" ({short_id(stream.tool_call_id)})"
     line = Text(no_wrap=False)
     line.append(visible(title, VIEW_TABLE), "bold" if color else None)
     line.append(f": {stream.token_count:,} tokens, {len(stream.chunk_indices()):,} chunks  ")
@@ -269,11 +280,17 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
         f"chars/s {_fmt_num(stats.chars_per_s)}",
     )
     for other in stats.other_streams:
-        name = other.kind if other.tool_call_id is None else f"{other.kind} {other.tool_call_id}"
+        call = f"id {short_id(other.tool_call_id)} · " if other.tool_call_id is not None else ""
         row(
-            name,
-            f"{other.chunks:,} chunks · {other.chars:,} chars · {other.tokens:,} tokens · "
+            other.kind,
+            f"{call}{other.chunks:,} chunks · {other.chars:,} chars · {other.tokens:,} tokens · "
             f"first {_fmt_ms(other.first_ms)} · last {_fmt_ms(other.last_ms)}",
+        )
+    for kind in stats.other_kinds:
+        row(
+            kind.kind,
+            f"{kind.events:,} events · {kind.chars:,} chars · first {_fmt_ms(kind.first_ms)} · "
+            f"last {_fmt_ms(kind.last_ms)} · not model output: not aligned or shown",
         )
     return table
 
@@ -282,17 +299,32 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
+_TOKEN_FIELDS = (
+    "byte_start",
+    "byte_end",
+    "token_start",
+    "token_end",
+    "starts_mid_token",
+    "ends_mid_token",
+)
+
+
 def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]]:
     """One dict per fragment, in arrival order, with its place among the tokens."""
     positions = alignment.fragment_positions()
     for f in trace.fragments:
-        stream, j = positions[f.index]
-        yield {
+        row = {
             "index": f.index,
             "kind": f.kind,
             "tool_call_id": f.tool_call_id,
             "text": f.text,
             "t_ms": _ms(f.t_ns),
+        }
+        if f.index not in positions:  # not model output: not aligned
+            yield row | dict.fromkeys(_TOKEN_FIELDS)
+            continue
+        stream, j = positions[f.index]
+        yield row | {
             "byte_start": stream.fragment_byte_start(j),
             "byte_end": stream.fragment_byte_ends[j],
             "token_start": stream.fragment_token_start[j],

@@ -74,6 +74,17 @@ class StreamSummary:
 
 
 @dataclass(frozen=True)
+class KindSummary:
+    """Events of a kind that is not model output (``tool_result``, ...): counted only."""
+
+    kind: str
+    events: int
+    chars: int
+    first_ms: float | None
+    last_ms: float | None
+
+
+@dataclass(frozen=True)
 class Stats:
     setup_ms: float | None
     """llm's own time before the HTTP request left (building its client)."""
@@ -114,6 +125,7 @@ class Stats:
     chars_per_s: float | None
     """Characters after the first chunk / (last - first chunk)."""
     other_streams: tuple[StreamSummary, ...]
+    other_kinds: tuple[KindSummary, ...]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -228,6 +240,16 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
         tokens_per_s_after_first_chunk=after_first_chunk,
         chars_per_s=chars_per_s,
         other_streams=tuple(_summary(s) for s in alignment.streams if s.kind != "text"),
+        other_kinds=tuple(
+            KindSummary(
+                kind=kind,
+                events=len(fragments),
+                chars=sum(len(f.text) for f in fragments),
+                first_ms=_ms(fragments[0].t_ns),
+                last_ms=_ms(fragments[-1].t_ns),
+            )
+            for kind, fragments in trace.other_kinds().items()
+        ),
     )
 
 

@@ -27,7 +27,9 @@ def is_clean(text: str) -> bool:
     return text.isascii() or _SURROGATE.search(text) is None
 
 
-# The kinds of llm StreamEvent that carry streamed text.
+# The kinds of llm StreamEvent that carry the model's own output: these are aligned
+# to tokens and shown as streams. Any other kind (llm-anthropic's ``tool_result``,
+# server-side web search results) is kept in the trace and summarised, not aligned.
 KINDS = ("text", "reasoning", "tool_call_name", "tool_call_args")
 
 STATUS_COMPLETE = "complete"
@@ -42,7 +44,7 @@ class Fragment:
     index: int
     """Position in the whole stream, across kinds."""
     kind: str
-    """``text``, ``reasoning``, ``tool_call_name`` or ``tool_call_args``."""
+    """llm's event type: one of ``KINDS``, or another kind such as ``tool_result``."""
     text: str
     t_ns: int
     """Arrival time in nanoseconds, counted from the request (see ``Trace.setup_ns``)."""
@@ -61,6 +63,11 @@ class Fragment:
         but deliver nothing, so they are not chunks.
         """
         return bool(self.text)
+
+    @property
+    def is_model_output(self) -> bool:
+        """Whether this fragment is the model's own output (one of ``KINDS``)."""
+        return self.kind in KINDS
 
 
 @dataclass(frozen=True)
@@ -95,10 +102,22 @@ class Trace:
     options: dict = field(default_factory=dict)
 
     def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
-        """Fragments grouped by stream key; streams in order of their first fragment."""
+        """Model-output fragments grouped by stream key, in order of first fragment.
+
+        These are the streams that are aligned; see ``other_kinds`` for the rest.
+        """
         grouped: dict[tuple[str, str | None], list[Fragment]] = {}
         for fragment in self.fragments:
-            grouped.setdefault(fragment.stream, []).append(fragment)
+            if fragment.is_model_output:
+                grouped.setdefault(fragment.stream, []).append(fragment)
+        return grouped
+
+    def other_kinds(self) -> dict[str, list[Fragment]]:
+        """Fragments that are not model output (``tool_result``, ...), by kind."""
+        grouped: dict[str, list[Fragment]] = {}
+        for fragment in self.fragments:
+            if not fragment.is_model_output:
+                grouped.setdefault(fragment.kind, []).append(fragment)
         return grouped
 
 

@@ -189,6 +189,52 @@ def test_neighbouring_token_colours_stay_distinct_in_16_256_and_true_colour():
         assert background(CHUNK_STYLES[0], system) != background(CHUNK_STYLES[1], system)
 
 
+def realistic_trace(o200k):
+    """A long, slow stream with large values, a long model id, a tool call and a
+    tool result: the widest stats table a real run gives."""
+    words = [f" word{i}" for i in range(300)]
+    times = [1234.5 + 1130.1 * i + (i % 7) * 11.3 for i in range(300)]
+    fragments = [Fragment(i, "text", w, int(t * 1e6)) for i, (w, t) in enumerate(zip(words, times))]
+    call = "toolu_01A09q90qw90lq917835lq9"
+    n = len(fragments)
+    fragments += [
+        Fragment(n, "tool_call_name", "web_search", 400_000_000_000, call),
+        Fragment(n + 1, "tool_call_args", '{"q": "x"}', 400_100_000_000, call),
+        Fragment(n + 2, "tool_result", "[" + "{}," * 20_000 + "{}]", 401_000_000_000, call),
+    ]
+    trace = Trace(
+        "tid",
+        "anthropic/claude-sonnet-4-5-20250929-extended-thinking-preview",
+        "o200k_base",
+        False,
+        "p",
+        None,
+        "2026-01-01",
+        tuple(fragments),
+        setup_ns=1_234_567_000,
+        end_ns=401_000_000_000,
+        usage_output=123_456,
+    )
+    alignment = align(trace, o200k)
+    return trace, alignment, compute_stats(trace, alignment)
+
+
+def test_kinds_that_are_not_model_output_are_kept_and_summarised(o200k):
+    trace, alignment, stats = realistic_trace(o200k)
+    assert [s.kind for s in alignment.streams] == ["text", "tool_call_name", "tool_call_args"]
+    (result,) = stats.other_kinds
+    assert (result.kind, result.events, result.chars) == ("tool_result", 1, 60_004)
+    assert (result.first_ms, result.last_ms) == (401_000, 401_000)
+    doc = trace_document(trace, alignment, stats)
+    assert len(doc["fragments"]) == len(trace.fragments)  # kept
+    last = doc["fragments"][-1]
+    assert last["kind"] == "tool_result" and len(last["text"]) == 60_004
+    assert last["token_start"] is None and last["byte_start"] is None  # not aligned
+    assert [s["kind"] for s in doc["streams"]] == ["text", "tool_call_name", "tool_call_args"]
+    out = render(AlignmentPanel(alignment, "both", False), False)
+    assert "{}," not in out
+
+
 def test_legend_counts_chunks_as_the_stats_do(o200k):
     _, alignment, stats = make(["", "Hi", "", " there", ""], o200k, kinds={0: "reasoning"})
     text, reasoning = alignment.stream("text"), alignment.stream("reasoning")

@@ -370,3 +370,75 @@ def test_reader_gone_early_still_leaves_a_complete_trace(isolated_env):
     (row,) = traces(isolated_env)
     assert row["status"] == "complete" and row["chunks"] == 3000
     assert b"Traceback" not in proc.stderr.read()
+
+
+# A stream shaped like llm-anthropic's with server-side web search: a redacted
+# (empty) reasoning event, reasoning, a tool call, an opaque tool_result blob, text.
+SEARCH_RESULT = json.dumps([{"type": "web_search_result", "encrypted_content": "x" * 5000}] * 4)
+
+
+@pytest.fixture
+def tool_user(monkeypatch):
+    import llm
+    from llm.parts import StreamEvent
+
+    call = "srvtoolu_01A09q90qw90lq917835lq9"
+
+    class ToolUser(llm.Model):
+        model_id = "tool-user"
+        can_stream = True
+
+        def execute(self, prompt, stream, response, conversation=None):
+            yield StreamEvent(type="reasoning", chunk="", redacted=True)
+            yield StreamEvent(type="reasoning", chunk="Search first.")
+            yield StreamEvent(type="tool_call_name", chunk="web_search", tool_call_id=call)
+            yield StreamEvent(type="tool_call_args", chunk='{"query": "x"}', tool_call_id=call)
+            yield StreamEvent(
+                type="tool_result",
+                chunk=SEARCH_RESULT,
+                tool_call_id=call,
+                server_executed=True,
+                tool_name="web_search",
+            )
+            yield StreamEvent(type="text", chunk="Found")
+            yield StreamEvent(type="text", chunk=" it.")
+            details = {"output_tokens_details": {"reasoning_tokens": 7}}
+            response.set_usage(input=5, output=30, details=details)
+
+    monkeypatch.setattr(llm, "get_model", lambda name=None, **kw: ToolUser())
+    return call
+
+
+def test_tool_results_are_kept_and_summarised_not_aligned(isolated_env, tool_user):
+    result = streamscope("-m", "tool-user", "hi")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stderr  # the reasoning, piped: no styles, as llm prompt
+    shown = views(result.stdout)
+    assert "encrypted_content" not in shown  # the blob is not printed ...
+    (summary,) = [line for line in shown.splitlines() if line.startswith("tool_result")]
+    assert f"1 events · {len(SEARCH_RESULT):,} chars" in summary  # ... but summarised
+    assert "reasoning (" not in shown and "srvtoolu_01A…" in shown  # ids shortened
+    assert "reasoning: 3 tokens, 1 chunks" in shown  # the empty event is not a chunk
+
+    doc = json.loads(streamscope("-m", "tool-user", "--json", "hi").stdout)
+    assert [s["kind"] for s in doc["streams"]] == [
+        "reasoning",
+        "tool_call_name",
+        "tool_call_args",
+        "text",
+    ]
+    blob = doc["fragments"][4]
+    assert blob["kind"] == "tool_result" and blob["text"] == SEARCH_RESULT
+    assert blob["token_start"] is None and blob["byte_end"] is None
+    assert [k["kind"] for k in doc["stats"]["other_kinds"]] == ["tool_result"]
+
+    # Stored whole, and read back the same.
+    db = logs_db(isolated_env)
+    (stored,) = db.query(
+        "select * from streamscope_fragments where kind = 'tool_result' and trace_id = ?",
+        [doc["trace_id"]],
+    )
+    assert stored["text"] == SEARCH_RESULT and stored["token_start"] is None
+    again = json.loads(streamscope("show", doc["trace_id"], "--json").stdout)
+    assert again["fragments"] == doc["fragments"] and again["stats"] == doc["stats"]
+    assert "Warning" not in streamscope("show", doc["trace_id"]).stderr
