@@ -225,6 +225,24 @@ def _fmt_dist(d: Distribution, fmt: Any = _fmt_ms) -> str:
     )
 
 
+def _usage_parts(stats: Stats) -> list[str]:
+    """What the provider's usage says against what was streamed, like with like."""
+    if stats.usage_output_tokens is None:
+        return ["-"]
+    reported = f"usage reports {stats.usage_output_tokens:,} output tokens"
+    if stats.usage_reasoning_tokens is not None:
+        reported += (
+            f" \u2212 {stats.usage_reasoning_tokens:,} reasoning = {stats.usage_compared_tokens:,}"
+        )
+    diff = stats.tokens_minus_usage or 0
+    sign = "\u2212" if diff < 0 else "+"
+    return [
+        reported,
+        f"streamed {stats.streamed_compared} {stats.streamed_compared_tokens or 0:,} "
+        f"({sign}{abs(diff):,})",
+    ]
+
+
 def stats_table(trace: Trace, stats: Stats) -> Table:
     """The rate statistics as a two-column table."""
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
@@ -244,11 +262,9 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     row("total", _fmt_ms(stats.total_ms))
     row("chunks", f"{stats.chunks:,}")
     row("chars", f"{stats.chars:,}")
-    usage = ""
-    if stats.usage_output_tokens is not None:
-        diff = stats.tokens_minus_usage or 0
-        usage = f" · usage reports {stats.usage_output_tokens:,} ({diff:+,})"
-    row("tokens", f"{stats.tokens:,} ({encoding}){usage}")
+    row("tokens", f"{stats.tokens:,} ({encoding})")
+    for name, part in zip(("usage", ""), _usage_parts(stats)):
+        row(name, part)
     row(
         "chars/chunk",
         f"mean {_fmt_num(stats.chars_per_chunk.mean)} · median "

@@ -22,8 +22,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from operator import ne
+from typing import Any, NamedTuple
 
-from .trace import Alignment, StreamAlignment, Trace
+from .trace import KINDS, Alignment, StreamAlignment, Trace
 
 # Perceived-latency bands for TTFT, from interaction research: under 50 ms feels
 # instant, under 100 ms responsive, under 1 s keeps the flow, past 1 s the wait is
@@ -98,8 +99,17 @@ class Stats:
     tokens: int
     usage_input_tokens: int | None
     usage_output_tokens: int | None
+    usage_reasoning_tokens: int | None
+    """The provider's reasoning-token figure, when its usage details give one."""
+    usage_compared_tokens: int | None
+    """What ``tokens_minus_usage`` compares with: the output tokens, less the
+    reasoning tokens when those are known."""
+    streamed_compared: str | None
+    """The streams counted against usage, e.g. ``text+tool calls``."""
+    streamed_compared_tokens: int | None
     tokens_minus_usage: int | None
-    """Streamscope's token count minus the provider-reported output tokens."""
+    """Streamed tokens minus usage, like with like: ``streamed_compared_tokens -
+    usage_compared_tokens``."""
     chars_per_chunk: Distribution
     tokens_per_chunk: Distribution
     tokens_per_chunk_histogram: dict[str, int]
@@ -209,7 +219,7 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
             chars_per_s = (chars - len(text.fragments[chunk_indices[0]].text)) / (window_ms / 1000)
 
     ttft = _ms(times[0]) if times else None
-    usage_output = trace.usage_output
+    usage = compare_usage(trace, alignment)
     return Stats(
         setup_ms=_ms(trace.setup_ns) if trace.setup_ns is not None else None,
         ttft_ms=ttft,
@@ -221,8 +231,12 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
         bytes=text.fragment_byte_ends[-1] if text and text.fragments else 0,
         tokens=tokens,
         usage_input_tokens=trace.usage_input,
-        usage_output_tokens=usage_output,
-        tokens_minus_usage=tokens - usage_output if usage_output is not None else None,
+        usage_output_tokens=trace.usage_output,
+        usage_reasoning_tokens=usage.reasoning,
+        usage_compared_tokens=usage.compared,
+        streamed_compared=usage.streams,
+        streamed_compared_tokens=usage.streamed,
+        tokens_minus_usage=usage.difference,
         chars_per_chunk=Distribution.of(
             [float(len(text.fragments[j].text)) for j in chunk_indices] if text else []
         ),
@@ -263,4 +277,63 @@ def _summary(stream: StreamAlignment) -> StreamSummary:
         tokens=stream.token_count,
         first_ms=_ms(nonempty[0].t_ns) if nonempty else None,
         last_ms=_ms(nonempty[-1].t_ns) if nonempty else None,
+    )
+
+
+# Where providers put their reasoning-token count in llm's ``token_details``:
+# OpenAI ``completion_tokens_details.reasoning_tokens`` (``output_tokens_details``
+# in the Responses API), Gemini ``thoughtsTokenCount``.
+REASONING_TOKEN_KEYS = ("reasoning_tokens", "thoughtsTokenCount", "thinking_tokens")
+
+
+def reasoning_tokens(details: Any) -> int | None:
+    """The reasoning-token figure in a provider's usage details, wherever it is nested.
+
+    >>> reasoning_tokens({"completion_tokens_details": {"reasoning_tokens": 521}})
+    521
+    >>> reasoning_tokens({"thoughtsTokenCount": 3867}), reasoning_tokens(None)
+    (3867, None)
+    """
+    if not isinstance(details, dict):
+        return None
+    for key in REASONING_TOKEN_KEYS:
+        value = details.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    for value in details.values():
+        found = reasoning_tokens(value)
+        if found is not None:
+            return found
+    return None
+
+
+class UsageComparison(NamedTuple):
+    reasoning: int | None
+    compared: int | None
+    streams: str | None
+    streamed: int | None
+    difference: int | None
+
+
+_STREAM_NAMES = {"tool_call_name": "tool calls", "tool_call_args": "tool calls"}
+
+
+def compare_usage(trace: Trace, alignment: Alignment) -> UsageComparison:
+    """Streamed tokens against the provider's output usage, like with like.
+
+    Usage counts every output token, reasoning and tool calls included. When the
+    usage details give the reasoning tokens, the streamed non-reasoning tokens
+    (text and tool calls) are compared with output - reasoning; otherwise every
+    streamed model token is compared with the output.
+    """
+    reasoning = reasoning_tokens(trace.usage_details)
+    if trace.usage_output is None:
+        return UsageComparison(reasoning, None, None, None, None)
+    counted = [s for s in alignment.streams if reasoning is None or s.kind != "reasoning"]
+    kinds = {s.kind for s in counted if s.token_count}
+    names = dict.fromkeys(_STREAM_NAMES.get(kind, kind) for kind in KINDS if kind in kinds)
+    streamed = sum(s.token_count for s in counted)
+    compared = trace.usage_output - (reasoning or 0)
+    return UsageComparison(
+        reasoning, compared, "+".join(names) or "text", streamed, streamed - compared
     )

@@ -205,6 +205,7 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "end_ns": trace.end_ns,
         "usage_input": trace.usage_input,
         "usage_output": trace.usage_output,
+        "usage_json": None if trace.usage_details is None else json.dumps(trace.usage_details),
     }
 
 
@@ -477,8 +478,19 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
         usage_output=row["usage_output"],
         turn_id=row["turn_id"],
         options=json.loads(row["options_json"] or "{}"),
+        usage_details=_usage_details(row.get("usage_json")),
     )
     return trace, row
+
+
+def _usage_details(stored: str | None) -> dict | None:
+    """The stored usage details; None when absent or unreadable (they are only used
+    to compare token counts, so a bad value must not make the trace unreadable)."""
+    try:
+        details = json.loads(stored) if stored else None
+    except ValueError:
+        return None
+    return details if isinstance(details, dict) else None
 
 
 def stored_alignment_rows(db: sqlite_utils.Database, trace_id: str) -> dict[int, tuple]:

@@ -100,6 +100,9 @@ class Trace:
     turn_id: str | None = None
     """llm's own id for the same response (``turns.id``), once llm has logged it."""
     options: dict = field(default_factory=dict)
+    usage_details: dict | None = None
+    """The provider's usage breakdown as llm exposes it (``response.token_details``),
+    e.g. ``{"completion_tokens_details": {"reasoning_tokens": 512}}``."""
 
     def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
         """Model-output fragments grouped by stream key, in order of first fragment.

@@ -130,7 +130,7 @@ def test_stats_table_lists_the_headline_numbers(o200k):
     for label in ("TTFT", "TTST", "tokens/chunk", "gap", "stalls > 50 ms", "ITL", "tokens/s"):
         assert label in out
     assert "1.0 ms (instant)" in out
-    assert "3 (o200k_base) · usage reports 3 (+0)" in out
+    assert "usage reports 3 output tokens" in out and "streamed text 3 (+0)" in out
 
 
 def test_json_document_schema(o200k):
@@ -214,6 +214,7 @@ def realistic_trace(o200k):
         setup_ns=1_234_567_000,
         end_ns=401_000_000_000,
         usage_output=123_456,
+        usage_details={"completion_tokens_details": {"reasoning_tokens": 100_000}},
     )
     alignment = align(trace, o200k)
     return trace, alignment, compute_stats(trace, alignment)

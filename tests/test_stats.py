@@ -93,7 +93,8 @@ def test_many_tokens_in_one_chunk_share_the_top_bucket(o200k):
 
 
 def test_usage_difference_and_missing_usage(o200k):
-    assert stats_of(o200k, ["Hello", " world"], [1, 2], usage_output=3).tokens_minus_usage == -1
+    s = stats_of(o200k, ["Hello", " world"], [1, 2], usage_output=3)
+    assert (s.tokens_minus_usage, s.streamed_compared, s.usage_compared_tokens) == (-1, "text", 3)
     s = stats_of(o200k, ["Hello"], [1])
     assert s.usage_output_tokens is None and s.tokens_minus_usage is None
     assert s.tokens_per_s is None and s.ttst_ms is None and s.gap_ms.mean is None

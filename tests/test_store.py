@@ -373,7 +373,8 @@ def test_reader_gone_early_still_leaves_a_complete_trace(isolated_env):
 
 
 # A stream shaped like llm-anthropic's with server-side web search: a redacted
-# (empty) reasoning event, reasoning, a tool call, an opaque tool_result blob, text.
+# (empty) reasoning event, reasoning, a tool call, an opaque tool_result blob, text,
+# and usage whose details give the reasoning tokens.
 SEARCH_RESULT = json.dumps([{"type": "web_search_result", "encrypted_content": "x" * 5000}] * 4)
 
 
@@ -419,6 +420,10 @@ def test_tool_results_are_kept_and_summarised_not_aligned(isolated_env, tool_use
     assert f"1 events · {len(SEARCH_RESULT):,} chars" in summary  # ... but summarised
     assert "reasoning (" not in shown and "srvtoolu_01A…" in shown  # ids shortened
     assert "reasoning: 3 tokens, 1 chunks" in shown  # the empty event is not a chunk
+    # Like with like: usage 30 output - 7 reasoning against text + tool-call tokens.
+    text_tokens, call_tokens = 3, 2 + 6  # o200k: "Found it." / "web_search", '{"query": "x"}'
+    assert "usage reports 30 output tokens − 7 reasoning = 23" in shown
+    assert f"streamed text+tool calls {text_tokens + call_tokens} (−{23 - 11})" in shown
 
     doc = json.loads(streamscope("-m", "tool-user", "--json", "hi").stdout)
     assert [s["kind"] for s in doc["streams"]] == [
@@ -430,10 +435,13 @@ def test_tool_results_are_kept_and_summarised_not_aligned(isolated_env, tool_use
     blob = doc["fragments"][4]
     assert blob["kind"] == "tool_result" and blob["text"] == SEARCH_RESULT
     assert blob["token_start"] is None and blob["byte_end"] is None
+    assert doc["stats"]["usage_reasoning_tokens"] == 7
     assert [k["kind"] for k in doc["stats"]["other_kinds"]] == ["tool_result"]
 
-    # Stored whole, and read back the same.
+    # Stored whole (the fragment and the usage details), and read back the same.
     db = logs_db(isolated_env)
+    row = db["streamscope_traces"].get(doc["trace_id"])
+    assert json.loads(row["usage_json"]) == {"output_tokens_details": {"reasoning_tokens": 7}}
     (stored,) = db.query(
         "select * from streamscope_fragments where kind = 'tool_result' and trace_id = ?",
         [doc["trace_id"]],
@@ -442,3 +450,14 @@ def test_tool_results_are_kept_and_summarised_not_aligned(isolated_env, tool_use
     again = json.loads(streamscope("show", doc["trace_id"], "--json").stdout)
     assert again["fragments"] == doc["fragments"] and again["stats"] == doc["stats"]
     assert "Warning" not in streamscope("show", doc["trace_id"]).stderr
+
+
+def test_unreadable_usage_details_leave_the_trace_readable(isolated_env, tool_user):
+    doc = json.loads(streamscope("-m", "tool-user", "--json", "hi").stdout)
+    db = logs_db(isolated_env)
+    db["streamscope_traces"].update(doc["trace_id"], {"usage_json": "{not json"})
+    shown = json.loads(streamscope("show", doc["trace_id"], "--json").stdout)
+    # Without the reasoning figure, every streamed model token is compared with usage.
+    assert shown["stats"]["usage_reasoning_tokens"] is None
+    assert shown["stats"]["streamed_compared"] == "text+reasoning+tool calls"
+    assert shown["stats"]["tokens_minus_usage"] == 3 + 3 + 8 - 30
