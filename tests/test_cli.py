@@ -39,9 +39,9 @@ def test_run_shows_live_text_alignment_and_stats():
         "TTFT",
         "TTST",
         "tokens/chunk",
-        "one-token chunks",
+        "1-token chunks",
         "gap",
-        "stalls > 50 ms",
+        "gaps > 50 ms",
         "ITL",
         "tokens/s",
     ):

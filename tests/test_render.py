@@ -127,7 +127,7 @@ def test_character_spanning_tokens_is_shown_once(o200k):
 def test_stats_table_lists_the_headline_numbers(o200k):
     trace, _, stats = make(["Hello", " world", "!"], o200k)
     out = render(stats_table(trace, stats), False)
-    for label in ("TTFT", "TTST", "tokens/chunk", "gap", "stalls > 50 ms", "ITL", "tokens/s"):
+    for label in ("TTFT", "TTST", "tokens/chunk", "gap", "gaps > 50 ms", "ITL", "tokens/s"):
         assert label in out
     assert "1.0 ms (instant)" in out
     assert "usage reports 3 output tokens" in out and "streamed text 3 (+0)" in out
@@ -218,6 +218,28 @@ def realistic_trace(o200k):
     )
     alignment = align(trace, o200k)
     return trace, alignment, compute_stats(trace, alignment)
+
+
+def test_stats_table_fits_80_columns_without_splitting_a_value(o200k):
+    trace, _, stats = realistic_trace(o200k)
+    buf = io.StringIO()
+    Console(file=buf, width=80, color_system=None, highlight=False).print(stats_table(trace, stats))
+    lines = buf.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80
+    text = "\n".join(line.rstrip() for line in lines)
+    d = stats.gap_ms
+    for value in (
+        f"mean {d.mean:,.0f} ms",
+        f"p99 {d.p99:,.0f} ms",
+        f"max {d.max:,.0f} ms",
+        trace.model_id,
+        "id toolu_01A09q…",  # the tool call id is in the value, shortened
+        "usage reports 123,456 output tokens − 100,000 reasoning = 23,456",
+        "per user (AIPerf: 1 / mean ITL)",
+    ):
+        assert value in text, value
+    labels = [line[:16].strip() for line in lines if line[:16].strip()]
+    assert max(map(len, labels)) <= 14 and "tool_result" in labels
 
 
 def test_kinds_that_are_not_model_output_are_kept_and_summarised(o200k):

@@ -197,7 +197,7 @@ def test_dropped_connection_leaves_an_error_trace_with_what_arrived(isolated_env
     assert row["turn_id"] is None and row["chunks"] == 7
     assert fragment_count(logs_db(isolated_env), row["id"]) == 7
     shown = streamscope("show", row["id"])
-    assert shown.exit_code == 0 and "status            error" in shown.stdout
+    assert shown.exit_code == 0 and "status          error" in shown.stdout
 
 
 def test_timeout_ends_a_stalled_stream(isolated_env):
@@ -417,9 +417,9 @@ def test_tool_results_are_kept_and_summarised_not_aligned(isolated_env, tool_use
     shown = views(result.stdout)
     assert "encrypted_content" not in shown  # the blob is not printed ...
     (summary,) = [line for line in shown.splitlines() if line.startswith("tool_result")]
-    assert f"1 events · {len(SEARCH_RESULT):,} chars" in summary  # ... but summarised
+    assert f"1 event · {len(SEARCH_RESULT):,} chars" in summary  # ... but summarised
     assert "reasoning (" not in shown and "srvtoolu_01A…" in shown  # ids shortened
-    assert "reasoning: 3 tokens, 1 chunks" in shown  # the empty event is not a chunk
+    assert "reasoning: 3 tokens, 1 chunk" in shown  # the empty event is not a chunk
     # Like with like: usage 30 output - 7 reasoning against text + tool-call tokens.
     text_tokens, call_tokens = 3, 2 + 6  # o200k: "Found it." / "web_search", '{"query": "x"}'
     assert "usage reports 30 output tokens − 7 reasoning = 23" in shown
