@@ -282,7 +282,8 @@ def _summary(stream: StreamAlignment) -> StreamSummary:
 
 # Where providers put their reasoning-token count in llm's ``token_details``:
 # OpenAI ``completion_tokens_details.reasoning_tokens`` (``output_tokens_details``
-# in the Responses API), Gemini ``thoughtsTokenCount``.
+# in the Responses API), Gemini ``thoughtsTokenCount``, Anthropic
+# ``output_tokens_details.thinking_tokens``.
 REASONING_TOKEN_KEYS = ("reasoning_tokens", "thoughtsTokenCount", "thinking_tokens")
 
 

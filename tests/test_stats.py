@@ -1,5 +1,6 @@
 """Stats computed on traces whose numbers are known by hand."""
 
+import dataclasses
 from itertools import accumulate
 
 import pytest
@@ -206,3 +207,33 @@ def test_tokens_per_s_is_one_over_itl(o200k, pieces, gaps):
         assert s.tokens_per_s == pytest.approx((s.tokens - 1) / (window_ms / 1000))
     else:
         assert s.tokens_per_s is None
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0}},  # OpenAI
+        {"output_tokens_details": {"reasoning_tokens": 3}},  # OpenAI Responses
+        {"thoughtsTokenCount": 3, "candidatesTokenCount": 3},  # Gemini
+        {"output_tokens_details": {"thinking_tokens": 3}},  # Anthropic
+    ],
+)
+def test_usage_without_the_reasoning_tokens_is_compared_with_text(o200k, details):
+    pieces, kinds = ["thinking...", "Hello", " world"], {0: "reasoning"}
+    trace = dataclasses.replace(
+        trace_of(pieces, [1, 2, 3], usage_output=6, kinds=kinds), usage_details=details
+    )
+    s = compute_stats(trace, align(trace, o200k))
+    assert (s.usage_reasoning_tokens, s.usage_compared_tokens) == (3, 3)
+    assert (s.streamed_compared, s.streamed_compared_tokens, s.tokens_minus_usage) == (
+        "text",
+        2,
+        -1,
+    )
+    # Without the figure, reasoning is streamed model output too: 2 + 2 tokens against 6.
+    s = stats_of(o200k, pieces, [1, 2, 3], usage_output=6, kinds=kinds)
+    assert (s.usage_reasoning_tokens, s.streamed_compared, s.tokens_minus_usage) == (
+        None,
+        "text+reasoning",
+        -2,
+    )

@@ -403,7 +403,7 @@ def tool_user(monkeypatch):
             )
             yield StreamEvent(type="text", chunk="Found")
             yield StreamEvent(type="text", chunk=" it.")
-            details = {"output_tokens_details": {"reasoning_tokens": 7}}
+            details = {"output_tokens_details": {"thinking_tokens": 7}}  # as Anthropic
             response.set_usage(input=5, output=30, details=details)
 
     monkeypatch.setattr(llm, "get_model", lambda name=None, **kw: ToolUser())
@@ -441,7 +441,7 @@ def test_tool_results_are_kept_and_summarised_not_aligned(isolated_env, tool_use
     # Stored whole (the fragment and the usage details), and read back the same.
     db = logs_db(isolated_env)
     row = db["streamscope_traces"].get(doc["trace_id"])
-    assert json.loads(row["usage_json"]) == {"output_tokens_details": {"reasoning_tokens": 7}}
+    assert json.loads(row["usage_json"]) == {"output_tokens_details": {"thinking_tokens": 7}}
     (stored,) = db.query(
         "select * from streamscope_fragments where kind = 'tool_result' and trace_id = ?",
         [doc["trace_id"]],
