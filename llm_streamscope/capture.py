@@ -194,6 +194,7 @@ def capture(
         end_ns=end - origin,
         usage_input=getattr(response, "input_tokens", None),
         usage_output=getattr(response, "output_tokens", None),
+        usage_details=getattr(response, "token_details", None),
     )
 
 

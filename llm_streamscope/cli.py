@@ -8,6 +8,7 @@ inside the commands so that ``llm --help`` does not pay for them.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 import threading
@@ -257,8 +258,10 @@ def present(trace: Trace, alignment: Alignment, stats: Stats, *, view: str, json
 class LiveText:
     """Writes text fragments to stdout as they arrive, as ``llm`` does.
 
-    Reasoning goes to stderr, dimmed, like ``llm prompt``. Control characters are
-    made visible before anything reaches the terminal.
+    Reasoning goes to stderr as ``llm prompt`` sends it: dimmed only when stderr is
+    a terminal (llm's click.echo strips styles otherwise) and, as for the views,
+    not with ``NO_COLOR`` set. Control characters are made visible before anything
+    reaches the terminal.
 
     Output is gathered here and written at most 60 times a second rather than once
     per fragment (no screen shows more frames than that), by the capture thread
@@ -283,6 +286,7 @@ class LiveText:
         self.table = table
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.dim_reasoning = _is_terminal(self.err) and not os.environ.get("NO_COLOR")
         self.last = "\n"
         self._stream = self.out
         self.closed_by_reader = False
@@ -308,7 +312,9 @@ class LiveText:
                 self._pending.append("\n")
                 self._switch(self.out)
         elif event.type == "reasoning":
-            piece = click.style(text.translate(self.table), dim=True)
+            piece = text.translate(self.table)
+            if self.dim_reasoning:
+                piece = click.style(piece, dim=True)
             if self._stream is not self.err:
                 self._switch(self.err)
         else:
@@ -350,10 +356,16 @@ class LiveText:
         self._flush(time.perf_counter_ns())
 
 
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
+
+
 def make_console() -> Console:
     """A console for stdout: styled on a terminal, plain text when piped or with NO_COLOR."""
-    import os
-
     from rich.console import Console
 
     # NO_COLOR means plain text here (rich alone would drop colours but keep bold).

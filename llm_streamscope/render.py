@@ -13,6 +13,8 @@ from itertools import compress, count
 from operator import ne
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -49,14 +51,16 @@ def visible(text: str, table: dict[int, str] = LIVE_TABLE) -> str:
     return text.translate(table)
 
 
+# Light backgrounds of four different hues, so that neighbouring tokens (and the
+# last and first, where the cycle wraps) stay apart in 16 colours too: under
+# TERM=xterm they become bright cyan, yellow, green and magenta; split tokens red.
 TOKEN_STYLES = (
     "black on #a5d8ff",
     "black on #ffd8a8",
-    "black on #b2f2bb",
-    "black on #e5dbff",
-    "black on #fff3bf",
+    "black on #a9e34b",
+    "black on #e599f7",
 )
-CHUNK_STYLES = ("black on #a5d8ff", "black on #ffd8a8")
+CHUNK_STYLES = TOKEN_STYLES[:2]
 SPLIT_STYLE = "bold white on #e03131"
 CHUNK_MARK_STYLE = "bold magenta"
 CHUNK_MARK = "\u2502"  # │ between chunks
@@ -151,12 +155,29 @@ def _append(line: Text, segment: list[str], style: str) -> None:
         segment.clear()
 
 
+def short_id(ident: str, keep: int = 12) -> str:
+    """A long id (``toolu_01A09q90qw90lq917835lq9``) cut to its first characters.
+
+    >>> short_id("toolu_01A09q90qw90lq917835lq9"), short_id("call_1")
+    ('toolu_01A09q…', 'call_1')
+    """
+    return ident if len(ident) <= keep + 1 else ident[:keep] + "\u2026"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 chunk``, ``2 chunks``, ``1,234 chunks``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def legend(stream: StreamAlignment, view: str, color: bool) -> Text:
     """One line explaining the marks of an ``AlignmentView``."""
-    title = stream.kind if stream.tool_call_id is None else f"{stream.kind} ({stream.tool_call_id})"
+    title = stream.kind
+    if stream.tool_call_id is not None:
+        title += f" ({short_id(stream.tool_call_id)})"
     line = Text(no_wrap=False)
     line.append(visible(title, VIEW_TABLE), "bold" if color else None)
-    line.append(f": {stream.token_count} tokens, {len(stream.fragments)} chunks  ")
+    chunks = len(stream.chunk_indices())
+    line.append(f": {_count(stream.token_count, 'token')}, {_count(chunks, 'chunk')}  ")
     if view in ("both", "tokens"):
         if color:
             line.append(" token ", TOKEN_STYLES[0])
@@ -203,74 +224,150 @@ def _fmt_num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _fmt_dist(d: Distribution, fmt: Any = _fmt_ms) -> str:
+def _dist_parts(d: Distribution, fmt: Any = _fmt_ms) -> list[str]:
     if not d.count:
-        return "-"
-    return (
-        f"mean {fmt(d.mean)} · p50 {fmt(d.p50)} · p90 {fmt(d.p90)} "
-        f"· p99 {fmt(d.p99)} · max {fmt(d.max)}"
-    )
+        return ["-"]
+    return [
+        f"mean {fmt(d.mean)}",
+        f"p50 {fmt(d.p50)}",
+        f"p90 {fmt(d.p90)}",
+        f"p99 {fmt(d.p99)}",
+        f"max {fmt(d.max)}",
+    ]
+
+
+class Parts:
+    """Values joined by `` · ``, broken into lines only between two values.
+
+    A narrow console (80 columns, piped) then never separates ``130.1`` from its
+    ``ms``; only a single value wider than the whole column (a long error) wraps.
+    Values are model or provider data: shown as text, with controls made visible.
+    """
+
+    SEPARATOR = " \u00b7 "
+
+    def __init__(self, *parts: str):
+        self.parts = [visible(p) for p in parts if p]
+
+    def lines(self, width: int) -> list[str]:
+        lines: list[str] = []
+        line = ""
+        for part in self.parts:
+            joined = line + self.SEPARATOR + part if line else part
+            if line and cell_len(joined) > width:
+                lines.append(line)
+                line = part
+            else:
+                line = joined
+        return [*lines, line]
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widest = max(map(cell_len, self.parts), default=0)
+        whole = cell_len(self.SEPARATOR.join(self.parts))
+        return Measurement(min(widest, options.max_width), min(whole, options.max_width))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text("\n".join(self.lines(options.max_width)), overflow="fold")
+
+
+def _usage_parts(stats: Stats) -> list[str]:
+    """What the provider's usage says against what was streamed, like with like."""
+    if stats.usage_output_tokens is None:
+        return ["-"]
+    reported = f"usage reports {stats.usage_output_tokens:,} output tokens"
+    if stats.usage_reasoning_tokens is not None:
+        reported += (
+            f" \u2212 {stats.usage_reasoning_tokens:,} reasoning = {stats.usage_compared_tokens:,}"
+        )
+    diff = stats.tokens_minus_usage or 0
+    sign = "\u2212" if diff < 0 else "+"
+    return [
+        reported,
+        f"streamed {stats.streamed_compared} {stats.streamed_compared_tokens or 0:,} "
+        f"({sign}{abs(diff):,})",
+    ]
+
+
+def _label(name: str, width: int = 14) -> str:
+    return name if len(name) <= width else name[: width - 1] + "\u2026"
 
 
 def stats_table(trace: Trace, stats: Stats) -> Table:
-    """The rate statistics as a two-column table."""
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    """The rate statistics as a two-column table that fits 80 columns.
+
+    Labels are at most 14 characters; a value too long for its line breaks only
+    between its parts (see ``Parts``).
+    """
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), pad_edge=False)
     table.add_column("metric", style="bold", no_wrap=True)
     table.add_column("value")
 
-    def row(name: str, value: str) -> None:
-        table.add_row(name, Text(visible(value)))
+    def row(name: str, *parts: str) -> None:
+        table.add_row(visible(_label(name)), Parts(*parts))
 
     encoding = trace.encoding_name + ("" if trace.encoding_exact else ", approximate")
     row("model", trace.model_id)
-    row("status", trace.status + (f": {trace.error}" if trace.error else ""))
+    table.add_row(
+        "status",
+        Text(visible(trace.status + (f": {trace.error}" if trace.error else ""))),
+    )
     if stats.setup_ms is not None:
         row("setup", f"{_fmt_ms(stats.setup_ms)} in llm before the request left")
     row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
     row("TTST", _fmt_ms(stats.ttst_ms))
     row("total", _fmt_ms(stats.total_ms))
-    row("chunks", f"{stats.chunks:,}")
-    row("chars", f"{stats.chars:,}")
-    usage = ""
-    if stats.usage_output_tokens is not None:
-        diff = stats.tokens_minus_usage or 0
-        usage = f" · usage reports {stats.usage_output_tokens:,} ({diff:+,})"
-    row("tokens", f"{stats.tokens:,} ({encoding}){usage}")
+    row("chunks", f"{stats.chunks:,}", f"{stats.chars:,} chars", f"{stats.bytes:,} bytes")
+    row("tokens", f"{stats.tokens:,} ({encoding})")
+    row("usage", *_usage_parts(stats))
     row(
         "chars/chunk",
-        f"mean {_fmt_num(stats.chars_per_chunk.mean)} · median "
-        f"{_fmt_num(stats.chars_per_chunk.p50)}",
+        f"mean {_fmt_num(stats.chars_per_chunk.mean)}",
+        f"median {_fmt_num(stats.chars_per_chunk.p50)}",
     )
-    histogram = " · ".join(f"{k}: {v:,}" for k, v in stats.tokens_per_chunk_histogram.items())
+    histogram = [f"{k}: {v:,}" for k, v in stats.tokens_per_chunk_histogram.items()]
+    if histogram:
+        histogram[0] = "chunks by tokens completed " + histogram[0]
+    row("tokens/chunk", f"mean {_fmt_num(stats.tokens_per_chunk.mean, 2)}", *histogram)
     row(
-        "tokens/chunk",
-        f"mean {_fmt_num(stats.tokens_per_chunk.mean, 2)} · chunks by tokens "
-        f"completed: {histogram or '-'}",
-    )
-    row(
-        "one-token chunks",
+        "1-token chunks",
         "-"
         if stats.one_token_chunks_pct is None
         else f"{stats.one_token_chunks_pct:.1f}% are exactly one whole token",
     )
-    row("sub-token chunks", f"{stats.sub_token_chunks:,} · split tokens {stats.split_tokens:,}")
-    row("gap", _fmt_dist(stats.gap_ms))
     row(
-        f"stalls > {stats.stall_threshold_ms:g} ms",
-        f"{stats.stalls:,}" + (f" ({_fmt_ms(stats.stall_ms)} in all)" if stats.stalls else ""),
+        "sub-token", _count(stats.sub_token_chunks, "chunk"), f"split tokens {stats.split_tokens:,}"
     )
-    row("ITL", _fmt_dist(stats.itl_ms))
+    row("gap", *_dist_parts(stats.gap_ms))
+    row(
+        "stalls",
+        f"{stats.stalls:,} gaps > {stats.stall_threshold_ms:g} ms"
+        + (f" ({_fmt_ms(stats.stall_ms)} in all)" if stats.stalls else ""),
+    )
+    row("ITL", *_dist_parts(stats.itl_ms))
     row(
         "tokens/s",
-        f"{_fmt_num(stats.tokens_per_s)} (after first chunk) · chars/s "
-        f"{_fmt_num(stats.chars_per_s)}",
+        f"{_fmt_num(stats.tokens_per_s)} per user (AIPerf: 1 / mean ITL)",
+        f"{_fmt_num(stats.tokens_per_s_after_first_chunk)} after the first chunk",
+        f"chars/s {_fmt_num(stats.chars_per_s)}",
     )
     for other in stats.other_streams:
-        name = other.kind if other.tool_call_id is None else f"{other.kind} {other.tool_call_id}"
         row(
-            name,
-            f"{other.chunks:,} chunks · {other.chars:,} chars · {other.tokens:,} tokens · "
-            f"first {_fmt_ms(other.first_ms)} · last {_fmt_ms(other.last_ms)}",
+            other.kind,
+            f"id {short_id(other.tool_call_id)}" if other.tool_call_id is not None else "",
+            _count(other.chunks, "chunk"),
+            _count(other.chars, "char"),
+            _count(other.tokens, "token"),
+            f"first {_fmt_ms(other.first_ms)}",
+            f"last {_fmt_ms(other.last_ms)}",
+        )
+    for kind in stats.other_kinds:
+        row(
+            kind.kind,
+            _count(kind.events, "event"),
+            _count(kind.chars, "char"),
+            f"first {_fmt_ms(kind.first_ms)}",
+            f"last {_fmt_ms(kind.last_ms)}",
+            "not model output: not aligned or shown",
         )
     return table
 
@@ -279,17 +376,32 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
+_TOKEN_FIELDS = (
+    "byte_start",
+    "byte_end",
+    "token_start",
+    "token_end",
+    "starts_mid_token",
+    "ends_mid_token",
+)
+
+
 def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]]:
     """One dict per fragment, in arrival order, with its place among the tokens."""
     positions = alignment.fragment_positions()
     for f in trace.fragments:
-        stream, j = positions[f.index]
-        yield {
+        row = {
             "index": f.index,
             "kind": f.kind,
             "tool_call_id": f.tool_call_id,
             "text": f.text,
             "t_ms": _ms(f.t_ns),
+        }
+        if f.index not in positions:  # not model output: not aligned
+            yield row | dict.fromkeys(_TOKEN_FIELDS)
+            continue
+        stream, j = positions[f.index]
+        yield row | {
             "byte_start": stream.fragment_byte_start(j),
             "byte_end": stream.fragment_byte_ends[j],
             "token_start": stream.fragment_token_start[j],

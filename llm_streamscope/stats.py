@@ -1,22 +1,30 @@
 """Rate statistics of one aligned trace.
 
-Names follow AIPerf and vLLM ``bench serve`` where they have one: ``ttft`` is
-the time from the request leaving to the first non-empty text fragment, ``ttst``
-the time from the first to the second text chunk, ``gap`` what AIPerf calls the
-inter-chunk latency, and ``itl`` the per-token inter-token latency computed from
-the time each token was complete (so tokens that arrive in one chunk have an ITL
-of 0, and the mean equals AIPerf's ``(last - first) / (tokens - 1)``).
+Names follow AIPerf (0.13) and vLLM ``bench serve`` where they have one, with
+AIPerf's definitions, so that on the same timestamps the figures are equal:
+
+- ``ttft``: from the request start (the client's socket connect) to the first
+  text chunk (a non-empty text fragment);
+- ``ttst``: from the first to the second text chunk;
+- ``gap``: AIPerf's inter-chunk latency, between consecutive text chunks;
+- ``itl``: the mean is AIPerf's ITL, ``(last chunk - first chunk) / (tokens - 1)``.
+  The distribution around it is streamscope's: one interval per token, from the
+  time each token was complete (the first token counts from the first chunk, as
+  TTFT does), so tokens that arrive in one chunk have an ITL of 0;
+- ``tokens_per_s``: AIPerf's output token throughput per user, ``1 / ITL``.
+
 Percentiles interpolate linearly between ranks, as numpy's default does.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from operator import ne
+from typing import Any, NamedTuple
 
-from .trace import Alignment, StreamAlignment, Trace
+from .trace import KINDS, Alignment, StreamAlignment, Trace
 
 # Perceived-latency bands for TTFT, from interaction research: under 50 ms feels
 # instant, under 100 ms responsive, under 1 s keeps the flow, past 1 s the wait is
@@ -67,6 +75,17 @@ class StreamSummary:
 
 
 @dataclass(frozen=True)
+class KindSummary:
+    """Events of a kind that is not model output (``tool_result``, ...): counted only."""
+
+    kind: str
+    events: int
+    chars: int
+    first_ms: float | None
+    last_ms: float | None
+
+
+@dataclass(frozen=True)
 class Stats:
     setup_ms: float | None
     """llm's own time before the HTTP request left (building its client)."""
@@ -80,8 +99,17 @@ class Stats:
     tokens: int
     usage_input_tokens: int | None
     usage_output_tokens: int | None
+    usage_reasoning_tokens: int | None
+    """The provider's reasoning-token figure, when its usage details give one."""
+    usage_compared_tokens: int | None
+    """What ``tokens_minus_usage`` compares with: the output tokens, less the
+    reasoning tokens when those are known."""
+    streamed_compared: str | None
+    """The streams counted against usage, e.g. ``text+tool calls``."""
+    streamed_compared_tokens: int | None
     tokens_minus_usage: int | None
-    """Streamscope's token count minus the provider-reported output tokens."""
+    """Streamed tokens minus usage, like with like: ``streamed_compared_tokens -
+    usage_compared_tokens``."""
     chars_per_chunk: Distribution
     tokens_per_chunk: Distribution
     tokens_per_chunk_histogram: dict[str, int]
@@ -98,10 +126,16 @@ class Stats:
     stall_ms: float
     """Total time spent in gaps longer than the threshold."""
     itl_ms: Distribution
+    """Per-token intervals; the mean is exactly AIPerf's ITL."""
     tokens_per_s: float | None
-    """Output tokens per second after the first chunk (TTFT excluded)."""
+    """AIPerf's output token throughput per user: (tokens - 1) / (last - first chunk)."""
+    tokens_per_s_after_first_chunk: float | None
+    """Tokens completed after the first chunk / (last - first chunk): differs from
+    ``tokens_per_s`` when the first chunk carries several tokens."""
     chars_per_s: float | None
+    """Characters after the first chunk / (last - first chunk)."""
     other_streams: tuple[StreamSummary, ...]
+    other_kinds: tuple[KindSummary, ...]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,7 +164,7 @@ def _ms(ns: int) -> float:
 
 def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GAP_MS) -> Stats:
     text = alignment.stream("text")
-    chunk_indices = [j for j, f in enumerate(text.fragments) if f.text] if text else []
+    chunk_indices = text.chunk_indices() if text else []
     times = [text.fragments[j].t_ns for j in chunk_indices] if text else []
     end_ns = trace.end_ns
     if end_ns is None and trace.fragments:
@@ -144,8 +178,8 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
     per_chunk_tokens: list[float] = []
     histogram: dict[str, int] = {}
     one_token = sub_token = split = 0
-    itl: list[float] = []
-    tokens_per_s = chars_per_s = None
+    itl = Distribution.of([])
+    tokens_per_s = after_first_chunk = chars_per_s = None
     if text and chunk_indices:
         # Tokens a chunk completes: those whose last byte it delivered.
         completed = [
@@ -169,16 +203,23 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
             elif span == 1:
                 sub_token += 1
         split = sum(map(ne, text.token_first_fragment, text.token_last_fragment))
-        token_times = text.token_times_ns()
-        itl = [_ms(b - a) for a, b in pairwise(token_times)]
-        first_j = chunk_indices[0]
-        window_s = (times[-1] - times[0]) / 1e9
-        if window_s > 0:
-            tokens_per_s = (tokens - completed[0]) / window_s
-            chars_per_s = (chars - len(text.fragments[first_j].text)) / window_s
+        window_ms = _ms(times[-1] - times[0])
+        if tokens >= 2:
+            # The first token counts from the first chunk (it started there, as TTFT
+            # says); the last completes with the last chunk. So the intervals add
+            # up to the window, and their mean is AIPerf's ITL: set it exactly.
+            token_times = text.token_times_ns()
+            token_times[0] = times[0]
+            intervals = [_ms(b - a) for a, b in pairwise(token_times)]
+            itl = replace(Distribution.of(intervals), mean=window_ms / (tokens - 1))
+        if window_ms > 0:
+            if itl.mean:
+                tokens_per_s = 1000 / itl.mean
+            after_first_chunk = (tokens - completed[0]) / (window_ms / 1000)
+            chars_per_s = (chars - len(text.fragments[chunk_indices[0]].text)) / (window_ms / 1000)
 
     ttft = _ms(times[0]) if times else None
-    usage_output = trace.usage_output
+    usage = compare_usage(trace, alignment)
     return Stats(
         setup_ms=_ms(trace.setup_ns) if trace.setup_ns is not None else None,
         ttft_ms=ttft,
@@ -190,8 +231,12 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
         bytes=text.fragment_byte_ends[-1] if text and text.fragments else 0,
         tokens=tokens,
         usage_input_tokens=trace.usage_input,
-        usage_output_tokens=usage_output,
-        tokens_minus_usage=tokens - usage_output if usage_output is not None else None,
+        usage_output_tokens=trace.usage_output,
+        usage_reasoning_tokens=usage.reasoning,
+        usage_compared_tokens=usage.compared,
+        streamed_compared=usage.streams,
+        streamed_compared_tokens=usage.streamed,
+        tokens_minus_usage=usage.difference,
         chars_per_chunk=Distribution.of(
             [float(len(text.fragments[j].text)) for j in chunk_indices] if text else []
         ),
@@ -204,15 +249,26 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
         stall_threshold_ms=gap_ms,
         stalls=len(stall_gaps),
         stall_ms=sum(stall_gaps),
-        itl_ms=Distribution.of(itl),
+        itl_ms=itl,
         tokens_per_s=tokens_per_s,
+        tokens_per_s_after_first_chunk=after_first_chunk,
         chars_per_s=chars_per_s,
         other_streams=tuple(_summary(s) for s in alignment.streams if s.kind != "text"),
+        other_kinds=tuple(
+            KindSummary(
+                kind=kind,
+                events=len(fragments),
+                chars=sum(len(f.text) for f in fragments),
+                first_ms=_ms(fragments[0].t_ns),
+                last_ms=_ms(fragments[-1].t_ns),
+            )
+            for kind, fragments in trace.other_kinds().items()
+        ),
     )
 
 
 def _summary(stream: StreamAlignment) -> StreamSummary:
-    nonempty = [f for f in stream.fragments if f.text]
+    nonempty = [stream.fragments[j] for j in stream.chunk_indices()]
     return StreamSummary(
         kind=stream.kind,
         tool_call_id=stream.tool_call_id,
@@ -221,4 +277,64 @@ def _summary(stream: StreamAlignment) -> StreamSummary:
         tokens=stream.token_count,
         first_ms=_ms(nonempty[0].t_ns) if nonempty else None,
         last_ms=_ms(nonempty[-1].t_ns) if nonempty else None,
+    )
+
+
+# Where providers put their reasoning-token count in llm's ``token_details``:
+# OpenAI ``completion_tokens_details.reasoning_tokens`` (``output_tokens_details``
+# in the Responses API), Gemini ``thoughtsTokenCount``, Anthropic
+# ``output_tokens_details.thinking_tokens``.
+REASONING_TOKEN_KEYS = ("reasoning_tokens", "thoughtsTokenCount", "thinking_tokens")
+
+
+def reasoning_tokens(details: Any) -> int | None:
+    """The reasoning-token figure in a provider's usage details, wherever it is nested.
+
+    >>> reasoning_tokens({"completion_tokens_details": {"reasoning_tokens": 521}})
+    521
+    >>> reasoning_tokens({"thoughtsTokenCount": 3867}), reasoning_tokens(None)
+    (3867, None)
+    """
+    if not isinstance(details, dict):
+        return None
+    for key in REASONING_TOKEN_KEYS:
+        value = details.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    for value in details.values():
+        found = reasoning_tokens(value)
+        if found is not None:
+            return found
+    return None
+
+
+class UsageComparison(NamedTuple):
+    reasoning: int | None
+    compared: int | None
+    streams: str | None
+    streamed: int | None
+    difference: int | None
+
+
+_STREAM_NAMES = {"tool_call_name": "tool calls", "tool_call_args": "tool calls"}
+
+
+def compare_usage(trace: Trace, alignment: Alignment) -> UsageComparison:
+    """Streamed tokens against the provider's output usage, like with like.
+
+    Usage counts every output token, reasoning and tool calls included. When the
+    usage details give the reasoning tokens, the streamed non-reasoning tokens
+    (text and tool calls) are compared with output - reasoning; otherwise every
+    streamed model token is compared with the output.
+    """
+    reasoning = reasoning_tokens(trace.usage_details)
+    if trace.usage_output is None:
+        return UsageComparison(reasoning, None, None, None, None)
+    counted = [s for s in alignment.streams if reasoning is None or s.kind != "reasoning"]
+    kinds = {s.kind for s in counted if s.token_count}
+    names = dict.fromkeys(_STREAM_NAMES.get(kind, kind) for kind in KINDS if kind in kinds)
+    streamed = sum(s.token_count for s in counted)
+    compared = trace.usage_output - (reasoning or 0)
+    return UsageComparison(
+        reasoning, compared, "+".join(names) or "text", streamed, streamed - compared
     )

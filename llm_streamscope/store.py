@@ -216,6 +216,7 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "end_ns": trace.end_ns,
         "usage_input": trace.usage_input,
         "usage_output": trace.usage_output,
+        "usage_json": None if trace.usage_details is None else json.dumps(trace.usage_details),
     }
 
 
@@ -437,12 +438,11 @@ class TraceWriter:
         try:
             db = connect(self.path)
             with write_transaction(db):
-                if alignment is not None:  # every row again, now with its tokens
+                # What the thread has not written yet (kinds that are not model
+                # output keep these rows: they are not aligned) ...
+                _insert_fragments(db, trace.id, _fragment_rows(trace.fragments[self._written :]))
+                if alignment is not None:  # ... then every aligned row, with its tokens
                     _insert_fragments(db, trace.id, _aligned_rows(alignment))
-                else:
-                    _insert_fragments(
-                        db, trace.id, _fragment_rows(trace.fragments[self._written :])
-                    )
                 turn_id = None
                 if response is not None:
                     turn_id = self._log_llm_record(db, response)
@@ -511,18 +511,30 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
         usage_output=row["usage_output"],
         turn_id=row["turn_id"],
         options=json.loads(row["options_json"] or "{}"),
+        usage_details=_usage_details(row.get("usage_json")),
     )
     return trace, row
 
 
+def _usage_details(stored: str | None) -> dict | None:
+    """The stored usage details; None when absent or unreadable (they are only used
+    to compare token counts, so a bad value must not make the trace unreadable)."""
+    try:
+        details = json.loads(stored) if stored else None
+    except ValueError:
+        return None
+    return details if isinstance(details, dict) else None
+
+
 def stored_alignment_rows(db: sqlite_utils.Database, trace_id: str) -> dict[int, tuple]:
-    """What was stored of each fragment's alignment, by fragment index."""
+    """What was stored of each model-output fragment's alignment, by fragment index."""
+    kinds = ", ".join("?" * len(KINDS))
     return {
         r[0]: tuple(r[1:])
         for r in db.execute(
             f"select idx, byte_start, token_start, token_end, starts_mid_token, ends_mid_token "
-            f"from {FRAGMENTS} where trace_id = ?",
-            [trace_id],
+            f"from {FRAGMENTS} where trace_id = ? and kind in ({kinds})",
+            [trace_id, *KINDS],
         ).fetchall()
     }
 

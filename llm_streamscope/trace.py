@@ -27,7 +27,9 @@ def is_clean(text: str) -> bool:
     return text.isascii() or _SURROGATE.search(text) is None
 
 
-# The kinds of llm StreamEvent that carry streamed text.
+# The kinds of llm StreamEvent that carry the model's own output: these are aligned
+# to tokens and shown as streams. Any other kind (llm-anthropic's ``tool_result``,
+# server-side web search results) is kept in the trace and summarised, not aligned.
 KINDS = ("text", "reasoning", "tool_call_name", "tool_call_args")
 
 STATUS_COMPLETE = "complete"
@@ -42,7 +44,7 @@ class Fragment:
     index: int
     """Position in the whole stream, across kinds."""
     kind: str
-    """``text``, ``reasoning``, ``tool_call_name`` or ``tool_call_args``."""
+    """llm's event type: one of ``KINDS``, or another kind such as ``tool_result``."""
     text: str
     t_ns: int
     """Arrival time in nanoseconds, counted from the request (see ``Trace.setup_ns``)."""
@@ -52,6 +54,20 @@ class Fragment:
     def stream(self) -> tuple[str, str | None]:
         """Fragments with the same stream key are concatenated and aligned together."""
         return (self.kind, self.tool_call_id)
+
+    @property
+    def is_chunk(self) -> bool:
+        """A chunk is a non-empty fragment: the one definition used by every count.
+
+        Empty events (a redacted reasoning block, a keep-alive) are kept in the trace
+        but deliver nothing, so they are not chunks.
+        """
+        return bool(self.text)
+
+    @property
+    def is_model_output(self) -> bool:
+        """Whether this fragment is the model's own output (one of ``KINDS``)."""
+        return self.kind in KINDS
 
 
 @dataclass(frozen=True)
@@ -84,12 +100,27 @@ class Trace:
     turn_id: str | None = None
     """llm's own id for the same response (``turns.id``), once llm has logged it."""
     options: dict = field(default_factory=dict)
+    usage_details: dict | None = None
+    """The provider's usage breakdown as llm exposes it (``response.token_details``),
+    e.g. ``{"completion_tokens_details": {"reasoning_tokens": 512}}``."""
 
     def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
-        """Fragments grouped by stream key; streams in order of their first fragment."""
+        """Model-output fragments grouped by stream key, in order of first fragment.
+
+        These are the streams that are aligned; see ``other_kinds`` for the rest.
+        """
         grouped: dict[tuple[str, str | None], list[Fragment]] = {}
         for fragment in self.fragments:
-            grouped.setdefault(fragment.stream, []).append(fragment)
+            if fragment.is_model_output:
+                grouped.setdefault(fragment.stream, []).append(fragment)
+        return grouped
+
+    def other_kinds(self) -> dict[str, list[Fragment]]:
+        """Fragments that are not model output (``tool_result``, ...), by kind."""
+        grouped: dict[str, list[Fragment]] = {}
+        for fragment in self.fragments:
+            if not fragment.is_model_output:
+                grouped.setdefault(fragment.kind, []).append(fragment)
         return grouped
 
 
@@ -167,6 +198,10 @@ class StreamAlignment:
 
     def tokens(self) -> list[Token]:
         return [self.token(i) for i in range(self.token_count)]
+
+    def chunk_indices(self) -> list[int]:
+        """Indices (within the stream) of the fragments that are chunks."""
+        return [j for j, f in enumerate(self.fragments) if f.is_chunk]
 
     def token_times_ns(self) -> list[int]:
         """Completion time of every token, in order."""

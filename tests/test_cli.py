@@ -1,7 +1,9 @@
 """`llm streamscope` end to end: the real llm CLI, the simulator over loopback HTTP."""
 
+import io
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 from llm.cli import cli
@@ -37,9 +39,9 @@ def test_run_shows_live_text_alignment_and_stats():
         "TTFT",
         "TTST",
         "tokens/chunk",
-        "one-token chunks",
+        "1-token chunks",
         "gap",
-        "stalls > 50 ms",
+        "gaps > 50 ms",
         "ITL",
         "tokens/s",
     ):
@@ -234,3 +236,30 @@ def test_lone_surrogates_from_a_provider_are_shown_stored_and_aligned(monkeypatc
     assert [f["text"] for f in doc["fragments"]] == ["smile \ufffd", "\ufffd done"]
     shown = json.loads(run("show", doc["trace_id"], "--json").stdout)
     assert shown["fragments"] == doc["fragments"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize(
+    "err,no_color,dimmed",
+    [(io.StringIO, False, False), (Terminal, False, True), (Terminal, True, False)],
+)
+def test_reasoning_is_dimmed_only_where_llm_would_dim_it(monkeypatch, err, no_color, dimmed):
+    # llm prompt writes reasoning with click.echo, which drops styles when stderr is
+    # not a terminal; NO_COLOR turns them off as it does for the views.
+    from llm.parts import StreamEvent
+
+    from llm_streamscope.cli import LiveText
+    from llm_streamscope.render import LIVE_TABLE
+
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    live = LiveText(LIVE_TABLE, out=io.StringIO(), err=err())
+    live.write(StreamEvent(type="reasoning", chunk="hmm"), 1)
+    live.write(StreamEvent(type="text", chunk="ok"), 2)
+    live.close()
+    assert live.err.getvalue() == (click.style("hmm", dim=True) if dimmed else "hmm") + "\n"
+    assert live.out.getvalue() == "ok\n"

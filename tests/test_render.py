@@ -10,9 +10,12 @@ from rich.console import Console
 from llm_streamscope.align import align
 from llm_streamscope.encodings import get_encoding
 from llm_streamscope.render import (
+    CHUNK_STYLES,
     SPLIT_STYLE,
+    TOKEN_STYLES,
     AlignmentPanel,
     AlignmentView,
+    legend,
     stats_table,
     trace_document,
     visible,
@@ -125,10 +128,10 @@ def test_character_spanning_tokens_is_shown_once(o200k):
 def test_stats_table_lists_the_headline_numbers(o200k):
     trace, _, stats = make(["Hello", " world", "!"], o200k)
     out = render(stats_table(trace, stats), False)
-    for label in ("TTFT", "TTST", "tokens/chunk", "gap", "stalls > 50 ms", "ITL", "tokens/s"):
+    for label in ("TTFT", "TTST", "tokens/chunk", "gap", "gaps > 50 ms", "ITL", "tokens/s"):
         assert label in out
     assert "1.0 ms (instant)" in out
-    assert "3 (o200k_base) · usage reports 3 (+0)" in out
+    assert "usage reports 3 output tokens" in out and "streamed text 3 (+0)" in out
 
 
 def test_json_document_schema(o200k):
@@ -169,3 +172,96 @@ def test_json_document_schema(o200k):
     tokens = doc["streams"][0]["tokens"]
     assert tokens[0]["first_fragment"] == 0 and tokens[0]["last_fragment"] == 1
     assert tokens[0]["t_ms"] == 2.0
+
+
+def test_neighbouring_token_colours_stay_distinct_in_16_256_and_true_colour():
+    from rich.color import ColorSystem
+    from rich.style import Style
+
+    def background(style, system):
+        color = Style.parse(style).bgcolor
+        return color.downgrade(system).get_ansi_codes(foreground=False)
+
+    for system in (ColorSystem.STANDARD, ColorSystem.EIGHT_BIT, ColorSystem.TRUECOLOR):
+        tokens = [background(style, system) for style in TOKEN_STYLES]
+        for i, code in enumerate(tokens):  # and the last against the first, where it wraps
+            assert code != tokens[(i + 1) % len(tokens)], (system, i)
+        assert background(SPLIT_STYLE, system) not in tokens, system
+        assert background(CHUNK_STYLES[0], system) != background(CHUNK_STYLES[1], system)
+
+
+def realistic_trace(o200k):
+    """A long, slow stream with large values, a long model id, a tool call and a
+    tool result: the widest stats table a real run gives."""
+    words = [f" word{i}" for i in range(300)]
+    times = [1234.5 + 1130.1 * i + (i % 7) * 11.3 for i in range(300)]
+    fragments = [Fragment(i, "text", w, int(t * 1e6)) for i, (w, t) in enumerate(zip(words, times))]
+    call = "toolu_01A09q90qw90lq917835lq9"
+    n = len(fragments)
+    fragments += [
+        Fragment(n, "tool_call_name", "web_search", 400_000_000_000, call),
+        Fragment(n + 1, "tool_call_args", '{"q": "x"}', 400_100_000_000, call),
+        Fragment(n + 2, "tool_result", "[" + "{}," * 20_000 + "{}]", 401_000_000_000, call),
+    ]
+    trace = Trace(
+        "tid",
+        "anthropic/claude-sonnet-4-5-20250929-extended-thinking-preview",
+        "o200k_base",
+        False,
+        "p",
+        None,
+        "2026-01-01",
+        tuple(fragments),
+        setup_ns=1_234_567_000,
+        end_ns=401_000_000_000,
+        usage_output=123_456,
+        usage_details={"completion_tokens_details": {"reasoning_tokens": 100_000}},
+    )
+    alignment = align(trace, LocalTokenizer(o200k))
+    return trace, alignment, compute_stats(trace, alignment)
+
+
+def test_stats_table_fits_80_columns_without_splitting_a_value(o200k):
+    trace, _, stats = realistic_trace(o200k)
+    buf = io.StringIO()
+    Console(file=buf, width=80, color_system=None, highlight=False).print(stats_table(trace, stats))
+    lines = buf.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80
+    text = "\n".join(line.rstrip() for line in lines)
+    d = stats.gap_ms
+    for value in (
+        f"mean {d.mean:,.0f} ms",
+        f"p99 {d.p99:,.0f} ms",
+        f"max {d.max:,.0f} ms",
+        trace.model_id,
+        "id toolu_01A09q…",  # the tool call id is in the value, shortened
+        "usage reports 123,456 output tokens − 100,000 reasoning = 23,456",
+        "per user (AIPerf: 1 / mean ITL)",
+    ):
+        assert value in text, value
+    labels = [line[:16].strip() for line in lines if line[:16].strip()]
+    assert max(map(len, labels)) <= 14 and "tool_result" in labels
+
+
+def test_kinds_that_are_not_model_output_are_kept_and_summarised(o200k):
+    trace, alignment, stats = realistic_trace(o200k)
+    assert [s.kind for s in alignment.streams] == ["text", "tool_call_name", "tool_call_args"]
+    (result,) = stats.other_kinds
+    assert (result.kind, result.events, result.chars) == ("tool_result", 1, 60_004)
+    assert (result.first_ms, result.last_ms) == (401_000, 401_000)
+    doc = trace_document(trace, alignment, stats)
+    assert len(doc["fragments"]) == len(trace.fragments)  # kept
+    last = doc["fragments"][-1]
+    assert last["kind"] == "tool_result" and len(last["text"]) == 60_004
+    assert last["token_start"] is None and last["byte_start"] is None  # not aligned
+    assert [s["kind"] for s in doc["streams"]] == ["text", "tool_call_name", "tool_call_args"]
+    out = render(AlignmentPanel(alignment, "both", False), False)
+    assert "{}," not in out
+
+
+def test_legend_counts_chunks_as_the_stats_do(o200k):
+    _, alignment, stats = make(["", "Hi", "", " there", ""], o200k, kinds={0: "reasoning"})
+    text, reasoning = alignment.stream("text"), alignment.stream("reasoning")
+    assert "text: 2 tokens, 2 chunks" in legend(text, "both", False).plain
+    assert stats.chunks == 2
+    assert "reasoning: 0 tokens, 0 chunks" in legend(reasoning, "both", False).plain

@@ -199,7 +199,7 @@ def test_dropped_connection_leaves_an_error_trace_with_what_arrived(isolated_env
     assert row["turn_id"] is None and row["chunks"] == 7
     assert fragment_count(logs_db(isolated_env), row["id"]) == 7
     shown = streamscope("show", row["id"])
-    assert shown.exit_code == 0 and "status            error" in shown.stdout
+    assert shown.exit_code == 0 and "status          error" in shown.stdout
 
 
 def test_timeout_ends_a_stalled_stream(isolated_env):
@@ -411,3 +411,94 @@ def test_a_busy_database_never_delays_the_request(isolated_env):
         )
     ]
     assert texts == sent.chunks
+
+
+# A stream shaped like llm-anthropic's with server-side web search: a redacted
+# (empty) reasoning event, reasoning, a tool call, an opaque tool_result blob, text,
+# and usage whose details give the reasoning tokens.
+SEARCH_RESULT = json.dumps([{"type": "web_search_result", "encrypted_content": "x" * 5000}] * 4)
+
+
+@pytest.fixture
+def tool_user(monkeypatch):
+    import llm
+    from llm.parts import StreamEvent
+
+    call = "srvtoolu_01A09q90qw90lq917835lq9"
+
+    class ToolUser(llm.Model):
+        model_id = "tool-user"
+        can_stream = True
+
+        def execute(self, prompt, stream, response, conversation=None):
+            yield StreamEvent(type="reasoning", chunk="", redacted=True)
+            yield StreamEvent(type="reasoning", chunk="Search first.")
+            yield StreamEvent(type="tool_call_name", chunk="web_search", tool_call_id=call)
+            yield StreamEvent(type="tool_call_args", chunk='{"query": "x"}', tool_call_id=call)
+            yield StreamEvent(
+                type="tool_result",
+                chunk=SEARCH_RESULT,
+                tool_call_id=call,
+                server_executed=True,
+                tool_name="web_search",
+            )
+            yield StreamEvent(type="text", chunk="Found")
+            yield StreamEvent(type="text", chunk=" it.")
+            details = {"output_tokens_details": {"thinking_tokens": 7}}  # as Anthropic
+            response.set_usage(input=5, output=30, details=details)
+
+    monkeypatch.setattr(llm, "get_model", lambda name=None, **kw: ToolUser())
+    return call
+
+
+def test_tool_results_are_kept_and_summarised_not_aligned(isolated_env, tool_user):
+    result = streamscope("-m", "tool-user", "hi")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stderr  # the reasoning, piped: no styles, as llm prompt
+    shown = views(result.stdout)
+    assert "encrypted_content" not in shown  # the blob is not printed ...
+    (summary,) = [line for line in shown.splitlines() if line.startswith("tool_result")]
+    assert f"1 event · {len(SEARCH_RESULT):,} chars" in summary  # ... but summarised
+    assert "reasoning (" not in shown and "srvtoolu_01A…" in shown  # ids shortened
+    assert "reasoning: 3 tokens, 1 chunk" in shown  # the empty event is not a chunk
+    # Like with like: usage 30 output - 7 reasoning against text + tool-call tokens.
+    text_tokens, call_tokens = 3, 2 + 6  # o200k: "Found it." / "web_search", '{"query": "x"}'
+    assert "usage reports 30 output tokens − 7 reasoning = 23" in shown
+    assert f"streamed text+tool calls {text_tokens + call_tokens} (−{23 - 11})" in shown
+
+    doc = json.loads(streamscope("-m", "tool-user", "--json", "hi").stdout)
+    assert [s["kind"] for s in doc["streams"]] == [
+        "reasoning",
+        "tool_call_name",
+        "tool_call_args",
+        "text",
+    ]
+    blob = doc["fragments"][4]
+    assert blob["kind"] == "tool_result" and blob["text"] == SEARCH_RESULT
+    assert blob["token_start"] is None and blob["byte_end"] is None
+    assert doc["stats"]["usage_reasoning_tokens"] == 7
+    assert [k["kind"] for k in doc["stats"]["other_kinds"]] == ["tool_result"]
+
+    # Stored whole (the fragment and the usage details), and read back the same.
+    db = logs_db(isolated_env)
+    row = db["streamscope_traces"].get(doc["trace_id"])
+    assert json.loads(row["usage_json"]) == {"output_tokens_details": {"thinking_tokens": 7}}
+    (stored,) = db.query(
+        "select * from streamscope_fragments where kind = 'tool_result' and trace_id = ?",
+        [doc["trace_id"]],
+    )
+    assert stored["text"] == SEARCH_RESULT and stored["token_start"] is None
+    again = json.loads(streamscope("show", doc["trace_id"], "--json").stdout)
+    assert again["fragments"] == doc["fragments"] and again["stats"] == doc["stats"]
+    assert "Warning" not in streamscope("show", doc["trace_id"]).stderr
+
+
+def test_unreadable_usage_details_leave_the_trace_readable(isolated_env, tool_user):
+    doc = json.loads(streamscope("-m", "tool-user", "--json", "hi").stdout)
+    db = logs_db(isolated_env)
+    db["streamscope_traces"].update(doc["trace_id"], {"usage_json": "{not json"})
+    shown = json.loads(streamscope("show", doc["trace_id"], "--json").stdout)
+    # Without the reasoning figure, every streamed model token is compared with usage.
+    assert shown["stats"]["usage_reasoning_tokens"] is None
+    assert shown["stats"]["streamed_compared"] == "text+reasoning+tool calls"
+    assert shown["stats"]["tokens_minus_usage"] == 3 + 3 + 8 - 30
