@@ -415,6 +415,8 @@ def _load(database: pathlib.Path | None, trace_id: str | None, latest: bool) -> 
 
     from .store import StoreError, find_trace_id, load_trace
 
+    if latest and trace_id:
+        raise click.ClickException(f"Give a trace id or --latest, not both (got {trace_id})")
     db = _open_log(database)
     try:
         found = find_trace_id(db, trace_id, latest)

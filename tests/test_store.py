@@ -308,6 +308,14 @@ def test_unknown_id_and_empty_log(isolated_env):
     assert "Give a trace id" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["show", "replay", "export"])
+def test_latest_and_an_id_together_are_refused(isolated_env, command):
+    streamscope(*FAST, "-o", "max_tokens", "2", "x")
+    result = streamscope(command, "--latest", "01nosuchtrace")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == "Error: Give a trace id or --latest, not both (got 01nosuchtrace)\n"
+
+
 def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"this is not sqlite" * 100)
