@@ -129,7 +129,7 @@ def run(
     from .render import LIVE_TABLE
     from .stats import compute_stats
     from .store import StoreError, TraceWriter, logs_db_path
-    from .trace import STATUS_COMPLETE, STATUS_INTERRUPTED
+    from .trace import STATUS_COMPLETE
 
     model = _resolve_model(llm, model_id)
     prompt_kwargs = _validated_options(llm, model, options)
@@ -210,7 +210,18 @@ def run(
         problems.insert(0, f"stream {trace.status}{where}: {trace.error}")
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
-        sys.exit(130 if trace.status == STATUS_INTERRUPTED else 1)
+        sys.exit(_exit_code(trace))
+
+
+def _exit_code(trace: Trace) -> int:
+    """A failed run's exit code: 130 after Ctrl-C, 143 after SIGTERM (128 + the signal,
+    as a shell reports a process the signal killed), else 1."""
+    from .capture import TERMINATED
+    from .trace import STATUS_INTERRUPTED
+
+    if trace.status != STATUS_INTERRUPTED:
+        return 1
+    return 143 if trace.error == TERMINATED else 130
 
 
 def _gap_ms(gap_ms: float | None, stored: float | None = None) -> float:

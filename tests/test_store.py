@@ -221,7 +221,7 @@ def spawn(user_path, *args):
 
 
 @pytest.mark.parametrize(
-    "sig,status,code", [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "interrupted", 130)]
+    "sig,status,code", [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "interrupted", 143)]
 )
 def test_signal_mid_stream_leaves_a_partial_trace(isolated_env, sig, status, code):
     proc = spawn(isolated_env, "-m", "streamscope-sim", "-o", "chunks", "5000", "x")
