@@ -233,14 +233,17 @@ def _gap_ms(gap_ms: float | None, stored: float | None = None) -> float:
 
 
 def present(trace: Trace, alignment: Alignment, stats: Stats, *, view: str, json_: bool) -> None:
-    """Print a trace as `run` does at the end: the JSON document, or the two views."""
+    """Print a trace as `run` does at the end: the JSON document, or the two views.
+
+    A trace with no fragments (an HTTP error, Ctrl-C before the first token, an
+    empty answer) still gets its stats table: its status, its error, and "-" for
+    what cannot be measured.
+    """
     from .render import AlignmentPanel, stats_table, trace_document
 
     if json_:
         document = trace_document(trace, alignment, stats)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
-        return
-    if not trace.fragments:
         return
     console = make_console()
     if not trace.encoding_exact:
@@ -251,6 +254,8 @@ def present(trace: Trace, alignment: Alignment, stats: Stats, *, view: str, json
             markup=False,
         )
     console.rule("alignment", style="dim")
+    if not alignment.streams:
+        console.print("no fragments arrived", style="dim")
     # Line by line: one print of a long stream would make rich hold all of it at once.
     for line in AlignmentPanel(alignment, view, console.color_system is not None).lines():
         console.print(line)
@@ -588,7 +593,7 @@ def export_command(
     trace_id: str | None, latest: bool, export_format: str, database: pathlib.Path | None
 ) -> None:
     """Export a logged trace to standard output."""
-    from .render import fragment_rows, trace_document
+    from .render import FRAGMENT_COLUMNS, fragment_rows, trace_document
 
     db, trace, row = _load(database, trace_id, latest)
     alignment, stats = _analyse(db, trace, row, None)
@@ -601,7 +606,6 @@ def export_command(
     else:
         import csv
 
-        rows = list(fragment_rows(trace, alignment))
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["index"])
+        writer = csv.DictWriter(sys.stdout, fieldnames=FRAGMENT_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(fragment_rows(trace, alignment))

@@ -279,24 +279,46 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
+FRAGMENT_COLUMNS = (
+    "index",
+    "kind",
+    "tool_call_id",
+    "text",
+    "t_ms",
+    "byte_start",
+    "byte_end",
+    "token_start",
+    "token_end",
+    "starts_mid_token",
+    "ends_mid_token",
+)
+"""The keys of a ``fragment_rows`` row, in order (the CSV header, even with no rows)."""
+
+
 def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]]:
     """One dict per fragment, in arrival order, with its place among the tokens."""
     positions = alignment.fragment_positions()
     for f in trace.fragments:
         stream, j = positions[f.index]
-        yield {
-            "index": f.index,
-            "kind": f.kind,
-            "tool_call_id": f.tool_call_id,
-            "text": f.text,
-            "t_ms": _ms(f.t_ns),
-            "byte_start": stream.fragment_byte_start(j),
-            "byte_end": stream.fragment_byte_ends[j],
-            "token_start": stream.fragment_token_start[j],
-            "token_end": stream.fragment_token_end[j],
-            "starts_mid_token": stream.fragment_starts_mid_token[j],
-            "ends_mid_token": stream.fragment_ends_mid_token[j],
-        }
+        yield dict(
+            zip(
+                FRAGMENT_COLUMNS,
+                (
+                    f.index,
+                    f.kind,
+                    f.tool_call_id,
+                    f.text,
+                    _ms(f.t_ns),
+                    stream.fragment_byte_start(j),
+                    stream.fragment_byte_ends[j],
+                    stream.fragment_token_start[j],
+                    stream.fragment_token_end[j],
+                    stream.fragment_starts_mid_token[j],
+                    stream.fragment_ends_mid_token[j],
+                ),
+                strict=True,
+            )
+        )
 
 
 def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str, Any]:

@@ -169,6 +169,26 @@ def test_http_error_from_the_provider():
     assert result.stderr.startswith("Error: stream error: ") and result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    "option,code,status",
+    [(("chunks", "0"), 0, "complete"), (("error", "429"), 1, "error: Error code: 429")],
+)
+def test_a_response_without_text_still_shows_its_status_and_stats(option, code, status):
+    result = run(*FAST, "-o", *option, "hi")
+    assert result.exit_code == code, result.output
+    out = result.stdout
+    assert "no fragments arrived" in out.split("─ alignment ─")[1]
+    table = [line.rstrip() for line in out.split("─ stats ─")[1].splitlines()]
+    assert any(line.startswith(f"status            {status}") for line in table)
+    for label in ("TTFT", "TTST", "gap", "ITL"):
+        assert f"{label:<18}-" in table
+    assert "chunks            0" in table
+    result, doc = run_json(*FAST, "-o", *option, "hi")
+    assert result.exit_code == code
+    assert doc["fragments"] == [] and doc["streams"] == []
+    assert doc["stats"]["ttft_ms"] is None and doc["stats"]["chunks"] == 0
+
+
 def test_connection_dropped_mid_stream_keeps_what_arrived():
     result = run(*FAST, "-o", "drop_after", "7", "hi")
     assert result.exit_code == 1

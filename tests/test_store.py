@@ -179,6 +179,22 @@ def test_export_formats(isolated_env):
     assert list(table[0]) == list(doc["fragments"][0])
 
 
+def test_a_stored_trace_without_fragments_shows_replays_and_exports(isolated_env):
+    from llm_streamscope.render import FRAGMENT_COLUMNS
+
+    run = streamscope(*FAST, "-o", "error", "429", "x")
+    assert run.exit_code == 1
+    for command in ("show", "replay"):
+        shown = streamscope(command, "--latest")
+        assert shown.exit_code == 0 and shown.stdout == run.stdout
+        assert "status            error: Error code: 429" in shown.stdout
+    doc = json.loads(streamscope("export", "--latest").stdout)
+    assert doc["status"] == "error" and doc["fragments"] == []
+    exported = streamscope("export", "--latest", "-f", "csv").stdout
+    assert exported.splitlines() == [",".join(FRAGMENT_COLUMNS)]
+    assert streamscope("export", "--latest", "-f", "jsonl").stdout == ""
+
+
 def test_replay_plays_the_stored_fragments_then_the_views(isolated_env):
     run = streamscope(*FAST, "-o", "max_tokens", "8", "x")
     replay = streamscope("replay", "--latest", "--speed", "0")
@@ -236,6 +252,32 @@ def test_signal_mid_stream_leaves_a_partial_trace(isolated_env, sig, status, cod
     stored = fragment_count(logs_db(isolated_env), row["id"])
     assert 0 < stored < 5000 and row["chunks"] == stored
     assert streamscope("show", row["id"]).exit_code == 0
+
+
+def test_ctrl_c_before_the_first_token_still_shows_status_and_stats(isolated_env):
+    from llm_streamscope.sim.server import SimServer
+
+    with SimServer() as server:
+        env = {**os.environ, "LLM_USER_PATH": str(isolated_env), "PYTHONUNBUFFERED": "1"}
+        env["STREAMSCOPE_SIM_URL"] = server.base_url
+        stall = ("-o", "stall_after", "0", "-o", "stall_s", "30")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llm", "streamscope", *FAST, *stall, "x"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while server.post_count == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the request is in flight, no token has arrived
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.decode() == "Error: stream interrupted: interrupted (Ctrl-C)\n"
+    assert "status            interrupted: interrupted (Ctrl-C)" in out.decode()
+    (row,) = traces(isolated_env)
+    assert row["status"] == "interrupted" and row["chunks"] == 0
 
 
 def test_fragments_are_durable_while_streaming(isolated_env):
