@@ -376,16 +376,22 @@ def _resolve_model(llm: Any, model_id: str | None) -> Any:
 
 
 def _validated_options(llm: Any, model: Any, options: tuple[tuple[str, str], ...]) -> dict:
-    """Validate -o options with the model's own pydantic class, as `llm prompt` does."""
+    """Validate -o options with the model's own pydantic class, as `llm prompt` does.
+
+    Returns the options given with -o (as validated and converted: "0" becomes 0.0
+    for a float) and llm's saved defaults for the model (`llm models options`), which
+    llm applies too; not the model's own defaults, which it applies by itself.
+    """
     import pydantic
     from llm.cli import get_model_options, render_errors
 
     validated: dict[str, Any] = {}
     if options:
         try:
-            validated = {k: v for k, v in model.Options(**dict(options)) if v is not None}
+            parsed = model.Options(**dict(options))
         except pydantic.ValidationError as ex:
             raise click.ClickException(" ".join(render_errors(ex.errors()).split())) from None
+        validated = {k: v for k, v in parsed if k in parsed.model_fields_set and v is not None}
     for k, v in get_model_options(model.model_id).items():
         validated.setdefault(k, v)
     return validated

@@ -83,6 +83,19 @@ def test_prompt_from_stdin_system_prompt_and_options():
     assert "def " in "".join(f["text"] for f in doc["fragments"])
 
 
+def test_options_are_those_given_and_llms_saved_defaults():
+    result, doc = run_json(*FAST, "-o", "seed", "3", "-o", "max_tokens", "2", "hi")
+    assert result.exit_code == 0
+    assert doc["options"] == {"speed": 0.0, "seed": 3, "max_tokens": 2}
+    # llm's saved per-model defaults apply, as in `llm prompt`; -o wins over them
+    saved = CliRunner().invoke(cli, ["models", "options", "set", "streamscope-sim", "text", "code"])
+    assert saved.exit_code == 0, saved.output
+    _, doc = run_json(*FAST, "-o", "max_tokens", "2", "hi")
+    assert doc["options"] == {"speed": 0.0, "max_tokens": 2, "text": "code"}
+    _, doc = run_json(*FAST, "-o", "text", "prose", "-o", "max_tokens", "2", "hi")
+    assert doc["options"]["text"] == "prose"
+
+
 def test_profile_with_sub_token_chunks():
     result, doc = run_json(
         *FAST, "-o", "profile", "gemini-flash", "-o", "text", "multilingual", "hi"
