@@ -422,11 +422,11 @@ def trace_selector(func: Any) -> Any:
     return func
 
 
-def _open_log(database: pathlib.Path | None) -> Any:
+def _open_log(database: pathlib.Path | None, *, need_traces: bool = True) -> Any:
     from .store import StoreError, logs_db_path, open_for_reading
 
     try:
-        return open_for_reading(database or logs_db_path())
+        return open_for_reading(database or logs_db_path(), need_traces=need_traces)
     except StoreError as ex:
         raise click.ClickException(str(ex)) from None
 
@@ -494,7 +494,7 @@ def logs_command(
     from .render import visible
     from .store import recent_traces
 
-    db = _open_log(database)
+    db = _open_log(database, need_traces=False)
     if model_id:
         from contextlib import suppress
 

@@ -143,11 +143,18 @@ def connect(path: pathlib.Path | str) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
-def open_for_reading(path: pathlib.Path | str) -> sqlite_utils.Database:
+def open_for_reading(
+    path: pathlib.Path | str, *, need_traces: bool = True
+) -> sqlite_utils.Database:
+    """Open an existing database; with ``need_traces``, one that has the trace tables.
+
+    A missing file is an error, as for ``llm logs``; a database that streamscope
+    has not written to yet holds no traces (``recent_traces`` lists none).
+    """
     if not pathlib.Path(path).exists():
-        raise StoreError(f"No database at {path}")
+        raise StoreError(f"No log database found at {path}")
     db = connect(path)
-    if not db[TRACES].exists():
+    if need_traces and not db[TRACES].exists():
         raise StoreError(f"{path} holds no streamscope traces")
     return db
 
@@ -503,6 +510,9 @@ def alignment_matches(stored: dict[int, tuple], alignment: Alignment) -> bool:
 def recent_traces(
     db: sqlite_utils.Database, limit: int | None = 10, model: str | None = None
 ) -> list[dict[str, Any]]:
+    """The newest trace rows first, or none if streamscope never wrote to ``db``."""
+    if not db[TRACES].exists():
+        return []
     where, params = "", {}
     if model:
         where, params = "where model = :model", {"model": model}

@@ -340,7 +340,7 @@ def test_eight_concurrent_runs_into_one_db(isolated_env):
 
 def test_unknown_id_and_empty_log(isolated_env):
     result = streamscope("show", "--latest")
-    assert result.exit_code == 1 and result.stderr.startswith("Error: No database at")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: No log database found at")
     streamscope(*FAST, "-o", "max_tokens", "2", "x")
     for command in ("show", "replay", "export"):
         result = streamscope(command, "01nosuchtrace")
@@ -356,6 +356,27 @@ def test_latest_and_an_id_together_are_refused(isolated_env, command):
     result = streamscope(command, "--latest", "01nosuchtrace")
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr == "Error: Give a trace id or --latest, not both (got 01nosuchtrace)\n"
+
+
+def test_logs_of_a_database_without_traces_lists_none(isolated_env, tmp_path):
+    # As `llm logs`: a missing file is an error, a database without rows lists nothing.
+    missing = streamscope("logs")
+    assert missing.exit_code == 1
+    assert missing.stderr == f"Error: No log database found at {isolated_env / 'logs.db'}\n"
+    assert invoke("logs").exit_code == 1  # llm's own answer
+    foreign = tmp_path / "foreign.db"
+    sqlite_utils.Database(foreign)["things"].insert({"a": 1})
+    emptied = tmp_path / "emptied.db"
+    streamscope(*FAST, "-o", "max_tokens", "2", "-d", str(emptied), "x")
+    sqlite_utils.Database(emptied).execute("delete from streamscope_fragments")
+    sqlite_utils.Database(emptied).execute("delete from streamscope_traces")
+    for path in (foreign, emptied):
+        listed = streamscope("logs", "-d", str(path), "--json")
+        assert (listed.exit_code, listed.stdout, listed.stderr) == (0, "[]\n", "")
+        listed = streamscope("logs", "-d", str(path))
+        assert (listed.exit_code, listed.stdout, listed.stderr) == (0, "", "")
+    assert "things" in sqlite_utils.Database(foreign).table_names()
+    assert "streamscope_traces" not in sqlite_utils.Database(foreign).table_names()
 
 
 def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
