@@ -432,10 +432,14 @@ def _open_log(database: pathlib.Path | None, *, need_traces: bool = True) -> Any
 
 
 def _load(database: pathlib.Path | None, trace_id: str | None, latest: bool) -> Any:
-    """(db, trace, row) for the chosen trace, or a one-line error."""
+    """(db, trace, row) for the chosen trace, or a one-line error.
+
+    A damaged JSON column gets a warning line and reads as empty: the trace itself
+    stays readable.
+    """
     import sqlite3
 
-    from .store import StoreError, find_trace_id, load_trace
+    from .store import StoreError, decode_json_columns, find_trace_id, load_trace
 
     if latest and trace_id:
         raise click.ClickException(f"Give a trace id or --latest, not both (got {trace_id})")
@@ -447,6 +451,8 @@ def _load(database: pathlib.Path | None, trace_id: str | None, latest: bool) -> 
         raise click.ClickException(str(ex)) from None
     except sqlite3.Error as ex:
         raise click.ClickException(f"Cannot read the trace: {ex}") from None
+    for problem in decode_json_columns(row)[1]:
+        click.echo(f"Warning: {problem}", err=True)
     return db, trace, row
 
 
@@ -492,7 +498,7 @@ def logs_command(
 ) -> None:
     """List logged traces, newest first, one line each."""
     from .render import visible
-    from .store import recent_traces
+    from .store import decode_json_columns, recent_traces
 
     db = _open_log(database, need_traces=False)
     if model_id:
@@ -504,10 +510,13 @@ def logs_command(
             model_id = llm.get_model(model_id).model_id  # resolve aliases, as llm logs does
     rows = recent_traces(db, count or None, model_id)
     if json_:
+        decoded = []
         for row in rows:
-            row["stats"] = json.loads(row.pop("stats_json") or "null")
-            row["options"] = json.loads(row.pop("options_json") or "{}")
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+            row, problems = decode_json_columns(row)
+            for problem in problems:
+                click.echo(f"Warning: {problem}", err=True)
+            decoded.append(row)
+        click.echo(json.dumps(decoded, ensure_ascii=False, indent=2))
         return
     for row in rows:
         ttft = "-" if row["ttft_ms"] is None else f"{row['ttft_ms']:.0f} ms"

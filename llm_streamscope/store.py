@@ -437,6 +437,46 @@ class TraceWriter:
 # ====================
 
 
+JSON_COLUMNS = {"options_json": "options", "stats_json": "stats"}
+"""Trace columns that hold a JSON object as text, and the key their value takes."""
+
+
+def json_column(row: dict[str, Any], column: str) -> tuple[dict | None, str | None]:
+    """The object a trace row keeps as JSON text in ``column``, and what is wrong with it.
+
+    A damaged value must not make the trace unreadable: it reads as None, with a
+    one-line problem naming the trace and the column.
+
+    >>> json_column({"id": "01k", "options_json": '{"seed": 7}'}, "options_json")
+    ({'seed': 7}, None)
+    >>> json_column({"id": "01k", "options_json": "{seed"}, "options_json")
+    (None, 'trace 01k: options_json is not valid JSON; read as empty')
+    """
+    text = row.get(column)
+    if text is None:
+        return None, None
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None, f"trace {row['id']}: {column} is not valid JSON; read as empty"
+    if value is not None and not isinstance(value, dict):
+        return None, f"trace {row['id']}: {column} is not a JSON object; read as empty"
+    return value, None
+
+
+def decode_json_columns(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A trace row with its JSON columns decoded (``options_json`` becomes ``options``,
+    ``stats_json`` becomes ``stats``), and a line for each column that could not be."""
+    decoded = {k: v for k, v in row.items() if k not in JSON_COLUMNS}
+    problems = []
+    for column, key in JSON_COLUMNS.items():
+        decoded[key], problem = json_column(row, column)
+        if problem:
+            problems.append(problem)
+    decoded["options"] = decoded["options"] or {}
+    return decoded, problems
+
+
 def find_trace_id(db: sqlite_utils.Database, ident: str | None, latest: bool = False) -> str:
     """A trace id from a trace id, llm's turn id, or the latest trace."""
     if latest:
@@ -484,7 +524,7 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
         usage_input=row["usage_input"],
         usage_output=row["usage_output"],
         turn_id=row["turn_id"],
-        options=json.loads(row["options_json"] or "{}"),
+        options=json_column(row, "options_json")[0] or {},
     )
     return trace, row
 

@@ -379,6 +379,33 @@ def test_logs_of_a_database_without_traces_lists_none(isolated_env, tmp_path):
     assert "streamscope_traces" not in sqlite_utils.Database(foreign).table_names()
 
 
+def test_invalid_json_in_a_row_is_named_and_the_trace_stays_readable(isolated_env):
+    ids = [
+        json.loads(streamscope(*FAST, "-o", "max_tokens", "3", "--json", p).stdout)["trace_id"]
+        for p in ("good", "bad options", "bad stats")
+    ]
+    db = logs_db(isolated_env)
+    db.execute("update streamscope_traces set options_json = '{seed' where id = ?", [ids[1]])
+    db.execute("update streamscope_traces set stats_json = '[1, 2]' where id = ?", [ids[2]])
+    db.conn.commit()
+    listed = streamscope("logs", "--json")
+    assert listed.exit_code == 0
+    assert listed.stderr == (
+        f"Warning: trace {ids[2]}: stats_json is not a JSON object; read as empty\n"
+        f"Warning: trace {ids[1]}: options_json is not valid JSON; read as empty\n"
+    )
+    rows = json.loads(listed.stdout)
+    assert [r["id"] for r in rows] == ids[::-1]
+    assert rows[0]["stats"] is None and rows[1]["options"] == {}
+    assert rows[2]["options"] == {"speed": 0.0, "max_tokens": 3} and rows[2]["stats"]["chunks"] == 3
+    warning = f"Warning: trace {ids[1]}: options_json is not valid JSON; read as empty\n"
+    for args in (("show",), ("show", "--json"), ("replay", "--speed", "0"), ("export",)):
+        result = streamscope(*args, ids[1])
+        assert result.exit_code == 0 and result.stderr == warning, args
+        assert "─ stats ─" in result.stdout or json.loads(result.stdout)["options"] == {}
+    assert streamscope("show", ids[0]).stderr == ""
+
+
 def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"this is not sqlite" * 100)
