@@ -521,13 +521,14 @@ def logs_command(
     for row in rows:
         ttft = "-" if row["ttft_ms"] is None else f"{row['ttft_ms']:.0f} ms"
         rate = "-" if row["tokens_per_s"] is None else f"{row['tokens_per_s']:.1f}"
+        tokens = "-" if row["tokens"] is None else row["tokens"]  # unknown until the run ends
         prompt = visible(" ".join((row["prompt"] or "").split()))
         if len(prompt) > 40:
             prompt = prompt[:39] + "…"
         click.echo(
             f"{row['id']}  {row['started_utc'][:19].replace('T', ' ')}  {row['model']}  "
-            f"{row['status']}  TTFT {ttft}  {row['chunks'] or 0} chunks  "
-            f"{row['tokens'] or 0} tokens  {rate} tok/s  {prompt!r}"
+            f"{row['status']}  TTFT {ttft}  {row['chunks']} chunks  "
+            f"{tokens} tokens  {rate} tok/s  {prompt!r}"
         )
 
 

@@ -20,7 +20,9 @@ runs can share one logs.db in its default (rollback journal) mode without
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -32,7 +34,15 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from .capture import one_line
-from .trace import KINDS, STATUS_INTERRUPTED, Alignment, Fragment, Trace, clean_text
+from .trace import (
+    KINDS,
+    STATUS_INTERRUPTED,
+    STATUS_RUNNING,
+    Alignment,
+    Fragment,
+    Trace,
+    clean_text,
+)
 
 if TYPE_CHECKING:
     from .capture import Arrivals
@@ -212,6 +222,9 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "end_ns": trace.end_ns,
         "usage_input": trace.usage_input,
         "usage_output": trace.usage_output,
+        # Which process writes the trace: while it lives, an unfinished trace is running.
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
     }
 
 
@@ -497,9 +510,40 @@ def find_trace_id(db: sqlite_utils.Database, ident: str | None, latest: bool = F
     return rows[0]["id"]
 
 
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False  # os.kill(0, ...) would signal a whole process group
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # it exists, as another user's process
+    except OSError:
+        return False
+    return True
+
+
+def with_live_status(row: dict[str, Any]) -> dict[str, Any]:
+    """A trace row as it stands now: ``running`` while its run is still streaming.
+
+    Until a run finishes, its row says ``interrupted`` with the error ``UNFINISHED``,
+    which is what it will stay if its process dies. While that process (``pid`` on
+    ``host``, this machine) is alive, the trace is reported as running instead.
+    (A process id reused after the run died would read as running too.)
+    """
+    if (
+        row["status"] == STATUS_INTERRUPTED
+        and row["error"] == UNFINISHED
+        and row.get("host") == socket.gethostname()
+        and row.get("pid") is not None
+        and _process_alive(row["pid"])
+    ):
+        return row | {"status": STATUS_RUNNING, "error": None}
+    return row
+
+
 def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[str, Any]]:
     """The stored trace, and its row (with the stored headline stats)."""
-    row = db[TRACES].get(trace_id)  # type: ignore[union-attr]
+    row = with_live_status(db[TRACES].get(trace_id))  # type: ignore[union-attr]
     fragments = tuple(
         Fragment(r["idx"], r["kind"], r["text"], r["t_ns"], r["tool_call_id"])
         for r in db.query(
@@ -550,13 +594,32 @@ def alignment_matches(stored: dict[int, tuple], alignment: Alignment) -> bool:
 def recent_traces(
     db: sqlite_utils.Database, limit: int | None = 10, model: str | None = None
 ) -> list[dict[str, Any]]:
-    """The newest trace rows first, or none if streamscope never wrote to ``db``."""
+    """The newest trace rows first, or none if streamscope never wrote to ``db``.
+
+    Each row as it stands now (``with_live_status``). A trace that never finished
+    (still running, or its process killed) has no headline stats: its ``chunks``
+    are counted from the fragments stored so far, as the stats count them
+    (non-empty text fragments).
+    """
     if not db[TRACES].exists():
         return []
     where, params = "", {}
     if model:
         where, params = "where model = :model", {"model": model}
-    sql = f"select * from {TRACES} {where} order by started_utc desc, id desc"
+    stored_chunks = (
+        f"case when t.chunks is null then (select count(*) from {FRAGMENTS} f "
+        "where f.trace_id = t.id and f.kind = 'text' and f.text != '') end"
+    )
+    sql = (
+        f"select t.*, {stored_chunks} as stored_chunks from {TRACES} t {where} "
+        "order by t.started_utc desc, t.id desc"
+    )
     if limit:
         sql += f" limit {int(limit)}"
-    return list(db.query(sql, params))
+    rows = []
+    for row in db.query(sql, params):
+        stored = row.pop("stored_chunks")
+        if row["chunks"] is None:
+            row["chunks"] = stored
+        rows.append(with_live_status(row))
+    return rows

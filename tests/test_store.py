@@ -280,29 +280,73 @@ def test_ctrl_c_before_the_first_token_still_shows_status_and_stats(isolated_env
     assert row["status"] == "interrupted" and row["chunks"] == 0
 
 
+def wait_for_fragments(user_path, wanted=1, timeout_s=30):
+    """How many fragments another process has stored, once there are ``wanted``."""
+    deadline = time.monotonic() + timeout_s
+    stored = 0
+    while time.monotonic() < deadline and stored < wanted:
+        time.sleep(0.2)
+        if (user_path / "logs.db").exists():
+            with sqlite3.connect(user_path / "logs.db", timeout=30) as conn:
+                if conn.execute(
+                    "select count(*) from sqlite_master where name = 'streamscope_fragments'"
+                ).fetchone()[0]:
+                    stored = conn.execute("select count(*) from streamscope_fragments").fetchone()[
+                        0
+                    ]
+    return stored
+
+
 def test_fragments_are_durable_while_streaming(isolated_env):
     # A slow stream: fragments reach the database long before it ends (and a
     # SIGKILL then still leaves them, with the row saying the run never finished).
     proc = spawn(isolated_env, "-m", "streamscope-sim", "-o", "chunks", "5000", "x")
     try:
-        deadline = time.monotonic() + 30
-        stored = 0
-        while time.monotonic() < deadline and not stored:
-            time.sleep(0.2)
-            if (isolated_env / "logs.db").exists():
-                with sqlite3.connect(isolated_env / "logs.db", timeout=30) as conn:
-                    if conn.execute(
-                        "select count(*) from sqlite_master where name = 'streamscope_fragments'"
-                    ).fetchone()[0]:
-                        stored = conn.execute(
-                            "select count(*) from streamscope_fragments"
-                        ).fetchone()[0]
-        assert stored > 0 and proc.poll() is None
+        assert wait_for_fragments(isolated_env) > 0 and proc.poll() is None
     finally:
         proc.kill()
         proc.wait()
     (row,) = traces(isolated_env)
     assert row["status"] == "interrupted" and row["error"] == store.UNFINISHED
+
+
+def test_a_running_trace_shows_as_running_and_a_killed_one_as_unfinished(isolated_env):
+    import socket
+
+    stall = ("-o", "stall_after", "6", "-o", "stall_s", "30")
+    proc = spawn(isolated_env, *FAST, *stall, "x")
+    try:
+        assert wait_for_fragments(isolated_env, 6) == 6 and proc.poll() is None
+        (row,) = traces(isolated_env)
+        assert (row["pid"], row["host"]) == (proc.pid, socket.gethostname())
+        assert "  running  TTFT -  6 chunks  - tokens  " in streamscope("logs").stdout
+        (listed,) = json.loads(streamscope("logs", "--json").stdout)
+        assert (listed["status"], listed["error"], listed["chunks"]) == ("running", None, 6)
+        shown = streamscope("show", "--latest")
+        assert shown.exit_code == 0 and "status            running  " in shown.stdout
+        assert store.UNFINISHED not in shown.stdout
+        exported = json.loads(streamscope("export", "--latest").stdout)
+        assert exported["status"] == "running" and len(exported["fragments"]) == 6
+    finally:
+        proc.kill()
+        proc.wait()
+    # Its process is gone: the honest record, and the fragments it left counted.
+    assert "  interrupted  TTFT -  6 chunks  - tokens  " in streamscope("logs").stdout
+    shown = streamscope("show", "--latest").stdout
+    assert f"status            interrupted: {store.UNFINISHED}" in shown
+
+
+def test_a_trace_from_another_host_or_a_dead_process_is_not_running(isolated_env):
+    streamscope(*FAST, "-o", "max_tokens", "2", "x")
+    db = logs_db(isolated_env)
+    unfinished = {"status": "interrupted", "error": store.UNFINISHED, "chunks": None}
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    for change in ({"host": "elsewhere"}, {"pid": int(dead.stdout)}, {"pid": None}):
+        db["streamscope_traces"].update(traces(isolated_env)[0]["id"], unfinished | change)
+        (listed,) = json.loads(streamscope("logs", "--json").stdout)
+        assert listed["status"] == "interrupted" and listed["chunks"] == 2, change
 
 
 def test_eight_concurrent_runs_into_one_db(isolated_env):
