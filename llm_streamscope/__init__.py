@@ -1,20 +1,24 @@
 """llm-streamscope: see how a language model's answer actually arrives.
 
 Only the llm hooks live here. Nothing heavy is imported at plugin load time, so
-``llm --help`` stays as fast as it was.
+``llm --help`` stays as fast as it was, and the tokenizer process (which imports
+this package) does not pay for importing llm: the marker is pluggy's own, the
+same one ``llm.hookimpl`` is.
 """
 
-import llm
+from pluggy import HookimplMarker
+
+hookimpl = HookimplMarker("llm")
 
 
-@llm.hookimpl
+@hookimpl
 def register_models(register):
     from .sim.model import SimChat
 
     register(SimChat())
 
 
-@llm.hookimpl
+@hookimpl
 def register_commands(cli):
     from .cli import streamscope
 

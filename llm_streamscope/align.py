@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable
-from functools import lru_cache
 from itertools import accumulate, chain, compress, count, repeat
 from operator import add, attrgetter, is_, not_, sub
 from typing import TYPE_CHECKING, cast
@@ -20,29 +19,34 @@ from typing import TYPE_CHECKING, cast
 from .trace import Alignment, Fragment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
-    import tiktoken
+    from .tokenizer import Tokenizer, Tokens
 
 
-def align(trace: Trace, encoding: tiktoken.Encoding) -> Alignment:
-    """Align every stream of ``trace`` (text, reasoning, each tool call) on its own."""
+def align(trace: Trace, tokenizer: Tokenizer) -> Alignment:
+    """Align every stream of ``trace`` (text, reasoning, each tool call) on its own.
+
+    The tokenizer is asked once, for every stream's text together: when it is a
+    ``TokenizerProcess`` that is one round trip.
+    """
+    streams = list(trace.streams().values())
+    texts = ["".join(map(attrgetter("text"), fragments)) for fragments in streams]
     return Alignment(
-        encoding_name=encoding.name,
-        streams=tuple(
-            align_fragments(fragments, encoding) for fragments in trace.streams().values()
-        ),
+        encoding_name=tokenizer.name,
+        streams=tuple(map(align_fragments, streams, tokenizer.tokenize(texts))),
     )
 
 
 def align_fragments(
-    fragments: list[Fragment] | tuple[Fragment, ...], encoding: tiktoken.Encoding
+    fragments: list[Fragment] | tuple[Fragment, ...], tokens: Tokens
 ) -> StreamAlignment:
     """Align one stream's fragments (all of the same kind and tool call) to tokens.
 
-    Special-token text such as ``<|endoftext|>`` is encoded as ordinary text: it is
-    what the model wrote, not a control token.
+    ``tokens`` are the ids and byte sizes of the tokens of the fragments' joined
+    text, as ``Tokenizer.tokenize`` gives them.
 
     >>> enc = tiktoken.get_encoding("o200k_base")
-    >>> a = align_fragments([Fragment(0, "text", "Hel", 5), Fragment(1, "text", "lo!", 9)], enc)
+    >>> fragments = [Fragment(0, "text", "Hel", 5), Fragment(1, "text", "lo!", 9)]
+    >>> a = align_fragments(fragments, tokens_of(enc, "Hello!"))
     >>> a.fragment_ends_mid_token
     (True, False)
     """
@@ -50,13 +54,7 @@ def align_fragments(
     first = fragments[0] if fragments else None
     texts = list(map(attrgetter("text"), fragments))
     text = "".join(texts)
-    token_ids = encoding.encode_ordinary(text)
-    sizes_of = _token_sizes(encoding)
-    token_sizes = (
-        map(sizes_of.__getitem__, token_ids)
-        if sizes_of is not None
-        else map(len, encoding.decode_tokens_bytes(token_ids))
-    )
+    token_ids, token_sizes = tokens
     token_ends = list(accumulate(token_sizes))
     # In ASCII text characters are bytes: no fragment needs encoding to be measured.
     sizes = list(map(len, texts if text.isascii() else map(str.encode, texts)))
@@ -133,20 +131,3 @@ def _ends_on_token_boundaries(
     before = list(accumulate(is_fragment_end, initial=0))
     before.pop()
     return list(compress(count(1), is_fragment_end)), before
-
-
-@lru_cache(maxsize=8)
-def _token_sizes(encoding: tiktoken.Encoding) -> list[int] | None:
-    """Byte length of every ordinary token, by id, built once per encoding.
-
-    tiktoken's decode_tokens_bytes makes a Python call per token (90 ms for a
-    megabyte); a lookup in this table costs a tenth of that. None if tiktoken no
-    longer keeps its ranks where this looks for them.
-    """
-    ranks = getattr(encoding, "_mergeable_ranks", None)
-    if not isinstance(ranks, dict):
-        return None
-    sizes = [0] * (max(ranks.values(), default=-1) + 1)
-    for token, rank in ranks.items():
-        sizes[rank] = len(token)
-    return sizes

@@ -45,6 +45,13 @@ class Arrivals:
 
     events: list[Any] = field(default_factory=list)
     times: list[int] = field(default_factory=list)
+    flowing: threading.Event = field(default_factory=threading.Event)
+    """Set once the first event has arrived, or the stream has ended without one.
+
+    Helper threads (the trace writer, the live-text flusher, the stall watchdog)
+    block on it before doing anything: while the request waits for its first
+    token, no thread of streamscope's runs a line of Python beside llm's client.
+    """
 
 
 TERMINATED = "terminated (SIGTERM)"
@@ -115,14 +122,13 @@ def capture(
     *,
     arrivals: Arrivals | None = None,
     on_event: Callable[[Any, int], None] | None = None,
-    on_first: Callable[[], None] | None = None,
     timeout_s: float | None = None,
 ) -> Trace:
     """Stream ``response`` (an llm ``Response`` not yet iterated) into a ``Trace``.
 
     ``header`` comes from ``new_trace``. Events and times go into ``arrivals`` (for
-    other threads to read) as they arrive; ``on_event(event, t_ns)`` is called with
-    each, ``on_first`` once, right after the first.
+    other threads to read) as they arrive, and ``arrivals.flowing`` is set after the
+    first; ``on_event(event, t_ns)`` is called with each.
 
     Never raises for a failure of the stream itself: a provider error, a dropped
     connection, a stall longer than ``timeout_s``, Ctrl-C or SIGTERM end the trace
@@ -144,7 +150,7 @@ def capture(
     t0 = origin = clock()
     setup_ns = None
     try:
-        with _stop_on_stall(times, timeout_s), _stop_on_sigterm():
+        with _stop_on_stall(arrivals, timeout_s), _stop_on_sigterm():
             for event in stream:  # the first event: settle the time origin first
                 t = clock()
                 setup_ns = _first_after(connects, t0)
@@ -152,10 +158,9 @@ def capture(
                     origin = t0 + setup_ns
                 keep_event(event)
                 keep_time(t - origin)
+                arrivals.flowing.set()
                 if on_event is not None:
                     on_event(event, t - origin)
-                if on_first is not None:
-                    on_first()
                 break
             for event in stream:
                 t = clock() - origin
@@ -171,6 +176,7 @@ def capture(
         status, error = STATUS_ERROR, one_line(ex)
     finally:
         gc.unfreeze()
+        arrivals.flowing.set()
     end = clock()
     if setup_ns is None:  # no fragment arrived: the connect may still have happened
         setup_ns = _first_after(connects, t0)
@@ -233,7 +239,7 @@ def _in_main_thread() -> bool:
 
 
 @contextmanager
-def _stop_on_stall(times: list[int], timeout_s: float | None) -> Iterator[None]:
+def _stop_on_stall(arrivals: Arrivals, timeout_s: float | None) -> Iterator[None]:
     """End the stream when nothing arrives for ``timeout_s`` seconds.
 
     A watchdog thread looks at the arrival list a few times a second (the hot loop
@@ -244,6 +250,7 @@ def _stop_on_stall(times: list[int], timeout_s: float | None) -> Iterator[None]:
         yield
         return
     done = threading.Event()
+    times, flowing = arrivals.times, arrivals.flowing
     main = threading.main_thread().ident
     fired = threading.Event()
 
@@ -254,6 +261,12 @@ def _stop_on_stall(times: list[int], timeout_s: float | None) -> Iterator[None]:
             )
 
     def watch() -> None:
+        # One blocking wait until the first event (or the stall), then a look a few
+        # times a second: nothing runs here while the request waits for its first token.
+        if not flowing.wait(timeout_s) and not done.is_set():
+            fired.set()
+            signal.pthread_kill(main, signal.SIGALRM)  # type: ignore[arg-type]
+            return
         seen, last = 0, time.monotonic()
         while not done.wait(min(0.1, timeout_s / 4)):
             now = time.monotonic()
@@ -271,6 +284,7 @@ def _stop_on_stall(times: list[int], timeout_s: float | None) -> Iterator[None]:
         yield
     finally:
         done.set()
+        flowing.set()  # the stream is over: wake a watchdog still waiting for the first event
         watcher.join()
         signal.signal(signal.SIGALRM, previous)
 

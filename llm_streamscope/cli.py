@@ -129,6 +129,7 @@ def run(
     from .render import LIVE_TABLE
     from .stats import compute_stats
     from .store import StoreError, TraceWriter, logs_db_path
+    from .tokenizer import start_tokenizer
     from .trace import STATUS_COMPLETE
 
     model = _resolve_model(llm, model_id)
@@ -142,18 +143,18 @@ def run(
         prompt_kwargs["key"] = key
     prompt = _read_prompt(prompt)
 
-    if encoding_name:
-        try:
-            encodings.check_encoding_name(encoding_name)  # fail before the request, not after
-        except encodings.EncodingError as ex:
-            raise click.ClickException(str(ex)) from None
-        exact = True
-    else:
+    exact = bool(encoding_name)
+    if not encoding_name:
         encoding_name, exact = encodings.encoding_for_model(model)
     prepare = getattr(model, "prepare", None)
     if callable(prepare):
         prepare()  # e.g. the simulator starts its server before the clock starts
-    loader = encodings.EncodingLoader(encoding_name)
+    try:
+        # Before the request: it loads in its own process while the request is in
+        # flight, and an encoding that cannot load fails here, not after the stream.
+        tokenizer = start_tokenizer(encoding_name)
+    except encodings.EncodingError as ex:
+        raise click.ClickException(str(ex)) from None
 
     header = new_trace(
         model_id=model.model_id,
@@ -168,7 +169,13 @@ def run(
     if (logs_on() or log) and not no_log:
         writer = TraceWriter(database or logs_db_path(), arrivals)
         writer.open(header)
-    live = None if json_ else LiveText(LIVE_TABLE)
+        if writer.busy:
+            click.echo(
+                f"Note: {writer.path} is busy (another process is writing to it); streaming "
+                "anyway, the trace is written when it frees",
+                err=True,
+            )
+    live = None if json_ else LiveText(LIVE_TABLE, flowing=arrivals.flowing)
 
     llm_response = model.prompt(prompt, system=system, stream=True, **prompt_kwargs)
     trace = capture(
@@ -176,7 +183,6 @@ def run(
         header,
         arrivals=arrivals,
         on_event=live.write if live else None,
-        on_first=loader.pause,  # the wait for the first token is over: step aside
         timeout_s=timeout,
     )
     if live:
@@ -185,12 +191,13 @@ def run(
     problems = []
     alignment = stats = None
     try:
-        encoding = loader.result()
+        alignment = align(trace, tokenizer)
     except encodings.EncodingError as ex:
         problems.append(str(ex))
     else:
-        alignment = align(trace, encoding)
         stats = compute_stats(trace, alignment, gap_ms=_gap_ms(gap_ms))
+    finally:
+        tokenizer.close()
     if writer is not None:
         try:
             turn_id = writer.finish(
@@ -282,7 +289,13 @@ class LiveText:
     FLUSH_INTERVAL_NS = 1_000_000_000 // 60
     STALL_FLUSH_S = 0.1
 
-    def __init__(self, table: dict[int, str], out: Any = None, err: Any = None):
+    def __init__(
+        self,
+        table: dict[int, str],
+        out: Any = None,
+        err: Any = None,
+        flowing: threading.Event | None = None,
+    ):
         self.table = table
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -293,6 +306,7 @@ class LiveText:
         self._flushed_ns = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._flowing = flowing
         self._flusher = threading.Thread(
             target=self._flush_loop, name="streamscope-live", daemon=True
         )
@@ -338,6 +352,8 @@ class LiveText:
                     self.closed_by_reader = True
 
     def _flush_loop(self) -> None:
+        if self._flowing is not None:
+            self._flowing.wait()  # nothing to show, and nothing to run, before the first event
         while not self._stop.wait(self.STALL_FLUSH_S):
             if self._pending:
                 self._flush(time.perf_counter_ns())
@@ -462,12 +478,12 @@ def _analyse(db: Any, trace: Trace, row: dict, gap_ms: float | None) -> tuple[Al
     from .align import align
     from .stats import compute_stats
     from .store import alignment_matches, stored_alignment_rows
+    from .tokenizer import LocalTokenizer
 
     try:
-        encoding = encodings.get_encoding(trace.encoding_name)
+        alignment = align(trace, LocalTokenizer(encodings.get_encoding(trace.encoding_name)))
     except encodings.EncodingError as ex:
         raise click.ClickException(str(ex)) from None
-    alignment = align(trace, encoding)
     stored = stored_alignment_rows(db, trace.id)
     complete = all(v[1] is not None for v in stored.values())
     if complete and not alignment_matches(stored, alignment):

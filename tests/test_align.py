@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from llm_streamscope.align import align, align_fragments
 from llm_streamscope.encodings import get_encoding
+from llm_streamscope.tokenizer import LocalTokenizer, tokens_of
 from llm_streamscope.trace import Fragment, Trace
 
 
@@ -54,7 +55,7 @@ def oracle(pieces, encoding):
 
 
 def check(pieces, encoding):
-    a = align_fragments(fragments_of(pieces), encoding)
+    a = align_fragments(fragments_of(pieces), tokens_of(encoding, "".join(pieces)))
     tokens, frags, toks = oracle(pieces, encoding)
     assert list(a.token_ids) == tokens
     assert a.text == "".join(pieces)
@@ -151,7 +152,7 @@ def test_streams_are_aligned_separately(o200k):
         Fragment(6, "tool_call_args", "{}", 70, "call_2"),
     )
     trace = Trace("t", "m", "o200k_base", True, None, None, "", fragments)
-    alignment = align(trace, o200k)
+    alignment = align(trace, LocalTokenizer(o200k))
     assert [(s.kind, s.tool_call_id) for s in alignment.streams] == [
         ("reasoning", None),
         ("text", None),
@@ -169,7 +170,7 @@ def test_streams_are_aligned_separately(o200k):
 
 
 def test_empty_stream(o200k):
-    a = align_fragments([], o200k)
+    a = align_fragments([], tokens_of(o200k, ""))
     assert a.token_count == 0 and a.text == ""
-    a = align_fragments(fragments_of(["", ""]), o200k)
+    a = align_fragments(fragments_of(["", ""]), tokens_of(o200k, ""))
     assert a.fragment_token_start == (0, 0) == a.fragment_token_end

@@ -1,4 +1,4 @@
-"""Offline tiktoken encodings: cache seeding, in-memory fallback, model mapping, loader.
+"""Offline tiktoken encodings: cache seeding, in-memory fallback, model mapping.
 
 Every test that checks offline behaviour blocks tiktoken's downloads, so a pass proves that
 no download was even attempted. Real loads cost 0.2-0.5 s each, so few tests do one.
@@ -7,7 +7,6 @@ no download was even attempted. Real loads cost 0.2-0.5 s each, so few tests do 
 import gzip
 import hashlib
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -24,7 +23,6 @@ from llm_streamscope.encodings import (
     DEFAULT_ENCODING,
     OFFLINE_ENCODINGS,
     EncodingError,
-    EncodingLoader,
     encoding_for_model,
     get_encoding,
     seed_cache,
@@ -71,14 +69,6 @@ def cache_dir(tmp_path, monkeypatch):
 def fresh_registry(monkeypatch):
     """tiktoken forgets the encodings it loaded, for this test only."""
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
-
-
-@pytest.fixture
-def switch_interval():
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(0.005)
-    yield 0.005
-    sys.setswitchinterval(previous)
 
 
 # ====================
@@ -310,89 +300,3 @@ def test_encoding_for_model_prefers_declared_then_model_name():
     assert encoding_for_model(named) == ("o200k_base", True)
     unnamed = SimpleNamespace(model_id="gpt-4", model_name=None, tiktoken_encoding=None)
     assert encoding_for_model(unnamed) == ("cl100k_base", True)
-
-
-# ====================
-# EncodingLoader
-# ====================
-
-
-def test_loader_returns_the_memoized_encoding(switch_interval, downloads):
-    loader = EncodingLoader("o200k_base")
-    enc = loader.result(timeout=60)
-    assert loader.done()
-    assert enc is get_encoding("o200k_base")
-    assert enc.encode("hello world") == [24912, 2375]
-    assert sys.getswitchinterval() == switch_interval
-    again = EncodingLoader("o200k_base")
-    assert again.done()  # already loaded: no thread at all
-    assert again.result() is enc
-    assert downloads == []
-
-
-def test_loader_propagates_errors_and_restores_interval(switch_interval):
-    loader = EncodingLoader("foo")
-    with pytest.raises(EncodingError, match="Unknown encoding 'foo'"):
-        loader.result(timeout=10)
-    assert sys.getswitchinterval() == switch_interval
-
-
-def test_overlapping_loaders_lower_then_restore_interval(switch_interval, monkeypatch):
-    gates = {"test-loader-a": threading.Event(), "test-loader-b": threading.Event()}
-    entered = {name: threading.Event() for name in gates}
-    seen = {}
-
-    def gated_prepare(name, checkpoint=None):
-        seen[name] = sys.getswitchinterval()
-        entered[name].set()
-        gates[name].wait(10)
-        return lambda: name
-
-    monkeypatch.setattr(encodings, "_prepare", gated_prepare)
-    a = EncodingLoader("test-loader-a")
-    b = EncodingLoader("test-loader-b")
-    assert all(event.wait(10) for event in entered.values())
-    with pytest.raises(TimeoutError):
-        a.result(timeout=0.01)
-    assert not a.done()
-    gates["test-loader-a"].set()
-    assert a.result(timeout=10) == "test-loader-a"
-    assert sys.getswitchinterval() == encodings._LOADING_SWITCH_INTERVAL  # b still loading
-    gates["test-loader-b"].set()
-    assert b.result(timeout=10) == "test-loader-b"
-    assert seen == dict.fromkeys(gates, encodings._LOADING_SWITCH_INTERVAL)
-    assert sys.getswitchinterval() == switch_interval
-
-
-def test_loader_thread_leaves_the_gil_holding_build_to_the_caller(monkeypatch, downloads):
-    # tiktoken's Rust CoreBPE build holds the GIL for ~100 ms: it must not run on the
-    # loader thread while a stream is being timestamped, only in result().
-    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "cl100k_base", raising=False)
-    monkeypatch.delitem(encodings._memo, "cl100k_base", raising=False)
-    built_on = []
-    real_init = tiktoken.Encoding.__init__
-
-    def spy(self, *args, **kwargs):
-        built_on.append(threading.current_thread().name)
-        real_init(self, *args, **kwargs)
-
-    monkeypatch.setattr(tiktoken.Encoding, "__init__", spy)
-    loader = EncodingLoader("cl100k_base")
-    loader._thread.join(60)
-    assert loader.done() and built_on == []
-    enc = loader.result()
-    assert built_on == [threading.current_thread().name]
-    assert enc.encode("hello world") == [15339, 1917]
-    assert downloads == []
-
-
-def test_paused_loader_waits_until_result(monkeypatch, downloads):
-    # Once the stream flows the loader steps aside; result() lets it finish.
-    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "cl100k_base", raising=False)
-    monkeypatch.delitem(encodings._memo, "cl100k_base", raising=False)
-    loader = EncodingLoader("cl100k_base")
-    loader.pause()
-    time.sleep(0.5)  # far longer than an unpaused parse of cl100k takes
-    assert not loader.done()
-    assert loader.result(timeout=60).encode("hello world") == [15339, 1917]
-    assert loader.done()

@@ -18,6 +18,7 @@ from llm_streamscope.render import (
     visible,
 )
 from llm_streamscope.stats import compute_stats
+from llm_streamscope.tokenizer import LocalTokenizer
 from llm_streamscope.trace import Fragment, Trace
 
 
@@ -43,7 +44,7 @@ def make(pieces, o200k, kinds=None):
         usage_output=3,
         end_ns=len(pieces) * 1_000_000 + 1,
     )
-    alignment = align(trace, o200k)
+    alignment = align(trace, LocalTokenizer(o200k))
     return trace, alignment, compute_stats(trace, alignment)
 
 

@@ -5,6 +5,7 @@ import pytest
 from llm_streamscope.align import align
 from llm_streamscope.encodings import get_encoding
 from llm_streamscope.stats import compute_stats, percentile, ttft_band
+from llm_streamscope.tokenizer import LocalTokenizer
 from llm_streamscope.trace import Fragment, Trace
 
 MS = 1_000_000
@@ -36,7 +37,7 @@ def trace_of(pieces, times_ms, usage_output=None, end_ms=None, kinds=None):
 
 def stats_of(o200k, *args, gap_ms=50.0, **kwargs):
     trace = trace_of(*args, **kwargs)
-    return compute_stats(trace, align(trace, o200k), gap_ms=gap_ms)
+    return compute_stats(trace, align(trace, LocalTokenizer(o200k)), gap_ms=gap_ms)
 
 
 def test_one_token_per_chunk(o200k):
@@ -108,7 +109,7 @@ def test_empty_fragments_and_other_kinds_are_not_chunks(o200k):
 
 def test_no_fragments(o200k):
     trace = Trace("t", "m", "o200k_base", True, None, None, "", (), end_ns=5 * MS)
-    s = compute_stats(trace, align(trace, o200k))
+    s = compute_stats(trace, align(trace, LocalTokenizer(o200k)))
     assert (s.chunks, s.tokens, s.ttft_ms, s.total_ms) == (0, 0, None, 5)
 
 

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -143,8 +144,9 @@ def test_show_recomputes_exactly_what_the_run_showed(isolated_env):
     trace, _ = store.load_trace(db, run_doc["trace_id"])
     from llm_streamscope.align import align
     from llm_streamscope.encodings import get_encoding
+    from llm_streamscope.tokenizer import LocalTokenizer
 
-    recomputed = align(trace, get_encoding("o200k_base"))
+    recomputed = align(trace, LocalTokenizer(get_encoding("o200k_base")))
     assert store.alignment_matches(store.stored_alignment_rows(db, trace.id), recomputed)
 
 
@@ -468,8 +470,8 @@ def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
 def _wrapped_connect(monkeypatch, prepare):
     real = store.connect
 
-    def connect(path):
-        db = real(path)
+    def connect(path, *args):
+        db = real(path, *args)
         prepare(db)
         return db
 
@@ -512,3 +514,42 @@ def test_reader_gone_early_still_leaves_a_complete_trace(isolated_env):
     (row,) = traces(isolated_env)
     assert row["status"] == "complete" and row["chunks"] == 3000
     assert b"Traceback" not in proc.stderr.read()
+
+
+def test_a_busy_database_never_delays_the_request(isolated_env):
+    from llm_streamscope.sim.server import get_server
+
+    streamscope(*FAST, "-o", "max_tokens", "2", "x")  # create and migrate it
+    holder = sqlite3.connect(
+        isolated_env / "logs.db", isolation_level=None, check_same_thread=False
+    )
+    holder.execute("begin immediate")  # another process's write lock
+    released_ns = []
+
+    def release_later():
+        time.sleep(1.5)
+        released_ns.append(time.perf_counter_ns())
+        holder.execute("commit")
+
+    releaser = threading.Thread(target=release_later)
+    releaser.start()
+    started_ns = time.perf_counter_ns()
+    result = streamscope(*FAST, "-o", "seed", "2", "-o", "max_tokens", "12", "busy")
+    releaser.join()
+    assert result.exit_code == 0, result.output
+    # Said once, and the request went out at once, long before the lock freed.
+    assert result.stderr.count("\n") == 1 and "logs.db is busy" in result.stderr
+    server = get_server()
+    sent = server.send_log(server.last_completion_id)
+    assert sent.t0_ns - started_ns < 1e9 and sent.t0_ns < released_ns[0]
+    # Everything received was written once the lock freed.
+    db = logs_db(isolated_env)
+    trace = next(iter(db.query("select * from streamscope_traces where prompt = 'busy'")))
+    assert trace["status"] == "complete" and trace["tokens"] == 12 and trace["turn_id"]
+    texts = [
+        r["text"]
+        for r in db.query(
+            "select text from streamscope_fragments where trace_id = ? order by idx", [trace["id"]]
+        )
+    ]
+    assert texts == sent.chunks

@@ -1,0 +1,287 @@
+"""Tokens for the alignment, from a process that never shares the capture's GIL.
+
+Loading o200k_base costs ~0.35 s of CPU, and tiktoken builds its Rust CoreBPE
+(~110 ms) holding the interpreter lock in one piece. In the process that times a
+stream, any of that work overlapping the request is taken from llm's client:
+with the encoding loading in a thread, a replayed Anthropic stream showed llm's
+setup at 122-297 ms instead of ~50 ms, TTFT up by 33-230 ms and two deltas sent
+10 ms apart read as one. So a run asks a ``TokenizerProcess`` instead: a helper
+process, started before the request at the lowest CPU priority the system offers
+(``SCHED_IDLE``: it runs only on a core nothing else wants), loads the encoding
+with the same offline cache rules (``encodings.get_encoding``) and answers
+tokenize requests, in order, over a pipe, whenever they come: once the stream has
+ended, or while it streams for a live view. The capturing process only reads the
+answer; its own interpreter never runs a tokenizer line while a request is in
+flight.
+
+``LocalTokenizer`` answers the same calls in-process, for commands that have no
+request in flight (``show``, ``export``) and for an encoding this process has
+loaded anyway (the in-process simulator tokenizes its samples with it).
+
+    >>> tokenizer = start_tokenizer("o200k_base")   # before the request
+    >>> ...                                          # the stream
+    >>> tokenizer.tokenize(["hello world"])
+    [(array('I', [24912, 2375]), array('I', [5, 6]))]
+    >>> tokenizer.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import subprocess
+import sys
+from array import array
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import IO, TYPE_CHECKING, Protocol
+
+from . import encodings
+from .encodings import EncodingError
+
+if TYPE_CHECKING:
+    import tiktoken
+
+Tokens = tuple[Sequence[int], Sequence[int]]
+"""A text's token ids, and the UTF-8 byte length of each token."""
+
+_U32 = struct.Struct("=I")  # both ends are on one machine: native order
+_READY = b"R"
+_FAILED = b"E"
+
+
+class Tokenizer(Protocol):
+    name: str
+
+    def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
+        """Ids and byte sizes of each text's tokens (special-token text is ordinary text)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def start_tokenizer(name: str) -> Tokenizer:
+    """A tokenizer for encoding ``name`` that costs the calling process nothing now.
+
+    In-process when this process has the encoding loaded already; otherwise a
+    ``TokenizerProcess``, which starts loading at once. An encoding whose data
+    does not ship with streamscope (and so may need a download, or be missing)
+    is waited for here, so that a failure is reported before any request is sent.
+    Raises EncodingError for a name tiktoken does not know, or one that fails to load.
+    """
+    encodings.check_encoding_name(name)
+    loaded = encodings.loaded_encoding(name)
+    if loaded is not None:
+        return LocalTokenizer(loaded)
+    process = TokenizerProcess(name)
+    if not encodings.ships_offline(name):
+        try:
+            process.wait_ready()
+        except EncodingError:
+            process.close()
+            raise
+    return process
+
+
+class LocalTokenizer:
+    """Tokenizes with an encoding loaded in this process."""
+
+    def __init__(self, encoding: tiktoken.Encoding) -> None:
+        self.name = encoding.name
+        self.encoding = encoding
+
+    def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
+        return [tokens_of(self.encoding, text) for text in texts]
+
+    def close(self) -> None:
+        pass
+
+
+def tokens_of(encoding: tiktoken.Encoding, text: str) -> tuple[array, array]:
+    """``text``'s token ids and each token's size in bytes, as two ``array('I')``.
+
+    ``encode_ordinary``: text that looks like a special token is what the model
+    wrote, not a control token.
+
+    >>> tokens_of(tiktoken.get_encoding("o200k_base"), "hello world")
+    (array('I', [24912, 2375]), array('I', [5, 6]))
+    """
+    ids = encoding.encode_ordinary(text)
+    table = token_sizes(encoding)
+    if table is not None:
+        sizes = array("I", map(table.__getitem__, ids))
+    else:
+        sizes = array("I", map(len, encoding.decode_tokens_bytes(ids)))
+    return array("I", ids), sizes
+
+
+@lru_cache(maxsize=8)
+def token_sizes(encoding: tiktoken.Encoding) -> list[int] | None:
+    """Byte length of every ordinary token, by id, built once per encoding.
+
+    tiktoken's decode_tokens_bytes makes a Python call per token (90 ms for a
+    megabyte); a lookup in this table costs a tenth of that. None if tiktoken no
+    longer keeps its ranks where this looks for them.
+    """
+    ranks = getattr(encoding, "_mergeable_ranks", None)
+    if not isinstance(ranks, dict):
+        return None
+    sizes = [0] * (max(ranks.values(), default=-1) + 1)
+    for token, rank in ranks.items():
+        sizes[rank] = len(token)
+    return sizes
+
+
+class TokenizerProcess:
+    """A helper process holding encoding ``name``: ``python -m llm_streamscope.tokenizer NAME``.
+
+    Started by the constructor; it loads at once. ``tokenize`` waits for the load
+    (the pipe read blocks in C, holding no lock) and raises the load's
+    EncodingError if it failed.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._ready = False
+        self._error: EncodingError | None = None
+        # No preexec_fn (the child lowers its own priority): subprocess can then
+        # vfork, so the start costs this process a fraction of a millisecond.
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "llm_streamscope.tokenizer", name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_ready(self) -> None:
+        """Wait until the encoding is loaded; raises EncodingError if it could not be."""
+        if self._ready:
+            return
+        if self._error is None:
+            try:
+                status = _read_exact(self._stdout, 1)
+                if status != _READY:
+                    message = _read_exact(self._stdout, _read_u32(self._stdout))
+                    self._error = EncodingError(message.decode("utf-8", "replace"))
+            except EncodingError as ex:
+                self._error = ex
+        if self._error is not None:
+            raise self._error
+        self._ready = True
+
+    @property
+    def _stdout(self) -> IO[bytes]:
+        assert self._process.stdout is not None
+        return self._process.stdout
+
+    def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
+        self.wait_ready()
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(_U32.pack(len(texts)))
+            for text in texts:
+                data = text.encode("utf-8")
+                stdin.write(_U32.pack(len(data)))
+                stdin.write(data)
+            stdin.flush()
+            return [_read_tokens(self._stdout) for _ in texts]
+        except (OSError, ValueError) as ex:  # a broken pipe, or the pipe closed
+            raise self._gone() from ex
+        except EncodingError as ex:
+            raise self._gone() from ex
+
+    def _gone(self) -> EncodingError:
+        code = self._process.poll()
+        return EncodingError(
+            f"The tokenizer process for {self.name!r} ended unexpectedly"
+            + (f" (exit code {code})" if code is not None else "")
+        )
+
+    def close(self) -> None:
+        """Let the process go: it exits when its input closes. Nothing waits for it."""
+        process = self._process
+        if process.poll() is None and not self._ready and self._error is None:
+            process.kill()  # still loading: its work is no longer wanted
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
+    data = stream.read(n) if n else b""
+    if len(data) != n:
+        raise EncodingError("the tokenizer process ended unexpectedly")
+    return data
+
+
+def _read_u32(stream: IO[bytes]) -> int:
+    return int(_U32.unpack(_read_exact(stream, 4))[0])
+
+
+def _read_tokens(stream: IO[bytes]) -> Tokens:
+    n = _read_u32(stream)
+    ids, sizes = array("I"), array("I")
+    ids.frombytes(_read_exact(stream, 4 * n))
+    sizes.frombytes(_read_exact(stream, 4 * n))
+    return ids, sizes
+
+
+# ====================
+# The helper process
+# ====================
+
+
+def _lower_priority() -> None:
+    """Run only on a core that nothing else wants (SCHED_IDLE), or at least at nice 19."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+        return
+    except (AttributeError, OSError):
+        pass
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(19)
+
+
+def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    try:
+        encoding = encodings.get_encoding(name)
+    except Exception as ex:  # one line for the user, whatever went wrong
+        message = str(ex) if isinstance(ex, EncodingError) else encodings.describe_error(ex)
+        data = message.encode("utf-8", "replace")
+        stdout.write(_FAILED + _U32.pack(len(data)) + data)
+        stdout.flush()
+        return
+    stdout.write(_READY)
+    stdout.flush()
+    while header := stdin.read(4):
+        if len(header) != 4:
+            return
+        texts = [
+            _read_exact(stdin, _read_u32(stdin)).decode("utf-8")
+            for _ in range(_U32.unpack(header)[0])
+        ]
+        for text in texts:
+            ids, sizes = tokens_of(encoding, text)
+            stdout.write(_U32.pack(len(ids)))
+            stdout.write(ids.tobytes())
+            stdout.write(sizes.tobytes())
+        stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.exit("usage: python -m llm_streamscope.tokenizer ENCODING_NAME")
+    _lower_priority()
+    with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
+        _serve(args[0], sys.stdin.buffer, sys.stdout.buffer)
+
+
+if array("I").itemsize != 4:  # the pipe format is 32-bit ids and sizes
+    raise ImportError("llm_streamscope.tokenizer needs a 4-byte C unsigned int")
+
+if __name__ == "__main__":
+    main()
