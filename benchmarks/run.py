@@ -3,12 +3,16 @@
     python benchmarks/run.py            # full sizes (a few minutes)
     python benchmarks/run.py --quick    # small sizes: proves the benchmark still runs
 
-Everything streams from one simulator server in its own process (python -m
+    python benchmarks/run.py --only P7,P8   # some of them
+
+Everything streams from a simulator server in its own process (python -m
 llm_streamscope.sim) over loopback, so the server never competes with a client
 for the GIL. The baselines are benchmarks/raw_client.py (http.client, a line
-split, json.loads: the practical floor) and benchmarks/plain_llm.py (plain llm
-iteration over model.prompt(..., stream=True)). Results print as a table and
-are written as JSON (--output). Targets are reported, never asserted: a slow
+split, json.loads: the practical floor), benchmarks/plain_llm.py (plain llm
+iteration over model.prompt(..., stream=True), timed from the same socket
+connect as streamscope) and plain `llm prompt`. Results print as a table and are
+written as JSON (benchmarks/results.json, or --output; --quick writes nothing
+unless --output says where). Targets are reported, never asserted: a slow
 machine makes no test fail.
 """
 
@@ -32,6 +36,7 @@ import time
 import urllib.request
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -43,14 +48,25 @@ LLM = [PY, "-m", "llm"]
 
 
 class SimServer:
-    """The simulator in its own process."""
+    """The simulator in its own process; ``args`` set its defaults (e.g. a profile)."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
 
     def __enter__(self) -> SimServer:
         self.proc = subprocess.Popen(
-            [PY, "-m", "llm_streamscope.sim"], stdout=subprocess.PIPE, text=True
+            [PY, "-m", "llm_streamscope.sim", *self.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         self.url = self.proc.stdout.readline().strip()  # type: ignore[union-attr]
         return self
+
+    @property
+    def root(self) -> str:
+        """The URL without /v1: what the anthropic SDK takes as ANTHROPIC_BASE_URL."""
+        return self.url.removesuffix("/v1")
 
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()
@@ -66,9 +82,9 @@ def child_env(user_path: Path, sim: SimServer) -> dict[str, str]:
     return {**os.environ, "LLM_USER_PATH": str(user_path), "STREAMSCOPE_SIM_URL": sim.url}
 
 
-def run_in_pty(cmd: list[str], env: dict[str, str]) -> tuple[int, int, float]:
+def run_in_pty(cmd: list[str], env: dict[str, str]) -> tuple[int, int, float, int]:
     """Run with stdout and stderr on a 100x40 pseudo-terminal, reading it as a terminal
-    would. Returns (exit code, peak RSS in KiB, wall seconds)."""
+    would. Returns (exit code, peak RSS in KiB, wall seconds, perf_counter_ns at exit)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
     start = time.perf_counter()
@@ -85,15 +101,28 @@ def run_in_pty(cmd: list[str], env: dict[str, str]) -> tuple[int, int, float]:
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    exited_ns = time.perf_counter_ns()
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(5)
     os.close(master)
-    return proc.returncode, usage.ru_maxrss, time.perf_counter() - start
+    return proc.returncode, usage.ru_maxrss, time.perf_counter() - start, exited_ns
 
 
-def run_plain(env: dict[str, str], chunks: int, seed: int, speed: float) -> dict:
+SIM_MODEL = "streamscope-sim"
+
+
+def sim_options(chunks: int, seed: int, speed: float) -> dict:
+    return {"chunks": chunks, "seed": seed, "speed": speed}
+
+
+def option_args(options: dict) -> list[str]:
+    return [arg for k, v in options.items() for arg in ("-o", k, str(v))]
+
+
+def run_plain(env: dict[str, str], options: dict, model: str = SIM_MODEL) -> dict:
+    """benchmarks/plain_llm.py: plain llm iteration, times from the socket connect."""
     out = subprocess.run(
-        [PY, str(HERE / "plain_llm.py"), str(chunks), str(seed), str(speed)],
+        [PY, str(HERE / "plain_llm.py"), model, json.dumps(options)],
         env=env,
         capture_output=True,
         text=True,
@@ -102,34 +131,54 @@ def run_plain(env: dict[str, str], chunks: int, seed: int, speed: float) -> dict
     return json.loads(out.stdout)
 
 
-def run_streamscope(env: dict[str, str], chunks: int, seed: int, speed: float) -> dict:
-    """One `llm streamscope` run, logging on, live view on in a pty; its trace from logs.db."""
-    cmd = [*LLM, "streamscope", "-m", "streamscope-sim", "-o", "chunks", str(chunks)]
-    cmd += ["-o", "seed", str(seed), "-o", "speed", str(speed), "x"]
-    code, maxrss, wall = run_in_pty(cmd, env)
+def run_streamscope(env: dict[str, str], options: dict, model: str = SIM_MODEL) -> dict:
+    """One `llm streamscope` run, logging on, live view on in a pty; its trace from logs.db.
+
+    Also returns the moment the process had exited (``exited_ns``, perf_counter_ns,
+    the clock the simulator's send log uses)."""
+    cmd = [*LLM, "streamscope", "-m", model, *option_args(options), "x"]
+    code, maxrss, wall, exited_ns = run_in_pty(cmd, env)
     if code != 0:
         raise RuntimeError(f"llm streamscope exited {code}")
     db = sqlite3.connect(Path(env["LLM_USER_PATH"]) / "logs.db")
-    trace_id, ttft, completion_id = db.execute(
-        "select t.id, t.ttft_ms, json_extract(turns.response_json, '$.id') "
+    trace_id, stats, completion_id = db.execute(
+        "select t.id, t.stats_json, json_extract(turns.response_json, '$.id') "
         "from streamscope_traces t join turns on turns.id = t.turn_id "
         "order by t.started_utc desc limit 1"
     ).fetchone()
     times = [
         r[0]
         for r in db.execute(
-            "select t_ns from streamscope_fragments where trace_id = ? and text != '' order by idx",
+            "select t_ns from streamscope_fragments where trace_id = ? and kind = 'text' "
+            "and text != '' order by idx",
             [trace_id],
         )
     ]
     db.close()
+    stats = json.loads(stats)
     return {
         "times_ns": times,
-        "ttft_ms": ttft,
+        "setup_ms": stats["setup_ms"],
+        "ttft_ms": stats["ttft_ms"],
+        "ttst_ms": stats["ttst_ms"],
         "completion_id": completion_id,
         "maxrss_kib": maxrss,
         "wall_s": wall,
+        "exited_ns": exited_ns,
     }
+
+
+def run_llm_prompt(env: dict[str, str], options: dict, model: str = SIM_MODEL) -> dict:
+    """Plain `llm prompt` in a pty, logging on: (exit code, peak RSS, exit time, completion id)."""
+    code, maxrss, _, exited_ns = run_in_pty([*LLM, "-m", model, *option_args(options), "x"], env)
+    if code != 0:
+        raise RuntimeError(f"llm prompt exited {code}")
+    db = sqlite3.connect(Path(env["LLM_USER_PATH"]) / "logs.db")
+    (completion_id,) = db.execute(
+        "select json_extract(response_json, '$.id') from turns order by rowid desc limit 1"
+    ).fetchone()
+    db.close()
+    return {"maxrss_kib": maxrss, "exited_ns": exited_ns, "completion_id": completion_id}
 
 
 def rate(chunks: int, first_ns: int, last_ns: int) -> float:
@@ -160,9 +209,9 @@ def p1_throughput(sim: SimServer, tmp: Path, chunks: int, rounds: int) -> dict:
     plain_rates, scope_rates = [], []
     for i in range(rounds):  # alternate, so drift hits both alike
         env = child_env(tmp / f"p1-{i}", sim)
-        p = run_plain(env, chunks, i, 0)
+        p = run_plain(env, sim_options(chunks, i, 0))
         plain_rates.append(rate(p["chunks"], p["first_ns"], p["last_ns"]))
-        s = run_streamscope(env, chunks, i, 0)
+        s = run_streamscope(env, sim_options(chunks, i, 0))
         scope_rates.append(rate(len(s["times_ns"]), s["times_ns"][0], s["times_ns"][-1]))
     plain, scope = statistics.median(plain_rates), statistics.median(scope_rates)
     return {
@@ -182,7 +231,7 @@ def p2_gap_fidelity(sim: SimServer, tmp: Path, chunks: dict[float, int]) -> list
     for speed, limit in ((1.0, 1.0), (13.0, 2.0)):
         n = chunks[speed]
         env = child_env(tmp / f"p2-{speed:g}", sim)
-        s = run_streamscope(env, n, 7, speed)
+        s = run_streamscope(env, sim_options(n, 7, speed))
         sent = sim.send_log(s["completion_id"])["sent_ns"]
         scope_err = p99(gap_errors_ms(s["times_ns"], sent))
         raw = raw_client.stream(
@@ -210,6 +259,7 @@ def p2_gap_fidelity(sim: SimServer, tmp: Path, chunks: dict[float, int]) -> list
 def p3_alignment(sizes: list[int]) -> list[dict]:
     from llm_streamscope.align import align_fragments
     from llm_streamscope.encodings import get_encoding
+    from llm_streamscope.tokenizer import tokens_of
     from llm_streamscope.trace import Fragment
 
     enc = get_encoding("o200k_base")
@@ -240,7 +290,10 @@ def p3_alignment(sizes: list[int]) -> list[dict]:
             except UnicodeDecodeError:
                 pass
         fragments = [Fragment(i, "text", p, i * 1000) for i, p in enumerate(pieces)]
-        align_s = best(lambda fragments=fragments: align_fragments(fragments, enc))
+        # The whole of what a run does once the stream has ended: tokenize, then align.
+        align_s = best(
+            lambda fragments=fragments, text=text: align_fragments(fragments, tokens_of(enc, text))
+        )
         encode_s = best(lambda text=text: enc.encode_ordinary(text))
         rows.append(
             {
@@ -283,7 +336,7 @@ def p4_ttft(sim: SimServer, tmp: Path, seeds: list[int]) -> dict:
     diffs = []
     for seed in seeds:
         env = child_env(tmp / f"p4-{seed}", sim)
-        s = run_streamscope(env, 20, seed, 1.0)
+        s = run_streamscope(env, sim_options(20, seed, 1.0))
         raw = raw_client.stream(
             sim.url,
             {"model": "x", "messages": [], "streamscope": {"chunks": 20, "seed": seed, "speed": 1}},
@@ -293,7 +346,7 @@ def p4_ttft(sim: SimServer, tmp: Path, seeds: list[int]) -> dict:
     return {
         "id": "P4",
         "measure": "TTFT by streamscope - TTFT by the raw client, same simulated stream "
-        "(fresh process, encoding loading in the background)",
+        "(fresh process, tokenizer process loading meanwhile)",
         "value": value,
         "unit": "ms",
         "target": "<= 5 ms",
@@ -302,17 +355,98 @@ def p4_ttft(sim: SimServer, tmp: Path, seeds: list[int]) -> dict:
     }
 
 
+def p7_after_last_byte(sim: SimServer, tmp: Path, chunks: int, rounds: int) -> dict:
+    """From the server's last byte to the process's exit: what the user waits for once
+    the answer is complete. `llm streamscope` (live text, alignment view, stats, logging)
+    against `llm prompt` (logging), both in a pty, interleaved."""
+    options = sim_options(chunks, 11, 13.0)  # ~1 ms between chunks
+    scope, plain = [], []
+    for i in range(rounds):
+        env = child_env(tmp / f"p7-{i}", sim)
+        runs = [(scope, run_streamscope), (plain, run_llm_prompt)]
+        for waits, runner in runs if i % 2 == 0 else runs[::-1]:
+            result = runner(env, options)
+            done_ns = sim.send_log(result["completion_id"])["done_ns"]
+            waits.append((result["exited_ns"] - done_ns) / 1e6)
+    value = statistics.median(scope) - statistics.median(plain)
+    return {
+        "id": "P7",
+        "measure": f"last byte sent -> process exit, llm streamscope - llm prompt, "
+        f"{chunks} chunks at ~1 ms",
+        "value": value,
+        "unit": "ms",
+        "target": "<= 100 ms",
+        "ok": value <= 100,
+        "streamscope_ms": scope,
+        "llm_prompt_ms": plain,
+    }
+
+
+def p8_fidelity(
+    label: str, env_for: Any, model: str, options: dict, tmp: Path, rounds: int
+) -> list[dict]:
+    """setup, TTFT and TTST of `llm streamscope` against plain llm's Python API in a
+    process of its own, both timed from the client's socket connect; cold processes,
+    interleaved (which goes first alternates), the same seeded stream every time."""
+    scope: dict[str, list[float]] = {"setup": [], "ttft": [], "ttst": []}
+    plain: dict[str, list[float]] = {"setup": [], "ttft": [], "ttst": []}
+    for i in range(rounds):
+        env = env_for(tmp / f"p8-{label}-{i}")
+        for side in ("plain", "scope") if i % 2 == 0 else ("scope", "plain"):
+            if side == "plain":
+                p = run_plain(env, options, model)
+                times = p["times_ns"]
+                plain["setup"].append(p["setup_ns"] / 1e6)
+                plain["ttft"].append(times[0] / 1e6)
+                plain["ttst"].append((times[1] - times[0]) / 1e6)
+            else:
+                s = run_streamscope(env, options, model)
+                for key in scope:
+                    scope[key].append(s[f"{key}_ms"])
+    med = statistics.median
+    setup = med(scope["setup"]) - med(plain["setup"])
+    ttft = med(scope["ttft"]) - med(plain["ttft"])
+    ttst = med(scope["ttst"]) / med(plain["ttst"]) - 1
+    detail = {"streamscope_ms": scope, "plain_llm_ms": plain}
+    where = f"{label}, {rounds} cold runs each"
+    return [
+        {
+            "id": "P8",
+            "measure": f"setup, llm streamscope - plain llm API ({where})",
+            "value": setup,
+            "unit": "ms",
+            "target": "<= 5 ms",
+            "ok": abs(setup) <= 5,
+            **detail,
+        },
+        {
+            "id": "P8",
+            "measure": f"TTFT, llm streamscope - plain llm API ({where})",
+            "value": ttft,
+            "unit": "ms",
+            "target": "<= 2 ms",
+            "ok": abs(ttft) <= 2,
+        },
+        {
+            "id": "P8",
+            "measure": f"TTST, llm streamscope / plain llm API - 1 ({where})",
+            "value": 100 * ttst,
+            "unit": "%",
+            "target": "within 10%",
+            "ok": abs(ttst) <= 0.10,
+        },
+    ]
+
+
 def p5_memory(sim: SimServer, tmp: Path, chunks: int) -> dict:
     """Peak RSS against plain llm as people run it: `llm prompt`, which logs the
     response to logs.db just as streamscope does (llm's own log_to_db alone costs
     ~130 MiB on a 100k-chunk response); bare iteration is reported beside it."""
     env = child_env(tmp / "p5", sim)
-    opts = ["-o", "chunks", str(chunks), "-o", "seed", "1", "-o", "speed", "0"]
-    code, llm_prompt, _ = run_in_pty([*LLM, "-m", "streamscope-sim", *opts, "x"], env)
-    if code != 0:
-        raise RuntimeError(f"llm prompt exited {code}")
-    iteration = run_plain(env, chunks, 1, 0)["maxrss_kib"]
-    scope = run_streamscope(env, chunks, 1, 0)["maxrss_kib"]
+    options = sim_options(chunks, 1, 0)
+    llm_prompt = run_llm_prompt(env, options)["maxrss_kib"]
+    iteration = run_plain(env, options)["maxrss_kib"]
+    scope = run_streamscope(env, options)["maxrss_kib"]
     extra_mib = (scope - llm_prompt) / 1024
     return {
         "id": "P5",
@@ -370,12 +504,37 @@ def machine() -> dict:
     }
 
 
+def p8_anthropic(tmp: Path, rounds: int) -> list[dict]:
+    """P8 through the real llm-anthropic plugin, pointed at a simulator of its own whose
+    defaults make every response the same claude-haiku-paced stream."""
+    with SimServer("--profile", "claude-haiku", "--seed", "3", "--chunks", "40") as claude:
+
+        def env_for(user_path: Path) -> dict[str, str]:
+            return {
+                **os.environ,
+                "LLM_USER_PATH": str(user_path),
+                "ANTHROPIC_BASE_URL": claude.root,
+                "ANTHROPIC_API_KEY": "sk-ant-simulated",
+            }
+
+        label = "simulator, Anthropic format through llm-anthropic"
+        return p8_fidelity(label, env_for, "claude-haiku-4.5", {}, tmp, rounds)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to prove it runs")
-    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="where to write the results as JSON (default: benchmarks/results.json, "
+        "and nowhere with --quick)",
+    )
+    parser.add_argument("--only", help="comma-separated measures to run, e.g. P7,P8")
     args = parser.parse_args()
     quick = args.quick
+    output = args.output or (None if quick else HERE / "results.json")
+    only = set(args.only.upper().split(",")) if args.only else None
 
     from llm_streamscope.encodings import get_encoding
 
@@ -383,17 +542,34 @@ def main() -> int:
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as d, SimServer() as sim:
         tmp = Path(d)
-        steps = [
-            lambda: [p1_throughput(sim, tmp, 2_000 if quick else 20_000, 1 if quick else 5)],
-            lambda: p2_gap_fidelity(
+        p8_rounds = 2 if quick else 9
+        steps = {
+            "P1": lambda: [p1_throughput(sim, tmp, 2_000 if quick else 20_000, 1 if quick else 5)],
+            "P2": lambda: p2_gap_fidelity(
                 sim, tmp, {1.0: 60, 13.0: 300} if quick else {1.0: 800, 13.0: 5_000}
             ),
-            lambda: p3_alignment([10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]),
-            lambda: [p4_ttft(sim, tmp, [1, 2] if quick else [1, 2, 3, 4, 5, 6, 7])],
-            lambda: [p5_memory(sim, tmp, 5_000 if quick else 100_000)],
-            lambda: [p6_help(tmp, 3 if quick else 15)],
-        ]
-        for step in steps:
+            "P3": lambda: p3_alignment(
+                [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+            ),
+            "P4": lambda: [p4_ttft(sim, tmp, [1, 2] if quick else [1, 2, 3, 4, 5, 6, 7])],
+            "P5": lambda: [p5_memory(sim, tmp, 5_000 if quick else 100_000)],
+            "P6": lambda: [p6_help(tmp, 3 if quick else 15)],
+            "P7": lambda: [p7_after_last_byte(sim, tmp, 600, 2 if quick else 9)],
+            "P8": lambda: [
+                *p8_fidelity(
+                    "simulator, OpenAI chat format",
+                    lambda path: child_env(path, sim),
+                    SIM_MODEL,
+                    sim_options(40, 5, 1.0),
+                    tmp,
+                    p8_rounds,
+                ),
+                *p8_anthropic(tmp, p8_rounds),
+            ],
+        }
+        for name, step in steps.items():
+            if only is not None and name not in only:
+                continue
             for result in step():
                 results.append(result)
                 unit = result.get("unit", "")
@@ -403,10 +579,11 @@ def main() -> int:
                     f"(target {result['target']})  {result['measure']}",
                     flush=True,
                 )
-    report = {"quick": quick, "machine": machine(), "results": results}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.output}")
+    if output is not None:
+        report = {"quick": quick, "machine": machine(), "results": results}
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2))
+        print(f"wrote {output}")
     return 0
 
 

@@ -6,13 +6,15 @@ stream, any of that work overlapping the request is taken from llm's client:
 with the encoding loading in a thread, a replayed Anthropic stream showed llm's
 setup at 122-297 ms instead of ~50 ms, TTFT up by 33-230 ms and two deltas sent
 10 ms apart read as one. So a run asks a ``TokenizerProcess`` instead: a helper
-process, started before the request at the lowest CPU priority the system offers
-(``SCHED_IDLE``: it runs only on a core nothing else wants), loads the encoding
-with the same offline cache rules (``encodings.get_encoding``) and answers
-tokenize requests, in order, over a pipe, whenever they come: once the stream has
-ended, or while it streams for a live view. The capturing process only reads the
-answer; its own interpreter never runs a tokenizer line while a request is in
-flight.
+process, started before the request, loads the encoding with the same offline
+cache rules (``encodings.get_encoding``) on a thread at the lowest CPU priority
+the system offers (``SCHED_IDLE``: it runs only on a core nothing else wants),
+and answers tokenize requests, in order, over a pipe, whenever they come: once
+the stream has ended, or while it streams for a live view. The capturing
+process only reads the answer; its own interpreter never runs a tokenizer line
+while a request is in flight. Should the load still be going on when the stream
+has ended (a busy machine starves an idle-priority thread), the run stops
+waiting after ``LOCAL_FALLBACK_S`` and loads the encoding itself.
 
 ``LocalTokenizer`` answers the same calls in-process, for commands that have no
 request in flight (``show``, ``export``) and for an encoding this process has
@@ -29,9 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import struct
 import subprocess
 import sys
+import threading
 from array import array
 from collections.abc import Sequence
 from functools import lru_cache
@@ -48,6 +52,9 @@ Tokens = tuple[Sequence[int], Sequence[int]]
 
 _U32 = struct.Struct("=I")  # both ends are on one machine: native order
 _READY = b"R"
+LOCAL_FALLBACK_S = 0.25
+"""How long a run waits, once its stream has ended, for a process still loading
+before it loads the encoding itself."""
 _FAILED = b"E"
 
 
@@ -145,6 +152,7 @@ class TokenizerProcess:
         self.name = name
         self._ready = False
         self._error: EncodingError | None = None
+        self._local: LocalTokenizer | None = None
         # No preexec_fn (the child lowers its own priority): subprocess can then
         # vfork, so the start costs this process a fraction of a millisecond.
         self._process = subprocess.Popen(
@@ -154,11 +162,16 @@ class TokenizerProcess:
             stderr=subprocess.DEVNULL,
         )
 
-    def wait_ready(self) -> None:
-        """Wait until the encoding is loaded; raises EncodingError if it could not be."""
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the encoding is loaded; raises EncodingError if it could not be.
+
+        Returns False if ``timeout`` seconds passed first (the load goes on).
+        """
         if self._ready:
-            return
+            return True
         if self._error is None:
+            if timeout is not None and not select.select([self._stdout], [], [], timeout)[0]:
+                return False
             try:
                 status = _read_exact(self._stdout, 1)
                 if status != _READY:
@@ -169,6 +182,7 @@ class TokenizerProcess:
         if self._error is not None:
             raise self._error
         self._ready = True
+        return True
 
     @property
     def _stdout(self) -> IO[bytes]:
@@ -176,7 +190,13 @@ class TokenizerProcess:
         return self._process.stdout
 
     def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
-        self.wait_ready()
+        if self._local is None and not self.wait_ready(LOCAL_FALLBACK_S):
+            # Still loading at idle priority: the machine is busy, or the stream was
+            # short. The stream is over, so loading here costs the capture nothing.
+            self._local = LocalTokenizer(encodings.get_encoding(self.name))
+            self.close()
+        if self._local is not None:
+            return self._local.tokenize(texts)
         stdin = self._process.stdin
         assert stdin is not None
         try:
@@ -235,7 +255,7 @@ def _read_tokens(stream: IO[bytes]) -> Tokens:
 
 
 def _lower_priority() -> None:
-    """Run only on a core that nothing else wants (SCHED_IDLE), or at least at nice 19."""
+    """This thread runs only on a core nothing else wants (SCHED_IDLE), or at nice 19."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
         return
@@ -245,9 +265,32 @@ def _lower_priority() -> None:
         os.nice(19)
 
 
+def _load_at_idle_priority(name: str) -> tiktoken.Encoding:
+    """Load on a thread of its own, at idle priority: priorities are per thread, and an
+    unprivileged thread cannot raise its own again, so the main thread, which serves
+    the requests once the stream has ended, keeps the usual one."""
+    outcome: list[tiktoken.Encoding | BaseException] = []
+
+    def load() -> None:
+        _lower_priority()
+        try:
+            encoding = encodings.get_encoding(name)
+            token_sizes(encoding)  # built here too, not on the first request
+            outcome.append(encoding)
+        except BaseException as ex:
+            outcome.append(ex)
+
+    loader = threading.Thread(target=load, name="streamscope-tokenizer-load")
+    loader.start()
+    loader.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
     try:
-        encoding = encodings.get_encoding(name)
+        encoding = _load_at_idle_priority(name)
     except Exception as ex:  # one line for the user, whatever went wrong
         message = str(ex) if isinstance(ex, EncodingError) else encodings.describe_error(ex)
         data = message.encode("utf-8", "replace")
@@ -275,7 +318,6 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         sys.exit("usage: python -m llm_streamscope.tokenizer ENCODING_NAME")
-    _lower_priority()
     with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
         _serve(args[0], sys.stdin.buffer, sys.stdout.buffer)
 

@@ -96,14 +96,30 @@ def test_the_process_seeds_the_cache_by_the_same_rules(tmp_path, monkeypatch, no
     )
 
 
-def test_the_process_runs_at_idle_priority(no_downloads):
-    process = TokenizerProcess("cl100k_base")
-    try:
-        process.wait_ready()
-        if hasattr(os, "sched_getscheduler"):
-            assert os.sched_getscheduler(process._process.pid) == os.SCHED_IDLE
-    finally:
-        process.close()
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
+def test_the_load_runs_at_idle_priority_and_serving_does_not(monkeypatch):
+    from llm_streamscope import tokenizer
+
+    seen = {}
+
+    def get_encoding_spy(name):
+        seen["loading"] = os.sched_getscheduler(0)  # 0: the calling thread
+        return get_encoding("o200k_base")
+
+    monkeypatch.setattr(encodings, "get_encoding", get_encoding_spy)
+    assert tokenizer._load_at_idle_priority("o200k_base") is get_encoding("o200k_base")
+    assert seen["loading"] == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the serving thread keeps its own
+
+
+def test_a_process_still_loading_when_the_stream_ends_is_replaced(monkeypatch, no_downloads):
+    from llm_streamscope import tokenizer
+
+    monkeypatch.setattr(tokenizer, "LOCAL_FALLBACK_S", 0.0)
+    process = TokenizerProcess("cl100k_base")  # it cannot be ready after 0 s
+    got = process.tokenize(["hello world"])
+    assert [(list(i), list(s)) for i, s in got] == [([15339, 1917], [5, 6])]
+    assert process._process.wait(5) != 0  # killed: its work was no longer wanted
 
 
 def test_unknown_and_unavailable_encodings_fail_before_any_request(no_downloads):
@@ -153,7 +169,10 @@ def sim_url():
 def test_nothing_of_streamscope_runs_between_the_request_and_the_first_event(
     sim_url, monkeypatch, not_loaded_here, no_downloads, isolated_env
 ):
+    from llm_streamscope import tokenizer
+
     monkeypatch.setenv("STREAMSCOPE_SIM_URL", sim_url)
+    monkeypatch.setattr(tokenizer, "LOCAL_FALLBACK_S", 60)  # this test shares the machine
     calls = []
 
     def profile(frame, event, arg):
