@@ -54,6 +54,10 @@ class Arrivals:
     """
 
 
+TERMINATED = "terminated (SIGTERM)"
+"""The error of a stream that SIGTERM ended (its run exits 143, as the shell's 128 + 15)."""
+
+
 class StreamStopped(BaseException):
     """Raised into the capture loop to end a stream early (stall timeout, SIGTERM).
 
@@ -294,7 +298,7 @@ def _stop_on_sigterm() -> Iterator[None]:
         return
 
     def on_term(signum: int, frame: Any) -> None:
-        raise StreamStopped(STATUS_INTERRUPTED, "terminated (SIGTERM)")
+        raise StreamStopped(STATUS_INTERRUPTED, TERMINATED)
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:

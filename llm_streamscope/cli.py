@@ -131,7 +131,7 @@ def run(
     from .stats import compute_stats
     from .store import StoreError, TraceWriter, logs_db_path
     from .tokenizer import start_tokenizer
-    from .trace import STATUS_COMPLETE, STATUS_INTERRUPTED
+    from .trace import STATUS_COMPLETE
 
     model = _resolve_model(llm, model_id)
     prompt_kwargs = _validated_options(llm, model, options)
@@ -218,7 +218,18 @@ def run(
         problems.insert(0, f"stream {trace.status}{where}: {trace.error}")
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
-        sys.exit(130 if trace.status == STATUS_INTERRUPTED else 1)
+        sys.exit(_exit_code(trace))
+
+
+def _exit_code(trace: Trace) -> int:
+    """A failed run's exit code: 130 after Ctrl-C, 143 after SIGTERM (128 + the signal,
+    as a shell reports a process the signal killed), else 1."""
+    from .capture import TERMINATED
+    from .trace import STATUS_INTERRUPTED
+
+    if trace.status != STATUS_INTERRUPTED:
+        return 1
+    return 143 if trace.error == TERMINATED else 130
 
 
 def _gap_ms(gap_ms: float | None, stored: float | None = None) -> float:
@@ -230,14 +241,17 @@ def _gap_ms(gap_ms: float | None, stored: float | None = None) -> float:
 
 
 def present(trace: Trace, alignment: Alignment, stats: Stats, *, view: str, json_: bool) -> None:
-    """Print a trace as `run` does at the end: the JSON document, or the two views."""
+    """Print a trace as `run` does at the end: the JSON document, or the two views.
+
+    A trace with no fragments (an HTTP error, Ctrl-C before the first token, an
+    empty answer) still gets its stats table: its status, its error, and "-" for
+    what cannot be measured.
+    """
     from .render import AlignmentPanel, stats_table, trace_document
 
     if json_:
         document = trace_document(trace, alignment, stats)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
-        return
-    if not trace.fragments:
         return
     console = make_console()
     if not trace.encoding_exact:
@@ -248,6 +262,8 @@ def present(trace: Trace, alignment: Alignment, stats: Stats, *, view: str, json
             markup=False,
         )
     console.rule("alignment", style="dim")
+    if not alignment.streams:
+        console.print("no fragments arrived", style="dim")
     # Line by line: one print of a long stream would make rich hold all of it at once.
     for line in AlignmentPanel(alignment, view, console.color_system is not None).lines():
         console.print(line)
@@ -388,16 +404,22 @@ def _resolve_model(llm: Any, model_id: str | None) -> Any:
 
 
 def _validated_options(llm: Any, model: Any, options: tuple[tuple[str, str], ...]) -> dict:
-    """Validate -o options with the model's own pydantic class, as `llm prompt` does."""
+    """Validate -o options with the model's own pydantic class, as `llm prompt` does.
+
+    Returns the options given with -o (as validated and converted: "0" becomes 0.0
+    for a float) and llm's saved defaults for the model (`llm models options`), which
+    llm applies too; not the model's own defaults, which it applies by itself.
+    """
     import pydantic
     from llm.cli import get_model_options, render_errors
 
     validated: dict[str, Any] = {}
     if options:
         try:
-            validated = {k: v for k, v in model.Options(**dict(options)) if v is not None}
+            parsed = model.Options(**dict(options))
         except pydantic.ValidationError as ex:
             raise click.ClickException(" ".join(render_errors(ex.errors()).split())) from None
+        validated = {k: v for k, v in parsed if k in parsed.model_fields_set and v is not None}
     for k, v in get_model_options(model.model_id).items():
         validated.setdefault(k, v)
     return validated
@@ -428,21 +450,27 @@ def trace_selector(func: Any) -> Any:
     return func
 
 
-def _open_log(database: pathlib.Path | None) -> Any:
+def _open_log(database: pathlib.Path | None, *, need_traces: bool = True) -> Any:
     from .store import StoreError, logs_db_path, open_for_reading
 
     try:
-        return open_for_reading(database or logs_db_path())
+        return open_for_reading(database or logs_db_path(), need_traces=need_traces)
     except StoreError as ex:
         raise click.ClickException(str(ex)) from None
 
 
 def _load(database: pathlib.Path | None, trace_id: str | None, latest: bool) -> Any:
-    """(db, trace, row) for the chosen trace, or a one-line error."""
+    """(db, trace, row) for the chosen trace, or a one-line error.
+
+    A damaged JSON column gets a warning line and reads as empty: the trace itself
+    stays readable.
+    """
     import sqlite3
 
-    from .store import StoreError, find_trace_id, load_trace
+    from .store import StoreError, decode_json_columns, find_trace_id, load_trace
 
+    if latest and trace_id:
+        raise click.ClickException(f"Give a trace id or --latest, not both (got {trace_id})")
     db = _open_log(database)
     try:
         found = find_trace_id(db, trace_id, latest)
@@ -451,6 +479,8 @@ def _load(database: pathlib.Path | None, trace_id: str | None, latest: bool) -> 
         raise click.ClickException(str(ex)) from None
     except sqlite3.Error as ex:
         raise click.ClickException(f"Cannot read the trace: {ex}") from None
+    for problem in decode_json_columns(row)[1]:
+        click.echo(f"Warning: {problem}", err=True)
     return db, trace, row
 
 
@@ -496,9 +526,9 @@ def logs_command(
 ) -> None:
     """List logged traces, newest first, one line each."""
     from .render import visible
-    from .store import recent_traces
+    from .store import decode_json_columns, recent_traces
 
-    db = _open_log(database)
+    db = _open_log(database, need_traces=False)
     if model_id:
         from contextlib import suppress
 
@@ -508,21 +538,25 @@ def logs_command(
             model_id = llm.get_model(model_id).model_id  # resolve aliases, as llm logs does
     rows = recent_traces(db, count or None, model_id)
     if json_:
+        decoded = []
         for row in rows:
-            row["stats"] = json.loads(row.pop("stats_json") or "null")
-            row["options"] = json.loads(row.pop("options_json") or "{}")
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+            row, problems = decode_json_columns(row)
+            for problem in problems:
+                click.echo(f"Warning: {problem}", err=True)
+            decoded.append(row)
+        click.echo(json.dumps(decoded, ensure_ascii=False, indent=2))
         return
     for row in rows:
         ttft = "-" if row["ttft_ms"] is None else f"{row['ttft_ms']:.0f} ms"
         rate = "-" if row["tokens_per_s"] is None else f"{row['tokens_per_s']:.1f}"
+        tokens = "-" if row["tokens"] is None else row["tokens"]  # unknown until the run ends
         prompt = visible(" ".join((row["prompt"] or "").split()))
         if len(prompt) > 40:
             prompt = prompt[:39] + "…"
         click.echo(
             f"{row['id']}  {row['started_utc'][:19].replace('T', ' ')}  {row['model']}  "
-            f"{row['status']}  TTFT {ttft}  {row['chunks'] or 0} chunks  "
-            f"{row['tokens'] or 0} tokens  {rate} tok/s  {prompt!r}"
+            f"{row['status']}  TTFT {ttft}  {row['chunks']} chunks  "
+            f"{tokens} tokens  {rate} tok/s  {prompt!r}"
         )
 
 
@@ -603,7 +637,7 @@ def export_command(
     trace_id: str | None, latest: bool, export_format: str, database: pathlib.Path | None
 ) -> None:
     """Export a logged trace to standard output."""
-    from .render import fragment_rows, trace_document
+    from .render import FRAGMENT_COLUMNS, fragment_rows, trace_document
 
     db, trace, row = _load(database, trace_id, latest)
     alignment, stats = _analyse(db, trace, row, None)
@@ -616,7 +650,6 @@ def export_command(
     else:
         import csv
 
-        rows = list(fragment_rows(trace, alignment))
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["index"])
+        writer = csv.DictWriter(sys.stdout, fieldnames=FRAGMENT_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(fragment_rows(trace, alignment))

@@ -376,7 +376,12 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
-_TOKEN_FIELDS = (
+FRAGMENT_COLUMNS = (
+    "index",
+    "kind",
+    "tool_call_id",
+    "text",
+    "t_ms",
     "byte_start",
     "byte_end",
     "token_start",
@@ -384,6 +389,9 @@ _TOKEN_FIELDS = (
     "starts_mid_token",
     "ends_mid_token",
 )
+"""The keys of a ``fragment_rows`` row, in order (the CSV header, even with no rows)."""
+_TOKEN_FIELDS = FRAGMENT_COLUMNS[5:]
+"""The place among the tokens: null for a fragment that is not model output."""
 
 
 def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]]:

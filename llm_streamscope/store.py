@@ -20,7 +20,9 @@ runs can share one logs.db in its default (rollback journal) mode without
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -32,7 +34,15 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from .capture import one_line
-from .trace import KINDS, STATUS_INTERRUPTED, Alignment, Fragment, Trace, clean_text
+from .trace import (
+    KINDS,
+    STATUS_INTERRUPTED,
+    STATUS_RUNNING,
+    Alignment,
+    Fragment,
+    Trace,
+    clean_text,
+)
 
 if TYPE_CHECKING:
     from .capture import Arrivals
@@ -154,11 +164,18 @@ def is_busy(ex: BaseException) -> bool:
     return isinstance(ex, sqlite3.OperationalError) and "locked" in str(ex)
 
 
-def open_for_reading(path: pathlib.Path | str) -> sqlite_utils.Database:
+def open_for_reading(
+    path: pathlib.Path | str, *, need_traces: bool = True
+) -> sqlite_utils.Database:
+    """Open an existing database; with ``need_traces``, one that has the trace tables.
+
+    A missing file is an error, as for ``llm logs``; a database that streamscope
+    has not written to yet holds no traces (``recent_traces`` lists none).
+    """
     if not pathlib.Path(path).exists():
-        raise StoreError(f"No database at {path}")
+        raise StoreError(f"No log database found at {path}")
     db = connect(path)
-    if not db[TRACES].exists():
+    if need_traces and not db[TRACES].exists():
         raise StoreError(f"{path} holds no streamscope traces")
     return db
 
@@ -217,6 +234,9 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "usage_input": trace.usage_input,
         "usage_output": trace.usage_output,
         "usage_json": None if trace.usage_details is None else json.dumps(trace.usage_details),
+        # Which process writes the trace: while it lives, an unfinished trace is running.
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
     }
 
 
@@ -463,6 +483,46 @@ class TraceWriter:
 # ====================
 
 
+JSON_COLUMNS = {"options_json": "options", "stats_json": "stats"}
+"""Trace columns that hold a JSON object as text, and the key their value takes."""
+
+
+def json_column(row: dict[str, Any], column: str) -> tuple[dict | None, str | None]:
+    """The object a trace row keeps as JSON text in ``column``, and what is wrong with it.
+
+    A damaged value must not make the trace unreadable: it reads as None, with a
+    one-line problem naming the trace and the column.
+
+    >>> json_column({"id": "01k", "options_json": '{"seed": 7}'}, "options_json")
+    ({'seed': 7}, None)
+    >>> json_column({"id": "01k", "options_json": "{seed"}, "options_json")
+    (None, 'trace 01k: options_json is not valid JSON; read as empty')
+    """
+    text = row.get(column)
+    if text is None:
+        return None, None
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None, f"trace {row['id']}: {column} is not valid JSON; read as empty"
+    if value is not None and not isinstance(value, dict):
+        return None, f"trace {row['id']}: {column} is not a JSON object; read as empty"
+    return value, None
+
+
+def decode_json_columns(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A trace row with its JSON columns decoded (``options_json`` becomes ``options``,
+    ``stats_json`` becomes ``stats``), and a line for each column that could not be."""
+    decoded = {k: v for k, v in row.items() if k not in JSON_COLUMNS}
+    problems = []
+    for column, key in JSON_COLUMNS.items():
+        decoded[key], problem = json_column(row, column)
+        if problem:
+            problems.append(problem)
+    decoded["options"] = decoded["options"] or {}
+    return decoded, problems
+
+
 def find_trace_id(db: sqlite_utils.Database, ident: str | None, latest: bool = False) -> str:
     """A trace id from a trace id, llm's turn id, or the latest trace."""
     if latest:
@@ -483,9 +543,40 @@ def find_trace_id(db: sqlite_utils.Database, ident: str | None, latest: bool = F
     return rows[0]["id"]
 
 
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False  # os.kill(0, ...) would signal a whole process group
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # it exists, as another user's process
+    except OSError:
+        return False
+    return True
+
+
+def with_live_status(row: dict[str, Any]) -> dict[str, Any]:
+    """A trace row as it stands now: ``running`` while its run is still streaming.
+
+    Until a run finishes, its row says ``interrupted`` with the error ``UNFINISHED``,
+    which is what it will stay if its process dies. While that process (``pid`` on
+    ``host``, this machine) is alive, the trace is reported as running instead.
+    (A process id reused after the run died would read as running too.)
+    """
+    if (
+        row["status"] == STATUS_INTERRUPTED
+        and row["error"] == UNFINISHED
+        and row.get("host") == socket.gethostname()
+        and row.get("pid") is not None
+        and _process_alive(row["pid"])
+    ):
+        return row | {"status": STATUS_RUNNING, "error": None}
+    return row
+
+
 def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[str, Any]]:
     """The stored trace, and its row (with the stored headline stats)."""
-    row = db[TRACES].get(trace_id)  # type: ignore[union-attr]
+    row = with_live_status(db[TRACES].get(trace_id))  # type: ignore[union-attr]
     fragments = tuple(
         Fragment(r["idx"], r["kind"], r["text"], r["t_ns"], r["tool_call_id"])
         for r in db.query(
@@ -510,7 +601,7 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
         usage_input=row["usage_input"],
         usage_output=row["usage_output"],
         turn_id=row["turn_id"],
-        options=json.loads(row["options_json"] or "{}"),
+        options=json_column(row, "options_json")[0] or {},
         usage_details=_usage_details(row.get("usage_json")),
     )
     return trace, row
@@ -548,10 +639,32 @@ def alignment_matches(stored: dict[int, tuple], alignment: Alignment) -> bool:
 def recent_traces(
     db: sqlite_utils.Database, limit: int | None = 10, model: str | None = None
 ) -> list[dict[str, Any]]:
+    """The newest trace rows first, or none if streamscope never wrote to ``db``.
+
+    Each row as it stands now (``with_live_status``). A trace that never finished
+    (still running, or its process killed) has no headline stats: its ``chunks``
+    are counted from the fragments stored so far, as the stats count them
+    (non-empty text fragments).
+    """
+    if not db[TRACES].exists():
+        return []
     where, params = "", {}
     if model:
         where, params = "where model = :model", {"model": model}
-    sql = f"select * from {TRACES} {where} order by started_utc desc, id desc"
+    stored_chunks = (
+        f"case when t.chunks is null then (select count(*) from {FRAGMENTS} f "
+        "where f.trace_id = t.id and f.kind = 'text' and f.text != '') end"
+    )
+    sql = (
+        f"select t.*, {stored_chunks} as stored_chunks from {TRACES} t {where} "
+        "order by t.started_utc desc, t.id desc"
+    )
     if limit:
         sql += f" limit {int(limit)}"
-    return list(db.query(sql, params))
+    rows = []
+    for row in db.query(sql, params):
+        stored = row.pop("stored_chunks")
+        if row["chunks"] is None:
+            row["chunks"] = stored
+        rows.append(with_live_status(row))
+    return rows

@@ -35,6 +35,8 @@ KINDS = ("text", "reasoning", "tool_call_name", "tool_call_args")
 STATUS_COMPLETE = "complete"
 STATUS_ERROR = "error"
 STATUS_INTERRUPTED = "interrupted"
+STATUS_RUNNING = "running"
+"""Only ever read, never stored: a trace whose run is still streaming (see store)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,19 @@ def test_prompt_from_stdin_system_prompt_and_options():
     assert "def " in "".join(f["text"] for f in doc["fragments"])
 
 
+def test_options_are_those_given_and_llms_saved_defaults():
+    result, doc = run_json(*FAST, "-o", "seed", "3", "-o", "max_tokens", "2", "hi")
+    assert result.exit_code == 0
+    assert doc["options"] == {"speed": 0.0, "seed": 3, "max_tokens": 2}
+    # llm's saved per-model defaults apply, as in `llm prompt`; -o wins over them
+    saved = CliRunner().invoke(cli, ["models", "options", "set", "streamscope-sim", "text", "code"])
+    assert saved.exit_code == 0, saved.output
+    _, doc = run_json(*FAST, "-o", "max_tokens", "2", "hi")
+    assert doc["options"] == {"speed": 0.0, "max_tokens": 2, "text": "code"}
+    _, doc = run_json(*FAST, "-o", "text", "prose", "-o", "max_tokens", "2", "hi")
+    assert doc["options"]["text"] == "prose"
+
+
 def test_profile_with_sub_token_chunks():
     result, doc = run_json(
         *FAST, "-o", "profile", "gemini-flash", "-o", "text", "multilingual", "hi"
@@ -169,6 +182,26 @@ def test_http_error_from_the_provider():
     assert result.exit_code == 1
     assert doc["status"] == "error" and doc["fragments"] == []
     assert result.stderr.startswith("Error: stream error: ") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "option,code,status",
+    [(("chunks", "0"), 0, "complete"), (("error", "429"), 1, "error: Error code: 429")],
+)
+def test_a_response_without_text_still_shows_its_status_and_stats(option, code, status):
+    result = run(*FAST, "-o", *option, "hi")
+    assert result.exit_code == code, result.output
+    out = result.stdout
+    assert "no fragments arrived" in out.split("─ alignment ─")[1]
+    table = [line.rstrip() for line in out.split("─ stats ─")[1].splitlines()]
+    assert any(line.startswith(f"status          {status}") for line in table)
+    for label in ("TTFT", "TTST", "gap", "ITL"):
+        assert f"{label:<16}-" in table
+    assert any(line.startswith("chunks          0 ") for line in table)
+    result, doc = run_json(*FAST, "-o", *option, "hi")
+    assert result.exit_code == code
+    assert doc["fragments"] == [] and doc["streams"] == []
+    assert doc["stats"]["ttft_ms"] is None and doc["stats"]["chunks"] == 0
 
 
 def test_connection_dropped_mid_stream_keeps_what_arrived():

@@ -37,3 +37,31 @@ def test_readme_sql_examples_run_against_a_real_log(isolated_env):
     assert len(db.execute(queries[0]).fetchall()) == 2
     ((model, fragments, *_),) = db.execute(queries[1]).fetchall()
     assert model == "streamscope-sim" and fragments > 30
+
+
+def section(text, heading):
+    """A README section: from its heading to the next heading of the same level or higher."""
+    level = heading.split(" ")[0]
+    start = text.index(f"\n{heading}\n")
+    ends = [text.find(f"\n{h} ", start + 1) for h in ("#" * n for n in range(1, len(level) + 1))]
+    return text[start : min((e for e in ends if e != -1), default=len(text))]
+
+
+def test_readme_names_every_json_key_and_every_column(isolated_env):
+    import json
+
+    import sqlite_utils
+    from click.testing import CliRunner
+    from llm.cli import cli
+
+    args = ["streamscope", "-m", "streamscope-sim", "-o", "speed", "0", "-o", "max_tokens", "2"]
+    doc = json.loads(CliRunner().invoke(cli, [*args, "--json", "x"]).stdout)
+    text = README.read_text()
+    json_section = section(text, "## JSON")
+    missing = [k for k in doc if f'"{k}"' not in json_section and f"`{k}`" not in json_section]
+    assert missing == []
+    schema = section(text, "### Schema")
+    db = sqlite_utils.Database(isolated_env / "logs.db")
+    for table in ("streamscope_traces", "streamscope_fragments"):
+        missing = [c.name for c in db[table].columns if f"`{c.name}`" not in schema]
+        assert missing == [], table

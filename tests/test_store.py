@@ -181,6 +181,22 @@ def test_export_formats(isolated_env):
     assert list(table[0]) == list(doc["fragments"][0])
 
 
+def test_a_stored_trace_without_fragments_shows_replays_and_exports(isolated_env):
+    from llm_streamscope.render import FRAGMENT_COLUMNS
+
+    run = streamscope(*FAST, "-o", "error", "429", "x")
+    assert run.exit_code == 1
+    for command in ("show", "replay"):
+        shown = streamscope(command, "--latest")
+        assert shown.exit_code == 0 and shown.stdout == run.stdout
+        assert "status          error: Error code: 429" in shown.stdout
+    doc = json.loads(streamscope("export", "--latest").stdout)
+    assert doc["status"] == "error" and doc["fragments"] == []
+    exported = streamscope("export", "--latest", "-f", "csv").stdout
+    assert exported.splitlines() == [",".join(FRAGMENT_COLUMNS)]
+    assert streamscope("export", "--latest", "-f", "jsonl").stdout == ""
+
+
 def test_replay_plays_the_stored_fragments_then_the_views(isolated_env):
     run = streamscope(*FAST, "-o", "max_tokens", "8", "x")
     replay = streamscope("replay", "--latest", "--speed", "0")
@@ -223,7 +239,7 @@ def spawn(user_path, *args):
 
 
 @pytest.mark.parametrize(
-    "sig,status,code", [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "interrupted", 130)]
+    "sig,status,code", [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "interrupted", 143)]
 )
 def test_signal_mid_stream_leaves_a_partial_trace(isolated_env, sig, status, code):
     proc = spawn(isolated_env, "-m", "streamscope-sim", "-o", "chunks", "5000", "x")
@@ -240,29 +256,99 @@ def test_signal_mid_stream_leaves_a_partial_trace(isolated_env, sig, status, cod
     assert streamscope("show", row["id"]).exit_code == 0
 
 
+def test_ctrl_c_before_the_first_token_still_shows_status_and_stats(isolated_env):
+    from llm_streamscope.sim.server import SimServer
+
+    with SimServer() as server:
+        env = {**os.environ, "LLM_USER_PATH": str(isolated_env), "PYTHONUNBUFFERED": "1"}
+        env["STREAMSCOPE_SIM_URL"] = server.base_url
+        stall = ("-o", "stall_after", "0", "-o", "stall_s", "30")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llm", "streamscope", *FAST, *stall, "x"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while server.post_count == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the request is in flight, no token has arrived
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.decode() == "Error: stream interrupted: interrupted (Ctrl-C)\n"
+    assert "status          interrupted: interrupted (Ctrl-C)" in out.decode()
+    (row,) = traces(isolated_env)
+    assert row["status"] == "interrupted" and row["chunks"] == 0
+
+
+def wait_for_fragments(user_path, wanted=1, timeout_s=30):
+    """How many fragments another process has stored, once there are ``wanted``."""
+    deadline = time.monotonic() + timeout_s
+    stored = 0
+    while time.monotonic() < deadline and stored < wanted:
+        time.sleep(0.2)
+        if (user_path / "logs.db").exists():
+            with sqlite3.connect(user_path / "logs.db", timeout=30) as conn:
+                if conn.execute(
+                    "select count(*) from sqlite_master where name = 'streamscope_fragments'"
+                ).fetchone()[0]:
+                    stored = conn.execute("select count(*) from streamscope_fragments").fetchone()[
+                        0
+                    ]
+    return stored
+
+
 def test_fragments_are_durable_while_streaming(isolated_env):
     # A slow stream: fragments reach the database long before it ends (and a
     # SIGKILL then still leaves them, with the row saying the run never finished).
     proc = spawn(isolated_env, "-m", "streamscope-sim", "-o", "chunks", "5000", "x")
     try:
-        deadline = time.monotonic() + 30
-        stored = 0
-        while time.monotonic() < deadline and not stored:
-            time.sleep(0.2)
-            if (isolated_env / "logs.db").exists():
-                with sqlite3.connect(isolated_env / "logs.db", timeout=30) as conn:
-                    if conn.execute(
-                        "select count(*) from sqlite_master where name = 'streamscope_fragments'"
-                    ).fetchone()[0]:
-                        stored = conn.execute(
-                            "select count(*) from streamscope_fragments"
-                        ).fetchone()[0]
-        assert stored > 0 and proc.poll() is None
+        assert wait_for_fragments(isolated_env) > 0 and proc.poll() is None
     finally:
         proc.kill()
         proc.wait()
     (row,) = traces(isolated_env)
     assert row["status"] == "interrupted" and row["error"] == store.UNFINISHED
+
+
+def test_a_running_trace_shows_as_running_and_a_killed_one_as_unfinished(isolated_env):
+    import socket
+
+    stall = ("-o", "stall_after", "6", "-o", "stall_s", "30")
+    proc = spawn(isolated_env, *FAST, *stall, "x")
+    try:
+        assert wait_for_fragments(isolated_env, 6) == 6 and proc.poll() is None
+        (row,) = traces(isolated_env)
+        assert (row["pid"], row["host"]) == (proc.pid, socket.gethostname())
+        assert "  running  TTFT -  6 chunks  - tokens  " in streamscope("logs").stdout
+        (listed,) = json.loads(streamscope("logs", "--json").stdout)
+        assert (listed["status"], listed["error"], listed["chunks"]) == ("running", None, 6)
+        shown = streamscope("show", "--latest")
+        assert shown.exit_code == 0 and "status          running  " in shown.stdout
+        assert store.UNFINISHED not in shown.stdout
+        exported = json.loads(streamscope("export", "--latest").stdout)
+        assert exported["status"] == "running" and len(exported["fragments"]) == 6
+    finally:
+        proc.kill()
+        proc.wait()
+    # Its process is gone: the honest record, and the fragments it left counted.
+    assert "  interrupted  TTFT -  6 chunks  - tokens  " in streamscope("logs").stdout
+    shown = streamscope("show", "--latest").stdout
+    assert f"status          interrupted: {store.UNFINISHED}" in shown
+
+
+def test_a_trace_from_another_host_or_a_dead_process_is_not_running(isolated_env):
+    streamscope(*FAST, "-o", "max_tokens", "2", "x")
+    db = logs_db(isolated_env)
+    unfinished = {"status": "interrupted", "error": store.UNFINISHED, "chunks": None}
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    for change in ({"host": "elsewhere"}, {"pid": int(dead.stdout)}, {"pid": None}):
+        db["streamscope_traces"].update(traces(isolated_env)[0]["id"], unfinished | change)
+        (listed,) = json.loads(streamscope("logs", "--json").stdout)
+        assert listed["status"] == "interrupted" and listed["chunks"] == 2, change
 
 
 def test_eight_concurrent_runs_into_one_db(isolated_env):
@@ -300,7 +386,7 @@ def test_eight_concurrent_runs_into_one_db(isolated_env):
 
 def test_unknown_id_and_empty_log(isolated_env):
     result = streamscope("show", "--latest")
-    assert result.exit_code == 1 and result.stderr.startswith("Error: No database at")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: No log database found at")
     streamscope(*FAST, "-o", "max_tokens", "2", "x")
     for command in ("show", "replay", "export"):
         result = streamscope(command, "01nosuchtrace")
@@ -308,6 +394,62 @@ def test_unknown_id_and_empty_log(isolated_env):
         assert result.stderr == "Error: No trace with id 01nosuchtrace\n"
     result = streamscope("show")
     assert "Give a trace id" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["show", "replay", "export"])
+def test_latest_and_an_id_together_are_refused(isolated_env, command):
+    streamscope(*FAST, "-o", "max_tokens", "2", "x")
+    result = streamscope(command, "--latest", "01nosuchtrace")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == "Error: Give a trace id or --latest, not both (got 01nosuchtrace)\n"
+
+
+def test_logs_of_a_database_without_traces_lists_none(isolated_env, tmp_path):
+    # As `llm logs`: a missing file is an error, a database without rows lists nothing.
+    missing = streamscope("logs")
+    assert missing.exit_code == 1
+    assert missing.stderr == f"Error: No log database found at {isolated_env / 'logs.db'}\n"
+    assert invoke("logs").exit_code == 1  # llm's own answer
+    foreign = tmp_path / "foreign.db"
+    sqlite_utils.Database(foreign)["things"].insert({"a": 1})
+    emptied = tmp_path / "emptied.db"
+    streamscope(*FAST, "-o", "max_tokens", "2", "-d", str(emptied), "x")
+    sqlite_utils.Database(emptied).execute("delete from streamscope_fragments")
+    sqlite_utils.Database(emptied).execute("delete from streamscope_traces")
+    for path in (foreign, emptied):
+        listed = streamscope("logs", "-d", str(path), "--json")
+        assert (listed.exit_code, listed.stdout, listed.stderr) == (0, "[]\n", "")
+        listed = streamscope("logs", "-d", str(path))
+        assert (listed.exit_code, listed.stdout, listed.stderr) == (0, "", "")
+    assert "things" in sqlite_utils.Database(foreign).table_names()
+    assert "streamscope_traces" not in sqlite_utils.Database(foreign).table_names()
+
+
+def test_invalid_json_in_a_row_is_named_and_the_trace_stays_readable(isolated_env):
+    ids = [
+        json.loads(streamscope(*FAST, "-o", "max_tokens", "3", "--json", p).stdout)["trace_id"]
+        for p in ("good", "bad options", "bad stats")
+    ]
+    db = logs_db(isolated_env)
+    db.execute("update streamscope_traces set options_json = '{seed' where id = ?", [ids[1]])
+    db.execute("update streamscope_traces set stats_json = '[1, 2]' where id = ?", [ids[2]])
+    db.conn.commit()
+    listed = streamscope("logs", "--json")
+    assert listed.exit_code == 0
+    assert listed.stderr == (
+        f"Warning: trace {ids[2]}: stats_json is not a JSON object; read as empty\n"
+        f"Warning: trace {ids[1]}: options_json is not valid JSON; read as empty\n"
+    )
+    rows = json.loads(listed.stdout)
+    assert [r["id"] for r in rows] == ids[::-1]
+    assert rows[0]["stats"] is None and rows[1]["options"] == {}
+    assert rows[2]["options"] == {"speed": 0.0, "max_tokens": 3} and rows[2]["stats"]["chunks"] == 3
+    warning = f"Warning: trace {ids[1]}: options_json is not valid JSON; read as empty\n"
+    for args in (("show",), ("show", "--json"), ("replay", "--speed", "0"), ("export",)):
+        result = streamscope(*args, ids[1])
+        assert result.exit_code == 0 and result.stderr == warning, args
+        assert "─ stats ─" in result.stdout or json.loads(result.stdout)["options"] == {}
+    assert streamscope("show", ids[0]).stderr == ""
 
 
 def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
