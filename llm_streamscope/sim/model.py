@@ -140,7 +140,11 @@ class SimChat(Chat):
 
     def build_kwargs(self, prompt: Any, stream: bool) -> dict[str, Any]:
         kwargs: dict[str, Any] = super().build_kwargs(prompt, stream)
+        # Only what the prompt set: a server's own defaults (python -m
+        # llm_streamscope.sim --profile ...) apply to the rest.
+        given = prompt.options.model_fields_set
         options = {name: kwargs.pop(name) for name in SIM_OPTIONS if name in kwargs}
+        options = {name: value for name, value in options.items() if name in given}
         kwargs["extra_body"] = {"streamscope": options}
         return kwargs
 
