@@ -434,7 +434,7 @@ def test_standalone_first_response_keeps_its_planned_ttft() -> None:
         assert code == 200
         planned_ms = PROFILES["claude-haiku"].ttft(1) * 1000
         first_ms = (log["sent_ns"][0] - log["t0_ns"]) / 1e6
-        assert planned_ms - 1 <= first_ms <= planned_ms + 60, (first_ms, planned_ms)
+        assert planned_ms - 1 <= first_ms <= planned_ms + 100, (first_ms, planned_ms)  # bug: +600
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         err = proc.stderr.read()
