@@ -268,6 +268,39 @@ def test_thinking_then_tool_use_stream(server: SimServer) -> None:
     )
 
 
+def test_blocks_without_deltas_still_open_and_close(server: SimServer) -> None:
+    # Thinking with display "omitted" (llm -R) and an answer of zero chunks.
+    body = messages_body(
+        max_tokens=2000,
+        thinking={"type": "enabled", "budget_tokens": 1024, "display": "omitted"},
+        streamscope={"chunks": 0},
+    )
+    data = [json.loads(d) for _, d in events_of(raw_request(server.port, body, "/v1/messages"))]
+    assert [(d["type"], d.get("index")) for d in data] == [
+        ("message_start", None),
+        ("content_block_start", 0),
+        ("ping", None),
+        ("content_block_delta", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+        ("content_block_stop", 1),
+        ("message_delta", None),
+        ("message_stop", None),
+    ]
+    assert data[3]["delta"]["type"] == "signature_delta"
+    assert data[-2]["usage"]["output_tokens"] == 0
+
+
+def test_a_dropped_connection_keeps_what_arrived(anthropic_at: Any) -> None:
+    with SimServer(defaults={"speed": 0, "drop_after": 5}) as dropping:
+        anthropic_at(dropping)
+        result, doc = streamscope_json("-m", HAIKU, "hi")
+        log = dropping.send_log(dropping.last_completion_id or "")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert log.status == "dropped" and len(log.chunks) == 5
+    assert doc is not None and [f["text"] for f in doc["fragments"]] == log.chunks
+
+
 def test_a_tool_result_gets_a_text_answer(server: SimServer) -> None:
     messages = [
         {"role": "user", "content": "What is 3 times 3?"},

@@ -427,11 +427,11 @@ class _Stream:
     def opening(self, kind: str | None) -> bytes:
         """What goes before a chunk of ``kind``: the message's start and a ping before the
         first; closing the open block and opening the next when the kind changes."""
-        if kind == self.open_kind:
-            return b""
         out = b""
         if self.index < 0:
             out = self.message_start + self._start_next() + _PING
+        elif kind == self.open_kind:
+            return out
         while kind is not None and self.open_kind != kind:
             out += self._stop() + self._start_next()
         return out
