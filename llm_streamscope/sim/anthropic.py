@@ -474,16 +474,12 @@ def handle(handler: _Handler, path: str, raw: bytes, t0: int) -> None:
         _send_error(handler, simulated_error(request.options.error), {"retry-after-ms": "1"})
         return
     planned = answer(request)
-    options = request.options
-    log = SendLog(
-        id=new_id("msg_01", 22),
-        profile=options.profile,
-        text=options.text,
-        seed=options.seed,
-        speed=options.speed,
+    log = SendLog.begin(
+        new_id("msg_01", 22),
+        request.options,
+        t0,
         stream=request.stream,
         include_usage=True,
-        t0_ns=t0,
         api="messages",
     )
     if request.stream:

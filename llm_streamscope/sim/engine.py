@@ -208,6 +208,30 @@ class SendLog:
     done_ns: int | None = None
     """When the last byte of the response had been handed to the socket."""
 
+    @classmethod
+    def begin(
+        cls,
+        id: str,
+        options: SimOptions,
+        t0_ns: int,
+        *,
+        stream: bool,
+        include_usage: bool,
+        api: str = "chat.completions",
+    ) -> SendLog:
+        """The send log of a response about to be sent with ``options``."""
+        return cls(
+            id=id,
+            profile=options.profile,
+            text=options.text,
+            seed=options.seed,
+            speed=options.speed,
+            stream=stream,
+            include_usage=include_usage,
+            t0_ns=t0_ns,
+            api=api,
+        )
+
     def settle(self, prompt_tokens: int, completion_tokens: int, finish_reason: str) -> None:
         """Record the usage and the finish reason the response reports."""
         self.prompt_tokens = prompt_tokens

@@ -373,15 +373,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _complete(self, request: SimRequest, t0: int) -> None:
         options = request.options
         plan = options.plan(profiles.sample_text(options.text), max_tokens=request.max_tokens)
-        log = SendLog(
-            id=_new_id("chatcmpl-"),
-            profile=options.profile,
-            text=options.text,
-            seed=options.seed,
-            speed=options.speed,
+        log = SendLog.begin(
+            _new_id("chatcmpl-"),
+            options,
+            t0,
             stream=request.stream,
             include_usage=request.include_usage,
-            t0_ns=t0,
         )
         if request.stream:
             self._respond(log, lambda: self._stream(request, plan, log))
