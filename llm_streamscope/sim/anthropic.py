@@ -273,18 +273,45 @@ def example_value(schema: Any, name: str = "value") -> Any:
     }.get(type_, f"example {name}")
 
 
+# Each kind of chunk travels in its delta type, under its field name.
+_DELTA_TYPES = {REASONING: "thinking_delta", TEXT: "text_delta", TOOL_CALL_ARGS: "input_json_delta"}
+_DELTA_FIELDS = {REASONING: "thinking", TEXT: "text", TOOL_CALL_ARGS: "partial_json"}
+
+
 @dataclass(frozen=True)
 class Block:
-    """One content block of the answer, and its chunks."""
+    """One content block of the answer; its chunks come lazily from its plan."""
 
     kind: str
     """The kind of its chunks: ``reasoning`` (thinking), ``text`` or ``tool_call_args``."""
-    chunks: tuple[str, ...]
-    tokens: int
+    plan: profiles.Plan | None
+    """None for a block that streams no delta (thinking with ``display: "omitted"``)."""
     start: dict[str, Any]
     """The ``content_block`` of its ``content_block_start``."""
-    whole: dict[str, Any]
-    """The block as a non-streamed message carries it."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What the whole block carries besides its streamed text: a signature, a tool's input."""
+    lead: tuple[str, ...] = ()
+    """Chunks sent before the plan's (a tool call's empty first ``partial_json``)."""
+
+    @property
+    def tokens(self) -> int:
+        return self.plan.completion_tokens if self.plan else 0
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.lead) + (self.plan.n_chunks if self.plan else 0)
+
+    def chunks(self) -> Iterator[str]:
+        yield from self.lead
+        if self.plan:
+            yield from self.plan.chunks()
+
+    def whole(self) -> dict[str, Any]:
+        """The block as a non-streamed message carries it."""
+        if self.kind == TOOL_CALL_ARGS:
+            return {**self.start, **self.extra}
+        text = self.plan.text() if self.plan else ""
+        return {**self.start, _DELTA_FIELDS[self.kind]: text, **self.extra}
 
 
 @dataclass(frozen=True)
@@ -298,7 +325,7 @@ class Answer:
 
     def chunks(self) -> Iterator[tuple[str, str]]:
         for block in self.blocks:
-            for text in block.chunks:
+            for text in block.chunks():
                 yield block.kind, text
 
 
@@ -307,61 +334,40 @@ def _stop_reason(plan: profiles.Plan, otherwise: str) -> str:
 
 
 def answer(request: MessagesRequest) -> Answer:
-    """The blocks the simulator answers ``request`` with (planned, nothing sent)."""
+    """The blocks the simulator answers ``request`` with (planned, nothing sent).
+
+    ``max_tokens`` covers thinking and answer together, as on Anthropic's API.
+    """
     options = request.options
     blocks: list[Block] = []
     left = request.max_tokens
-    stop_reason = "end_turn"
     if request.thinking:
         limit = min(left, request.thinking_budget or left)
         plan = options.plan(profiles.sample_text(THINKING_SAMPLE), max_tokens=limit, whole=True)
-        thought = plan.text() if request.thinking_shown else ""
-        chunks = tuple(plan.chunks()) if request.thinking_shown else ()
-        tokens = plan.completion_tokens if request.thinking_shown else 0
         signature = base64.b64encode(ids.randbytes(240)).decode()
         blocks.append(
             Block(
                 REASONING,
-                chunks,
-                tokens,
+                plan if request.thinking_shown else None,
                 {"type": "thinking", "thinking": "", "signature": ""},
-                {"type": "thinking", "thinking": thought, "signature": signature},
+                {"signature": signature},
             )
         )
-        left -= plan.completion_tokens
-        stop_reason = _stop_reason(plan, stop_reason)
-    if stop_reason == "max_tokens":
-        pass
-    elif request.tools and not request.tool_result:
+        left -= plan.completion_tokens  # hidden thinking is generated all the same
+        if plan.finish_reason == "length":
+            return Answer(tuple(blocks), "max_tokens")
+    if request.tools and not request.tool_result:
         tool = request.tools[0]
         arguments = example_value(tool.get("input_schema") or {})
         plan = options.plan(json.dumps(arguments, ensure_ascii=False), max_tokens=left, whole=True)
         tool_id = new_id("toolu_01", 22)
         start = {"type": "tool_use", "id": tool_id, "name": tool["name"], "input": {}}
-        blocks.append(
-            Block(
-                TOOL_CALL_ARGS,
-                ("", *plan.chunks()),  # real streams open with an empty partial_json
-                plan.completion_tokens,
-                start,
-                {**start, "input": arguments},
-            )
-        )
-        stop_reason = _stop_reason(plan, "tool_use")
-    else:
-        plan = options.plan(profiles.sample_text(options.text), max_tokens=left)
-        text = plan.text()
-        blocks.append(
-            Block(
-                TEXT,
-                tuple(plan.chunks()),
-                plan.completion_tokens,
-                {"type": "text", "text": ""},
-                {"type": "text", "text": text},
-            )
-        )
-        stop_reason = _stop_reason(plan, "end_turn")
-    return Answer(tuple(blocks), stop_reason)
+        # Real streams open a tool call with an empty partial_json.
+        blocks.append(Block(TOOL_CALL_ARGS, plan, start, {"input": arguments}, lead=("",)))
+        return Answer(tuple(blocks), _stop_reason(plan, "tool_use"))
+    plan = options.plan(profiles.sample_text(options.text), max_tokens=left)
+    blocks.append(Block(TEXT, plan, {"type": "text", "text": ""}))
+    return Answer(tuple(blocks), _stop_reason(plan, "end_turn"))
 
 
 def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
@@ -379,8 +385,6 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
 # The wire
 
 
-_DELTA_TYPES = {REASONING: "thinking_delta", TEXT: "text_delta", TOOL_CALL_ARGS: "input_json_delta"}
-_DELTA_FIELDS = {REASONING: "thinking", TEXT: "text", TOOL_CALL_ARGS: "partial_json"}
 _PING = http_chunk(b'event: ping\ndata: {"type": "ping"}\n\n')
 
 
@@ -415,7 +419,7 @@ class _Stream:
         block = self.blocks[self.index]
         out = b""
         if block.kind == REASONING:
-            signature = _dumps({"type": "signature_delta", "signature": block.whole["signature"]})
+            signature = _dumps({"type": "signature_delta", "signature": block.extra["signature"]})
             out = _event(
                 "content_block_delta",
                 f'{{"type":"content_block_delta","index":{self.index},"delta":{signature}}}',
@@ -546,7 +550,7 @@ def _stream(handler: _Handler, request: MessagesRequest, planned: Answer, log: S
 
 def _whole(handler: _Handler, request: MessagesRequest, planned: Answer, log: SendLog) -> bool:
     """``stream: false``: wait as long as the stream would take, then answer at once."""
-    n_chunks = sum(len(b.chunks) for b in planned.blocks)
+    n_chunks = sum(b.n_chunks for b in planned.blocks)
     if not wait_whole(handler.connection, log, request.options, n_chunks):
         return False
     prompt_tokens = profiles.count_tokens(request.prompt_text())
@@ -556,11 +560,11 @@ def _whole(handler: _Handler, request: MessagesRequest, planned: Answer, log: Se
         "type": "message",
         "role": "assistant",
         "model": request.model,
-        "content": [b.whole for b in planned.blocks],
+        "content": [b.whole() for b in planned.blocks],
         "stop_reason": planned.stop_reason,
         "stop_sequence": None,
         "usage": _usage(prompt_tokens, planned.output_tokens),
     }
     handler._send_whole(_dumps(body).encode(), lambda kind: _headers(handler, kind))
-    record_whole(log, [(b.kind, "".join(b.chunks)) for b in planned.blocks])
+    record_whole(log, [(b.kind, "".join(b.chunks())) for b in planned.blocks])
     return True
