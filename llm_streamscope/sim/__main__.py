@@ -1,22 +1,106 @@
-"""``python -m llm_streamscope.sim [--port N]``: run the simulator server in the foreground."""
+"""``python -m llm_streamscope.sim [--port N] [--profile P] [--seed N] ...``: the simulator server
+in the foreground.
+
+The first line on standard output is the OpenAI base URL (benchmarks and tests
+read it); how to point clients at the server follows on standard error. The
+simulator options given here are the server's defaults, for requests that do not
+set them (llm-anthropic cannot). Ctrl-C or SIGTERM stops it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+from typing import Any
 
+from . import profiles
+from .engine import InvalidOption
 from .server import SimServer
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m llm_streamscope.sim",
-        description="Serve the streamscope simulator (OpenAI chat.completions) on 127.0.0.1.",
+        description="Serve the streamscope simulator on 127.0.0.1: OpenAI chat.completions "
+        "(/v1/chat/completions) and Anthropic Messages (/v1/messages). The options below "
+        "are defaults for requests that do not set them.",
     )
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    defaults = parser.add_argument_group("simulator defaults")
+    defaults.add_argument(
+        "--profile",
+        choices=list(profiles.PROFILES),
+        metavar="P",
+        help="provider to imitate: "
+        + ", ".join(profiles.PROFILES)
+        + " (default: gpt-4o-mini for OpenAI requests, "
+        "claude-haiku for Anthropic ones)",
+    )
+    defaults.add_argument(
+        "--seed", type=int, metavar="N", help="seed for deterministic timing and chunking"
+    )
+    defaults.add_argument(
+        "--speed", type=float, metavar="S", help="time scale; 0 = no delays (default: 1)"
+    )
+    defaults.add_argument(
+        "--text", metavar="T", help="sample text to stream: " + ", ".join(profiles.sample_names())
+    )
+    defaults.add_argument(
+        "--chunks", type=int, metavar="N", help="send exactly this many answer chunks"
+    )
+    defaults.add_argument(
+        "--stall-after", type=int, metavar="K", help="go silent after this many chunks"
+    )
+    defaults.add_argument(
+        "--stall-s", type=float, metavar="S", help="how long that silence lasts (default: 60)"
+    )
+    defaults.add_argument(
+        "--drop-after", type=int, metavar="K", help="drop the connection after this many chunks"
+    )
+    defaults.add_argument(
+        "--error", type=int, metavar="STATUS", help="answer with this HTTP status (400-599)"
+    )
+    return parser
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
     args = parser.parse_args(argv)
-    server = SimServer(args.port, verbose=args.verbose)
+    options = {
+        "profile": args.profile,
+        "seed": args.seed,
+        "speed": args.speed,
+        "text": args.text,
+        "chunks": args.chunks,
+        "stall_after": args.stall_after,
+        "stall_s": args.stall_s,
+        "drop_after": args.drop_after,
+        "error": args.error,
+    }
+    try:
+        server = SimServer(args.port, verbose=args.verbose, defaults=options)
+    except InvalidOption as e:
+        parser.error(f"--{e.param.replace('_', '-')}: {e.message}")
+    # Load the encoding and tokenize the samples now: done inside the first request,
+    # it delayed that response's first chunk by ~600 ms, then sent a burst.
+    profiles.prepare_samples()
+    signal.signal(signal.SIGTERM, _stop)
     print(server.base_url, flush=True)
+    print(
+        f"OpenAI format:    base URL {server.base_url} (api_base in extra-openai-models.yaml;"
+        " STREAMSCOPE_SIM_URL for the streamscope-sim model)\n"
+        f"Anthropic format: ANTHROPIC_BASE_URL={server.url} ANTHROPIC_API_KEY=any"
+        " (llm-anthropic)\n"
+        "Ctrl-C stops the server.",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

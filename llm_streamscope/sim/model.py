@@ -60,18 +60,24 @@ class SimChat(Chat):
             default=None,
             description="Seed for deterministic timing and chunking",
         )
-        speed: float = Field(
-            default=1.0,
+        # Unset options (None) are not sent: the server's defaults apply to them.
+        speed: float | None = Field(
+            default=None,
             ge=0,
-            description="Time scale: delays are divided by speed; 0 = as fast as possible",
+            description="Time scale: delays are divided by speed; 0 = as fast as possible"
+            " (default 1)",
         )
-        profile: str = Field(
-            default=profiles.DEFAULT_PROFILE,
-            description="Provider to imitate: " + ", ".join(profiles.PROFILES),
+        profile: str | None = Field(
+            default=None,
+            description="Provider to imitate: "
+            + ", ".join(profiles.PROFILES)
+            + f" (default {profiles.DEFAULT_PROFILE})",
         )
-        text: str = Field(
-            default=profiles.DEFAULT_SAMPLE,
-            description="Sample text to stream: " + _sample_list(),
+        text: str | None = Field(
+            default=None,
+            description="Sample text to stream: "
+            + _sample_list()
+            + f" (default {profiles.DEFAULT_SAMPLE})",
         )
         chunks: int | None = Field(
             default=None,
@@ -93,10 +99,11 @@ class SimChat(Chat):
             ge=0,
             description="Go silent after this many content chunks, for stall_s seconds",
         )
-        stall_s: float = Field(
-            default=60.0,
+        stall_s: float | None = Field(
+            default=None,
             ge=0,
-            description="How long the stall_after silence lasts (real seconds, not scaled)",
+            description="How long the stall_after silence lasts (real seconds, not scaled;"
+            " default 60)",
         )
         error: int | None = Field(
             default=None,
@@ -107,8 +114,8 @@ class SimChat(Chat):
 
         @field_validator("profile")
         @classmethod
-        def _known_profile(cls, value: str) -> str:
-            if value not in profiles.PROFILES:
+        def _known_profile(cls, value: str | None) -> str | None:
+            if value is not None and value not in profiles.PROFILES:
                 raise ValueError(
                     f"unknown profile {value!r}; known profiles: {', '.join(profiles.PROFILES)}"
                 )
@@ -116,9 +123,9 @@ class SimChat(Chat):
 
         @field_validator("text")
         @classmethod
-        def _known_text(cls, value: str) -> str:
+        def _known_text(cls, value: str | None) -> str | None:
             names = profiles.sample_names()
-            if value not in names:
+            if value is not None and value not in names:
                 raise ValueError(f"unknown text {value!r}; known texts: {', '.join(names)}")
             return value
 

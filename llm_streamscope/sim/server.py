@@ -9,7 +9,10 @@ a role-only first chunk, one content chunk per event, a finish chunk, a
 ``data: [DONE]``.
 
 Simulator options travel in the request body under ``"streamscope"`` (the openai
-client's ``extra_body``); see :class:`SimRequest`.
+client's ``extra_body``); see :class:`SimRequest`. A server can be given defaults
+for them (``SimServer(defaults=...)``), used when a request does not say; the
+body wins. ``POST /v1/messages`` speaks Anthropic Messages instead
+(:mod:`.anthropic`), on the same engine (:mod:`.engine`) and profiles.
 
 Each response leaves a :class:`SendLog`: the ``perf_counter_ns`` taken right after
 each content chunk's ``sendall``, the ground truth for tests and benchmarks.
@@ -20,7 +23,6 @@ its own ``time.perf_counter_ns()``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import random
@@ -29,12 +31,28 @@ import string
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import repeat
 from typing import Any
 
-from . import profiles
+from . import anthropic, profiles
+from .engine import (
+    LAST_CHUNK,
+    TEXT,
+    InvalidOption,
+    SendLog,
+    SimOptions,
+    http_chunk,
+    int_or_none,
+    new_id,
+    record_whole,
+    send_paced,
+    wait_whole,
+)
+
+__all__ = ["ApiError", "SendLog", "SimOptions", "SimRequest", "SimServer", "get_server"]
 
 COMPLETIONS_PATH = "/v1/chat/completions"
 SENDLOG_PATH = "/v1/streamscope/sendlog/"
@@ -114,29 +132,14 @@ def simulated_error(status: int) -> ApiError:
 # The request
 
 
-def _int_or_none(value: Any, param: str, minimum: int, maximum: int | None = None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, f"Invalid type for '{param}': expected an integer.", param=param)
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ApiError(
-            400, f"Invalid value for '{param}': {value}; it must be {bounds}.", param=param
-        )
-    return value
-
-
 @dataclass(frozen=True)
 class SimRequest:
     """What one POST to /v1/chat/completions asks for.
 
-    The simulator options come from the body's ``"streamscope"`` object:
-    ``profile``, ``text`` (a sample name), ``seed``, ``speed``, ``chunks``,
-    ``drop_after``, ``stall_after``, ``stall_s`` and ``error``; ``max_tokens`` (or
-    ``max_completion_tokens``), ``stream`` and ``stream_options`` are the ordinary
-    OpenAI parameters. A
-    top-level ``seed`` is used when ``streamscope.seed`` is absent.
+    The simulator options (:class:`~.engine.SimOptions`) come from the body's
+    ``"streamscope"`` object, then a top-level ``seed``, then the server's
+    defaults; ``max_tokens`` (or ``max_completion_tokens``), ``stream`` and
+    ``stream_options`` are the ordinary OpenAI parameters.
     """
 
     model: str
@@ -144,30 +147,10 @@ class SimRequest:
     stream: bool = False
     include_usage: bool = False
     max_tokens: int | None = None
-    profile: str = profiles.DEFAULT_PROFILE
-    text: str = profiles.DEFAULT_SAMPLE
-    seed: int | None = None
-    speed: float = 1.0
-    chunks: int | None = None
-    drop_after: int | None = None
-    stall_after: int | None = None
-    stall_s: float = 60.0
-    error: int | None = None
-
-    OPTIONS = (
-        "profile",
-        "text",
-        "seed",
-        "speed",
-        "chunks",
-        "drop_after",
-        "stall_after",
-        "stall_s",
-        "error",
-    )
+    options: SimOptions = field(default_factory=SimOptions)
 
     @classmethod
-    def parse(cls, body: Any) -> SimRequest:
+    def parse(cls, body: Any, defaults: Mapping[str, Any] | None = None) -> SimRequest:
         """Validate a decoded JSON body; raises :class:`ApiError` (400) like OpenAI would."""
         if not isinstance(body, dict):
             raise ApiError(400, "The request body must be a JSON object.")
@@ -180,60 +163,24 @@ class SimRequest:
         options = body.get("streamscope") or {}
         if not isinstance(options, dict):
             raise ApiError(400, "'streamscope' must be an object.", param="streamscope")
-        unknown = sorted(set(options) - set(cls.OPTIONS))
-        if unknown:
-            raise ApiError(
-                400,
-                f"Unrecognized streamscope option(s): {', '.join(unknown)}; "
-                f"known: {', '.join(cls.OPTIONS)}.",
-                param="streamscope",
-            )
-        profile = options.get("profile", profiles.DEFAULT_PROFILE)
-        if profile not in profiles.PROFILES:
-            raise ApiError(
-                400,
-                f"Unknown profile {profile!r}; known profiles: {', '.join(profiles.PROFILES)}.",
-                param="streamscope.profile",
-            )
-        text = options.get("text", profiles.DEFAULT_SAMPLE)
-        names = profiles.sample_names()
-        if text not in names:
-            raise ApiError(
-                400,
-                f"Unknown text {text!r}; known texts: {', '.join(names)}.",
-                param="streamscope.text",
-            )
-        speed = options.get("speed", 1.0)
-        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not speed >= 0:
-            raise ApiError(
-                400, "'streamscope.speed' must be a number >= 0.", param="streamscope.speed"
-            )
-        stall_s = options.get("stall_s", 60.0)
-        if isinstance(stall_s, bool) or not isinstance(stall_s, (int, float)) or not stall_s >= 0:
-            raise ApiError(
-                400, "'streamscope.stall_s' must be a number >= 0.", param="streamscope.stall_s"
-            )
-        seed = options.get("seed", body.get("seed"))
+        if "seed" in body:
+            options = {"seed": body["seed"], **options}
         stream_options = body.get("stream_options") or {}
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        return cls(
-            model=model,
-            messages=messages,
-            stream=bool(body.get("stream", False)),
-            include_usage=bool(
-                isinstance(stream_options, dict) and stream_options.get("include_usage")
-            ),
-            max_tokens=_int_or_none(max_tokens, "max_tokens", 1),
-            profile=profile,
-            text=text,
-            seed=_int_or_none(seed, "seed", -(2**63)),
-            speed=float(speed),
-            chunks=_int_or_none(options.get("chunks"), "streamscope.chunks", 0),
-            drop_after=_int_or_none(options.get("drop_after"), "streamscope.drop_after", 0),
-            stall_after=_int_or_none(options.get("stall_after"), "streamscope.stall_after", 0),
-            stall_s=float(stall_s),
-            error=_int_or_none(options.get("error"), "streamscope.error", 400, 599),
-        )
+        try:
+            return cls(
+                model=model,
+                messages=messages,
+                stream=bool(body.get("stream", False)),
+                include_usage=bool(
+                    isinstance(stream_options, dict) and stream_options.get("include_usage")
+                ),
+                max_tokens=int_or_none(
+                    body.get("max_completion_tokens", body.get("max_tokens")), "max_tokens", 1
+                ),
+                options=SimOptions.parse({**(defaults or {}), **options}),
+            )
+        except InvalidOption as e:
+            raise ApiError(400, e.message, param=e.param) from None
 
     def prompt_text(self) -> str:
         """The text of every message, joined (what prompt_tokens counts)."""
@@ -252,65 +199,12 @@ class SimRequest:
 
 
 # --------------------------------------------------------------------------
-# The send log
-
-
-@dataclass
-class SendLog:
-    """Ground truth for one response, filled in while it is sent.
-
-    ``sent_ns[i]`` is ``time.perf_counter_ns()`` right after the ``sendall`` of
-    content chunk ``i`` returned; ``chunks[i]`` is its text. ``t0_ns`` is taken
-    when the request body had been read: the TTFT delay counts from there.
-    """
-
-    id: str
-    profile: str
-    text: str
-    """The sample text's name."""
-    seed: int | None
-    speed: float
-    stream: bool
-    include_usage: bool
-    t0_ns: int
-    sent_ns: list[int] = field(default_factory=list)
-    chunks: list[str] = field(default_factory=list)
-    status: str = "sending"
-    """``sending``, then ``complete``, ``dropped`` (``drop_after``) or ``client_gone``."""
-    finish_reason: str | None = None
-    completion_tokens: int | None = None
-    prompt_tokens: int | None = None
-    done_ns: int | None = None
-    """When the last byte of the response had been handed to the socket."""
-
-    def content(self) -> str:
-        """Everything sent as content, concatenated."""
-        return "".join(self.chunks)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["sent_ns"] = list(self.sent_ns)
-        data["chunks"] = list(self.chunks)
-        return data
-
-
-# --------------------------------------------------------------------------
 # The handler
 
 
-def _sleep_until(deadline_ns: int) -> None:
-    remaining = deadline_ns - time.perf_counter_ns()
-    if remaining > 0:
-        time.sleep(remaining / 1e9)
-
-
 def _frame(event: str) -> bytes:
-    """One SSE event as one HTTP chunk: ``<hex length>\\r\\n<payload>\\r\\n``."""
-    payload = f"data: {event}\n\n".encode()
-    return b"%x\r\n%s\r\n" % (len(payload), payload)
-
-
-_LAST_CHUNK = b"0\r\n\r\n"
+    """One SSE event (``data: ...``) as one HTTP chunk."""
+    return http_chunk(f"data: {event}\n\n".encode())
 
 
 class _Padding:
@@ -360,8 +254,7 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     }
 
 
-def _new_id(prefix: str) -> str:
-    return prefix + "".join(_ids.choices(_ALNUM, k=29))
+_new_id = new_id
 
 
 def _fingerprint(profile: str) -> str:
@@ -381,12 +274,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- plain JSON answers
 
-    def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+    def _send_json(
+        self,
+        status: int,
+        data: Any,
+        headers: dict[str, str] | None = None,
+        id_header: str | None = "x-request-id",
+    ) -> None:
+        """Answer with ``data`` as JSON, and a fresh request id in ``id_header`` (if any)."""
         body = json.dumps(data, ensure_ascii=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-request-id", _new_id("req_"))
+        if id_header:
+            self.send_header(id_header, _new_id("req_"))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
@@ -397,6 +298,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _path(self) -> str:
         return self.path.split("?", 1)[0]
+
+    def _send_whole(self, data: bytes, headers: Callable[[str], None]) -> None:
+        """A whole JSON answer; ``headers(content_type)`` starts the format's headers."""
+        headers("application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.connection.sendall(data)
+
+    def _respond(self, log: SendLog, respond: Callable[[], bool]) -> None:
+        """Keep ``log`` (for the sendlog route) and run ``respond``, which sends the
+        response and returns False when it dropped the connection on purpose."""
+        self.server.sim._add_log(log)
+        try:
+            if not respond():
+                self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            log.status = "client_gone"
+            self.close_connection = True
 
     # ---- routes
 
@@ -424,6 +343,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         t0 = time.perf_counter_ns()
+        if path in anthropic.PATHS:
+            anthropic.handle(self, path, raw, t0)
+            return
         if path not in (COMPLETIONS_PATH, "/chat/completions"):
             self._send_error(ApiError(404, f"Invalid URL (POST {path})"))
             return
@@ -436,48 +358,32 @@ class _Handler(BaseHTTPRequestHandler):
                     "We could not parse the JSON body of your request. (HINT: This likely "
                     "means you aren't using your HTTP library correctly.)",
                 ) from None
-            request = SimRequest.parse(body)
+            request = SimRequest.parse(body, self.server.sim.defaults)
         except ApiError as e:
             self._send_error(e)
             return
-        if request.error is not None:
+        if request.options.error is not None:
             # retry-after-ms keeps the openai client's automatic retries of 429/5xx short.
-            self._send_error(simulated_error(request.error), {"retry-after-ms": "1"})
+            self._send_error(simulated_error(request.options.error), {"retry-after-ms": "1"})
             return
         self._complete(request, t0)
 
     # ---- the completion
 
     def _complete(self, request: SimRequest, t0: int) -> None:
-        profile = profiles.get_profile(request.profile)
-        plan = profiles.plan(
-            profiles.sample_text(request.text),
-            profile,
-            seed=request.seed,
-            chunks=request.chunks,
-            max_tokens=request.max_tokens,
-        )
-        completion_id = _new_id("chatcmpl-")
-        log = SendLog(
-            id=completion_id,
-            profile=profile.name,
-            text=request.text,
-            seed=request.seed,
-            speed=request.speed,
+        options = request.options
+        plan = options.plan(profiles.sample_text(options.text), max_tokens=request.max_tokens)
+        log = SendLog.begin(
+            _new_id("chatcmpl-"),
+            options,
+            t0,
             stream=request.stream,
             include_usage=request.include_usage,
-            t0_ns=t0,
         )
-        self.server.sim._add_log(log)
-        delays = profile.delays(request.seed) if request.speed > 0 else None
-        try:
-            if request.stream:
-                self._stream(request, plan, log, delays)
-            else:
-                self._whole(request, plan, log, delays)
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            log.status = "client_gone"
-            self.close_connection = True
+        if request.stream:
+            self._respond(log, lambda: self._stream(request, plan, log))
+        else:
+            self._respond(log, lambda: self._whole(request, plan, log))
 
     def _headers(self, content_type: str) -> None:
         self.send_response(200)
@@ -486,88 +392,53 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("openai-version", "2020-10-01")
         self.send_header("openai-processing-ms", "0")
 
-    def _drop(self, log: SendLog) -> None:
-        """Close the connection mid-body, as a failing network would (a FIN, no last chunk)."""
-        log.status = "dropped"
-        log.done_ns = time.perf_counter_ns()
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def _stream(
-        self, request: SimRequest, plan: profiles.Plan, log: SendLog, delays: Iterator[float] | None
-    ) -> None:
+    def _stream(self, request: SimRequest, plan: profiles.Plan, log: SendLog) -> bool:
         self._headers("text/event-stream; charset=utf-8")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()  # one sendall: the client sees the headers at once
 
         send = self.connection.sendall
-        perf = time.perf_counter_ns
-        sent_ns = log.sent_ns
-        texts = log.chunks
         pad = _Padding()
         usage_null = ',"usage":null' if request.include_usage else ""
         head = (
             f'{{"id":"{log.id}","object":"chat.completion.chunk","created":{int(time.time())},'
             f'"model":{json.dumps(request.model)},"service_tier":"default",'
-            f'"system_fingerprint":"{_fingerprint(request.profile)}",'
+            f'"system_fingerprint":"{_fingerprint(log.profile)}",'
             '"choices":[{"index":0,"delta":'
         )
         content_tail = ',"logprobs":null,"finish_reason":null}]' + usage_null + ',"obfuscation":"'
         dumps = json.dumps
-        drop_after = request.drop_after
-        stall_after = request.stall_after
-        speed = request.speed
-        due = log.t0_ns
         role_sent = False
 
-        def send_role() -> None:
-            send(
-                _frame(
-                    head
-                    + '{"role":"assistant","content":"","refusal":null}'
-                    + content_tail
-                    + pad.other()
-                    + '"}'
-                )
+        def opening(kind: str | None) -> bytes:
+            """The role-only chunk, once, right before the first content chunk."""
+            nonlocal role_sent
+            if role_sent:
+                return b""
+            role_sent = True
+            return _frame(
+                head
+                + '{"role":"assistant","content":"","refusal":null}'
+                + content_tail
+                + pad.other()
+                + '"}'
             )
 
-        for i, text in enumerate(plan.chunks()):
-            if delays is not None:
-                due += int(next(delays) / speed * 1e9)
-                _sleep_until(due)
-            if not role_sent:
-                send_role()
-                role_sent = True
-            if i == drop_after:
-                self._drop(log)
-                return
-            if i == stall_after:
-                # A silent server: real seconds, whatever the speed, then carry on.
-                stall_ns = int(request.stall_s * 1e9)
-                _sleep_until(max(due, perf()) + stall_ns)
-                due += stall_ns
+        def frame(kind: str, text: str) -> bytes:
             escaped = dumps(text, ensure_ascii=False)
-            send(
-                _frame(
-                    head
-                    + '{"content":'
-                    + escaped
-                    + "}"
-                    + content_tail
-                    + pad.for_content(len(escaped) - 2)
-                    + '"}'
-                )
+            return _frame(
+                head
+                + '{"content":'
+                + escaped
+                + "}"
+                + content_tail
+                + pad.for_content(len(escaped) - 2)
+                + '"}'
             )
-            sent_ns.append(perf())
-            texts.append(text)
-        if not role_sent:
-            if delays is not None:
-                _sleep_until(due + int(next(delays) / speed * 1e9))
-            send_role()
-        if drop_after is not None:
-            self._drop(log)  # fewer chunks than drop_after: drop before the finish chunk
-            return
+
+        chunks = zip(repeat(TEXT), plan.chunks())
+        if not send_paced(self.connection, log, request.options, chunks, frame, opening):
+            return False
 
         log.finish_reason = plan.finish_reason
         log.completion_tokens = plan.completion_tokens
@@ -597,24 +468,18 @@ class _Handler(BaseHTTPRequestHandler):
                     + '"}'
                 )
             )
-        send(_frame("[DONE]") + _LAST_CHUNK)
-        log.done_ns = perf()
+        send(_frame("[DONE]") + LAST_CHUNK)
+        log.done_ns = time.perf_counter_ns()
         log.status = "complete"
+        return True
 
-    def _whole(
-        self, request: SimRequest, plan: profiles.Plan, log: SendLog, delays: Iterator[float] | None
-    ) -> None:
+    def _whole(self, request: SimRequest, plan: profiles.Plan, log: SendLog) -> bool:
         """``stream: false``: wait as long as the stream would take, then answer at once."""
         content = plan.text()
-        if delays is not None:
-            total = sum(next(delays) for _ in range(max(plan.n_chunks, 1)))
-            _sleep_until(log.t0_ns + int(total / request.speed * 1e9))
-        if request.drop_after is not None:
-            self._drop(log)  # no response at all
-            return
-        log.prompt_tokens = profiles.count_tokens(request.prompt_text())
-        log.completion_tokens = plan.completion_tokens
-        log.finish_reason = plan.finish_reason
+        if not wait_whole(self.connection, log, request.options, plan.n_chunks):
+            return False
+        prompt_tokens = profiles.count_tokens(request.prompt_text())
+        log.settle(prompt_tokens, plan.completion_tokens, plan.finish_reason)
         body = {
             "id": log.id,
             "object": "chat.completion",
@@ -633,19 +498,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "finish_reason": plan.finish_reason,
                 }
             ],
-            "usage": _usage(log.prompt_tokens, plan.completion_tokens),
+            "usage": _usage(prompt_tokens, plan.completion_tokens),
             "service_tier": "default",
-            "system_fingerprint": _fingerprint(request.profile),
+            "system_fingerprint": _fingerprint(log.profile),
         }
-        data = json.dumps(body, ensure_ascii=False).encode()
-        self._headers("application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.connection.sendall(data)
-        log.sent_ns.append(time.perf_counter_ns())
-        log.chunks.append(content)
-        log.done_ns = log.sent_ns[-1]
-        log.status = "complete"
+        self._send_whole(json.dumps(body, ensure_ascii=False).encode(), self._headers)
+        record_whole(log, [(TEXT, content)])
+        return True
 
 
 # --------------------------------------------------------------------------
@@ -670,9 +529,23 @@ class SimServer:
 
     ``SimServer().start()`` serves from a daemon thread; ``serve_forever()`` in
     the foreground. ``port=0`` picks a free ephemeral port.
+
+    ``defaults`` holds simulator options (the names of :data:`~.engine.SIM_OPTIONS`,
+    e.g. ``{"profile": "claude-haiku", "seed": 1}``) for requests that do not set
+    them, on both routes: clients such as llm-anthropic cannot send the
+    ``"streamscope"`` object. A bad value raises :class:`~.engine.InvalidOption`.
     """
 
-    def __init__(self, port: int = 0, *, host: str = "127.0.0.1", verbose: bool = False) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        verbose: bool = False,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.defaults: dict[str, Any] = {k: v for k, v in (defaults or {}).items() if v is not None}
+        SimOptions.parse(self.defaults, prefix="")  # fail here, not on every request
         self.verbose = verbose
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.sim = self
@@ -743,7 +616,8 @@ class SimServer:
             self.last_completion_id = log.id
 
     def send_log(self, completion_id: str) -> SendLog:
-        """The send log of one response, by its ``chatcmpl-...`` id (KeyError if unknown)."""
+        """The send log of one response, by its ``chatcmpl-...`` or ``msg_...`` id
+        (KeyError if unknown)."""
         with self._logs_lock:
             return self._logs[completion_id]
 
