@@ -507,7 +507,7 @@ def machine() -> dict:
 def p8_anthropic(tmp: Path, rounds: int) -> list[dict]:
     """P8 through the real llm-anthropic plugin, pointed at a simulator of its own whose
     defaults make every response the same claude-haiku-paced stream."""
-    with SimServer("--profile", "claude-haiku", "--seed", "3", "--chunks", "40") as claude:
+    with SimServer("--profile", "claude-haiku", "--seed", "4", "--chunks", "40") as claude:
 
         def env_for(user_path: Path) -> dict[str, str]:
             return {
@@ -560,7 +560,7 @@ def main() -> int:
                     "simulator, OpenAI chat format",
                     lambda path: child_env(path, sim),
                     SIM_MODEL,
-                    sim_options(40, 5, 1.0),
+                    sim_options(40, 9, 1.0),
                     tmp,
                     p8_rounds,
                 ),

@@ -142,7 +142,6 @@ def run(
             except llm.NeedsKeyException as ex:
                 raise click.ClickException(str(ex)) from None
         prompt_kwargs["key"] = key
-    prompt = _read_prompt(prompt)
 
     exact = bool(encoding_name)
     if not encoding_name:
@@ -151,9 +150,17 @@ def run(
     if callable(prepare):
         prepare()  # e.g. the simulator starts its server before the clock starts
     try:
-        # Before the request: it loads in its own process while the request is in
-        # flight, and an encoding that cannot load fails here, not after the stream.
+        # It loads in its own process while this one gets the request ready, and
+        # must be ready before the request leaves: loading anywhere on the machine
+        # while the request is in flight shows in its timings. An encoding that
+        # cannot load fails here, before the request.
         tokenizer = start_tokenizer(encoding_name)
+        try:
+            prompt = _read_prompt(prompt)
+            tokenizer.wait_ready()
+        except BaseException:
+            tokenizer.close()
+            raise
     except encodings.EncodingError as ex:
         raise click.ClickException(str(ex)) from None
 

@@ -396,11 +396,14 @@ class TraceWriter:
         db = None
         try:
             self.arrivals.flowing.wait()
-            if self._unwritten_row is not None:  # the database was busy: wait for it now
-                self._insert_trace_row(self._unwritten_row, BUSY_TIMEOUT_S)
-                self._unwritten_row = None
-            db = connect(self.path)
+            # Nothing right after the first event either: the client is reading the
+            # second one. The first write, and any connecting, waits a flush interval.
             while not self._stop.wait(FLUSH_INTERVAL_S):
+                if db is None:
+                    if self._unwritten_row is not None:  # the database was busy: wait now
+                        self._insert_trace_row(self._unwritten_row, BUSY_TIMEOUT_S)
+                        self._unwritten_row = None
+                    db = connect(self.path)
                 self._flush(db)
         except (StoreError, sqlite3.Error, OSError) as ex:
             self.error = self.error or self._describe(ex)
@@ -456,13 +459,17 @@ class TraceWriter:
             raise StoreError(self.error or "the trace was never started")
         db = None
         try:
+            if self._unwritten_row is not None:  # the database was busy all along
+                self._insert_trace_row(self._unwritten_row, BUSY_TIMEOUT_S)
             db = connect(self.path)
             with write_transaction(db):
-                # What the thread has not written yet (kinds that are not model
-                # output keep these rows: they are not aligned) ...
-                _insert_fragments(db, trace.id, _fragment_rows(trace.fragments[self._written :]))
-                if alignment is not None:  # ... then every aligned row, with its tokens
+                unwritten = trace.fragments[self._written :]
+                if alignment is not None:  # every aligned row again, now with its tokens
                     _insert_fragments(db, trace.id, _aligned_rows(alignment))
+                    unwritten = tuple(f for f in unwritten if f.kind not in KINDS)
+                # What the thread has not written and the alignment does not cover:
+                # kinds that are not model output, or everything without an encoding.
+                _insert_fragments(db, trace.id, _fragment_rows(unwritten))
                 turn_id = None
                 if response is not None:
                     turn_id = self._log_llm_record(db, response)

@@ -1,26 +1,27 @@
 """Tokens for the alignment, from a process that never shares the capture's GIL.
 
-Loading o200k_base costs ~0.35 s of CPU, and tiktoken builds its Rust CoreBPE
-(~110 ms) holding the interpreter lock in one piece. In the process that times a
-stream, any of that work overlapping the request is taken from llm's client:
-with the encoding loading in a thread, a replayed Anthropic stream showed llm's
-setup at 122-297 ms instead of ~50 ms, TTFT up by 33-230 ms and two deltas sent
-10 ms apart read as one. So a run asks a ``TokenizerProcess`` instead: a helper
-process, started before the request, loads the encoding with the same offline
-cache rules (``encodings.get_encoding``) on a thread at the lowest CPU priority
-the system offers (``SCHED_IDLE``: it runs only on a core nothing else wants),
-and answers tokenize requests, in order, over a pipe, whenever they come: once
-the stream has ended, or while it streams for a live view. The capturing
-process only reads the answer; its own interpreter never runs a tokenizer line
-while a request is in flight. Should the load still be going on when the stream
-has ended (a busy machine starves an idle-priority thread), the run stops
-waiting after ``LOCAL_FALLBACK_S`` and loads the encoding itself.
+Loading o200k_base costs ~0.35 s of CPU, ~110 ms of it (tiktoken's Rust CoreBPE
+build) holding the interpreter lock in one piece. Loaded in a thread of the
+capturing process while a request was in flight, it showed in every timing: a
+replayed Anthropic stream measured llm's setup at 122-297 ms instead of ~50 ms,
+TTFT up by 33-230 ms, and two deltas sent 10 ms apart read as one. Moved to a
+process of its own, it still showed: on two cores its CPU work alone (even at
+idle priority) delayed the first event by 1-7 ms. So a run starts a
+``TokenizerProcess`` as early as it can, lets it load (with the same offline
+cache rules: ``encodings.get_encoding``) while the run prepares its request, and
+waits for it (``wait_ready``) before the request leaves: nothing of
+streamscope's runs anywhere while a request is in flight. The process then
+answers tokenize requests over a pipe, in order, whenever they come: once the
+stream has ended, or (for a live view) while it streams, without taking the
+capturing process's interpreter lock.
 
 ``LocalTokenizer`` answers the same calls in-process, for commands that have no
 request in flight (``show``, ``export``) and for an encoding this process has
 loaded anyway (the in-process simulator tokenizes its samples with it).
 
-    >>> tokenizer = start_tokenizer("o200k_base")   # before the request
+    >>> tokenizer = start_tokenizer("o200k_base")   # as early as possible
+    >>> ...                                          # prepare the request
+    >>> tokenizer.wait_ready()                       # before it leaves
     >>> ...                                          # the stream
     >>> tokenizer.tokenize(["hello world"])
     [(array('I', [24912, 2375]), array('I', [5, 6]))]
@@ -30,12 +31,9 @@ loaded anyway (the in-process simulator tokenizes its samples with it).
 from __future__ import annotations
 
 import contextlib
-import os
-import select
 import struct
 import subprocess
 import sys
-import threading
 from array import array
 from collections.abc import Sequence
 from functools import lru_cache
@@ -52,14 +50,15 @@ Tokens = tuple[Sequence[int], Sequence[int]]
 
 _U32 = struct.Struct("=I")  # both ends are on one machine: native order
 _READY = b"R"
-LOCAL_FALLBACK_S = 0.25
-"""How long a run waits, once its stream has ended, for a process still loading
-before it loads the encoding itself."""
 _FAILED = b"E"
 
 
 class Tokenizer(Protocol):
     name: str
+
+    def wait_ready(self) -> None:
+        """Wait until tokenize() can answer at once; raises EncodingError if it never can."""
+        ...
 
     def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
         """Ids and byte sizes of each text's tokens (special-token text is ordinary text)."""
@@ -69,26 +68,18 @@ class Tokenizer(Protocol):
 
 
 def start_tokenizer(name: str) -> Tokenizer:
-    """A tokenizer for encoding ``name`` that costs the calling process nothing now.
+    """A tokenizer for encoding ``name``, starting to load at once.
 
     In-process when this process has the encoding loaded already; otherwise a
-    ``TokenizerProcess``, which starts loading at once. An encoding whose data
-    does not ship with streamscope (and so may need a download, or be missing)
-    is waited for here, so that a failure is reported before any request is sent.
-    Raises EncodingError for a name tiktoken does not know, or one that fails to load.
+    ``TokenizerProcess``. Call ``wait_ready()`` before sending a request: it
+    returns once the encoding has loaded, and raises EncodingError for one that
+    cannot load. Raises EncodingError at once for a name tiktoken does not know.
     """
     encodings.check_encoding_name(name)
     loaded = encodings.loaded_encoding(name)
     if loaded is not None:
         return LocalTokenizer(loaded)
-    process = TokenizerProcess(name)
-    if not encodings.ships_offline(name):
-        try:
-            process.wait_ready()
-        except EncodingError:
-            process.close()
-            raise
-    return process
+    return TokenizerProcess(name)
 
 
 class LocalTokenizer:
@@ -97,6 +88,9 @@ class LocalTokenizer:
     def __init__(self, encoding: tiktoken.Encoding) -> None:
         self.name = encoding.name
         self.encoding = encoding
+
+    def wait_ready(self) -> None:
+        pass
 
     def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
         return [tokens_of(self.encoding, text) for text in texts]
@@ -152,9 +146,8 @@ class TokenizerProcess:
         self.name = name
         self._ready = False
         self._error: EncodingError | None = None
-        self._local: LocalTokenizer | None = None
-        # No preexec_fn (the child lowers its own priority): subprocess can then
-        # vfork, so the start costs this process a fraction of a millisecond.
+        # No preexec_fn: subprocess can then vfork, so the start costs this
+        # process a fraction of a millisecond.
         self._process = subprocess.Popen(
             [sys.executable, "-m", "llm_streamscope.tokenizer", name],
             stdin=subprocess.PIPE,
@@ -162,27 +155,20 @@ class TokenizerProcess:
             stderr=subprocess.DEVNULL,
         )
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Wait until the encoding is loaded; raises EncodingError if it could not be.
-
-        Returns False if ``timeout`` seconds passed first (the load goes on).
-        """
+    def wait_ready(self) -> None:
         if self._ready:
-            return True
+            return
         if self._error is None:
-            if timeout is not None and not select.select([self._stdout], [], [], timeout)[0]:
-                return False
             try:
                 status = _read_exact(self._stdout, 1)
                 if status != _READY:
                     message = _read_exact(self._stdout, _read_u32(self._stdout))
                     self._error = EncodingError(message.decode("utf-8", "replace"))
-            except EncodingError as ex:
-                self._error = ex
+            except EncodingError:
+                self._error = self._gone()
         if self._error is not None:
             raise self._error
         self._ready = True
-        return True
 
     @property
     def _stdout(self) -> IO[bytes]:
@@ -190,13 +176,7 @@ class TokenizerProcess:
         return self._process.stdout
 
     def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
-        if self._local is None and not self.wait_ready(LOCAL_FALLBACK_S):
-            # Still loading at idle priority: the machine is busy, or the stream was
-            # short. The stream is over, so loading here costs the capture nothing.
-            self._local = LocalTokenizer(encodings.get_encoding(self.name))
-            self.close()
-        if self._local is not None:
-            return self._local.tokenize(texts)
+        self.wait_ready()
         stdin = self._process.stdin
         assert stdin is not None
         try:
@@ -254,43 +234,10 @@ def _read_tokens(stream: IO[bytes]) -> Tokens:
 # ====================
 
 
-def _lower_priority() -> None:
-    """This thread runs only on a core nothing else wants (SCHED_IDLE), or at nice 19."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
-        return
-    except (AttributeError, OSError):
-        pass
-    with contextlib.suppress(AttributeError, OSError):
-        os.nice(19)
-
-
-def _load_at_idle_priority(name: str) -> tiktoken.Encoding:
-    """Load on a thread of its own, at idle priority: priorities are per thread, and an
-    unprivileged thread cannot raise its own again, so the main thread, which serves
-    the requests once the stream has ended, keeps the usual one."""
-    outcome: list[tiktoken.Encoding | BaseException] = []
-
-    def load() -> None:
-        _lower_priority()
-        try:
-            encoding = encodings.get_encoding(name)
-            token_sizes(encoding)  # built here too, not on the first request
-            outcome.append(encoding)
-        except BaseException as ex:
-            outcome.append(ex)
-
-    loader = threading.Thread(target=load, name="streamscope-tokenizer-load")
-    loader.start()
-    loader.join()
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
-
-
 def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
     try:
-        encoding = _load_at_idle_priority(name)
+        encoding = encodings.get_encoding(name)
+        token_sizes(encoding)  # built now, not on the first request
     except Exception as ex:  # one line for the user, whatever went wrong
         message = str(ex) if isinstance(ex, EncodingError) else encodings.describe_error(ex)
         data = message.encode("utf-8", "replace")

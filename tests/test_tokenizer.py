@@ -1,7 +1,6 @@
 """The tokenizer off the capture's interpreter lock: a helper process, and the proof
-that nothing of streamscope's runs in the capturing process while a request waits."""
+that nothing of streamscope's runs while a request waits for its first event."""
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -96,39 +95,14 @@ def test_the_process_seeds_the_cache_by_the_same_rules(tmp_path, monkeypatch, no
     )
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
-def test_the_load_runs_at_idle_priority_and_serving_does_not(monkeypatch):
-    from llm_streamscope import tokenizer
-
-    seen = {}
-
-    def get_encoding_spy(name):
-        seen["loading"] = os.sched_getscheduler(0)  # 0: the calling thread
-        return get_encoding("o200k_base")
-
-    monkeypatch.setattr(encodings, "get_encoding", get_encoding_spy)
-    assert tokenizer._load_at_idle_priority("o200k_base") is get_encoding("o200k_base")
-    assert seen["loading"] == os.SCHED_IDLE
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the serving thread keeps its own
-
-
-def test_a_process_still_loading_when_the_stream_ends_is_replaced(monkeypatch, no_downloads):
-    from llm_streamscope import tokenizer
-
-    monkeypatch.setattr(tokenizer, "LOCAL_FALLBACK_S", 0.0)
-    process = TokenizerProcess("cl100k_base")  # it cannot be ready after 0 s
-    got = process.tokenize(["hello world"])
-    assert [(list(i), list(s)) for i, s in got] == [([15339, 1917], [5, 6])]
-    assert process._process.wait(5) != 0  # killed: its work was no longer wanted
-
-
 def test_unknown_and_unavailable_encodings_fail_before_any_request(no_downloads):
     with pytest.raises(EncodingError, match="Unknown encoding 'foo'"):
         start_tokenizer("foo")
-    # Valid, but its data does not ship offline and cannot be downloaded here:
-    # start_tokenizer waits for the process and reports it at once.
+    # Valid, but its data does not ship offline and cannot be downloaded here.
+    tokenizer = start_tokenizer("r50k_base")
     with pytest.raises(EncodingError, match=r"r50k_base.*offline"):
-        start_tokenizer("r50k_base")
+        tokenizer.wait_ready()
+    tokenizer.close()
 
 
 def test_a_process_that_dies_gives_one_error(no_downloads):
@@ -169,10 +143,15 @@ def sim_url():
 def test_nothing_of_streamscope_runs_between_the_request_and_the_first_event(
     sim_url, monkeypatch, not_loaded_here, no_downloads, isolated_env
 ):
-    from llm_streamscope import tokenizer
-
     monkeypatch.setenv("STREAMSCOPE_SIM_URL", sim_url)
-    monkeypatch.setattr(tokenizer, "LOCAL_FALLBACK_S", 60)  # this test shares the machine
+    ready_at = []
+    real_wait_ready = TokenizerProcess.wait_ready
+
+    def wait_ready(self):
+        real_wait_ready(self)
+        ready_at.append(time.perf_counter_ns())
+
+    monkeypatch.setattr(TokenizerProcess, "wait_ready", wait_ready)
     calls = []
 
     def profile(frame, event, arg):
@@ -216,6 +195,9 @@ def test_nothing_of_streamscope_runs_between_the_request_and_the_first_event(
     assert during == []
     # The watchers did run, once the stream flowed: the profile saw them.
     assert {"streamscope-writer", "streamscope-live", "streamscope-timeout"} <= after
+    # The helper process had loaded before the request left: from then on it
+    # only waits for work, which comes once the stream has ended.
+    assert ready_at and ready_at[0] < request_left
     # And the encoding was never built in this process: the helper process tokenized.
     assert not_loaded_here == []
     assert tokens == 30
