@@ -507,7 +507,7 @@ def machine() -> dict:
 def p8_anthropic(tmp: Path, rounds: int) -> list[dict]:
     """P8 through the real llm-anthropic plugin, pointed at a simulator of its own whose
     defaults make every response the same claude-haiku-paced stream."""
-    with SimServer("--profile", "claude-haiku", "--seed", "4", "--chunks", "40") as claude:
+    with SimServer("--profile", "claude-haiku", "--seed", "1", "--chunks", "40") as claude:
 
         def env_for(user_path: Path) -> dict[str, str]:
             return {
@@ -542,7 +542,7 @@ def main() -> int:
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as d, SimServer() as sim:
         tmp = Path(d)
-        p8_rounds = 2 if quick else 9
+        p8_rounds = 2 if quick else 15
         steps = {
             "P1": lambda: [p1_throughput(sim, tmp, 2_000 if quick else 20_000, 1 if quick else 5)],
             "P2": lambda: p2_gap_fidelity(
