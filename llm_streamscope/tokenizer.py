@@ -137,9 +137,9 @@ def token_sizes(encoding: tiktoken.Encoding) -> list[int] | None:
 class TokenizerProcess:
     """A helper process holding encoding ``name``: ``python -m llm_streamscope.tokenizer NAME``.
 
-    Started by the constructor; it loads at once. ``tokenize`` waits for the load
-    (the pipe read blocks in C, holding no lock) and raises the load's
-    EncodingError if it failed.
+    Started by the constructor; it loads at once. ``wait_ready`` (and ``tokenize``)
+    wait for the load in a pipe read, which blocks in C holding no lock, and raise
+    the load's EncodingError if it failed.
     """
 
     def __init__(self, name: str) -> None:
@@ -187,9 +187,7 @@ class TokenizerProcess:
                 stdin.write(data)
             stdin.flush()
             return [_read_tokens(self._stdout) for _ in texts]
-        except (OSError, ValueError) as ex:  # a broken pipe, or the pipe closed
-            raise self._gone() from ex
-        except EncodingError as ex:
+        except (OSError, ValueError, EncodingError) as ex:  # a broken or closed pipe
             raise self._gone() from ex
 
     def _gone(self) -> EncodingError:
@@ -238,6 +236,9 @@ def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
     try:
         encoding = encodings.get_encoding(name)
         token_sizes(encoding)  # built now, not on the first request
+        # encode_ordinary needs only tiktoken's Rust CoreBPE: its Python copy of
+        # the ranks (26 MiB for o200k_base) is dropped while the process waits.
+        encoding._mergeable_ranks = {}
     except Exception as ex:  # one line for the user, whatever went wrong
         message = str(ex) if isinstance(ex, EncodingError) else encodings.describe_error(ex)
         data = message.encode("utf-8", "replace")
