@@ -151,9 +151,10 @@ def capture(
     # where the pass those allocations trigger falls depends on all the process
     # did before. In streamscope's process a ~1.6 ms pass fell on the first event
     # (TTFT +1.7 ms, TTST -1.7 ms against plain llm, whose same pass fell inside
-    # setup). Deferred, it runs after the second event, in one gap of many. (Off
-    # from the start of setup instead, setup itself grew by 40-70 ms in half the
-    # runs: so it goes off at the socket connect, see _on_audit.)
+    # setup). Deferred, it is not needed at all: what llm allocated by the second
+    # event lives as long as the stream, and is frozen then. (Off from the start
+    # of setup instead, setup itself grew by 40-70 ms in half the runs: so it goes
+    # off at the socket connect, see _on_audit.)
     collecting = gc.isenabled()
     _collector_off_at_connect[0] = collecting
     # llm's model.prompt() is lazy: the request starts with the first next() below.
@@ -180,6 +181,9 @@ def capture(
                     on_event(event, t)
                 break
             _collector_off_at_connect[0] = False
+            # What llm built for this request lives as long as the stream: frozen
+            # too, so no pass has to walk it when the collector comes back.
+            gc.freeze()
             if collecting:
                 gc.enable()
             for event in stream:
