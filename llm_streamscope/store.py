@@ -466,7 +466,7 @@ class TraceWriter:
                 unwritten = trace.fragments[self._written :]
                 if alignment is not None:  # every aligned row again, now with its tokens
                     _insert_fragments(db, trace.id, _aligned_rows(alignment))
-                    unwritten = tuple(f for f in unwritten if f.kind not in KINDS)
+                    unwritten = tuple(f for f in unwritten if not f.is_model_output)
                 # What the thread has not written and the alignment does not cover:
                 # kinds that are not model output, or everything without an encoding.
                 _insert_fragments(db, trace.id, _fragment_rows(unwritten))
@@ -609,19 +609,9 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
         usage_output=row["usage_output"],
         turn_id=row["turn_id"],
         options=json_column(row, "options_json")[0] or {},
-        usage_details=_usage_details(row.get("usage_json")),
+        usage_details=json_column(row, "usage_json")[0],
     )
     return trace, row
-
-
-def _usage_details(stored: str | None) -> dict | None:
-    """The stored usage details; None when absent or unreadable (they are only used
-    to compare token counts, so a bad value must not make the trace unreadable)."""
-    try:
-        details = json.loads(stored) if stored else None
-    except ValueError:
-        return None
-    return details if isinstance(details, dict) else None
 
 
 def stored_alignment_rows(db: sqlite_utils.Database, trace_id: str) -> dict[int, tuple]:
