@@ -21,38 +21,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from .trace import (
     STATUS_COMPLETE,
     STATUS_ERROR,
     STATUS_INTERRUPTED,
+    Arrivals,
     Fragment,
     Trace,
     clean_text,
     is_clean,
+    one_line,
 )
-
-
-@dataclass
-class Arrivals:
-    """What a capture has received so far: llm's events and their arrival times.
-
-    Filled by ``capture`` as the stream arrives (appends only, never rewritten), so
-    other threads can read it while it grows: the trace writer, the stall watchdog.
-    """
-
-    events: list[Any] = field(default_factory=list)
-    times: list[int] = field(default_factory=list)
-    flowing: threading.Event = field(default_factory=threading.Event)
-    """Set once the first event has arrived, or the stream has ended without one.
-
-    Helper threads (the trace writer, the live-text flusher, the stall watchdog)
-    block on it before doing anything: while the request waits for its first
-    token, no thread of streamscope's runs a line of Python beside llm's client.
-    """
-
 
 TERMINATED = "terminated (SIGTERM)"
 """The error of a stream that SIGTERM ended (its run exits 143, as the shell's 128 + 15)."""
@@ -76,21 +57,6 @@ def new_trace_id() -> str:
     from ulid import ULID  # python-ulid, a dependency of llm
 
     return str(ULID()).lower()
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one readable line, with its cause when that says more.
-
-    The OpenAI client reports a dropped connection as just "Connection error.";
-    the httpx error behind it says what happened.
-    """
-    message = " ".join(str(error).split()) or type(error).__name__
-    cause = error.__cause__
-    if cause is not None:
-        detail = " ".join(str(cause).split())
-        if detail and detail not in message:
-            message = f"{message} ({detail})"
-    return message if len(message) <= 300 else message[:297] + "..."
 
 
 def new_trace(

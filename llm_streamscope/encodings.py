@@ -425,7 +425,6 @@ def _register(encoding: tiktoken.Encoding) -> tiktoken.Encoding:
 
 def describe_error(error: BaseException) -> str:
     """An exception as one short line: its type and message."""
-    text = " ".join(str(error).split()) or "no details"
-    if len(text) > 200:
-        text = text[:197] + "..."
-    return f"{type(error).__name__}: {text}"
+    from .trace import one_line
+
+    return f"{type(error).__name__}: {one_line(error)}"

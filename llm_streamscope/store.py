@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .capture import one_line
 from .trace import (
     KINDS,
     STATUS_INTERRUPTED,
@@ -42,11 +41,12 @@ from .trace import (
     Fragment,
     Trace,
     clean_text,
+    one_line,
 )
 
 if TYPE_CHECKING:
-    from .capture import Arrivals
     from .stats import Stats
+    from .trace import Arrivals
 
 TRACES = "streamscope_traces"
 FRAGMENTS = "streamscope_fragments"

@@ -8,7 +8,9 @@ while the stream arrives: see ``capture``.)
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -231,3 +233,37 @@ class Alignment:
             for j, fragment in enumerate(s.fragments):
                 positions[fragment.index] = (s, j)
         return positions
+
+
+@dataclass
+class Arrivals:
+    """What a capture has received so far: llm's events and their arrival times.
+
+    Filled by ``capture`` as the stream arrives (appends only, never rewritten), so
+    other threads can read it while it grows: the trace writer, the stall watchdog.
+    """
+
+    events: list[Any] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+    flowing: threading.Event = field(default_factory=threading.Event)
+    """Set once the first event has arrived, or the stream has ended without one.
+
+    Helper threads (the trace writer, the live-text flusher, the stall watchdog)
+    block on it before doing anything: while the request waits for its first
+    token, no thread of streamscope's runs a line of Python beside llm's client.
+    """
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one readable line, with its cause when that says more.
+
+    The OpenAI client reports a dropped connection as just "Connection error.";
+    the httpx error behind it says what happened.
+    """
+    message = " ".join(str(error).split()) or type(error).__name__
+    cause = error.__cause__
+    if cause is not None:
+        detail = " ".join(str(cause).split())
+        if detail and detail not in message:
+            message = f"{message} ({detail})"
+    return message if len(message) <= 300 else message[:297] + "..."
