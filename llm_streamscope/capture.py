@@ -19,8 +19,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from asyncio import CancelledError
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from .trace import (
@@ -37,6 +39,9 @@ from .trace import (
 
 TERMINATED = "terminated (SIGTERM)"
 """The error of a stream that SIGTERM ended (its run exits 143, as the shell's 128 + 15)."""
+INTERRUPTED = "interrupted (Ctrl-C)"
+UNFINISHED = "the stream never finished"
+ABANDONED = "the stream was abandoned"
 
 
 class StreamStopped(BaseException):
@@ -82,6 +87,213 @@ def new_trace(
     )
 
 
+@dataclass(eq=False)
+class Capture:
+    """One response's capture: its events as they arrive, then how its stream ended.
+
+    Filled by ``timed_events`` / ``atimed_events``; ``trace()`` builds the Trace once
+    the stream is over. Until the stream ends its status says it never finished, so
+    a capture that something outside cut short (asyncio cancelling the task, the
+    process ending) still reads honestly.
+    """
+
+    arrivals: Arrivals = field(default_factory=Arrivals)
+    status: str = STATUS_INTERRUPTED
+    error: str | None = UNFINISHED
+    start_ns: int | None = None
+    """perf_counter_ns when llm started the request (the first ``next()``)."""
+    setup_ns: int | None = None
+    """From ``start_ns`` to the socket connect, when one was seen."""
+    end_ns: int | None = None
+    """perf_counter_ns when the stream ended or failed."""
+    stopped: StreamStopped | None = None
+    """Set by the stall watchdog or SIGTERM before they stop the stream."""
+
+    @property
+    def origin_ns(self) -> int | None:
+        """perf_counter_ns of time zero: the request leaving (see ``Trace.setup_ns``)."""
+        if self.start_ns is None:
+            return None
+        return self.start_ns + (self.setup_ns or 0)
+
+    def failed(self, error: BaseException) -> None:
+        """Record how the stream ended early."""
+        if self.stopped is not None:
+            self.status, self.error = self.stopped.status, self.stopped.message
+        elif isinstance(error, StreamStopped):
+            self.status, self.error = error.status, error.message
+        elif isinstance(error, (KeyboardInterrupt, CancelledError)):
+            # asyncio.run turns Ctrl-C into cancelling the task that streams.
+            self.status, self.error = STATUS_INTERRUPTED, INTERRUPTED
+        elif isinstance(error, GeneratorExit):
+            self.status, self.error = STATUS_INTERRUPTED, ABANDONED
+        else:
+            self.status, self.error = STATUS_ERROR, one_line(error)
+
+    def trace(self, header: Trace, response: Any = None) -> Trace:
+        """The finished Trace: ``header`` (from ``new_trace``) with what arrived.
+
+        Usage is read straight off llm's ``response``: ``response.usage()`` would
+        re-run a request that failed part way.
+        """
+        origin = self.origin_ns
+        events, times = self.arrivals.events, self.arrivals.times
+        fragments = tuple(
+            Fragment(i, e.type, e.chunk, t, e.tool_call_id)
+            for i, (e, t) in enumerate(zip(events, times))
+        )
+        if not is_clean("".join(f.text for f in fragments)):
+            fragments = tuple(dataclasses.replace(f, text=clean_text(f.text)) for f in fragments)
+        return dataclasses.replace(
+            header,
+            fragments=fragments,
+            status=self.status,
+            error=self.error,
+            setup_ns=self.setup_ns,
+            end_ns=None if self.end_ns is None or origin is None else self.end_ns - origin,
+            usage_input=getattr(response, "input_tokens", None),
+            usage_output=getattr(response, "output_tokens", None),
+            usage_details=getattr(response, "token_details", None),
+        )
+
+
+def timed_events(
+    events: Iterable[Any],
+    record: Capture,
+    *,
+    timeout_s: float | None = None,
+    on_end: Callable[[Capture], None] | None = None,
+) -> Iterator[Any]:
+    """Pass llm's StreamEvents through, timestamping each the moment it arrives.
+
+    ``events`` is a response's ``stream_events()`` not yet started: llm's prompts
+    are lazy, and the request leaves with the first ``next()``. Events and times go
+    into ``record.arrivals`` (for other threads to read) and ``arrivals.flowing`` is
+    set after the first. A failure of the stream (a provider error, a dropped
+    connection, a stall longer than ``timeout_s``, Ctrl-C, SIGTERM) is recorded and
+    raised on, so that llm stops as it would have; every event received is kept.
+    ``on_end(record)`` runs once the stream is over, however it ended.
+    """
+    clock = time.perf_counter_ns
+    arrivals = record.arrivals
+    keep_event, keep_time = arrivals.events.append, arrivals.times.append
+    stream = iter(events)
+    with _capturing(record, timeout_s, on_end) as started:
+        for event in stream:  # the first event: settle the time origin first
+            t = clock()
+            origin = started(t)
+            keep_event(event)
+            keep_time(t - origin)
+            arrivals.flowing.set()
+            yield event
+            break
+        for event in stream:  # the second event
+            t = clock() - origin
+            keep_event(event)
+            keep_time(t)
+            yield event
+            break
+        _collector_back_on(record)
+        for event in stream:
+            t = clock() - origin
+            keep_event(event)
+            keep_time(t)
+            yield event
+        record.status, record.error = STATUS_COMPLETE, None
+
+
+async def atimed_events(
+    events: AsyncIterable[Any],
+    record: Capture,
+    *,
+    timeout_s: float | None = None,
+    on_end: Callable[[Capture], None] | None = None,
+) -> AsyncIterator[Any]:
+    """``timed_events`` for an async response's ``astream_events()``."""
+    clock = time.perf_counter_ns
+    arrivals = record.arrivals
+    keep_event, keep_time = arrivals.events.append, arrivals.times.append
+    stream = aiter(events)
+    with _capturing(record, timeout_s, on_end) as started:
+        async for event in stream:
+            t = clock()
+            origin = started(t)
+            keep_event(event)
+            keep_time(t - origin)
+            arrivals.flowing.set()
+            yield event
+            break
+        async for event in stream:
+            t = clock() - origin
+            keep_event(event)
+            keep_time(t)
+            yield event
+            break
+        _collector_back_on(record)
+        async for event in stream:
+            t = clock() - origin
+            keep_event(event)
+            keep_time(t)
+            yield event
+        record.status, record.error = STATUS_COMPLETE, None
+
+
+@contextmanager
+def _capturing(
+    record: Capture, timeout_s: float | None, on_end: Callable[[Capture], None] | None
+) -> Iterator[Callable[[int], int]]:
+    """Everything around a capture loop: the clock's start, the collector, the
+    watchdogs, and recording how the stream ended. Yields ``started(t)``, which the
+    loop calls at the first event and which returns the time origin."""
+    connects = _watch_connects()
+    # Everything alive now (modules, llm's models and plugins) outlives the stream:
+    # frozen, the collector's full passes skip it, and such a pass over the whole
+    # heap would otherwise stall a timestamp mid-stream.
+    gc.freeze()
+    # No collection from the request leaving until the second event: llm's client
+    # allocates heavily while it builds (setup) and reads the first event, and
+    # where the pass those allocations trigger falls depends on all the process
+    # did before; in streamscope's process it fell on the first event (TTFT up,
+    # TTST down against plain llm). What llm allocated by the second event lives
+    # as long as the stream, and is frozen then, so the pass is never needed. It
+    # goes off at the socket connect (see _on_audit): off from the start of setup,
+    # llm's own setup grew.
+    _collector_was_on[0] = gc.isenabled()
+    _collector_off_at_connect[0] = _collector_was_on[0]
+    t0 = record.start_ns = time.perf_counter_ns()
+
+    def started(t: int) -> int:
+        record.setup_ns = _first_after(connects, t0)
+        return t0 + (record.setup_ns or 0)
+
+    try:
+        with _stop_on_stall(record, timeout_s), _stop_on_sigterm(record):
+            yield started
+    except BaseException as ex:
+        record.failed(ex)
+        raise
+    finally:
+        record.end_ns = time.perf_counter_ns()
+        _collector_off_at_connect[0] = False
+        if _collector_was_on[0]:
+            gc.enable()
+        gc.unfreeze()
+        record.arrivals.flowing.set()
+        if record.setup_ns is None:  # no event arrived: the connect may still have happened
+            record.setup_ns = _first_after(connects, t0)
+        if on_end is not None:
+            on_end(record)
+
+
+def _collector_back_on(record: Capture) -> None:
+    _collector_off_at_connect[0] = False
+    # What llm built for this request lives as long as the stream: frozen too, so
+    # no pass has to walk it when the collector comes back.
+    gc.freeze()
+    if _collector_was_on[0]:
+        gc.enable()
+
+
 def capture(
     response: Any,
     header: Trace,
@@ -92,107 +304,19 @@ def capture(
 ) -> Trace:
     """Stream ``response`` (an llm ``Response`` not yet iterated) into a ``Trace``.
 
-    ``header`` comes from ``new_trace``. Events and times go into ``arrivals`` (for
-    other threads to read) as they arrive, and ``arrivals.flowing`` is set after the
-    first; ``on_event(event, t_ns)`` is called with each.
-
-    Never raises for a failure of the stream itself: a provider error, a dropped
-    connection, a stall longer than ``timeout_s``, Ctrl-C or SIGTERM end the trace
-    with status ``error`` or ``interrupted`` and keep every fragment received before.
+    ``header`` comes from ``new_trace``; ``on_event(event, t_ns)`` is called with
+    each event. Never raises for a failure of the stream itself: it ends the trace
+    with status ``error`` or ``interrupted``, keeping every fragment received.
     """
-    clock = time.perf_counter_ns
-    arrivals = arrivals if arrivals is not None else Arrivals()
-    events, times = arrivals.events, arrivals.times
-    keep_event, keep_time = events.append, times.append
-    status, error = STATUS_COMPLETE, None
-    stream = iter(response.stream_events())
-    connects = _watch_connects()
-    # Everything alive now (modules, llm's models and plugins) outlives the stream:
-    # frozen, the collector's full passes skip it, and such a pass over the whole
-    # heap would otherwise stall a timestamp mid-stream (measured: ~1.7 ms, p99 of
-    # the gap error from 0.8 to 0.5 ms).
-    gc.freeze()
-    # No collection from the request leaving until the second event: llm's client
-    # allocates heavily while it builds (setup) and reads the first event, and
-    # where the pass those allocations trigger falls depends on all the process
-    # did before. In streamscope's process a ~1.6 ms pass fell on the first event
-    # (TTFT +1.7 ms, TTST -1.7 ms against plain llm, whose same pass fell inside
-    # setup). Deferred, it is not needed at all: what llm allocated by the second
-    # event lives as long as the stream, and is frozen then. (Off from the start
-    # of setup instead, setup itself grew by 40-70 ms in half the runs: so it goes
-    # off at the socket connect, see _on_audit.)
-    collecting = gc.isenabled()
-    _collector_off_at_connect[0] = collecting
-    # llm's model.prompt() is lazy: the request starts with the first next() below.
-    t0 = origin = clock()
-    setup_ns = None
+    record = Capture(arrivals if arrivals is not None else Arrivals())
+    times = record.arrivals.times
     try:
-        with _stop_on_stall(arrivals, timeout_s), _stop_on_sigterm():
-            for event in stream:  # the first event: settle the time origin first
-                t = clock()
-                setup_ns = _first_after(connects, t0)
-                if setup_ns is not None:
-                    origin = t0 + setup_ns
-                keep_event(event)
-                keep_time(t - origin)
-                arrivals.flowing.set()
-                if on_event is not None:
-                    on_event(event, t - origin)
-                break
-            for event in stream:  # the second event
-                t = clock() - origin
-                keep_event(event)
-                keep_time(t)
-                if on_event is not None:
-                    on_event(event, t)
-                break
-            _collector_off_at_connect[0] = False
-            # What llm built for this request lives as long as the stream: frozen
-            # too, so no pass has to walk it when the collector comes back.
-            gc.freeze()
-            if collecting:
-                gc.enable()
-            for event in stream:
-                t = clock() - origin
-                keep_event(event)
-                keep_time(t)
-                if on_event is not None:
-                    on_event(event, t)
-    except KeyboardInterrupt:
-        status, error = STATUS_INTERRUPTED, "interrupted (Ctrl-C)"
-    except StreamStopped as stop:
-        status, error = stop.status, stop.message
-    except Exception as ex:
-        status, error = STATUS_ERROR, one_line(ex)
-    finally:
-        _collector_off_at_connect[0] = False
-        if collecting:
-            gc.enable()
-        gc.unfreeze()
-        arrivals.flowing.set()
-    end = clock()
-    if setup_ns is None:  # no fragment arrived: the connect may still have happened
-        setup_ns = _first_after(connects, t0)
-        origin = t0 + setup_ns if setup_ns is not None else t0
-    # Read usage straight off the response: response.usage() would re-run a
-    # request that failed part way.
-    fragments = tuple(
-        Fragment(i, e.type, e.chunk, t, e.tool_call_id)
-        for i, (e, t) in enumerate(zip(events, times))
-    )
-    if not is_clean("".join(f.text for f in fragments)):
-        fragments = tuple(dataclasses.replace(f, text=clean_text(f.text)) for f in fragments)
-    return dataclasses.replace(
-        header,
-        fragments=fragments,
-        status=status,
-        error=error,
-        setup_ns=setup_ns,
-        end_ns=end - origin,
-        usage_input=getattr(response, "input_tokens", None),
-        usage_output=getattr(response, "output_tokens", None),
-        usage_details=getattr(response, "token_details", None),
-    )
+        for event in timed_events(response.stream_events(), record, timeout_s=timeout_s):
+            if on_event is not None:
+                on_event(event, times[-1])
+    except (Exception, KeyboardInterrupt, StreamStopped):
+        pass  # recorded in record
+    return record.trace(header, response)
 
 
 # When the request leaves. llm builds a new client for every prompt (~20 ms, more
@@ -205,6 +329,7 @@ def capture(
 _connects: list[int] = []
 _hook_installed = False
 _collector_off_at_connect = [False]
+_collector_was_on = [True]
 
 
 def _on_audit(event: str, args: tuple) -> None:
@@ -236,7 +361,7 @@ def _in_main_thread() -> bool:
 
 
 @contextmanager
-def _stop_on_stall(arrivals: Arrivals, timeout_s: float | None) -> Iterator[None]:
+def _stop_on_stall(record: Capture, timeout_s: float | None) -> Iterator[None]:
     """End the stream when nothing arrives for ``timeout_s`` seconds.
 
     A watchdog thread looks at the arrival list a few times a second (the hot loop
@@ -247,15 +372,16 @@ def _stop_on_stall(arrivals: Arrivals, timeout_s: float | None) -> Iterator[None
         yield
         return
     done = threading.Event()
-    times, flowing = arrivals.times, arrivals.flowing
+    times, flowing = record.arrivals.times, record.arrivals.flowing
     main = threading.main_thread().ident
     fired = threading.Event()
 
     def on_alarm(signum: int, frame: Any) -> None:
         if fired.is_set() and not done.is_set():
-            raise StreamStopped(
+            record.stopped = StreamStopped(
                 STATUS_ERROR, f"stalled: nothing arrived for {timeout_s:g} s (--timeout)"
             )
+            raise record.stopped
 
     def watch() -> None:
         # One blocking wait until the first event (or the stall), then a look a few
@@ -287,14 +413,15 @@ def _stop_on_stall(arrivals: Arrivals, timeout_s: float | None) -> Iterator[None
 
 
 @contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
+def _stop_on_sigterm(record: Capture) -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C while streaming, so the partial trace is kept."""
     if not _in_main_thread():
         yield
         return
 
     def on_term(signum: int, frame: Any) -> None:
-        raise StreamStopped(STATUS_INTERRUPTED, TERMINATED)
+        record.stopped = StreamStopped(STATUS_INTERRUPTED, TERMINATED)
+        raise record.stopped
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:

@@ -11,7 +11,6 @@ import json
 import os
 import pathlib
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -71,19 +70,41 @@ def view_options(func: Any) -> Any:
     return func
 
 
-@streamscope.command(name="run")
-@click.argument("prompt", required=False)
-@click.option("model_id", "-m", "--model", help="Model to use", envvar="LLM_MODEL")
-@click.option("-s", "--system", help="System prompt to use")
-@click.option(
-    "options",
-    "-o",
-    "--option",
-    type=(str, str),
-    multiple=True,
-    help="key/value options for the model",
-)
-@click.option("--key", help="API key to use")
+class PromptCommand(click.Command):
+    """A command that takes every option of ``llm prompt``, with llm's own meaning, and its own.
+
+    llm's options are read from llm's prompt command the first time they are
+    needed (parsing, help): this module is imported while llm.cli is still loading,
+    and ``llm --help`` should not pay for it. llm's ``--json`` (llm's log record)
+    gives way to streamscope's own.
+    """
+
+    REPLACED = ("json_output",)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not getattr(self, "_with_llm_options", False):
+            from llm.cli import prompt
+
+            self.params[:0] = [p for p in prompt.params if p.name not in self.REPLACED]
+            self._with_llm_options = True
+        return super().get_params(ctx)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as ex:  # one line, not click's usage block
+            raise _OneLineError(" ".join(ex.format_message().split()), ex.exit_code) from None
+
+
+class _OneLineError(click.ClickException):
+    """An error as one line, with the exit code of the error it stands for."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]
+
+
+@streamscope.command(name="run", cls=PromptCommand)
 @click.option(
     "encoding_name",
     "--encoding",
@@ -95,137 +116,169 @@ def view_options(func: Any) -> Any:
     type=click.FloatRange(min=0, min_open=True),
     help="End the run as an error if nothing arrives for this many seconds",
 )
-@click.option("-n", "--no-log", is_flag=True, help="Don't log this trace (or the response)")
-@click.option("--log", is_flag=True, help="Log even if logging is turned off (llm logs off)")
-@database_option
+@click.pass_context
 def run(
-    prompt: str | None,
-    model_id: str | None,
-    system: str | None,
-    options: tuple[tuple[str, str], ...],
-    key: str | None,
+    ctx: click.Context,
     encoding_name: str | None,
     view: str,
     gap_ms: float | None,
     json_: bool,
     timeout: float | None,
-    no_log: bool,
-    log: bool,
-    database: pathlib.Path | None,
+    **options: Any,
 ) -> None:
-    """Stream PROMPT and show how it arrived: live text, alignment view, rate stats.
+    """Run a prompt as `llm prompt` does, and show how every response arrived.
 
-    The prompt comes from the argument and/or standard input, as with `llm prompt`.
-    The aligned trace is logged to llm's logs.db beside llm's own record of the
-    response, unless logging is off; see `llm streamscope logs`.
+    Every option of `llm prompt` works, with llm's meaning: templates, fragments,
+    attachments, conversations (-c), tools and chains (-T), schemas, --async. The
+    live text streams as llm shows it; then, for each response llm streamed, the
+    alignment of its fragments with the model's tokens and its rate stats (a tool
+    chain streams several responses, with the time between them). The traces are
+    logged to llm's logs.db beside llm's own record, unless logging is off; see
+    `llm streamscope logs`.
     """
-    import dataclasses
+    import contextlib
+    import sqlite3
 
-    import llm
-    from llm.cli import logs_on
+    import llm.cli
 
-    from . import encodings
-    from .align import align
-    from .capture import Arrivals, capture, new_trace
-    from .render import LIVE_TABLE
-    from .stats import compute_stats
-    from .store import StoreError, TraceWriter, logs_db_path
-    from .tokenizer import start_tokenizer
-    from .trace import STATUS_COMPLETE
+    from . import encodings, store
+    from .session import RunSettings
+    from .session import run as run_session
+    from .store import StoreError
+    from .trace import one_line
 
-    model = _resolve_model(llm, model_id)
-    prompt_kwargs = _validated_options(llm, model, options)
-    if isinstance(model, llm.KeyModel):
-        if model.needs_key:
-            try:
-                model.get_key(key)
-            except llm.NeedsKeyException as ex:
-                raise click.ClickException(str(ex)) from None
-        prompt_kwargs["key"] = key
-
-    exact = bool(encoding_name)
-    if not encoding_name:
-        encoding_name, exact = encodings.encoding_for_model(model)
-    prepare = getattr(model, "prepare", None)
-    if callable(prepare):
-        prepare()  # e.g. the simulator starts its server before the clock starts
-    try:
-        # It loads in its own process while this one gets the request ready, and
-        # must be ready before the request leaves: loading anywhere on the machine
-        # while the request is in flight shows in its timings. An encoding that
-        # cannot load fails here, before the request.
-        tokenizer = start_tokenizer(encoding_name)
+    if options["no_stream"]:
+        raise click.ClickException(
+            "--no-stream cannot apply: streamscope times how a streamed answer arrives"
+        )
+    if options["save"]:
+        raise click.ClickException(
+            "--save saves a template and runs no prompt, so there is nothing to time: "
+            "use llm prompt --save"
+        )
+    if options["show_model_options"]:
+        ctx.invoke(llm.cli.prompt, **options)
+        return
+    if encoding_name:
         try:
-            prompt = _read_prompt(prompt)
-            tokenizer.wait_ready()
-        except BaseException:
-            tokenizer.close()
-            raise
-    except encodings.EncodingError as ex:
+            encodings.check_encoding_name(encoding_name)
+        except encodings.EncodingError as ex:
+            raise click.ClickException(str(ex)) from None
+    log_path = _log_path(options["database"])
+    try:
+        store.prepare(log_path)
+    except StoreError as ex:
         raise click.ClickException(str(ex)) from None
-
-    header = new_trace(
-        model_id=model.model_id,
+    except (sqlite3.Error, OSError) as ex:
+        raise click.ClickException(f"{log_path}: {one_line(ex)}") from None
+    # -x and --xl make llm wait for the whole answer: streamscope streams it, and
+    # shows the code block at the end instead of the live text.
+    extract = "last" if options["extract_last"] else "first" if options["extract"] else None
+    if options["log"] and options["no_log"]:
+        raise click.ClickException("--log and --no-log are mutually exclusive")  # llm's words
+    logging = (llm.cli.logs_on() or options["log"]) and not options["no_log"]
+    # llm's own record of each response is written with its trace, in one transaction.
+    options |= {"extract": False, "extract_last": False, "json_output": False}
+    options |= {"log": False, "no_log": True}
+    settings = RunSettings(
         encoding_name=encoding_name,
-        encoding_exact=exact,
-        prompt=prompt,
-        system=system,
-        options={k: v for k, v in prompt_kwargs.items() if k != "key"},
-    )
-    arrivals = Arrivals()
-    writer = None
-    if (logs_on() or log) and not no_log:
-        writer = TraceWriter(database or logs_db_path(), arrivals)
-        writer.open(header)
-        if writer.busy:
-            click.echo(
-                f"Note: {writer.path} is busy (another process is writing to it); streaming "
-                "anyway, the trace is written when it frees",
-                err=True,
-            )
-    live = None if json_ else LiveText(LIVE_TABLE, flowing=arrivals.flowing)
-
-    llm_response = model.prompt(prompt, system=system, stream=True, **prompt_kwargs)
-    trace = capture(
-        llm_response,
-        header,
-        arrivals=arrivals,
-        on_event=live.write if live else None,
+        gap_ms=gap_ms,
         timeout_s=timeout,
+        database=log_path if logging else None,
+        live=not json_,
+        extract=extract,
     )
-    if live:
-        live.close()
 
-    problems = []
-    alignment = stats = None
-    try:
-        alignment = align(trace, tokenizer)
-    except encodings.EncodingError as ex:
-        problems.append(str(ex))
-    else:
-        stats = compute_stats(trace, alignment, gap_ms=_gap_ms(gap_ms))
-    finally:
-        tokenizer.close()
-    if writer is not None:
-        try:
-            turn_id = writer.finish(
-                trace, alignment, stats, llm_response if trace.status == STATUS_COMPLETE else None
-            )
-            trace = dataclasses.replace(trace, turn_id=turn_id)
-        except StoreError as ex:
-            problems.append(f"trace not saved: {ex}")
-        if writer.warning:
-            click.echo(f"Warning: {writer.warning}", err=True)
-    if alignment is not None and stats is not None:
-        present(trace, alignment, stats, view=view, json_=json_)
+    def invoke() -> None:
+        # With --json, standard output carries the document alone: what llm prints
+        # there (the newline after the stream) goes to standard error.
+        redirect = contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext()
+        with redirect:
+            ctx.invoke(llm.cli.prompt, **options)
 
-    if trace.status != STATUS_COMPLETE:
-        received = len(trace.fragments)
+    expected_model = _expected_model(options)
+    if expected_model is not None and not expected_model.can_stream:
+        raise click.ClickException(
+            f"Model {expected_model.model_id} cannot stream, so there is nothing to time: "
+            "streamscope needs a streaming model"
+        )
+    result = run_session(
+        invoke,
+        settings,
+        notify=lambda message: click.echo(f"Note: {message}", err=True),
+        expected_model=expected_model,
+    )
+    failure = result.failure
+    if not result.responses:
+        if isinstance(failure, KeyboardInterrupt):
+            sys.exit(130)
+        if isinstance(failure, click.ClickException):
+            # llm's own words, on one line (llm spreads option errors over several)
+            raise _OneLineError(_one_line_error(failure), failure.exit_code) from None
+        if failure is not None:
+            raise failure
+        raise click.ClickException(
+            "No response was streamed, so there is nothing to time (does the model stream?)"
+        )
+    analysed = [
+        (r.trace, r.alignment, r.stats)
+        for r in result.responses
+        if r.alignment is not None and r.stats is not None
+    ]
+    if analysed:
+        present_run(result.run_id, analysed, view=view, json_=json_)
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    problems = list(result.problems)
+    last = result.responses[-1].trace
+    if last.status != "complete":
+        received = len(last.fragments)
         where = f" after {received} fragment{'s' if received != 1 else ''}" if received else ""
-        problems.insert(0, f"stream {trace.status}{where}: {trace.error}")
+        problems.insert(0, f"stream {last.status}{where}: {last.error}")
+    elif failure is not None and not _exited_cleanly(failure):
+        problems.insert(0, _one_line_error(failure))
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
-        sys.exit(_exit_code(trace))
+        sys.exit(_exit_code(last))
+
+
+def _log_path(database: str | None) -> pathlib.Path:
+    from .store import logs_db_path
+
+    return pathlib.Path(database) if database else logs_db_path()
+
+
+def _expected_model(options: dict[str, Any]) -> Any:
+    """The model llm will most likely use, found cheaply, to start its tokenizer early.
+
+    None when only llm can tell (a query, a template, a conversation) or llm will
+    refuse the model: llm then reports it in its own words.
+    """
+    import llm
+
+    if options["queries"] or options["template"] or options["_continue"]:
+        return None
+    if options["conversation_id"]:
+        return None
+    try:
+        model_id = options["model_id"] or llm.get_default_model()
+        if options["async_"]:
+            return llm.get_async_model(model_id)
+        return llm.get_model(model_id)
+    except llm.UnknownModelError:
+        return None
+
+
+def _exited_cleanly(failure: BaseException) -> bool:
+    return isinstance(failure, click.exceptions.Exit) and failure.exit_code == 0
+
+
+def _one_line_error(failure: BaseException) -> str:
+    from .trace import one_line
+
+    if isinstance(failure, click.ClickException):
+        return " ".join(str(failure.format_message()).split())
+    return one_line(failure)
 
 
 def _exit_code(trace: Trace) -> int:
@@ -247,20 +300,52 @@ def _gap_ms(gap_ms: float | None, stored: float | None = None) -> float:
     return stored if stored is not None else DEFAULT_GAP_MS
 
 
-def present(trace: Trace, alignment: Alignment, stats: Stats, *, view: str, json_: bool) -> None:
-    """Print a trace as `run` does at the end: the JSON document, or the two views.
+def present_run(
+    run_id: str | None,
+    responses: list[tuple[Trace, Alignment, Stats]],
+    *,
+    view: str,
+    json_: bool,
+) -> None:
+    """Print a run as `run` does at the end: the JSON document, or each response's views.
+
+    A run of several responses (a tool chain) shows each with its own views, the
+    time between them, and the run's totals.
+    """
+    from .render import between_line, response_label, run_document, run_table
+    from .stats import run_totals
+
+    totals = run_totals(responses)
+    if json_:
+        document = run_document(run_id or responses[0][0].id, responses, totals)
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+        return
+    console = make_console()
+    count = len(responses)
+    for i, (trace, alignment, stats) in enumerate(responses):
+        if count > 1:
+            console.rule(
+                f"response {i + 1} of {count}: {response_label(trace)}", style="bold", align="left"
+            )
+        present(console, trace, alignment, stats, view=view)
+        if i + 1 < count:
+            console.print(between_line(totals.between_ms[i]), style="dim", markup=False)
+    if count > 1:
+        console.rule("run", style="dim")
+        console.print(run_table(totals))
+
+
+def present(
+    console: Console, trace: Trace, alignment: Alignment, stats: Stats, *, view: str
+) -> None:
+    """One response's views: the alignment and the stats.
 
     A trace with no fragments (an HTTP error, Ctrl-C before the first token, an
     empty answer) still gets its stats table: its status, its error, and "-" for
     what cannot be measured.
     """
-    from .render import AlignmentPanel, stats_table, trace_document
+    from .render import AlignmentPanel, stats_table
 
-    if json_:
-        document = trace_document(trace, alignment, stats)
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
-        return
-    console = make_console()
     if not trace.encoding_exact:
         console.print(
             f"Encoding {trace.encoding_name} is approximate: tiktoken does not know "
@@ -278,115 +363,6 @@ def present(trace: Trace, alignment: Alignment, stats: Stats, *, view: str, json
     console.print(stats_table(trace, stats))
 
 
-class LiveText:
-    """Writes text fragments to stdout as they arrive, as ``llm`` does.
-
-    Reasoning goes to stderr as ``llm prompt`` sends it: dimmed only when stderr is
-    a terminal (llm's click.echo strips styles otherwise) and, as for the views,
-    not with ``NO_COLOR`` set. Control characters are made visible before anything
-    reaches the terminal.
-
-    Output is gathered here and written at most 60 times a second rather than once
-    per fragment (no screen shows more frames than that), by the capture thread
-    itself. Each write is a system call that wakes the terminal or the reading
-    process, and Python's own buffering cannot be relied on (PYTHONUNBUFFERED is
-    common): one write per fragment cut llm's throughput by 20% when piped. A
-    helper thread only catches text left over when the stream pauses; it wakes
-    rarely, because every wake-up of another thread costs the capture thread a GIL
-    hand-off (a 60 Hz helper cost 10%).
-    """
-
-    FLUSH_INTERVAL_NS = 1_000_000_000 // 60
-    STALL_FLUSH_S = 0.1
-
-    def __init__(
-        self,
-        table: dict[int, str],
-        out: Any = None,
-        err: Any = None,
-        flowing: threading.Event | None = None,
-    ):
-        self.table = table
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
-        self.dim_reasoning = _is_terminal(self.err) and not os.environ.get("NO_COLOR")
-        self.last = "\n"
-        self._stream = self.out
-        self.closed_by_reader = False
-        self._pending: list[str] = []
-        self._flushed_ns = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._flowing = flowing
-        self._flusher = threading.Thread(
-            target=self._flush_loop, name="streamscope-live", daemon=True
-        )
-        self._flusher.start()
-
-    def write(self, event: Any, t_ns: int = 0) -> None:
-        """Show one llm StreamEvent (a capture callback: ``t_ns`` is unused)."""
-        text = event.chunk
-        if not text:
-            return
-        if event.type == "text":
-            piece = text.translate(self.table)
-            self.last = text[-1]
-            if self._stream is not self.out:  # after reasoning: a fresh line, in order
-                self._pending.append("\n")
-                self._switch(self.out)
-        elif event.type == "reasoning":
-            piece = text.translate(self.table)
-            if self.dim_reasoning:
-                piece = click.style(piece, dim=True)
-            if self._stream is not self.err:
-                self._switch(self.err)
-        else:
-            return
-        self._pending.append(piece)
-        now = time.perf_counter_ns()
-        if now - self._flushed_ns >= self.FLUSH_INTERVAL_NS:
-            self._flush(now)
-
-    def _switch(self, stream: Any) -> None:
-        self._flush(time.perf_counter_ns())
-        self._stream = stream
-
-    def _flush(self, now: int) -> None:
-        with self._lock:  # the helper thread flushes too; keep the pieces in order
-            pending, self._pending = self._pending, []
-            self._flushed_ns = now
-            if pending and not self.closed_by_reader:
-                try:
-                    self._stream.write("".join(pending))
-                    self._stream.flush()
-                except OSError:
-                    # e.g. piped into `head`, which has exited: the live text has no
-                    # reader any more, but the stream and its trace go on.
-                    self.closed_by_reader = True
-
-    def _flush_loop(self) -> None:
-        if self._flowing is not None:
-            self._flowing.wait()  # nothing to show, and nothing to run, before the first event
-        while not self._stop.wait(self.STALL_FLUSH_S):
-            if self._pending:
-                self._flush(time.perf_counter_ns())
-
-    def close(self) -> None:
-        self._stop.set()
-        self._flusher.join()
-        if self._stream is not self.out or self.last != "\n":
-            self._pending.append("\n")
-        self._flush(time.perf_counter_ns())
-
-
-def _is_terminal(stream: Any) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except ValueError:  # closed
-        return False
-
-
 def make_console() -> Console:
     """A console for stdout: styled on a terminal, plain text when piped or with NO_COLOR."""
     from rich.console import Console
@@ -395,55 +371,6 @@ def make_console() -> Console:
     plain = bool(os.environ.get("NO_COLOR"))
     # highlight=False: rich must not colour numbers or URLs inside model text.
     return Console(highlight=False, soft_wrap=False, color_system=None if plain else "auto")
-
-
-def _resolve_model(llm: Any, model_id: str | None) -> Any:
-    try:
-        model = llm.get_model(model_id or llm.get_default_model())
-    except llm.UnknownModelError as ex:
-        raise click.ClickException(str(ex)) from None
-    if not model.can_stream:
-        raise click.ClickException(
-            f"Model {model.model_id} cannot stream, so there is nothing to time: "
-            "streamscope needs a streaming model"
-        )
-    return model
-
-
-def _validated_options(llm: Any, model: Any, options: tuple[tuple[str, str], ...]) -> dict:
-    """Validate -o options with the model's own pydantic class, as `llm prompt` does.
-
-    Returns the options given with -o (as validated and converted: "0" becomes 0.0
-    for a float) and llm's saved defaults for the model (`llm models options`), which
-    llm applies too; not the model's own defaults, which it applies by itself.
-    """
-    import pydantic
-    from llm.cli import get_model_options, render_errors
-
-    validated: dict[str, Any] = {}
-    if options:
-        try:
-            parsed = model.Options(**dict(options))
-        except pydantic.ValidationError as ex:
-            raise click.ClickException(" ".join(render_errors(ex.errors()).split())) from None
-        validated = {k: v for k, v in parsed if k in parsed.model_fields_set and v is not None}
-    for k, v in get_model_options(model.model_id).items():
-        validated.setdefault(k, v)
-    return validated
-
-
-def _read_prompt(prompt: str | None) -> str:
-    """The prompt argument, with anything piped on stdin before it (as `llm prompt`)."""
-    stdin = sys.stdin
-    if stdin is not None and not stdin.isatty():
-        piped = stdin.read()
-        if piped:
-            prompt = f"{piped} {prompt}" if prompt else piped
-    elif prompt is None and stdin is not None:
-        prompt = stdin.read()
-    if not prompt or not prompt.strip():
-        raise click.ClickException("No prompt: give one as an argument or on standard input")
-    return prompt
 
 
 # ====================
@@ -585,7 +512,7 @@ def show_command(
     """
     db, trace, row = _load(database, trace_id, latest)
     alignment, stats = _analyse(db, trace, row, gap_ms)
-    present(trace, alignment, stats, view=view, json_=json_)
+    present_run(trace.run_id, [(trace, alignment, stats)], view=view, json_=json_)
 
 
 @streamscope.command(name="replay")
@@ -612,6 +539,7 @@ def replay_command(
 
     from llm.parts import StreamEvent
 
+    from .live import LiveText
     from .render import LIVE_TABLE
 
     db, trace, row = _load(database, trace_id, latest)
@@ -625,7 +553,7 @@ def replay_command(
                 time.sleep(wait / 1e9)
         live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
     live.close()
-    present(trace, alignment, stats, view=view, json_=False)
+    present_run(trace.run_id, [(trace, alignment, stats)], view=view, json_=False)
 
 
 @streamscope.command(name="export")
@@ -644,13 +572,12 @@ def export_command(
     trace_id: str | None, latest: bool, export_format: str, database: pathlib.Path | None
 ) -> None:
     """Export a logged trace to standard output."""
-    from .render import FRAGMENT_COLUMNS, fragment_rows, trace_document
+    from .render import FRAGMENT_COLUMNS, fragment_rows
 
     db, trace, row = _load(database, trace_id, latest)
     alignment, stats = _analyse(db, trace, row, None)
     if export_format == "json":
-        document = trace_document(trace, alignment, stats)
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+        present_run(trace.run_id, [(trace, alignment, stats)], view="both", json_=True)
     elif export_format == "jsonl":
         for fragment in fragment_rows(trace, alignment):
             click.echo(json.dumps(fragment, ensure_ascii=False))

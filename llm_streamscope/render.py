@@ -18,7 +18,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .stats import Distribution, Stats
+from .stats import Distribution, RunTotals, Stats
 from .trace import Alignment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
@@ -372,6 +372,56 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     return table
 
 
+def response_label(trace: Trace) -> str:
+    """What a response of a run streamed, in a few words: "text", "tool call llm_time"."""
+    calls = [f.text for f in trace.fragments if f.kind == "tool_call_name" and f.text]
+    kinds = [
+        kind
+        for kind in ("reasoning", "text")
+        if any(f.kind == kind and f.text for f in trace.fragments)
+    ]
+    if calls:
+        kinds.append(("tool calls " if len(calls) > 1 else "tool call ") + ", ".join(calls))
+    return visible(" + ".join(kinds) or "nothing")
+
+
+def between_line(between_ms: float | None) -> str:
+    return f"{_fmt_ms(between_ms)} between the two responses: the tools running, and llm"
+
+
+def run_table(totals: RunTotals) -> Table:
+    """A run's totals, in the layout of ``stats_table``."""
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    table.add_column("metric", style="bold", no_wrap=True)
+    table.add_column("value")
+    table.add_row("responses", f"{totals.responses:,}")
+    table.add_row("TTFT", f"{_fmt_ms(totals.ttft_ms)} (the first response's)")
+    table.add_row(
+        "total",
+        Parts(
+            f"{_fmt_ms(totals.wall_ms)} from the first request to the last token",
+            f"{_fmt_ms(totals.streaming_ms)} streaming",
+            f"{_fmt_ms(sum(b for b in totals.between_ms if b is not None))} between responses",
+        ),
+    )
+    table.add_row("chunks", f"{totals.chunks:,} of model output, every kind")
+    table.add_row("tokens", f"{totals.tokens:,} in every stream")
+    return table
+
+
+def run_document(
+    run_id: str,
+    responses: list[tuple[Trace, Alignment, Stats]],
+    totals: RunTotals,
+) -> dict[str, Any]:
+    """The ``--json`` document of a run: each response's ``trace_document``, and the totals."""
+    return {
+        "run_id": run_id,
+        "responses": [trace_document(*response) for response in responses],
+        "totals": totals.to_dict(),
+    }
+
+
 def _ms(ns: int) -> float:
     return ns / 1e6
 
@@ -424,6 +474,9 @@ def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str
     return {
         "trace_id": trace.id,
         "turn_id": trace.turn_id,
+        "run_id": trace.run_id,
+        "run_index": trace.run_index,
+        "run_offset_ms": None if trace.run_offset_ns is None else _ms(trace.run_offset_ns),
         "model": trace.model_id,
         "encoding": trace.encoding_name,
         "encoding_exact": trace.encoding_exact,

@@ -338,3 +338,55 @@ def compare_usage(trace: Trace, alignment: Alignment) -> UsageComparison:
     return UsageComparison(
         reasoning, compared, "+".join(names) or "text", streamed, streamed - compared
     )
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """A run of several responses (a tool chain) as a whole.
+
+    Times are on the run's one clock: each trace's ``run_offset_ns`` places its
+    time origin after the first's.
+    """
+
+    responses: int
+    wall_ms: float | None
+    """From the first request leaving to the end of the last stream."""
+    streaming_ms: float | None
+    """The responses' own times, each from its request leaving to its stream's end."""
+    between_ms: tuple[float | None, ...]
+    """From the end of each stream to llm starting the next request: running the
+    tools, and llm's own work between the two."""
+    chunks: int
+    """Model-output chunks of every kind (text, reasoning, tool-call arguments)."""
+    tokens: int
+    """Tokens of every model-output stream."""
+    ttft_ms: float | None
+    """The first response's TTFT: when the user first saw something."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_totals(responses: list[tuple[Trace, Alignment, Stats]]) -> RunTotals:
+    """Totals of a run's responses, in run order."""
+    between: list[float | None] = []
+    for (a, _, _), (b, _, _) in pairwise(responses):
+        if None in (a.run_offset_ns, a.end_ns, b.run_offset_ns):
+            between.append(None)
+            continue
+        next_start = b.run_offset_ns - (b.setup_ns or 0)  # type: ignore[operator]
+        between.append(_ms(next_start - a.run_offset_ns - a.end_ns))  # type: ignore[operator]
+    ends = [t.end_ns for t, _, _ in responses]
+    last = responses[-1][0] if responses else None
+    wall = None
+    if last is not None and last.run_offset_ns is not None and last.end_ns is not None:
+        wall = _ms(last.run_offset_ns + last.end_ns)
+    return RunTotals(
+        responses=len(responses),
+        wall_ms=wall,
+        streaming_ms=None if None in ends else _ms(sum(ends)),  # type: ignore[arg-type]
+        between_ms=tuple(between),
+        chunks=sum(f.is_chunk and f.is_model_output for t, _, _ in responses for f in t.fragments),
+        tokens=sum(s.token_count for _, a, _ in responses for s in a.streams),
+        ttft_ms=responses[0][2].ttft_ms if responses else None,
+    )

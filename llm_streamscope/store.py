@@ -204,6 +204,20 @@ def migrate(db: sqlite_utils.Database) -> None:
         migrations.apply(db)
 
 
+def prepare(path: pathlib.Path | str) -> None:
+    """Create and migrate a log database before ``llm prompt`` opens it.
+
+    llm migrates it too, but outside a transaction: runs that start together on a
+    new database would each try to create llm's tables, and all but one fail.
+    """
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = connect(path)
+    try:
+        migrate(db)
+    finally:
+        db.close()
+
+
 def _needs_migrating(db: sqlite_utils.Database) -> bool:
     from llm.migrations import MIGRATIONS
 
@@ -378,6 +392,18 @@ class TraceWriter:
         self._thread = threading.Thread(target=self._run, name="streamscope-writer", daemon=True)
         self._thread.start()
 
+    def stop(self) -> None:
+        """End the background writes once the stream is over; ``finish`` writes the rest.
+
+        Returns once the thread has ended: llm logs its own record next, and a write
+        of ours committing beside llm's read-then-write transaction would make
+        SQLite refuse one of the two at once (its deadlock rule). Quick: the thread
+        never waits long on a lock (see ``_run``).
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
     def _insert_trace_row(self, row: dict[str, Any], timeout: float) -> None:
         db = connect(self.path, timeout)
         try:
@@ -399,12 +425,21 @@ class TraceWriter:
             # Nothing right after the first event either: the client is reading the
             # second one. The first write, and any connecting, waits a flush interval.
             while not self._stop.wait(FLUSH_INTERVAL_S):
+                if self._unwritten_row is not None:  # the database was busy: try again
+                    try:
+                        self._insert_trace_row(self._unwritten_row, timeout=0)
+                    except sqlite3.OperationalError as ex:
+                        if is_busy(ex):
+                            continue
+                        raise
+                    self._unwritten_row = None
                 if db is None:
-                    if self._unwritten_row is not None:  # the database was busy: wait now
-                        self._insert_trace_row(self._unwritten_row, BUSY_TIMEOUT_S)
-                        self._unwritten_row = None
-                    db = connect(self.path)
-                self._flush(db)
+                    db = connect(self.path, timeout=0)
+                try:
+                    self._flush(db)
+                except sqlite3.OperationalError as ex:
+                    if not is_busy(ex):
+                        raise  # busy: the next interval tries again
         except (StoreError, sqlite3.Error, OSError) as ex:
             self.error = self.error or self._describe(ex)
         finally:

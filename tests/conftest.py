@@ -17,3 +17,30 @@ def isolated_env(tmp_path, monkeypatch, tiktoken_cache):
     for var in ("OPENAI_API_KEY", "LLM_MODEL", "LLM_OPENAI_SHOW_RESPONSES", "NO_COLOR"):
         monkeypatch.delenv(var, raising=False)
     return user_path
+
+
+@pytest.fixture
+def register_models():
+    """Register llm models for one test, through llm's own plugin hook, as a plugin would."""
+    import llm
+    from llm.plugins import pm
+
+    plugins = []
+
+    def register(*models):
+        class TestModels:
+            @llm.hookimpl
+            def register_models(self, register):
+                for model in models:
+                    if isinstance(model, tuple):
+                        register(*model)
+                    else:
+                        register(model)
+
+        plugin = TestModels()
+        pm.register(plugin, name=f"test-models-{len(plugins)}")
+        plugins.append(plugin)
+
+    yield register
+    for plugin in plugins:
+        pm.unregister(plugin)

@@ -1,10 +1,9 @@
 """`llm streamscope` end to end: the real llm CLI, the simulator over loopback HTTP."""
 
-import io
 import json
 
-import click
 import pytest
+import sqlite_utils
 from click.testing import CliRunner
 from llm.cli import cli
 
@@ -18,8 +17,13 @@ def run(*args, input=None, env=None):
 
 
 def run_json(*args, **kwargs):
+    """The run's result, and its one response's document."""
     result = run(*args, "--json", **kwargs)
-    return result, json.loads(result.stdout) if result.stdout.strip() else None
+    if not result.stdout.strip():
+        return result, None
+    document = json.loads(result.stdout)
+    assert len(document["responses"]) == 1
+    return result, document["responses"][0]
 
 
 FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
@@ -29,7 +33,7 @@ def test_run_shows_live_text_alignment_and_stats():
     result = run(*FAST, "-o", "seed", "1", "Why does streaming feel fast?")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    doc_text = json.loads(run(*FAST, "-o", "seed", "1", "--json", "again").stdout)
+    _, doc_text = run_json(*FAST, "-o", "seed", "1", "again")
     text = "".join(f["text"] for f in doc_text["fragments"])
     assert out.startswith(text)  # the live text, exactly as streamed
     assert "─ alignment ─" in out and "─ stats ─" in out
@@ -152,29 +156,38 @@ def test_any_openai_compatible_model_gets_an_approximate_encoding(isolated_env):
         (("-m", "gpt-4o-mini", "hi"), "No key found"),
         (("-m", "streamscope-sim", "-o", "profile", "nope", "hi"), "profile"),
         (("-m", "streamscope-sim", "-o", "speed", "-1", "hi"), "speed"),
-        (("-m", "streamscope-sim"), "No prompt"),
+        ((*FAST, "-T", "nope", "hi"), "nope"),
+        ((*FAST, "-t", "nope", "hi"), "Invalid template: nope"),
+        ((*FAST, "-a", "/no/such/file.png", "hi"), "/no/such/file.png"),
+        ((*FAST, "--cid", "01nope", "hi"), "No conversation found with id=01nope"),
+        ((*FAST, "--schema", "name, age int", "hi"), "schema"),
+        ((*FAST, "--log", "--no-log", "hi"), "--log and --no-log are mutually exclusive"),
+        ((*FAST, "--no-stream", "hi"), "--no-stream cannot apply"),
+        ((*FAST, "--save", "mine", "hi"), "--save saves a template and runs no prompt"),
     ],
 )
-def test_bad_input_is_one_clear_line(args, message):
+def test_bad_input_is_one_clear_line_and_nothing_is_logged(args, message, isolated_env):
     result = run(*args)
     assert result.exit_code != 0
-    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr
+    assert not (isolated_env / "templates" / "mine.yaml").exists()
+    logs = isolated_env / "logs.db"
+    if logs.exists():  # llm prompt creates (and migrates) it before it checks its input
+        db = sqlite_utils.Database(logs)
+        assert db["turns"].count == 0
+        assert not db["streamscope_traces"].exists() or db["streamscope_traces"].count == 0
 
 
-def test_model_that_cannot_stream():
+def test_model_that_cannot_stream(register_models):
     class NoStream(SimChat):
+        model_id = "no-stream"
         can_stream = False
 
-    import llm
-
-    real_get_model = llm.get_model
-    try:
-        llm.get_model = lambda name=None, **kw: NoStream()
-        result = run("-m", "whatever", "hi")
-    finally:
-        llm.get_model = real_get_model
+    register_models(NoStream())
+    result = run("-m", "no-stream", "hi")
     assert result.exit_code != 0 and "cannot stream" in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 def test_http_error_from_the_provider():
@@ -215,23 +228,6 @@ def test_connection_dropped_mid_stream_keeps_what_arrived():
     assert doc["stats"]["chunks"] == 7
 
 
-def test_live_text_makes_control_characters_visible():
-    import io
-
-    from llm.parts import StreamEvent
-
-    from llm_streamscope.cli import LiveText
-    from llm_streamscope.render import LIVE_TABLE
-
-    live = LiveText(LIVE_TABLE, out=io.StringIO(), err=io.StringIO())
-    live.write(StreamEvent(type="reasoning", chunk="hmm\x1b[2J"), 1)
-    live.write(StreamEvent(type="text", chunk="ok\x1b]0;x\x07\n"), 2)
-    live.write(StreamEvent(type="text", chunk="[bold]done"), 3)
-    live.close()
-    assert live.out.getvalue() == "ok␛]0;x␇\n[bold]done\n"
-    assert "\x1b[2J" not in live.err.getvalue() and "hmm␛[2J" in live.err.getvalue()
-
-
 def test_simulator_in_another_process_via_its_url(monkeypatch):
     # STREAMSCOPE_SIM_URL points the model at a running simulator (the benchmarks
     # run it in its own process; here a second server object stands in for it).
@@ -245,7 +241,7 @@ def test_simulator_in_another_process_via_its_url(monkeypatch):
         assert len(sent.sent_ns) == len(doc["fragments"]) == 9
 
 
-def test_lone_surrogates_from_a_provider_are_shown_stored_and_aligned(monkeypatch):
+def test_lone_surrogates_from_a_provider_are_shown_stored_and_aligned(register_models):
     # Half of a surrogate pair sent as a JSON escape reaches Python as a code point
     # with no UTF-8 form; streamscope keeps everything else and shows U+FFFD.
     import llm
@@ -259,40 +255,13 @@ def test_lone_surrogates_from_a_provider_are_shown_stored_and_aligned(monkeypatc
             yield StreamEvent(type="text", chunk="smile \ud83d")
             yield StreamEvent(type="text", chunk="\ude00 done")
 
-    monkeypatch.setattr(llm, "get_model", lambda name=None, **kw: Surrogates())
+    register_models(Surrogates())
     result = run("-m", "surrogates", "hi")
-    assert result.exit_code == 0, result.output
     assert result.stdout.startswith("smile \ufffd\ufffd done\n")
+    assert result.exit_code == 0, result.output
     # llm's own logging cannot store such text; the trace is kept all the same
     assert result.stderr.startswith("Warning: llm could not log the response itself: ")
     result, doc = run_json("-m", "surrogates", "hi")
     assert [f["text"] for f in doc["fragments"]] == ["smile \ufffd", "\ufffd done"]
-    shown = json.loads(run("show", doc["trace_id"], "--json").stdout)
+    shown = json.loads(run("show", doc["trace_id"], "--json").stdout)["responses"][0]
     assert shown["fragments"] == doc["fragments"]
-
-
-class Terminal(io.StringIO):
-    def isatty(self):
-        return True
-
-
-@pytest.mark.parametrize(
-    "err,no_color,dimmed",
-    [(io.StringIO, False, False), (Terminal, False, True), (Terminal, True, False)],
-)
-def test_reasoning_is_dimmed_only_where_llm_would_dim_it(monkeypatch, err, no_color, dimmed):
-    # llm prompt writes reasoning with click.echo, which drops styles when stderr is
-    # not a terminal; NO_COLOR turns them off as it does for the views.
-    from llm.parts import StreamEvent
-
-    from llm_streamscope.cli import LiveText
-    from llm_streamscope.render import LIVE_TABLE
-
-    if no_color:
-        monkeypatch.setenv("NO_COLOR", "1")
-    live = LiveText(LIVE_TABLE, out=io.StringIO(), err=err())
-    live.write(StreamEvent(type="reasoning", chunk="hmm"), 1)
-    live.write(StreamEvent(type="text", chunk="ok"), 2)
-    live.close()
-    assert live.err.getvalue() == (click.style("hmm", dim=True) if dimmed else "hmm") + "\n"
-    assert live.out.getvalue() == "ok\n"

@@ -49,7 +49,10 @@ def anthropic_at(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def streamscope_json(*args: str) -> tuple[Any, dict[str, Any] | None]:
     result = CliRunner().invoke(cli, ["streamscope", *args, "--json"], catch_exceptions=False)
-    return result, json.loads(result.stdout) if result.stdout.strip() else None
+    if not result.stdout.strip():
+        return result, None
+    (doc,) = json.loads(result.stdout)["responses"]
+    return result, doc
 
 
 def multiply(a: int, b: int) -> int:

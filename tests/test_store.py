@@ -18,8 +18,15 @@ from llm.cli import cli
 from llm.migrations import migrate as llm_migrate
 
 from llm_streamscope import store
+from llm_streamscope.sim.server import get_server
 
 FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
+
+
+def response_doc(stdout):
+    """The one response's document in a run's (or a shown trace's) JSON."""
+    (doc,) = json.loads(stdout)["responses"]
+    return doc
 
 
 def invoke(*args, input=None):
@@ -43,7 +50,10 @@ def traces(user_path):
     db_path = user_path / "logs.db"
     if not db_path.exists():
         return []
-    return list(logs_db(user_path).query("select * from streamscope_traces order by id"))
+    db = logs_db(user_path)
+    if not db["streamscope_traces"].exists():  # llm prompt makes logs.db, even with -n
+        return []
+    return list(db.query("select * from streamscope_traces order by id"))
 
 
 def fragment_count(db, trace_id):
@@ -85,7 +95,7 @@ def test_migrations_on_a_db_llm_already_created(tmp_path):
 def test_run_logs_beside_llms_own_record(isolated_env):
     result = streamscope(*FAST, "-o", "max_tokens", "20", "--json", "hello there")
     assert result.exit_code == 0
-    doc = json.loads(result.stdout)
+    doc = response_doc(result.stdout)
     (row,) = traces(isolated_env)
     assert row["id"] == doc["trace_id"] and row["status"] == "complete" and row["error"] is None
     assert row["chunks"] == row["tokens"] == 20 and row["ttft_ms"] == doc["stats"]["ttft_ms"]
@@ -134,11 +144,13 @@ def test_show_recomputes_exactly_what_the_run_showed(isolated_env):
     shown = streamscope("show", "--latest")
     assert shown.exit_code == 0 and shown.stderr == ""
     assert views(shown.stdout) == views(run.stdout)
-    run_doc = json.loads(streamscope(*FAST, "-o", "profile", "claude-haiku", "--json", "x").stdout)
-    show_doc = json.loads(streamscope("show", run_doc["trace_id"], "--json").stdout)
+    run_doc = response_doc(
+        streamscope(*FAST, "-o", "profile", "claude-haiku", "--json", "x").stdout
+    )
+    show_doc = response_doc(streamscope("show", run_doc["trace_id"], "--json").stdout)
     assert show_doc == run_doc
     # by llm's id for the same response, too
-    assert json.loads(streamscope("show", run_doc["turn_id"], "--json").stdout) == run_doc
+    assert response_doc(streamscope("show", run_doc["turn_id"], "--json").stdout) == run_doc
     # stored alignment equals the recomputed one
     db = store.connect(isolated_env / "logs.db")
     trace, _ = store.load_trace(db, run_doc["trace_id"])
@@ -151,7 +163,7 @@ def test_show_recomputes_exactly_what_the_run_showed(isolated_env):
 
 
 def test_show_warns_when_the_stored_alignment_differs(isolated_env):
-    doc = json.loads(streamscope(*FAST, "-o", "max_tokens", "5", "--json", "x").stdout)
+    doc = response_doc(streamscope(*FAST, "-o", "max_tokens", "5", "--json", "x").stdout)
     db = logs_db(isolated_env)
     db.execute("update streamscope_fragments set token_end = 99 where idx = 0")
     db.conn.commit()
@@ -172,8 +184,8 @@ def test_logs_lists_newest_first_with_filters(isolated_env):
 
 
 def test_export_formats(isolated_env):
-    doc = json.loads(streamscope(*FAST, "-o", "max_tokens", "6", "--json", "x").stdout)
-    assert json.loads(streamscope("export", "--latest").stdout) == doc
+    doc = response_doc(streamscope(*FAST, "-o", "max_tokens", "6", "--json", "x").stdout)
+    assert response_doc(streamscope("export", "--latest").stdout) == doc
     lines = streamscope("export", doc["trace_id"], "-f", "jsonl").stdout.splitlines()
     assert [json.loads(line) for line in lines] == doc["fragments"]
     table = list(csv.DictReader(io.StringIO(streamscope("export", "--latest", "-f", "csv").stdout)))
@@ -190,7 +202,7 @@ def test_a_stored_trace_without_fragments_shows_replays_and_exports(isolated_env
         shown = streamscope(command, "--latest")
         assert shown.exit_code == 0 and shown.stdout == run.stdout
         assert "status          error: Error code: 429" in shown.stdout
-    doc = json.loads(streamscope("export", "--latest").stdout)
+    doc = response_doc(streamscope("export", "--latest").stdout)
     assert doc["status"] == "error" and doc["fragments"] == []
     exported = streamscope("export", "--latest", "-f", "csv").stdout
     assert exported.splitlines() == [",".join(FRAGMENT_COLUMNS)]
@@ -327,7 +339,7 @@ def test_a_running_trace_shows_as_running_and_a_killed_one_as_unfinished(isolate
         shown = streamscope("show", "--latest")
         assert shown.exit_code == 0 and "status          running  " in shown.stdout
         assert store.UNFINISHED not in shown.stdout
-        exported = json.loads(streamscope("export", "--latest").stdout)
+        exported = response_doc(streamscope("export", "--latest").stdout)
         assert exported["status"] == "running" and len(exported["fragments"]) == 6
     finally:
         proc.kill()
@@ -427,7 +439,7 @@ def test_logs_of_a_database_without_traces_lists_none(isolated_env, tmp_path):
 
 def test_invalid_json_in_a_row_is_named_and_the_trace_stays_readable(isolated_env):
     ids = [
-        json.loads(streamscope(*FAST, "-o", "max_tokens", "3", "--json", p).stdout)["trace_id"]
+        response_doc(streamscope(*FAST, "-o", "max_tokens", "3", "--json", p).stdout)["trace_id"]
         for p in ("good", "bad options", "bad stats")
     ]
     db = logs_db(isolated_env)
@@ -448,7 +460,7 @@ def test_invalid_json_in_a_row_is_named_and_the_trace_stays_readable(isolated_en
     for args in (("show",), ("show", "--json"), ("replay", "--speed", "0"), ("export",)):
         result = streamscope(*args, ids[1])
         assert result.exit_code == 0 and result.stderr == warning, args
-        assert "─ stats ─" in result.stdout or json.loads(result.stdout)["options"] == {}
+        assert "─ stats ─" in result.stdout or response_doc(result.stdout)["options"] == {}
     assert streamscope("show", ids[0]).stderr == ""
 
 
@@ -458,9 +470,13 @@ def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
     result = streamscope("logs", "-d", str(corrupt))
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "file is not a database" in result.stderr
+    # llm prompt cannot use it either: one line, before any request
+    server = get_server()
+    before = server.last_completion_id
     run = streamscope(*FAST, "-o", "max_tokens", "4", "-d", str(corrupt), "x")
-    assert run.exit_code == 1 and "─ stats ─" in run.stdout  # the views still show
-    assert run.stderr.startswith("Error: trace not saved: ") and run.stderr.count("\n") == 1
+    assert run.exit_code == 1 and run.stdout == ""
+    assert run.stderr.count("\n") == 1 and "file is not a database" in run.stderr
+    assert server.last_completion_id == before
     foreign = tmp_path / "foreign.db"
     sqlite_utils.Database(foreign)["things"].insert({"a": 1})
     result = streamscope("show", "--latest", "-d", str(foreign))
@@ -562,7 +578,7 @@ SEARCH_RESULT = json.dumps([{"type": "web_search_result", "encrypted_content": "
 
 
 @pytest.fixture
-def tool_user(monkeypatch):
+def tool_user(register_models):
     import llm
     from llm.parts import StreamEvent
 
@@ -589,7 +605,7 @@ def tool_user(monkeypatch):
             details = {"output_tokens_details": {"thinking_tokens": 7}}  # as Anthropic
             response.set_usage(input=5, output=30, details=details)
 
-    monkeypatch.setattr(llm, "get_model", lambda name=None, **kw: ToolUser())
+    register_models(ToolUser())
     return call
 
 
@@ -608,7 +624,7 @@ def test_tool_results_are_kept_and_summarised_not_aligned(isolated_env, tool_use
     assert "usage reports 30 output tokens − 7 reasoning = 23" in shown
     assert f"streamed text+tool calls {text_tokens + call_tokens} (−{23 - 11})" in shown
 
-    doc = json.loads(streamscope("-m", "tool-user", "--json", "hi").stdout)
+    doc = response_doc(streamscope("-m", "tool-user", "--json", "hi").stdout)
     assert [s["kind"] for s in doc["streams"]] == [
         "reasoning",
         "tool_call_name",
@@ -630,16 +646,16 @@ def test_tool_results_are_kept_and_summarised_not_aligned(isolated_env, tool_use
         [doc["trace_id"]],
     )
     assert stored["text"] == SEARCH_RESULT and stored["token_start"] is None
-    again = json.loads(streamscope("show", doc["trace_id"], "--json").stdout)
+    again = response_doc(streamscope("show", doc["trace_id"], "--json").stdout)
     assert again["fragments"] == doc["fragments"] and again["stats"] == doc["stats"]
     assert "Warning" not in streamscope("show", doc["trace_id"]).stderr
 
 
 def test_unreadable_usage_details_leave_the_trace_readable(isolated_env, tool_user):
-    doc = json.loads(streamscope("-m", "tool-user", "--json", "hi").stdout)
+    doc = response_doc(streamscope("-m", "tool-user", "--json", "hi").stdout)
     db = logs_db(isolated_env)
     db["streamscope_traces"].update(doc["trace_id"], {"usage_json": "{not json"})
-    shown = json.loads(streamscope("show", doc["trace_id"], "--json").stdout)
+    shown = response_doc(streamscope("show", doc["trace_id"], "--json").stdout)
     # Without the reasoning figure, every streamed model token is compared with usage.
     assert shown["stats"]["usage_reasoning_tokens"] is None
     assert shown["stats"]["streamed_compared"] == "text+reasoning+tool calls"

@@ -1,0 +1,357 @@
+"""One run of ``llm streamscope``: llm's own prompt command, every response it streams captured.
+
+A run does not rebuild llm's prompt: it runs llm's ``prompt`` command as it is, so
+templates, fragments, attachments, conversations, tools, schemas and async all
+mean exactly what they mean to llm, now and in later versions. While that command
+runs, and only then, ``Response.stream_events`` and ``AsyncResponse.astream_events``
+are wrapped so that every response llm streams is timed (``capture``), and llm's
+display of the stream is replaced by streamscope's live text (``live``). A tool
+chain streams several responses: each becomes one trace, all with the run's id.
+
+Before a response's request leaves, its tokenizer is loaded (in another process),
+its trace row is written and the simulator is started; after the command returns,
+each response is aligned, measured and stored. While a request is in flight only
+the capture loop and, a flush interval after the first event, the trace writer
+run::
+
+    settings = RunSettings(database=None, live=False)
+    result = run(lambda: ctx.invoke(llm.cli.prompt, **options), settings)
+    for response in result.responses:
+        print(response.trace.status, response.stats.ttft_ms)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from .capture import (
+    ABANDONED,
+    UNFINISHED,
+    Capture,
+    atimed_events,
+    new_trace,
+    new_trace_id,
+    timed_events,
+)
+from .trace import STATUS_COMPLETE, Alignment, Trace
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    encoding_name: str | None = None
+    """The tiktoken encoding to align with; None: each model's own."""
+    gap_ms: float | None = None
+    """Gaps longer than this are stalls; None: the default."""
+    timeout_s: float | None = None
+    """End a stream as an error when nothing arrives for this long."""
+    database: pathlib.Path | None = None
+    """Where traces are written; None: not written."""
+    live: bool = True
+    """Show the text as it arrives."""
+    extract: str | None = None
+    """``first`` or ``last``: show only that fenced code block of the answer (-x, --xl)."""
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """One response of a run: its trace, and its alignment and stats when its encoding loaded."""
+
+    trace: Trace
+    alignment: Alignment | None
+    stats: Any | None  # stats.Stats
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    responses: tuple[Analysed, ...]
+    problems: tuple[str, ...] = ()
+    """What went wrong besides the stream itself (trace not saved, an encoding)."""
+    warnings: tuple[str, ...] = ()
+    failure: BaseException | None = None
+    """What ended llm's command early, if anything did."""
+
+
+@dataclass(eq=False)
+class _Watched:
+    response: Any
+    header: Trace
+    record: Capture
+    tokenizer: Any
+    writer: Any = None
+    events: Any = None
+    """The capture's generator (sync responses), to close if llm left it unfinished."""
+
+
+@dataclass(eq=False)
+class Session:
+    """The state of one run while llm's command runs. See ``run``."""
+
+    settings: RunSettings
+    notify: Callable[[str], None] = lambda message: None
+    """Called with a note for the user that cannot wait for the end (a busy database)."""
+    run_id: str = field(default_factory=new_trace_id)
+    watched: list[_Watched] = field(default_factory=list)
+    tokenizers: dict[str, Any] = field(default_factory=dict)
+    live: Any = None
+    _extracted: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.settings.live:
+            from .live import LiveText
+            from .render import LIVE_TABLE
+
+            self.live = LiveText(LIVE_TABLE)
+
+    def expect(self, model: Any) -> None:
+        """Start loading ``model``'s tokenizer now, while llm prepares the prompt."""
+        from . import encodings
+
+        # A failure is said again, and stops the run, when the first response starts.
+        with suppress(encodings.EncodingError):
+            self._tokenizer(self._encoding(model)[0])
+
+    def _encoding(self, model: Any) -> tuple[str, bool]:
+        from . import encodings
+
+        if self.settings.encoding_name:
+            return self.settings.encoding_name, True
+        return encodings.encoding_for_model(model)
+
+    def _tokenizer(self, name: str) -> Any:
+        from .tokenizer import start_tokenizer
+
+        if name not in self.tokenizers:
+            self.tokenizers[name] = start_tokenizer(name)
+        return self.tokenizers[name]
+
+    # -- while llm's command runs --------------------------------------------
+
+    def begin(self, response: Any) -> Capture:
+        """Everything a response needs before its request leaves."""
+        from .store import TraceWriter
+
+        model = response.model
+        if getattr(model, "needs_key", None) and hasattr(model, "get_key"):
+            # llm would find the key missing inside the request: say so before a
+            # trace is started (raises llm's own NeedsKeyException).
+            model.get_key(getattr(response, "_key", None))
+        prepare = getattr(model, "prepare", None)
+        if callable(prepare):
+            prepare()  # e.g. the simulator starts its server before the clock starts
+        name, exact = self._encoding(model)
+        tokenizer = self._tokenizer(name)
+        # Loading anywhere on the machine while the request is in flight shows in
+        # its timings; an encoding that cannot load fails here, before the request.
+        tokenizer.wait_ready()
+        prompt = response.prompt
+        header = dataclasses.replace(
+            new_trace(
+                model_id=model.model_id,
+                encoding_name=name,
+                encoding_exact=exact,
+                prompt=prompt.prompt or None,
+                system=prompt.system or None,
+                options={k: v for k, v in dict(prompt.options).items() if v is not None},
+            ),
+            run_id=self.run_id,
+            run_index=len(self.watched),
+        )
+        record = Capture()
+        watched = _Watched(response, header, record, tokenizer)
+        if self.settings.database is not None:
+            watched.writer = TraceWriter(self.settings.database, record.arrivals)
+            watched.writer.open(header)
+            if watched.writer.busy:
+                self.notify(
+                    f"{watched.writer.path} is busy (another process is writing to it); "
+                    "streaming anyway, the trace is written when it frees"
+                )
+        self.watched.append(watched)
+        if self.live is not None:
+            self.live.start(record.arrivals.flowing)
+        return record
+
+    def ended(self, record: Capture) -> None:
+        """A response's stream is over: show what is held back, stop background writes."""
+        if self.live is not None:
+            self.live.flush()
+        for watched in self.watched:
+            if watched.record is record and watched.writer is not None:
+                watched.writer.stop()
+
+    def show(self, event: Any) -> None:
+        if self.settings.extract:
+            if event.type == "text":
+                self._extracted.append(event.chunk)
+        elif self.live is not None:
+            self.live.write(event)
+
+    def displayed(self, show_reasoning: bool) -> None:
+        """llm's display of the stream has ended (llm prints the final newline itself)."""
+        if self.live is None:
+            return
+        if self.settings.extract:
+            from llm.utils import extract_fenced_code_block
+
+            text = "".join(self._extracted)
+            block = extract_fenced_code_block(text, last=self.settings.extract == "last")
+            self.live.write_text(block or text)
+        self.live.close(final_newline=False)
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """Wrap llm's streaming entry points for the duration of the block, then restore them."""
+        import llm.cli
+        from llm.models import AsyncResponse, Response
+
+        stream_events = Response.stream_events
+        astream_events = AsyncResponse.astream_events
+        display = llm.cli.display_stream_events
+        adisplay = llm.cli.display_async_stream_events
+        timeout_s = self.settings.timeout_s
+        session = self
+
+        def watched_stream_events(response: Any) -> Any:
+            if getattr(response, "_done", False):  # a replay from llm's buffer: no request
+                return stream_events(response)
+            record = session.begin(response)
+            events = timed_events(
+                stream_events(response), record, timeout_s=timeout_s, on_end=session.ended
+            )
+            session.watched[-1].events = events
+            return events
+
+        def watched_astream_events(response: Any) -> Any:
+            if getattr(response, "_done", False):
+                return astream_events(response)
+            record = session.begin(response)
+            return atimed_events(
+                astream_events(response), record, timeout_s=timeout_s, on_end=session.ended
+            )
+
+        def display_stream_events(events: Any, *, show_reasoning: bool = True) -> None:
+            if session.live is not None:
+                session.live.batcher.show_reasoning = show_reasoning
+            for event in events:
+                session.show(event)
+            session.displayed(show_reasoning)
+
+        async def display_async_stream_events(events: Any, *, show_reasoning: bool = True) -> None:
+            if session.live is not None:
+                session.live.batcher.show_reasoning = show_reasoning
+            async for event in events:
+                session.show(event)
+            session.displayed(show_reasoning)
+
+        Response.stream_events = watched_stream_events  # type: ignore[method-assign]
+        AsyncResponse.astream_events = watched_astream_events  # type: ignore[method-assign]
+        llm.cli.display_stream_events = display_stream_events
+        llm.cli.display_async_stream_events = display_async_stream_events
+        try:
+            yield
+        finally:
+            Response.stream_events = stream_events  # type: ignore[method-assign]
+            AsyncResponse.astream_events = astream_events  # type: ignore[method-assign]
+            llm.cli.display_stream_events = display
+            llm.cli.display_async_stream_events = adisplay
+
+    # -- after llm's command ---------------------------------------------------
+
+    def finish(self, failure: BaseException | None = None) -> RunResult:
+        """Align, measure and store every response; close the helpers."""
+        from . import encodings
+        from .align import align
+        from .stats import DEFAULT_GAP_MS, compute_stats
+        from .store import StoreError
+
+        for watched in self.watched:
+            if watched.events is not None:
+                # A signal or Ctrl-C that arrived while llm's code (not the capture's)
+                # ran leaves the generator suspended: closing it ends the capture
+                # (collector, signal handlers, watchdog) as its own failure would.
+                watched.events.close()
+            record = watched.record
+            unfinished = record.error in (UNFINISHED, ABANDONED) and record.stopped is None
+            if failure is not None and unfinished:
+                record.failed(failure)
+        if self.live is not None:
+            self.live.close()
+        problems: list[str] = []
+        warnings: list[str] = []
+        responses = []
+        try:
+            first_origin = next(
+                (w.record.origin_ns for w in self.watched if w.record.origin_ns is not None), None
+            )
+            for watched in self.watched:
+                origin = watched.record.origin_ns
+                trace = dataclasses.replace(
+                    watched.record.trace(watched.header, watched.response),
+                    run_offset_ns=None
+                    if origin is None or first_origin is None
+                    else origin - first_origin,
+                )
+                alignment = stats = None
+                try:
+                    alignment = align(trace, watched.tokenizer)
+                except encodings.EncodingError as ex:
+                    problems.append(str(ex))
+                else:
+                    stats = compute_stats(
+                        trace, alignment, gap_ms=self.settings.gap_ms or DEFAULT_GAP_MS
+                    )
+                if watched.writer is not None:
+                    # llm's own record of a complete response goes in with the trace, in
+                    # one transaction (llm's prompt command is told not to log: its
+                    # read-then-write transaction can lose to any concurrent writer).
+                    complete = trace.status == STATUS_COMPLETE
+                    try:
+                        turn_id = watched.writer.finish(
+                            trace, alignment, stats, watched.response if complete else None
+                        )
+                        trace = dataclasses.replace(trace, turn_id=turn_id)
+                    except StoreError as ex:
+                        problems.append(f"trace not saved: {ex}")
+                    if watched.writer.warning:
+                        warnings.append(watched.writer.warning)
+                responses.append(Analysed(trace, alignment, stats))
+        finally:
+            for tokenizer in self.tokenizers.values():
+                tokenizer.close()
+        return RunResult(
+            run_id=self.run_id,
+            responses=tuple(responses),
+            problems=tuple(dict.fromkeys(problems)),
+            warnings=tuple(dict.fromkeys(warnings)),
+            failure=failure,
+        )
+
+
+def run(
+    invoke: Callable[[], Any],
+    settings: RunSettings,
+    *,
+    notify: Callable[[str], None] | None = None,
+    expected_model: Any = None,
+) -> RunResult:
+    """Call ``invoke`` (which runs llm's prompt command) with every response it streams captured.
+
+    Never raises what ended the command: it is the result's ``failure``, beside
+    every response streamed before it.
+    """
+    session = Session(settings, notify=notify or (lambda message: None))
+    if expected_model is not None:
+        session.expect(expected_model)
+    failure = None
+    try:
+        with session.watching():
+            invoke()
+    except BaseException as ex:
+        failure = ex
+    return session.finish(failure)
