@@ -265,3 +265,213 @@ def test_lone_surrogates_from_a_provider_are_shown_stored_and_aligned(register_m
     assert [f["text"] for f in doc["fragments"]] == ["smile \ufffd", "\ufffd done"]
     shown = json.loads(run("show", doc["trace_id"], "--json").stdout)["responses"][0]
     assert shown["fragments"] == doc["fragments"]
+
+
+# --------------------------------------------------------------------------
+# Every option of llm prompt, with llm's meaning
+
+
+@pytest.fixture(scope="module")
+def messages_server():
+    from llm_streamscope.sim.server import SimServer
+
+    with SimServer(defaults={"speed": 0, "seed": 4, "chunks": 12}) as server:
+        yield server
+
+
+@pytest.fixture
+def claude(messages_server, monkeypatch):
+    """llm-anthropic pointed at the simulator's Anthropic route, with a dummy key."""
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", messages_server.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-dummy")
+    return messages_server
+
+
+HAIKU = ("-m", "claude-haiku-4.5")
+
+
+def run_document(*args, **kwargs):
+    result = run(*args, "--json", **kwargs)
+    assert result.stdout.strip(), result.output
+    return result, json.loads(result.stdout)
+
+
+def llm_turns(user_path):
+    return list(sqlite_utils.Database(user_path / "logs.db")["turns"].rows)
+
+
+def stored(user_path):
+    db = sqlite_utils.Database(user_path / "logs.db")
+    return list(db.query("select * from streamscope_traces order by started_utc"))
+
+
+def test_a_tool_chain_is_one_run_of_two_responses(claude, isolated_env):
+    result, document = run_document(*HAIKU, "-T", "llm_time", "--td", "What time is it?")
+    assert result.exit_code == 0, result.output
+    first, second = document["responses"]
+    assert first["run_id"] == second["run_id"] == document["run_id"]
+    assert [first["run_index"], second["run_index"]] == [0, 1]
+    # the tool call's name and arguments streamed, and are aligned like text
+    kinds = {s["kind"]: s for s in first["streams"]}
+    assert "".join(f["text"] for f in first["fragments"] if f["kind"] == "tool_call_name") == (
+        "llm_time"
+    )
+    assert kinds["tool_call_args"]["tokens"]
+    assert "".join(f["text"] for f in second["fragments"]) and second["stats"]["ttft_ms"] > 0
+    # the second request left after the first stream ended and the tool ran
+    assert second["run_offset_ms"] > first["stats"]["total_ms"]
+    totals = document["totals"]
+    assert totals["responses"] == 2 and totals["between_ms"][0] > 0
+    assert totals["tokens"] == sum(
+        len(s["tokens"]) for r in document["responses"] for s in r["streams"]
+    )
+    assert "Tool call: llm_time({})" in result.stderr  # --td, as llm prints it
+    # one trace per response, each beside llm's own record of it
+    rows = stored(isolated_env)
+    assert [r["id"] for r in rows] == [first["trace_id"], second["trace_id"]]
+    assert {t["id"] for t in llm_turns(isolated_env)} == {r["turn_id"] for r in rows}
+
+
+def test_a_chain_shows_each_response_the_time_between_and_totals(claude):
+    result = run(*HAIKU, "-T", "llm_time", "What time is it?")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert (
+        "response 1 of 2: tool call llm_time" in out or "response 1 of 2: text + tool call" in out
+    )
+    assert "response 2 of 2: text" in out
+    assert out.count("─ stats ─") == 2
+    assert "between the two responses: the tools running, and llm" in out
+    assert "─ run ─" in out and "from the first request to the last token" in out
+
+
+def test_functions_and_a_chain_limit(claude, isolated_env):
+    code = "def multiply(a: int, b: int) -> int:\n    return a * b\n"
+    result, document = run_document(*HAIKU, "--functions", code, "--cl", "1", "3 times 3?")
+    # llm stops the chain after one response, with its own words; what streamed is kept
+    assert result.exit_code == 1
+    assert result.stderr == "Error: Chain limit of 1 exceeded.\n"
+    (only,) = document["responses"]
+    assert only["status"] == "complete"
+    assert "".join(f["text"] for f in only["fragments"] if f["kind"] == "tool_call_args") == (
+        '{"a": 3, "b": 3}'
+    )
+    assert len(stored(isolated_env)) == 1
+
+
+def test_async_is_captured_like_sync(claude):
+    result, sync = run_json(*HAIKU, "hi")
+    sent = claude.send_log(claude.last_completion_id).chunks
+    result, doc = run_json(*HAIKU, "--async", "hi")
+    assert result.exit_code == 0, result.output
+    assert [f["text"] for f in doc["fragments"]] == sent == [f["text"] for f in sync["fragments"]]
+    assert doc["stats"]["ttft_ms"] > 0 and doc["stats"]["setup_ms"] > 0
+
+
+def test_reasoning_hidden_with_R_and_usage_with_u(claude):
+    shown = run(*HAIKU, "-o", "thinking", "1", "-u", "hi")
+    assert shown.exit_code == 0, shown.output
+    assert "Token usage: " in shown.stderr
+    hidden = run(*HAIKU, "-o", "thinking", "1", "-R", "hi")
+    thinking = shown.stderr.split("Token usage")[0].strip()
+    assert thinking and thinking not in hidden.stderr
+    assert hidden.exit_code == 0 and "─ stats ─" in hidden.stdout
+
+
+def test_conversation_continues_with_c_and_cid(isolated_env):
+    result, first = run_json(*FAST, "-o", "max_tokens", "3", "first")
+    assert result.exit_code == 0
+    result, second = run_json(*FAST, "-o", "max_tokens", "3", "-c", "second")
+    assert result.exit_code == 0
+    turns = {t["id"]: t for t in llm_turns(isolated_env)}
+    thread = turns[first["turn_id"]]["thread_id"]
+    assert turns[second["turn_id"]]["thread_id"] == thread
+    result, _ = run_json(*FAST, "-o", "max_tokens", "3", "--cid", thread, "third")
+    assert result.exit_code == 0
+    assert {t["thread_id"] for t in llm_turns(isolated_env)} == {thread}
+
+
+def test_fragments_system_fragments_and_templates(isolated_env, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("Fragment text.")
+    style = tmp_path / "style.md"
+    style.write_text("Be terse.")
+    result, doc = run_json(
+        *FAST, "-o", "max_tokens", "3", "-f", str(notes), "--sf", str(style), "q"
+    )
+    assert result.exit_code == 0, result.output
+    # the prompt as llm sends it: fragments first
+    assert doc["prompt"] == "Fragment text.\nq" and "Be terse." in doc["system"]
+    logged = json.loads(CliRunner().invoke(cli, ["logs", "-n", "1", "--json"]).stdout)[0]
+    assert "Fragment text." in json.dumps(logged)
+    templates = isolated_env / "templates"
+    templates.mkdir()
+    (templates / "summarize.yaml").write_text(
+        "model: streamscope-sim\nsystem: 'Summarize in $lang'\nprompt: 'Text: $input'\n"
+    )
+    result, doc = run_json("-o", "speed", "0", "-t", "summarize", "-p", "lang", "French", "abc")
+    assert result.exit_code == 0, result.output
+    assert doc["model"] == "streamscope-sim"
+    assert doc["prompt"] == "Text: abc" and doc["system"] == "Summarize in French"
+
+
+def test_attachments(claude, tmp_path):
+    image = tmp_path / "pixel.png"
+    image.write_bytes(
+        bytes.fromhex(
+            "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+            "0000000d4944415478da63f8ffff3f0005fe02fea7d6a4e30000000049454e44ae426082"
+        )
+    )
+    result, doc = run_json(*HAIKU, "-a", str(image), "describe")
+    assert result.exit_code == 0, result.output
+    assert doc["status"] == "complete" and doc["fragments"]
+    result, doc = run_json(*HAIKU, "--at", str(image), "image/png", "describe")
+    assert result.exit_code == 0, result.output
+
+
+def test_schema(claude):
+    result, doc = run_json(*HAIKU, "--schema", "name, age int", "invent a dog")
+    assert result.exit_code == 0, result.output
+    assert doc["status"] == "complete"
+    result, doc = run_json(*HAIKU, "--schema-multi", "name, age int", "invent dogs")
+    assert result.exit_code == 0, result.output
+
+
+def test_query_picks_the_model():
+    result, doc = run_json("-q", "streamscope", "-o", "speed", "0", "-o", "max_tokens", "2", "hi")
+    assert result.exit_code == 0, result.output
+    assert doc["model"] == "streamscope-sim"
+
+
+def test_model_options_are_llms_listing():
+    result = run(*FAST, "--options")
+    assert result.exit_code == 0
+    assert result.stdout == CliRunner().invoke(cli, ["prompt", *FAST, "--options"]).stdout
+    assert "speed" in result.stdout
+
+
+def test_extract_shows_the_code_block_and_still_traces_the_stream(register_models):
+    import llm
+    from llm.parts import StreamEvent
+
+    answer = ["Here:\n```py", "thon\nprint(1)\n", "```\nand\n```js\nx()\n```\n"]
+
+    class Coder(llm.Model):
+        model_id = "coder"
+        can_stream = True
+
+        def execute(self, prompt, stream, response, conversation=None):
+            for chunk in answer:
+                yield StreamEvent(type="text", chunk=chunk)
+
+    register_models(Coder())
+    first = run("-m", "coder", "-x", "code")
+    assert first.exit_code == 0, first.output
+    # llm prints the block and a newline, as llm prompt -x does
+    assert first.stdout.startswith("print(1)\n\n")
+    assert "```" not in first.stdout.split("─ alignment ─")[0]
+    last = run("-m", "coder", "--xl", "code")
+    assert last.stdout.startswith("x()\n")
+    _, doc = run_json("-m", "coder", "-x", "code")
+    assert [f["text"] for f in doc["fragments"]] == answer
