@@ -717,6 +717,45 @@ def test_bad_tools_are_400(own_server: SimServer) -> None:
     assert "tools[0].function.name" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        ("--schema", {"name": "example name", "age": 3}),
+        ("--schema-multi", {"items": [{"name": "example name", "age": 3}]}),
+    ],
+)
+def test_a_schema_gets_json_valid_for_it(
+    request_bodies: list[dict[str, Any]], flag: str, expected: dict[str, Any]
+) -> None:
+    from llm.cli import cli
+
+    args = ["-m", "streamscope-sim", "-n", "-o", "speed", "0", flag, "name, age int", "a dog"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == expected
+    (body,) = request_bodies
+    assert body["response_format"]["type"] == "json_schema"
+    log = get_server().send_log(get_server().last_completion_id or "")
+    assert set(log.kinds) == {"text"} and len(log.chunks) == count_tokens(result.stdout.strip())
+
+
+def test_attachments_are_accepted(request_bodies: list[dict[str, Any]], tmp_path: Any) -> None:
+    from llm.cli import cli
+
+    png = tmp_path / "pixel.png"
+    png.write_bytes(
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02"
+        b"\x00\x00\x00\x90wS\xde"
+    )
+    args = ["-m", "streamscope-sim", "-n", "-o", "speed", "0", "-o", "max_tokens", "3"]
+    result = CliRunner().invoke(cli, [*args, "-a", str(png), "Describe it"])
+    assert result.exit_code == 0, result.output
+    (body,) = request_bodies
+    text, image = body["messages"][-1]["content"]
+    assert text == {"type": "text", "text": "Describe it"}
+    assert image["image_url"]["url"].startswith("data:image/png;base64,")
+
+
 # --------------------------------------------------------------------------
 # Hidden reasoning: a think time before the first chunk, reported in usage
 

@@ -42,7 +42,7 @@ from .engine import (
     http_chunk,
     ids,
     new_id,
-    plan_tool_call,
+    plan_json,
     send_paced,
     wait_whole,
 )
@@ -323,7 +323,7 @@ def answer(request: MessagesRequest) -> Answer:
             return Answer(tuple(blocks), "max_tokens", options.reasoning)
     if request.tools and not request.tool_result:
         tool = request.tools[0]
-        arguments, plan = plan_tool_call(tool.get("input_schema"), options, left)
+        arguments, plan = plan_json(tool.get("input_schema"), options, left)
         tool_id = new_id("toolu_01", 22)
         start = {"type": "tool_use", "id": tool_id, "name": tool["name"], "input": {}}
         # Real streams open a tool call with an empty partial_json.

@@ -63,7 +63,7 @@ def int_or_none(value: Any, param: str, minimum: int, maximum: int | None = None
 
 
 # --------------------------------------------------------------------------
-# Tool calls
+# Tool calls and structured output
 
 
 def example_value(schema: Any, name: str = "value") -> Any:
@@ -85,6 +85,9 @@ def example_value(schema: Any, name: str = "value") -> Any:
     type_ = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(type_, list):
         type_ = next((t for t in type_ if t != "null"), "null")
+    if type_ == "array":
+        items = schema.get("items")
+        return [example_value(items, name)] if isinstance(items, dict) else []
     if type_ == "object":
         properties = schema.get("properties") or {}
         required = schema.get("required") or []
@@ -97,17 +100,17 @@ def example_value(schema: Any, name: str = "value") -> Any:
         "integer": 3,
         "number": 1.5,
         "boolean": True,
-        "array": [],
         "null": None,
     }.get(type_, f"example {name}")
 
 
-def plan_tool_call(
+def plan_json(
     schema: Any, options: SimOptions, max_tokens: int | None, *, compact: bool = False
 ) -> tuple[Any, profiles.Plan]:
-    """Arguments valid for a tool's parameter ``schema``, and the plan of their JSON text:
-    cut and paced like answer text (``chunks`` does not apply), as every format streams them.
-    ``compact`` drops the spaces after ``:`` and ``,`` (OpenAI's style; Anthropic keeps them).
+    """A value valid for a JSON ``schema`` (a tool's parameters, a response format), and the
+    plan of its JSON text: cut and paced like answer text (``chunks`` does not apply), as
+    every format streams tool-call arguments and structured output. ``compact`` drops the
+    spaces after ``:`` and ``,`` (OpenAI's style; Anthropic keeps them).
     """
     arguments = example_value(schema or {})
     separators = (",", ":") if compact else None

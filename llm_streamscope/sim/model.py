@@ -51,7 +51,11 @@ class _Sim:
     def __init__(self) -> None:
         # _Shared.__init__ sets instance attributes; keep what the class (or a subclass) says.
         super().__init__(  # type: ignore[call-arg]
-            type(self).model_id, can_stream=type(self).can_stream, supports_tools=True
+            type(self).model_id,
+            can_stream=type(self).can_stream,
+            supports_tools=True,
+            supports_schema=True,
+            vision=True,  # accepts image and PDF attachments (and ignores what they show)
         )
 
     def __str__(self) -> str:

@@ -48,7 +48,7 @@ from .engine import (
     http_chunk,
     int_or_none,
     new_id,
-    plan_tool_call,
+    plan_json,
     record_whole,
     send_paced,
     wait_whole,
@@ -155,6 +155,8 @@ class SimRequest:
     """The ``function`` objects of the request's tools."""
     tool_result: bool = False
     """The last message is a ``tool`` message: answer with text."""
+    schema: dict[str, Any] | None = None
+    """The JSON schema of ``response_format`` (``{}`` for ``json_object``): answer with JSON."""
 
     @classmethod
     def parse(cls, body: Any, defaults: Mapping[str, Any] | None = None) -> SimRequest:
@@ -183,6 +185,14 @@ class SimRequest:
                     400, f"Missing required parameter: 'tools[{i}].function.name'.", param="tools"
                 )
         last = messages[-1] if messages else None
+        response_format = body.get("response_format") or {}
+        if not isinstance(response_format, dict):
+            raise ApiError(400, "'response_format' must be an object.", param="response_format")
+        schema = None
+        if response_format.get("type") == "json_schema":
+            schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        elif response_format.get("type") == "json_object":
+            schema = {}
         try:
             return cls(
                 model=model,
@@ -197,6 +207,7 @@ class SimRequest:
                 options=SimOptions.parse({**(defaults or {}), **options}),
                 tools=[tool["function"] for tool in tools],
                 tool_result=isinstance(last, dict) and last.get("role") == "tool",
+                schema=schema,
             )
         except InvalidOption as e:
             raise ApiError(400, e.message, param=e.param) from None
@@ -269,8 +280,9 @@ class ChatAnswer:
     With ``tools`` in the request and no ``tool`` message last, a call of the
     first tool: its arguments a JSON object valid for the tool's ``parameters``,
     cut and paced like text, after one chunk that names the call (kind
-    ``tool_call_name``); ``finish_reason`` is ``tool_calls``. Otherwise the
-    sample text. ``completion_tokens`` counts what is streamed and the hidden
+    ``tool_call_name``); ``finish_reason`` is ``tool_calls``. Else, with a
+    ``response_format``, JSON text valid for its schema. Otherwise the sample
+    text. ``completion_tokens`` counts what is streamed and the hidden
     ``reasoning`` tokens, as OpenAI's usage does.
     """
 
@@ -287,11 +299,14 @@ class ChatAnswer:
         tool = None
         if request.tools and not request.tool_result:
             function = request.tools[0]
-            _, plan = plan_tool_call(
+            _, plan = plan_json(
                 function.get("parameters"), options, request.max_tokens, compact=True
             )
             tool = {"name": function["name"], "id": new_id("call_", 24)}
             finish_reason = "length" if plan.finish_reason == "length" else "tool_calls"
+        elif request.schema is not None:
+            _, plan = plan_json(request.schema, options, request.max_tokens, compact=True)
+            finish_reason = plan.finish_reason
         else:
             plan = options.plan(profiles.sample_text(options.text), max_tokens=request.max_tokens)
             finish_reason = plan.finish_reason
