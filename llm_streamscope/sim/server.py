@@ -190,7 +190,8 @@ class SimRequest:
             raise ApiError(400, "'response_format' must be an object.", param="response_format")
         schema = None
         if response_format.get("type") == "json_schema":
-            schema = (response_format.get("json_schema") or {}).get("schema") or {}
+            json_schema = response_format.get("json_schema")
+            schema = (json_schema.get("schema") if isinstance(json_schema, dict) else None) or {}
         elif response_format.get("type") == "json_object":
             schema = {}
         try:
@@ -329,10 +330,10 @@ class ChatAnswer:
         name = ((TOOL_CALL_NAME, self.tool["name"]),)
         return chain(name, zip(repeat(TOOL_CALL_ARGS), self.plan.chunks()))
 
-    def call_head(self, name: str, arguments: str = "") -> dict[str, Any]:
+    def tool_call(self, arguments: str = "") -> dict[str, Any]:
         """The tool call as a message carries it (a stream's first chunk: no arguments)."""
         assert self.tool is not None
-        function = {"name": name, "arguments": arguments}
+        function = {"name": self.tool["name"], "arguments": arguments}
         return {"id": self.tool["id"], "type": "function", "function": function}
 
 
@@ -540,7 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif kind == TOOL_CALL_ARGS:
                 delta = '{"tool_calls":[{"index":0,"function":{"arguments":' + escaped + "}}]}"
             else:  # the call's first chunk: the role, its id and name, no arguments yet
-                call = {"index": 0, **planned.call_head(text)}
+                call = {"index": 0, **planned.tool_call()}
                 return _frame(
                     head
                     + '{"role":"assistant","content":null,"tool_calls":['
@@ -598,7 +599,7 @@ class _Handler(BaseHTTPRequestHandler):
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if planned.tool is not None:
             message["content"] = None
-            message["tool_calls"] = [planned.call_head(planned.tool["name"], content)]
+            message["tool_calls"] = [planned.tool_call(content)]
         body = {
             "id": log.id,
             "object": "chat.completion",
