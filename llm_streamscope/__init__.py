@@ -13,9 +13,9 @@ hookimpl = HookimplMarker("llm")
 
 @hookimpl
 def register_models(register):
-    from .sim.model import SimChat
+    from .sim.model import AsyncSimChat, SimChat
 
-    register(SimChat())
+    register(SimChat(), AsyncSimChat())
 
 
 @hookimpl

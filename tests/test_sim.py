@@ -545,3 +545,353 @@ def test_standalone_server_prints_its_url() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------
+# Tool calls (OpenAI's format), through llm's own CLI and client
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+@pytest.fixture
+def request_bodies(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The JSON bodies of the chat requests the simulator parses, in order."""
+    bodies: list[dict[str, Any]] = []
+    parse = server.SimRequest.parse.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: type, body: Any, defaults: Any = None) -> server.SimRequest:
+        bodies.append(body)
+        return parse(cls, body, defaults)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(server.SimRequest, "parse", classmethod(recording))
+    return bodies
+
+
+def test_llm_runs_a_tool_chain_end_to_end(request_bodies: list[dict[str, Any]]) -> None:
+    from llm.cli import cli
+
+    function = "def multiply(a: int, b: int) -> int:\n    return a * b\n"
+    args = ["-m", "streamscope-sim", "-o", "speed", "0", "-o", "max_tokens", "12"]
+    result = CliRunner().invoke(cli, [*args, "--functions", function, "What is 3 times 3?"])
+    assert result.exit_code == 0, result.output
+    twelve = profiles.plan(sample_text("prose"), PROFILES["gpt-4o-mini"], max_tokens=12)
+    assert result.stdout == twelve.text() + "\n"
+    # Response 1 offered the tool and called it; response 2 carried its result and got text.
+    first, second = request_bodies
+    assert [t["function"]["name"] for t in first["tools"]] == ["multiply"]
+    assert first["stream"] is True and first["messages"][-1]["role"] == "user"
+    call, result_message = second["messages"][-2:]
+    (tool_call,) = call["tool_calls"]
+    assert tool_call["function"] == {"name": "multiply", "arguments": '{"a": 3, "b": 3}'}
+    assert tool_call["id"].startswith("call_") and len(tool_call["id"]) == 29
+    assert result_message == {"role": "tool", "tool_call_id": tool_call["id"], "content": "9"}
+    # llm logged both responses: the call with its arguments, then the answer.
+    logged = CliRunner().invoke(cli, ["logs", "--json", "-n", "2"])
+    calls, answer = json.loads(logged.output)
+    assert [(c["name"], c["arguments"]) for c in calls["tool_calls"]] == [
+        ("multiply", {"a": 3, "b": 3})
+    ]
+    assert answer["tool_results"][0]["output"] == "9" and answer["response"]
+
+
+def test_llm_time_chain_streams_the_call_then_text() -> None:
+    from llm.cli import cli
+
+    srv = get_server()
+    args = ["-m", "streamscope-sim", "-o", "speed", "0", "-o", "max_tokens", "8"]
+    result = CliRunner().invoke(cli, [*args, "-o", "reasoning", "12", "-T", "llm_time", "Time?"])
+    assert result.exit_code == 0, result.output
+    eight = profiles.plan(sample_text("prose"), PROFILES["gpt-4o-mini"], max_tokens=8)
+    assert result.stdout == eight.text() + "\n"
+    answer = srv.send_log(srv.last_completion_id or "")
+    assert answer.finish_reason == "length" and set(answer.kinds) == {"text"}
+    logged = json.loads(CliRunner().invoke(cli, ["logs", "--json", "-n", "2"]).output)
+    call = srv.send_log(logged[0]["response_json"]["id"])
+    assert call.kinds == ["tool_call_name", "tool_call_args"]
+    assert call.chunks == ["llm_time", "{}"] and call.finish_reason == "tool_calls"
+    assert "utc_time" in logged[1]["tool_results"][0]["output"]
+    # The hidden reasoning tokens, as llm logs them.
+    assert logged[1]["output_tokens"] == 8 + 12
+    assert json.loads(logged[1]["token_details"]) == {
+        "completion_tokens_details": {"reasoning_tokens": 12}
+    }
+
+
+def test_tool_call_events_equal_the_send_log(model: llm.Model) -> None:
+    response = model.prompt("What is 3 times 3?", tools=[multiply], speed=0, seed=1)
+    events = list(response.stream_events())
+    log = get_server().send_log(completion_id(response))
+    assert [(e.type, e.chunk) for e in events] == list(zip(log.kinds, log.chunks))
+    name, *args = events
+    assert (name.type, name.chunk) == ("tool_call_name", "multiply")
+    assert name.tool_call_id.startswith("call_") and {e.tool_call_id for e in args} == {
+        name.tool_call_id
+    }
+    # About a token a piece, as gpt-4o-mini streams arguments.
+    assert len(args) == count_tokens('{"a":3,"b":3}') and all(e.chunk for e in args)
+    assert json.loads("".join(e.chunk for e in args)) == {"a": 3, "b": 3}
+    assert [(c.name, c.arguments) for c in response.tool_calls()] == [
+        ("multiply", {"a": 3, "b": 3})
+    ]
+    assert log.finish_reason == "tool_calls" and response.usage().output == len(args)
+
+
+def test_tool_call_wire_format(own_server: SimServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"country": {"type": "string"}, "unit": {"enum": ["C", "F"]}},
+        "required": ["country", "unit"],
+    }
+    tools = [
+        {"type": "function", "function": {"name": "forecast", "parameters": schema}},
+        {"type": "function", "function": {"name": "other", "parameters": {}}},
+    ]
+    body: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Weather?"}],
+        "tools": tools,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "streamscope": {"speed": 0},
+    }
+    _, chunks = dechunk(raw_request(own_server.port, body))
+    assert chunks[-1] == b"data: [DONE]\n\n"
+    first, *pieces, finish, usage = [json.loads(c[6:]) for c in chunks[:-1]]
+    (call,) = first["choices"][0]["delta"]["tool_calls"]
+    assert first["choices"][0]["delta"]["role"] == "assistant"
+    assert first["choices"][0]["delta"]["content"] is None
+    assert call["index"] == 0 and call["id"].startswith("call_") and call["type"] == "function"
+    assert call["function"] == {"name": "forecast", "arguments": ""}
+    deltas = [p["choices"][0]["delta"]["tool_calls"] for p in pieces]
+    assert all(len(d) == 1 and set(d[0]) == {"index", "function"} for d in deltas)
+    arguments = "".join(d[0]["function"]["arguments"] for d in deltas)
+    assert arguments == '{"country":"example country","unit":"C"}'  # valid for the schema
+    assert finish["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "logprobs": None,
+        "finish_reason": "tool_calls",
+    }
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == count_tokens(arguments)
+    log = own_server.send_log(first["id"])
+    assert log.kinds == ["tool_call_name"] + ["tool_call_args"] * len(pieces)
+    assert log.chunks == ["forecast", *(d[0]["function"]["arguments"] for d in deltas)]
+
+    # A tool result last: text, as usual.
+    body["messages"] += [
+        {"role": "assistant", "content": None, "tool_calls": [{**call, "index": None}]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny"},
+    ]
+    _, chunks = dechunk(raw_request(own_server.port, body))
+    objs = [json.loads(c[6:]) for c in chunks[:-1]]
+    text = "".join(o["choices"][0]["delta"].get("content") or "" for o in objs if o["choices"])
+    assert text == sample_text("prose") and objs[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_non_streamed_tool_call(model: llm.Model) -> None:
+    response = model.prompt("3 times 3?", tools=[multiply], speed=0, stream=False)
+    events = list(response.stream_events())
+    assert [(e.type, e.chunk) for e in events] == [
+        ("tool_call_name", "multiply"),
+        ("tool_call_args", '{"a":3,"b":3}'),
+    ]
+    assert response.response_json is not None
+    (choice,) = response.response_json["choices"]
+    assert choice["finish_reason"] == "tool_calls" and "content" not in choice["message"]
+    assert choice["message"]["tool_calls"][0]["function"]["name"] == "multiply"
+    log = get_server().send_log(completion_id(response))
+    assert log.kinds == ["tool_call_name", "tool_call_args"] and log.stream is False
+
+
+def test_bad_tools_are_400(own_server: SimServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", own_server.port)
+    body = {"model": "m", "messages": [], "tools": [{"type": "function"}]}
+    conn.request("POST", "/v1/chat/completions", json.dumps(body))
+    response = conn.getresponse()
+    error = json.loads(response.read())["error"]
+    conn.close()
+    assert response.status == 400 and error["param"] == "tools"
+    assert "tools[0].function.name" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        ("--schema", {"name": "example name", "age": 3}),
+        ("--schema-multi", {"items": [{"name": "example name", "age": 3}]}),
+    ],
+)
+def test_a_schema_gets_json_valid_for_it(
+    request_bodies: list[dict[str, Any]], flag: str, expected: dict[str, Any]
+) -> None:
+    from llm.cli import cli
+
+    args = ["-m", "streamscope-sim", "-n", "-o", "speed", "0", flag, "name, age int", "a dog"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == expected
+    (body,) = request_bodies
+    assert body["response_format"]["type"] == "json_schema"
+    log = get_server().send_log(get_server().last_completion_id or "")
+    assert set(log.kinds) == {"text"} and len(log.chunks) == count_tokens(result.stdout.strip())
+
+
+def test_attachments_are_accepted(request_bodies: list[dict[str, Any]], tmp_path: Any) -> None:
+    from llm.cli import cli
+
+    png = tmp_path / "pixel.png"
+    png.write_bytes(
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02"
+        b"\x00\x00\x00\x90wS\xde"
+    )
+    args = ["-m", "streamscope-sim", "-n", "-o", "speed", "0", "-o", "max_tokens", "3"]
+    result = CliRunner().invoke(cli, [*args, "-a", str(png), "Describe it"])
+    assert result.exit_code == 0, result.output
+    (body,) = request_bodies
+    text, image = body["messages"][-1]["content"]
+    assert text == {"type": "text", "text": "Describe it"}
+    assert image["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+# --------------------------------------------------------------------------
+# Hidden reasoning: a think time before the first chunk, reported in usage
+
+
+def test_reasoning_thinks_before_the_first_chunk_and_reports_its_tokens(
+    model: llm.Model,
+) -> None:
+    response = model.prompt("hi", speed=0, reasoning=40, max_tokens=5)
+    events = list(response.stream_events())
+    # llm's OpenAI client makes one redacted reasoning event of the usage's reasoning_tokens.
+    assert [e.type for e in events] == ["text"] * 5 + ["reasoning"]
+    assert events[-1].chunk == "" and events[-1].redacted
+    usage = response.usage()
+    assert usage.output == 45 and usage.details == {
+        "completion_tokens_details": {"reasoning_tokens": 40}
+    }
+    plain = model.prompt("hi", speed=0, max_tokens=5)
+    assert [e.type for e in plain.stream_events()] == ["text"] * 5
+
+
+def test_reasoning_delay_is_that_many_gaps() -> None:
+    from llm_streamscope.sim.options import SimOptions
+
+    thinking = SimOptions.parse({"seed": 3, "reasoning": 100}).delays()
+    plain = SimOptions.parse({"seed": 3}).delays()
+    assert thinking is not None and plain is not None
+    ttft, gaps = next(plain), [next(plain) for _ in range(102)]
+    assert next(thinking) == pytest.approx(ttft + sum(gaps[:100]))
+    assert [next(thinking), next(thinking)] == gaps[100:]  # then paced as before
+    assert SimOptions.parse({"speed": 0, "reasoning": 100}).delays() is None
+
+
+def test_reasoning_delays_the_first_chunk_over_http(own_server: SimServer) -> None:
+    from llm_streamscope.sim.options import SimOptions
+
+    options = {"seed": 2, "speed": 400, "reasoning": 2000, "chunks": 2}
+    delays = SimOptions.parse(options).delays()
+    assert delays is not None
+    planned_ns = next(delays) / 400 * 1e9  # about 65 ms
+    body = {"model": "m", "messages": [], "stream": True, "streamscope": options}
+    _, chunks = dechunk(raw_request(own_server.port, body))
+    log = own_server.send_log(json.loads(chunks[0][6:])["id"])
+    assert log.sent_ns[0] - log.t0_ns >= planned_ns > 40e6
+
+
+# --------------------------------------------------------------------------
+# The async model
+
+
+def test_async_model_streams_from_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from llm.cli import cli
+
+    from llm_streamscope.sim.model import AsyncSimChat
+
+    async_model = llm.get_async_model("streamscope-sim")
+    assert isinstance(async_model, AsyncSimChat) and async_model.supports_tools
+    monkeypatch.setattr(server, "_shared", None)
+    async_model.prepare()  # type: ignore[attr-defined]
+    assert server.server_started()
+
+    async def events() -> tuple[Any, list[Any]]:
+        response = async_model.prompt("hi", speed=0, profile="claude-haiku", seed=3, chunks=9)
+        return response, [e async for e in response.astream_events()]
+
+    response, got = asyncio.run(events())
+    log = get_server().send_log(response.response_json["id"])
+    assert [e.chunk for e in got] == log.chunks
+    assert log.chunks == PROFILES["claude-haiku"].cut(sample_text("prose"), seed=3)[:9]
+
+    eight = profiles.plan(sample_text("prose"), PROFILES["gpt-4o-mini"], max_tokens=8).text()
+    args = ["-m", "streamscope-sim", "--async", "-n", "-o", "speed", "0", "-o", "max_tokens", "8"]
+    result = CliRunner().invoke(cli, [*args, "hi"])
+    assert result.exit_code == 0, result.output
+    assert result.output == eight + "\n"
+    result = CliRunner().invoke(cli, [*args, "-T", "llm_time", "time?"])
+    assert result.exit_code == 0, result.output
+    assert result.output == eight + "\n"
+
+
+# --------------------------------------------------------------------------
+# One definition of the simulator's options
+
+
+def test_one_option_list_for_the_model_the_server_and_the_flags() -> None:
+    from llm_streamscope.sim.__main__ import _parser
+    from llm_streamscope.sim.options import SIM_OPTIONS
+
+    assert list(SimChat.Options.model_fields) == [*SIM_OPTIONS, "max_tokens"]
+    assert "reasoning" in SIM_OPTIONS
+    flags = {a.dest for a in _parser()._actions} - {"help", "port", "verbose"}
+    assert flags == set(SIM_OPTIONS)
+    # llm's -o gives strings: the model converts them; a request body must send JSON numbers.
+    assert SimChat.Options(chunks="3").chunks == 3  # type: ignore[attr-defined]
+    srv = SimServer(defaults={"chunks": 2})
+    srv.stop()
+    with pytest.raises(server.InvalidOption, match="Invalid value for 'chunks'"):
+        SimServer(defaults={"chunks": "2"})
+
+
+@pytest.mark.parametrize(
+    ("options", "param", "message"),
+    [
+        ({"profile": "nope"}, "streamscope.profile", "known profiles: gpt-4o-mini"),
+        ({"speed": -1}, "streamscope.speed", "greater than or equal to 0"),
+        ({"seed": True}, "streamscope.seed", "valid integer"),
+        ({"error": 200}, "streamscope.error", "greater than or equal to 400"),
+        ({"colour": 1}, "streamscope", "Unrecognized streamscope option(s): colour; known: seed"),
+    ],
+)
+def test_bad_options_in_a_request_are_400(
+    own_server: SimServer, options: dict[str, Any], param: str, message: str
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", own_server.port)
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps({"model": "m", "messages": [], "streamscope": options}),
+    )
+    response = conn.getresponse()
+    error = json.loads(response.read())["error"]
+    conn.close()
+    assert response.status == 400 and error["param"] == param and message in error["message"]
+
+
+def test_standalone_flags_are_checked_and_only_given_ones_become_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from llm_streamscope.sim.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--stall-after", "-2"])
+    assert info.value.code == 2
+    assert "Invalid value for 'stall_after'" in capsys.readouterr().err
+    from llm_streamscope.sim.options import SimOptions
+
+    given = SimOptions.from_strings({"seed": "4", "speed": "0", "profile": None})
+    assert given.model_dump(exclude_unset=True) == {"seed": 4, "speed": 0.0}

@@ -22,7 +22,7 @@ from llm.cli import cli
 from test_sim import dechunk, raw_request
 
 from llm_streamscope.capture import capture, new_trace
-from llm_streamscope.sim.engine import InvalidOption
+from llm_streamscope.sim.options import InvalidOption
 from llm_streamscope.sim.profiles import PROFILES, count_tokens, sample_text
 from llm_streamscope.sim.server import SimServer
 
@@ -100,6 +100,20 @@ def test_thinking_streams_reasoning_then_text(server: SimServer, anthropic_at: A
     assert got == [*sent[: len(thinking)], ("reasoning", ""), *sent[len(thinking) :]]
     tokens = count_tokens("".join(thinking)) + count_tokens("".join(text))
     assert doc["stats"]["usage_output_tokens"] == log.completion_tokens == tokens
+
+
+def test_plain_llm_shows_the_thinking_stream(anthropic_at: Any) -> None:
+    # No key, no streamscope: llm prints llm-anthropic's reasoning events on stderr.
+    with SimServer(defaults={"speed": 0, "chunks": 5}) as brief:
+        anthropic_at(brief)
+        result = CliRunner().invoke(cli, ["-m", HAIKU, "-o", "thinking", "1", "hi"])
+        assert result.exit_code == 0, result.output
+        log = brief.send_log(brief.last_completion_id or "")
+    thinking = "".join(c for k, c in zip(log.kinds, log.chunks) if k == "reasoning")
+    text = "".join(c for k, c in zip(log.kinds, log.chunks) if k == "text")
+    assert thinking == sample_text("thinking") and text
+    assert result.stdout == text + "\n"
+    assert thinking in result.stderr
 
 
 def test_tool_use_fragments_and_a_chain(server: SimServer, anthropic_at: Any) -> None:
@@ -352,6 +366,13 @@ def post(
     lines = head.decode().split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
     return int(lines[0].split()[1]), headers, json.loads(payload)
+
+
+def test_hidden_reasoning_counts_as_output(server: SimServer) -> None:
+    body = messages_body(max_tokens=6, stream=False, streamscope={"reasoning": 30})
+    code, _, message = post(server, body)
+    assert code == 200 and count_tokens(message["content"][0]["text"]) == 6
+    assert message["usage"]["output_tokens"] == 36
 
 
 @pytest.mark.parametrize(

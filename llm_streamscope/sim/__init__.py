@@ -3,9 +3,11 @@ formats, and the ``streamscope-sim`` model.
 
 * :mod:`.server` - :class:`SimServer`, :func:`get_server`, the OpenAI chat.completions route.
 * :mod:`.anthropic` - the Anthropic Messages route (``POST /v1/messages``).
-* :mod:`.engine` - what both share: the simulator options, pacing, stalls, drops, send logs.
+* :mod:`.options` - the simulator options, defined once for the model, the server and the flags.
+* :mod:`.engine` - what both formats share: pacing, stalls, drops, send logs, tool-call arguments.
 * :mod:`.profiles` - how a provider cuts and paces a stream (pure, seeded).
-* :mod:`.model` - :class:`SimChat`, llm's real OpenAI Chat model aimed at the server.
+* :mod:`.model` - :class:`SimChat` and :class:`AsyncSimChat`, llm's real OpenAI Chat models
+  aimed at the server.
 
 Run ``python -m llm_streamscope.sim`` for a standalone server (benchmarks).
 Importing this package imports nothing heavy.

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from . import profiles
-from .engine import InvalidOption
+from .options import SIM_OPTIONS, InvalidOption, SimOptions, add_arguments
 from .server import SimServer
 
 
@@ -28,40 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
-    defaults = parser.add_argument_group("simulator defaults")
-    defaults.add_argument(
-        "--profile",
-        choices=list(profiles.PROFILES),
-        metavar="P",
-        help="provider to imitate: "
-        + ", ".join(profiles.PROFILES)
-        + " (default: gpt-4o-mini for OpenAI requests, "
-        "claude-haiku for Anthropic ones)",
+    defaults = parser.add_argument_group(
+        "simulator defaults",
+        "Anthropic requests default to the claude-haiku profile unless --profile is given.",
     )
-    defaults.add_argument(
-        "--seed", type=int, metavar="N", help="seed for deterministic timing and chunking"
-    )
-    defaults.add_argument(
-        "--speed", type=float, metavar="S", help="time scale; 0 = no delays (default: 1)"
-    )
-    defaults.add_argument(
-        "--text", metavar="T", help="sample text to stream: " + ", ".join(profiles.sample_names())
-    )
-    defaults.add_argument(
-        "--chunks", type=int, metavar="N", help="send exactly this many answer chunks"
-    )
-    defaults.add_argument(
-        "--stall-after", type=int, metavar="K", help="go silent after this many chunks"
-    )
-    defaults.add_argument(
-        "--stall-s", type=float, metavar="S", help="how long that silence lasts (default: 60)"
-    )
-    defaults.add_argument(
-        "--drop-after", type=int, metavar="K", help="drop the connection after this many chunks"
-    )
-    defaults.add_argument(
-        "--error", type=int, metavar="STATUS", help="answer with this HTTP status (400-599)"
-    )
+    add_arguments(defaults)
     return parser
 
 
@@ -72,21 +43,14 @@ def _stop(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
-    options = {
-        "profile": args.profile,
-        "seed": args.seed,
-        "speed": args.speed,
-        "text": args.text,
-        "chunks": args.chunks,
-        "stall_after": args.stall_after,
-        "stall_s": args.stall_s,
-        "drop_after": args.drop_after,
-        "error": args.error,
-    }
     try:
-        server = SimServer(args.port, verbose=args.verbose, defaults=options)
+        given = SimOptions.from_strings({name: getattr(args, name) for name in SIM_OPTIONS})
     except InvalidOption as e:
-        parser.error(f"--{e.param.replace('_', '-')}: {e.message}")
+        parser.error(e.message)
+    # Only what was given: the others keep each route's own defaults.
+    server = SimServer(
+        args.port, verbose=args.verbose, defaults=given.model_dump(exclude_unset=True)
+    )
     # Load the encoding and tokenize the samples now: done inside the first request,
     # it delayed that response's first chunk by ~600 ms, then sent a burst.
     profiles.prepare_samples()

@@ -38,16 +38,15 @@ from .engine import (
     REASONING,
     TEXT,
     TOOL_CALL_ARGS,
-    InvalidOption,
     SendLog,
-    SimOptions,
     http_chunk,
     ids,
     new_id,
-    record_whole,
+    plan_json,
     send_paced,
     wait_whole,
 )
+from .options import InvalidOption, SimOptions
 
 if TYPE_CHECKING:
     from .server import _Handler
@@ -237,42 +236,6 @@ class MessagesRequest:
 # What to answer
 
 
-def example_value(schema: Any, name: str = "value") -> Any:
-    """A simple value valid for a JSON schema: its first enum value, else by type.
-
-    >>> example_value({"type": "object", "properties": {"n": {"type": "integer"}},
-    ...                "required": ["n"]})
-    {'n': 3}
-    """
-    if not isinstance(schema, dict):
-        return "example"
-    if "const" in schema:
-        return schema["const"]
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        if isinstance(schema.get(key), list) and schema[key]:
-            return example_value(schema[key][0], name)
-    type_ = schema.get("type", "object" if "properties" in schema else "string")
-    if isinstance(type_, list):
-        type_ = next((t for t in type_ if t != "null"), "null")
-    if type_ == "object":
-        properties = schema.get("properties") or {}
-        required = schema.get("required") or []
-        return {
-            key: example_value(properties.get(key, {}), key)
-            for key in required
-            if isinstance(key, str)
-        }
-    return {
-        "integer": 3,
-        "number": 1.5,
-        "boolean": True,
-        "array": [],
-        "null": None,
-    }.get(type_, f"example {name}")
-
-
 # Each kind of chunk travels in its delta type, under its field name.
 _DELTA_TYPES = {REASONING: "thinking_delta", TEXT: "text_delta", TOOL_CALL_ARGS: "input_json_delta"}
 _DELTA_FIELDS = {REASONING: "thinking", TEXT: "text", TOOL_CALL_ARGS: "partial_json"}
@@ -318,10 +281,12 @@ class Block:
 class Answer:
     blocks: tuple[Block, ...]
     stop_reason: str
+    hidden_tokens: int = 0
+    """Thought before the first block, never sent (the ``reasoning`` option)."""
 
     @property
     def output_tokens(self) -> int:
-        return sum(b.tokens for b in self.blocks)
+        return self.hidden_tokens + sum(b.tokens for b in self.blocks)
 
     def chunks(self) -> Iterator[tuple[str, str]]:
         for block in self.blocks:
@@ -355,19 +320,18 @@ def answer(request: MessagesRequest) -> Answer:
         )
         left -= plan.completion_tokens  # hidden thinking is generated all the same
         if plan.finish_reason == "length":
-            return Answer(tuple(blocks), "max_tokens")
+            return Answer(tuple(blocks), "max_tokens", options.reasoning)
     if request.tools and not request.tool_result:
         tool = request.tools[0]
-        arguments = example_value(tool.get("input_schema") or {})
-        plan = options.plan(json.dumps(arguments, ensure_ascii=False), max_tokens=left, whole=True)
+        arguments, plan = plan_json(tool.get("input_schema"), options, left)
         tool_id = new_id("toolu_01", 22)
         start = {"type": "tool_use", "id": tool_id, "name": tool["name"], "input": {}}
         # Real streams open a tool call with an empty partial_json.
         blocks.append(Block(TOOL_CALL_ARGS, plan, start, {"input": arguments}, lead=("",)))
-        return Answer(tuple(blocks), _stop_reason(plan, "tool_use"))
+        return Answer(tuple(blocks), _stop_reason(plan, "tool_use"), options.reasoning)
     plan = options.plan(profiles.sample_text(options.text), max_tokens=left)
     blocks.append(Block(TEXT, plan, {"type": "text", "text": ""}))
-    return Answer(tuple(blocks), _stop_reason(plan, "end_turn"))
+    return Answer(tuple(blocks), _stop_reason(plan, "end_turn"), options.reasoning)
 
 
 def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
@@ -565,6 +529,6 @@ def _whole(handler: _Handler, request: MessagesRequest, planned: Answer, log: Se
         "stop_sequence": None,
         "usage": _usage(prompt_tokens, planned.output_tokens),
     }
-    handler._send_whole(_dumps(body).encode(), lambda kind: _headers(handler, kind))
-    record_whole(log, [(b.kind, "".join(b.chunks())) for b in planned.blocks])
+    parts = [(b.kind, "".join(b.chunks())) for b in planned.blocks]
+    handler._send_whole(_dumps(body).encode(), lambda kind: _headers(handler, kind), log, parts)
     return True

@@ -1,38 +1,28 @@
-"""What every wire format of the simulator shares: its options, the send log, the paced send.
+"""What every wire format of the simulator shares: the send log, the paced send, tool calls.
 
 A format (OpenAI chat.completions in :mod:`.server`, Anthropic Messages in
 :mod:`.anthropic`) turns a request into ``(kind, text)`` chunks from a
 :class:`~.profiles.Plan` and knows how to frame them; everything about *when*
 bytes leave - the profile's TTFT and gaps scaled by ``speed``, ``stall_after``,
 ``drop_after`` - and the ground truth kept about it (:class:`SendLog`) lives
-here, once.
+here, once, as does the making of a tool call's arguments. The options
+themselves are :class:`~.options.SimOptions`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import socket
 import string
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import profiles
-
-SIM_OPTIONS = (
-    "profile",
-    "text",
-    "seed",
-    "speed",
-    "chunks",
-    "drop_after",
-    "stall_after",
-    "stall_s",
-    "error",
-)
-"""The simulator's own options: the body's ``"streamscope"`` object, the server's defaults."""
+from .options import InvalidOption, SimOptions
 
 ids = random.Random()
 """Fresh randomness for ids, padding and signatures; never the seeded streams."""
@@ -47,27 +37,20 @@ def new_id(prefix: str, length: int = 29) -> str:
 # The kinds of chunk a send log records: the kind of llm event a client makes of it.
 TEXT = "text"
 REASONING = "reasoning"
+TOOL_CALL_NAME = "tool_call_name"
 TOOL_CALL_ARGS = "tool_call_args"
 
 
-class InvalidOption(ValueError):
-    """A simulator option (or request parameter) with a bad value; ``param`` names it."""
-
-    def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-
-
 def int_or_none(value: Any, param: str, minimum: int, maximum: int | None = None) -> int | None:
-    """``value`` if it is None or an int within bounds, else :class:`InvalidOption`.
+    """``value`` if it is None or an int within bounds, else :class:`InvalidOption`
+    (for a request's own parameters, such as ``max_tokens``).
 
-    >>> int_or_none(3, "chunks", 0)
+    >>> int_or_none(3, "max_tokens", 1)
     3
-    >>> int_or_none(True, "chunks", 0)
+    >>> int_or_none(True, "max_tokens", 1)
     Traceback (most recent call last):
     ...
-    llm_streamscope.sim.engine.InvalidOption: Invalid type for 'chunks': expected an integer.
+    llm_streamscope.sim.options.InvalidOption: Invalid type for 'max_tokens': expected an integer.
     """
     if value is None:
         return None
@@ -79,95 +62,60 @@ def int_or_none(value: Any, param: str, minimum: int, maximum: int | None = None
     return value
 
 
-def _number(value: Any, param: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise InvalidOption(f"'{param}' must be a number >= 0.", param)
-    return float(value)
+# --------------------------------------------------------------------------
+# Tool calls and structured output
 
 
-@dataclass(frozen=True)
-class SimOptions:
-    """The simulator options of one response, validated.
+def example_value(schema: Any, name: str = "value") -> Any:
+    """A simple value valid for a JSON schema: its first enum value, else by type.
 
-    ``profile`` and ``text`` pick the cutting/pacing profile and the sample;
-    ``seed`` fixes chunking and timing; delays are divided by ``speed`` (0: no
-    delay); ``chunks`` sends exactly that many answer chunks, cycling the text;
-    ``drop_after`` closes the connection after that many chunks, ``stall_after``
-    goes silent there for ``stall_s`` real seconds; ``error`` answers with that
-    HTTP status instead.
+    >>> example_value({"type": "object", "properties": {"n": {"type": "integer"}},
+    ...                "required": ["n"]})
+    {'n': 3}
     """
+    if not isinstance(schema, dict):
+        return "example"
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return example_value(schema[key][0], name)
+    type_ = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(type_, list):
+        type_ = next((t for t in type_ if t != "null"), "null")
+    if type_ == "array":
+        items = schema.get("items")
+        return [example_value(items, name)] if isinstance(items, dict) else []
+    if type_ == "object":
+        properties = schema.get("properties") or {}
+        required = schema.get("required") or []
+        return {
+            key: example_value(properties.get(key, {}), key)
+            for key in required
+            if isinstance(key, str)
+        }
+    return {
+        "integer": 3,
+        "number": 1.5,
+        "boolean": True,
+        "null": None,
+    }.get(type_, f"example {name}")
 
-    profile: str = profiles.DEFAULT_PROFILE
-    text: str = profiles.DEFAULT_SAMPLE
-    seed: int | None = None
-    speed: float = 1.0
-    chunks: int | None = None
-    drop_after: int | None = None
-    stall_after: int | None = None
-    stall_s: float = 60.0
-    error: int | None = None
 
-    @classmethod
-    def parse(cls, options: Mapping[str, Any], prefix: str = "streamscope.") -> SimOptions:
-        """Validate a mapping of option names to JSON values; raises :class:`InvalidOption`.
-
-        ``prefix`` goes before each option's name in error messages.
-
-        >>> SimOptions.parse({"profile": "claude-haiku", "speed": 0}).profile
-        'claude-haiku'
-        """
-        unknown = sorted(set(options) - set(SIM_OPTIONS))
-        if unknown:
-            raise InvalidOption(
-                f"Unrecognized streamscope option(s): {', '.join(unknown)}; "
-                f"known: {', '.join(SIM_OPTIONS)}.",
-                prefix.rstrip("."),
-            )
-        profile = options.get("profile", profiles.DEFAULT_PROFILE)
-        if profile not in profiles.PROFILES:
-            raise InvalidOption(
-                f"Unknown profile {profile!r}; known profiles: {', '.join(profiles.PROFILES)}.",
-                prefix + "profile",
-            )
-        text = options.get("text", profiles.DEFAULT_SAMPLE)
-        names = profiles.sample_names()
-        if text not in names:
-            raise InvalidOption(
-                f"Unknown text {text!r}; known texts: {', '.join(names)}.", prefix + "text"
-            )
-        return cls(
-            profile=profile,
-            text=text,
-            seed=int_or_none(options.get("seed"), prefix + "seed", -(2**63)),
-            speed=_number(options.get("speed", 1.0), prefix + "speed"),
-            chunks=int_or_none(options.get("chunks"), prefix + "chunks", 0),
-            drop_after=int_or_none(options.get("drop_after"), prefix + "drop_after", 0),
-            stall_after=int_or_none(options.get("stall_after"), prefix + "stall_after", 0),
-            stall_s=_number(options.get("stall_s", 60.0), prefix + "stall_s"),
-            error=int_or_none(options.get("error"), prefix + "error", 400, 599),
-        )
-
-    def delays(self) -> Iterator[float] | None:
-        """The profile's TTFT and gaps for this seed (seconds), or None at speed 0."""
-        if self.speed > 0:
-            return profiles.get_profile(self.profile).delays(self.seed)
-        return None
-
-    def plan(
-        self, text: str, *, max_tokens: int | None = None, whole: bool = False
-    ) -> profiles.Plan:
-        """The :class:`~.profiles.Plan` of ``text`` under these options.
-
-        ``whole`` ignores ``chunks`` (for parts of an answer that are not the
-        answer text: a thinking block, a tool call's arguments).
-        """
-        return profiles.plan(
-            text,
-            profiles.get_profile(self.profile),
-            seed=self.seed,
-            chunks=None if whole else self.chunks,
-            max_tokens=max_tokens,
-        )
+def plan_json(
+    schema: Any, options: SimOptions, max_tokens: int | None, *, compact: bool = False
+) -> tuple[Any, profiles.Plan]:
+    """A value valid for a JSON ``schema`` (a tool's parameters, a response format), and the
+    plan of its JSON text: cut and paced like answer text (``chunks`` does not apply), as
+    every format streams tool-call arguments and structured output. ``compact`` drops the
+    spaces after ``:`` and ``,`` (OpenAI's style; Anthropic keeps them).
+    """
+    arguments = example_value(schema or {})
+    separators = (",", ":") if compact else None
+    text = json.dumps(arguments, ensure_ascii=False, separators=separators)
+    return arguments, options.plan(text, max_tokens=max_tokens, whole=True)
 
 
 # --------------------------------------------------------------------------
@@ -346,7 +294,7 @@ def wait_whole(sock: socket.socket, log: SendLog, options: SimOptions, n_chunks:
 
 
 def record_whole(log: SendLog, kinds_texts: Iterable[tuple[str, str]]) -> None:
-    """Log a non-streamed answer, sent just now, as one chunk per part."""
+    """Log a non-streamed answer about to be sent, as one chunk per part."""
     now = time.perf_counter_ns()
     for kind, text in kinds_texts:
         log.sent_ns.append(now)

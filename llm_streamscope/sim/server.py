@@ -32,26 +32,28 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 from . import anthropic, profiles
 from .engine import (
     LAST_CHUNK,
     TEXT,
-    InvalidOption,
+    TOOL_CALL_ARGS,
+    TOOL_CALL_NAME,
     SendLog,
-    SimOptions,
     http_chunk,
     int_or_none,
     new_id,
+    plan_json,
     record_whole,
     send_paced,
     wait_whole,
 )
+from .options import InvalidOption, SimOptions
 
 __all__ = ["ApiError", "SendLog", "SimOptions", "SimRequest", "SimServer", "get_server"]
 
@@ -137,10 +139,10 @@ def simulated_error(status: int) -> ApiError:
 class SimRequest:
     """What one POST to /v1/chat/completions asks for.
 
-    The simulator options (:class:`~.engine.SimOptions`) come from the body's
+    The simulator options (:class:`~.options.SimOptions`) come from the body's
     ``"streamscope"`` object, then a top-level ``seed``, then the server's
-    defaults; ``max_tokens`` (or ``max_completion_tokens``), ``stream`` and
-    ``stream_options`` are the ordinary OpenAI parameters.
+    defaults; ``max_tokens`` (or ``max_completion_tokens``), ``stream``,
+    ``stream_options`` and ``tools`` are the ordinary OpenAI parameters.
     """
 
     model: str
@@ -149,6 +151,12 @@ class SimRequest:
     include_usage: bool = False
     max_tokens: int | None = None
     options: SimOptions = field(default_factory=SimOptions)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    """The ``function`` objects of the request's tools."""
+    tool_result: bool = False
+    """The last message is a ``tool`` message: answer with text."""
+    schema: dict[str, Any] | None = None
+    """The JSON schema of ``response_format`` (``{}`` for ``json_object``): answer with JSON."""
 
     @classmethod
     def parse(cls, body: Any, defaults: Mapping[str, Any] | None = None) -> SimRequest:
@@ -167,6 +175,25 @@ class SimRequest:
         if "seed" in body:
             options = {"seed": body["seed"], **options}
         stream_options = body.get("stream_options") or {}
+        tools = body.get("tools") or []
+        if not isinstance(tools, list):
+            raise ApiError(400, "'tools' must be an array.", param="tools")
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise ApiError(
+                    400, f"Missing required parameter: 'tools[{i}].function.name'.", param="tools"
+                )
+        last = messages[-1] if messages else None
+        response_format = body.get("response_format") or {}
+        if not isinstance(response_format, dict):
+            raise ApiError(400, "'response_format' must be an object.", param="response_format")
+        schema = None
+        if response_format.get("type") == "json_schema":
+            json_schema = response_format.get("json_schema")
+            schema = (json_schema.get("schema") if isinstance(json_schema, dict) else None) or {}
+        elif response_format.get("type") == "json_object":
+            schema = {}
         try:
             return cls(
                 model=model,
@@ -179,6 +206,9 @@ class SimRequest:
                     body.get("max_completion_tokens", body.get("max_tokens")), "max_tokens", 1
                 ),
                 options=SimOptions.parse({**(defaults or {}), **options}),
+                tools=[tool["function"] for tool in tools],
+                tool_result=isinstance(last, dict) and last.get("role") == "tool",
+                schema=schema,
             )
         except InvalidOption as e:
             raise ApiError(400, e.message, param=e.param) from None
@@ -240,14 +270,82 @@ class _Padding:
         return self._take(_ids.randint(1, 11))
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+# --------------------------------------------------------------------------
+# What to answer
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    """What the simulator answers a chat request with (planned, nothing sent).
+
+    With ``tools`` in the request and no ``tool`` message last, a call of the
+    first tool: its arguments a JSON object valid for the tool's ``parameters``,
+    cut and paced like text, after one chunk that names the call (kind
+    ``tool_call_name``); ``finish_reason`` is ``tool_calls``. Else, with a
+    ``response_format``, JSON text valid for its schema. Otherwise the sample
+    text. ``completion_tokens`` counts what is streamed and the hidden
+    ``reasoning`` tokens, as OpenAI's usage does.
+    """
+
+    plan: profiles.Plan
+    finish_reason: str
+    completion_tokens: int
+    reasoning_tokens: int = 0
+    tool: dict[str, Any] | None = None
+    """The tool called: its ``name``, and the ``id`` of the call."""
+
+    @classmethod
+    def of(cls, request: SimRequest) -> ChatAnswer:
+        options = request.options
+        tool = None
+        if request.tools and not request.tool_result:
+            function = request.tools[0]
+            _, plan = plan_json(
+                function.get("parameters"), options, request.max_tokens, compact=True
+            )
+            tool = {"name": function["name"], "id": new_id("call_", 24)}
+            finish_reason = "length" if plan.finish_reason == "length" else "tool_calls"
+        elif request.schema is not None:
+            _, plan = plan_json(request.schema, options, request.max_tokens, compact=True)
+            finish_reason = plan.finish_reason
+        else:
+            plan = options.plan(profiles.sample_text(options.text), max_tokens=request.max_tokens)
+            finish_reason = plan.finish_reason
+        return cls(
+            plan,
+            finish_reason,
+            plan.completion_tokens + options.reasoning,
+            options.reasoning,
+            tool,
+        )
+
+    @property
+    def n_chunks(self) -> int:
+        return self.plan.n_chunks + (self.tool is not None)
+
+    def chunks(self) -> Iterator[tuple[str, str]]:
+        """``(kind, text)`` of each content chunk, in order."""
+        if self.tool is None:
+            return zip(repeat(TEXT), self.plan.chunks())
+        name = ((TOOL_CALL_NAME, self.tool["name"]),)
+        return chain(name, zip(repeat(TOOL_CALL_ARGS), self.plan.chunks()))
+
+    def tool_call(self, arguments: str = "") -> dict[str, Any]:
+        """The tool call as a message carries it (a stream's first chunk: no arguments)."""
+        assert self.tool is not None
+        function = {"name": self.tool["name"], "arguments": arguments}
+        return {"id": self.tool["id"], "type": "function", "function": function}
+
+
+def _usage(prompt_tokens: int, planned: ChatAnswer) -> dict[str, Any]:
+    completion_tokens = planned.completion_tokens
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": planned.reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -300,11 +398,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _path(self) -> str:
         return self.path.split("?", 1)[0]
 
-    def _send_whole(self, data: bytes, headers: Callable[[str], None]) -> None:
-        """A whole JSON answer; ``headers(content_type)`` starts the format's headers."""
+    def _send_whole(
+        self,
+        data: bytes,
+        headers: Callable[[str], None],
+        log: SendLog,
+        parts: Iterable[tuple[str, str]],
+    ) -> None:
+        """A whole JSON answer; ``headers(content_type)`` starts the format's headers.
+        ``parts`` (``(kind, text)``) go to the send log first: a client that holds the
+        answer finds its log complete."""
         headers("application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        record_whole(log, parts)
         self.connection.sendall(data)
 
     def _respond(self, log: SendLog, respond: Callable[[], bool]) -> None:
@@ -372,19 +479,18 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- the completion
 
     def _complete(self, request: SimRequest, t0: int) -> None:
-        options = request.options
-        plan = options.plan(profiles.sample_text(options.text), max_tokens=request.max_tokens)
+        planned = ChatAnswer.of(request)
         log = SendLog.begin(
             _new_id("chatcmpl-"),
-            options,
+            request.options,
             t0,
             stream=request.stream,
             include_usage=request.include_usage,
         )
         if request.stream:
-            self._respond(log, lambda: self._stream(request, plan, log))
+            self._respond(log, lambda: self._stream(request, planned, log))
         else:
-            self._respond(log, lambda: self._whole(request, plan, log))
+            self._respond(log, lambda: self._whole(request, planned, log))
 
     def _headers(self, content_type: str) -> None:
         self.send_response(200)
@@ -393,7 +499,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("openai-version", "2020-10-01")
         self.send_header("openai-processing-ms", "0")
 
-    def _stream(self, request: SimRequest, plan: profiles.Plan, log: SendLog) -> bool:
+    def _stream(self, request: SimRequest, planned: ChatAnswer, log: SendLog) -> bool:
         self._headers("text/event-stream; charset=utf-8")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()  # one sendall: the client sees the headers at once
@@ -412,11 +518,14 @@ class _Handler(BaseHTTPRequestHandler):
         role_sent = False
 
         def opening(kind: str | None) -> bytes:
-            """The role-only chunk, once, right before the first content chunk."""
+            """The role-only chunk, once, right before the first content chunk
+            (a tool call's first chunk carries the role itself)."""
             nonlocal role_sent
             if role_sent:
                 return b""
             role_sent = True
+            if kind == TOOL_CALL_NAME:
+                return b""
             return _frame(
                 head
                 + '{"role":"assistant","content":"","refusal":null}'
@@ -427,28 +536,34 @@ class _Handler(BaseHTTPRequestHandler):
 
         def frame(kind: str, text: str) -> bytes:
             escaped = dumps(text, ensure_ascii=False)
-            return _frame(
-                head
-                + '{"content":'
-                + escaped
-                + "}"
-                + content_tail
-                + pad.for_content(len(escaped) - 2)
-                + '"}'
-            )
+            if kind == TEXT:
+                delta = '{"content":' + escaped + "}"
+            elif kind == TOOL_CALL_ARGS:
+                delta = '{"tool_calls":[{"index":0,"function":{"arguments":' + escaped + "}}]}"
+            else:  # the call's first chunk: the role, its id and name, no arguments yet
+                call = {"index": 0, **planned.tool_call()}
+                return _frame(
+                    head
+                    + '{"role":"assistant","content":null,"tool_calls":['
+                    + dumps(call, ensure_ascii=False, separators=(",", ":"))
+                    + '],"refusal":null}'
+                    + content_tail
+                    + pad.other()
+                    + '"}'
+                )
+            return _frame(head + delta + content_tail + pad.for_content(len(escaped) - 2) + '"}')
 
-        chunks = zip(repeat(TEXT), plan.chunks())
-        if not send_paced(self.connection, log, request.options, chunks, frame, opening):
+        if not send_paced(self.connection, log, request.options, planned.chunks(), frame, opening):
             return False
 
-        log.finish_reason = plan.finish_reason
-        log.completion_tokens = plan.completion_tokens
+        log.finish_reason = planned.finish_reason
+        log.completion_tokens = planned.completion_tokens
         send(
             _frame(
                 head
                 + "{}"
                 + ',"logprobs":null,"finish_reason":'
-                + dumps(plan.finish_reason)
+                + dumps(planned.finish_reason)
                 + "}]"
                 + usage_null
                 + ',"obfuscation":"'
@@ -458,7 +573,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if request.include_usage:
             log.prompt_tokens = profiles.count_tokens(request.prompt_text())
-            usage = dumps(_usage(log.prompt_tokens, plan.completion_tokens), separators=(",", ":"))
+            usage = dumps(_usage(log.prompt_tokens, planned), separators=(",", ":"))
             send(
                 _frame(
                     head[: head.index('"choices"')]
@@ -474,13 +589,17 @@ class _Handler(BaseHTTPRequestHandler):
         log.status = "complete"
         return True
 
-    def _whole(self, request: SimRequest, plan: profiles.Plan, log: SendLog) -> bool:
+    def _whole(self, request: SimRequest, planned: ChatAnswer, log: SendLog) -> bool:
         """``stream: false``: wait as long as the stream would take, then answer at once."""
-        content = plan.text()
-        if not wait_whole(self.connection, log, request.options, plan.n_chunks):
+        content = planned.plan.text()
+        if not wait_whole(self.connection, log, request.options, planned.n_chunks):
             return False
         prompt_tokens = profiles.count_tokens(request.prompt_text())
-        log.settle(prompt_tokens, plan.completion_tokens, plan.finish_reason)
+        log.settle(prompt_tokens, planned.completion_tokens, planned.finish_reason)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if planned.tool is not None:
+            message["content"] = None
+            message["tool_calls"] = [planned.tool_call(content)]
         body = {
             "id": log.id,
             "object": "chat.completion",
@@ -489,22 +608,19 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [
                 {
                     "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": content,
-                        "refusal": None,
-                        "annotations": [],
-                    },
+                    "message": {**message, "refusal": None, "annotations": []},
                     "logprobs": None,
-                    "finish_reason": plan.finish_reason,
+                    "finish_reason": planned.finish_reason,
                 }
             ],
-            "usage": _usage(prompt_tokens, plan.completion_tokens),
+            "usage": _usage(prompt_tokens, planned),
             "service_tier": "default",
             "system_fingerprint": _fingerprint(log.profile),
         }
-        self._send_whole(json.dumps(body, ensure_ascii=False).encode(), self._headers)
-        record_whole(log, [(TEXT, content)])
+        parts = [(TEXT, content)]
+        if planned.tool is not None:
+            parts = [(TOOL_CALL_NAME, planned.tool["name"]), (TOOL_CALL_ARGS, content)]
+        self._send_whole(json.dumps(body, ensure_ascii=False).encode(), self._headers, log, parts)
         return True
 
 
@@ -539,10 +655,10 @@ class SimServer:
     ``SimServer().start()`` serves from a daemon thread; ``serve_forever()`` in
     the foreground. ``port=0`` picks a free ephemeral port.
 
-    ``defaults`` holds simulator options (the names of :data:`~.engine.SIM_OPTIONS`,
+    ``defaults`` holds simulator options (the names of :data:`~.options.SIM_OPTIONS`,
     e.g. ``{"profile": "claude-haiku", "seed": 1}``) for requests that do not set
     them, on both routes: clients such as llm-anthropic cannot send the
-    ``"streamscope"`` object. A bad value raises :class:`~.engine.InvalidOption`.
+    ``"streamscope"`` object. A bad value raises :class:`~.options.InvalidOption`.
     """
 
     def __init__(
