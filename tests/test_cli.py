@@ -160,7 +160,7 @@ def test_any_openai_compatible_model_gets_an_approximate_encoding(isolated_env):
         ((*FAST, "-t", "nope", "hi"), "Invalid template: nope"),
         ((*FAST, "-a", "/no/such/file.png", "hi"), "/no/such/file.png"),
         ((*FAST, "--cid", "01nope", "hi"), "No conversation found with id=01nope"),
-        ((*FAST, "--schema", "name, age int", "hi"), "schema"),
+        ((*FAST, "--schema", "name, age nope", "hi"), "nope"),
         ((*FAST, "--log", "--no-log", "hi"), "--log and --no-log are mutually exclusive"),
         ((*FAST, "--no-stream", "hi"), "--no-stream cannot apply"),
         ((*FAST, "--save", "mine", "hi"), "--save saves a template and runs no prompt"),
@@ -330,6 +330,22 @@ def test_a_tool_chain_is_one_run_of_two_responses(claude, isolated_env):
     rows = stored(isolated_env)
     assert [r["id"] for r in rows] == [first["trace_id"], second["trace_id"]]
     assert {t["id"] for t in llm_turns(isolated_env)} == {r["turn_id"] for r in rows}
+
+
+def test_a_tool_chain_on_the_simulator_in_openai_format(isolated_env):
+    result, document = run_document(*FAST, "-T", "llm_time", "What time is it?")
+    assert result.exit_code == 0, result.output
+    call, answer = document["responses"]
+    server = get_server()
+    assert [f["text"] for f in answer["fragments"]] == server.send_log(
+        server.last_completion_id
+    ).chunks
+    args = [f for f in call["fragments"] if f["kind"] == "tool_call_args"]
+    assert "".join(f["text"] for f in args) == "{}"
+    assert all(f["token_start"] is not None for f in args)  # aligned like text
+    assert call["stats"]["ttft_ms"] is None  # no text in the tool call's response
+    assert answer["stats"]["ttft_ms"] > 0
+    assert len(stored(isolated_env)) == 2
 
 
 def test_a_chain_shows_each_response_the_time_between_and_totals(claude):
