@@ -1,13 +1,13 @@
-"""Drive an llm response and timestamp every streamed event the moment it arrives.
+"""Time every event of an llm response the moment it arrives, and pass it on.
 
-The loop does as little as possible per event: read the clock, keep the time
-and llm's event, call the callbacks. It builds no object per event: every
-container allocated counts toward the garbage collector's next pass, and on a
-long stream those passes walk llm's whole, growing heap (a ``Fragment`` per event
-cost 4% of throughput that way); the fragments are built once the stream ends.
-Tokenizing, statistics and rendering happen after the stream ends; the tokenizer
-loads and the database is written on other threads, so nothing delays the clock
-read of the next event.
+``timed_events`` (and ``atimed_events`` for async responses) wrap a response's
+``stream_events()``: the loop reads the clock, keeps llm's event and the time, and
+yields the event on. It builds no object per event: every container allocated
+counts toward the garbage collector's next pass, and on a long stream those
+passes walk llm's whole, growing heap; the fragments are built once the stream
+ends (``Capture.trace``). Tokenizing, statistics and rendering happen after the
+stream ends, and the database is written from another thread, so nothing delays
+the clock read of the next event.
 """
 
 from __future__ import annotations

@@ -131,10 +131,10 @@ class LiveText:
 
     The caller's thread writes whatever ``feed`` says is due. A helper thread only
     catches text left over when the stream pauses; it wakes rarely, because every
-    wake-up of another thread costs the capture thread a GIL hand-off (a 60 Hz
-    helper cost 10% of llm's throughput), and it does nothing at all before the
-    first event (``flowing``). Reasoning is dimmed only when stderr is a terminal
-    (llm's click.echo strips styles otherwise) and not with ``NO_COLOR`` set.
+    wake-up of another thread costs the capture thread a GIL hand-off, and it does
+    nothing at all before the first event of a response (``flowing``). Reasoning is
+    dimmed only when stderr is a terminal (llm's click.echo strips styles otherwise)
+    and not with ``NO_COLOR`` set.
 
     A reader that goes away (piped into ``head``) ends the live text, not the run.
     """

@@ -1,19 +1,16 @@
 """Tokens for the alignment, from a process that never shares the capture's GIL.
 
-Loading o200k_base costs ~0.35 s of CPU, ~110 ms of it (tiktoken's Rust CoreBPE
-build) holding the interpreter lock in one piece. Loaded in a thread of the
-capturing process while a request was in flight, it showed in every timing: a
-replayed Anthropic stream measured llm's setup at 122-297 ms instead of ~50 ms,
-TTFT up by 33-230 ms, and two deltas sent 10 ms apart read as one. Moved to a
-process of its own, it still showed: on two cores its CPU work alone (even at
-idle priority) delayed the first event by 1-7 ms. So a run starts a
-``TokenizerProcess`` as early as it can, lets it load (with the same offline
-cache rules: ``encodings.get_encoding``) while the run prepares its request, and
-waits for it (``wait_ready``) before the request leaves: nothing of
-streamscope's runs anywhere while a request is in flight. The process then
-answers tokenize requests over a pipe, in order, whenever they come: once the
-stream has ended, or (for a live view) while it streams, without taking the
-capturing process's interpreter lock.
+Loading an encoding takes a third of a second of CPU, much of it (tiktoken's
+Rust CoreBPE build) holding the interpreter lock in one piece; loaded anywhere
+on the machine while a request is in flight, it shows in that request's timings
+(README, benchmark notes on P8). So a run starts a ``TokenizerProcess`` as early
+as it can, lets it load (with the same offline cache rules:
+``encodings.get_encoding``) while the run prepares its request, and waits for it
+(``wait_ready``) before the request leaves: nothing of streamscope's runs
+anywhere while a request is in flight. The process then answers tokenize
+requests over a pipe, in order, whenever they come: once the stream has ended,
+or (for a live view) while it streams, without taking the capturing process's
+interpreter lock.
 
 ``LocalTokenizer`` answers the same calls in-process, for commands that have no
 request in flight (``show``, ``export``) and for an encoding this process has
