@@ -207,11 +207,10 @@ def run(
     finally:
         tokenizer.close()
     if writer is not None:
+        if trace.status == STATUS_COMPLETE and writer.error is None:
+            trace = dataclasses.replace(trace, turn_id=_log_llm_record(writer.path, llm_response))
         try:
-            turn_id = writer.finish(
-                trace, alignment, stats, llm_response if trace.status == STATUS_COMPLETE else None
-            )
-            trace = dataclasses.replace(trace, turn_id=turn_id)
+            writer.finish(trace, alignment, stats)
         except StoreError as ex:
             problems.append(f"trace not saved: {ex}")
         if writer.warning:
@@ -226,6 +225,29 @@ def run(
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
         sys.exit(_exit_code(trace))
+
+
+def _log_llm_record(path: pathlib.Path, response: Any) -> str | None:
+    """llm's own record of the response, as llm writes it; None (and a warning) if
+    llm fails (it cannot hash text holding a lone surrogate, for one).
+
+    Interim: once the run goes through llm's own prompt command, llm logs it.
+    """
+    from .store import connect, write_transaction
+    from .trace import one_line
+
+    db = None
+    try:
+        db = connect(path)
+        with write_transaction(db):
+            response.log_to_db(db)
+    except Exception as ex:
+        click.echo(f"Warning: llm could not log the response itself: {one_line(ex)}", err=True)
+        return None
+    finally:
+        if db is not None:
+            db.close()
+    return str(response.id)
 
 
 def _exit_code(trace: Trace) -> int:
@@ -496,16 +518,15 @@ def _analyse(db: Any, trace: Trace, row: dict, gap_ms: float | None) -> tuple[Al
     from . import encodings
     from .align import align
     from .stats import compute_stats
-    from .store import alignment_matches, stored_alignment_rows
+    from .store import alignment_matches, stored_placements
     from .tokenizer import LocalTokenizer
 
     try:
         alignment = align(trace, LocalTokenizer(encodings.get_encoding(trace.encoding_name)))
     except encodings.EncodingError as ex:
         raise click.ClickException(str(ex)) from None
-    stored = stored_alignment_rows(db, trace.id)
-    complete = all(v[1] is not None for v in stored.values())
-    if complete and not alignment_matches(stored, alignment):
+    stored = stored_placements(db, trace.id)
+    if stored is not None and not alignment_matches(stored, alignment):
         click.echo(
             f"Warning: the stored alignment differs from the one recomputed now (stored with "
             f"tiktoken {row.get('tiktoken_version')}); showing the recomputed one",
