@@ -550,14 +550,17 @@ def find_run(db: sqlite_utils.Database, ident: str | None, latest: bool = False)
     run_id, in_run_order = ("run_id", "run_index, ") if _has_runs(db) else ("id", "")
     if latest:
         newest = _latest_trace_id(db)
-        (ident,) = db.execute(f"select {run_id} from {TRACES} where id = ?", [newest]).fetchone()
+        (run,) = db.execute(f"select {run_id} from {TRACES} where id = ?", [newest]).fetchone()
+        spellings = [run, run]
     else:
-        found = _trace_id_of(db, _given(ident))
+        given = _given(ident)
+        found = _trace_id_of(db, given)
         if found is not None:
             return [found]
+        spellings = [given, given.lower()]  # run ids are stored as given; ours are lower case
     rows = db.execute(
-        f"select id from {TRACES} where {run_id} = ? order by {in_run_order}started_utc, id",
-        [_given(ident).lower()],
+        f"select id from {TRACES} where {run_id} in (?, ?) order by {in_run_order}started_utc, id",
+        spellings,
     ).fetchall()
     if not rows:
         raise StoreError(f"No trace or run with id {ident}")

@@ -1,6 +1,7 @@
 """The types that pass between the stages: capture -> align -> stats -> render.
 
-Every type is an immutable dataclass; ``Fragment`` and ``Token``, of which a long
+Every type is an immutable dataclass but ``Arrivals``, which the capture fills as
+the stream arrives; ``Fragment``, ``Token`` and ``Placement``, of which a long
 stream has hundreds of thousands, use slots. (The capture loop builds none of them
 while the stream arrives: see ``capture``.)
 """

@@ -722,6 +722,7 @@ def test_find_run_by_trace_turn_or_run_id(tmp_path):
     db = store.open_for_reading(path)
     chain = ["01chain0", "01chain1", "01chain2"]
     assert store.find_run(db, "01run") == chain
+    assert store.find_run(db, "01RUN") == chain  # ids are case-insensitive, as ULIDs
     assert store.find_run(db, None, latest=True) == chain
     assert store.find_run(db, "01CHAIN1") == ["01chain1"]  # a trace of a run: that trace
     assert store.find_run(db, "01turn") == ["01alone"]  # llm's turn id
