@@ -765,10 +765,10 @@ def test_stop_ends_background_writes_and_finish_writes_the_rest(tmp_path):
     writer.open(trace)
     arrivals.events.append(StreamEvent(type="text", chunk="Hi"))
     arrivals.times.append(1000)
-    arrivals.flowing.set()
     started = time.perf_counter()
     writer.stop()
     assert time.perf_counter() - started < 0.05  # does not wait for the thread
+    arrivals.flowing.set()
     writer._thread.join(5)
     assert not writer._thread.is_alive()
     db = store.connect(path)
