@@ -393,54 +393,36 @@ def _open_log(database: pathlib.Path | None, *, need_traces: bool = True) -> Any
         raise click.ClickException(str(ex)) from None
 
 
-def _load(database: pathlib.Path | None, trace_id: str | None, latest: bool) -> Any:
-    """(db, trace, row) for the chosen trace, or a one-line error.
+def _load_run(
+    database: pathlib.Path | None, ident: str | None, latest: bool, gap_ms: float | None = None
+) -> Any:
+    """The chosen run (or trace), read back and analysed again, or a one-line error.
 
-    A damaged JSON column gets a warning line and reads as empty: the trace itself
-    stays readable.
+    Warnings (a damaged JSON column, a stored alignment that differs) are printed
+    and the trace stays readable.
     """
     import sqlite3
 
-    from .store import StoreError, decode_json_columns, find_trace_id, load_trace
+    from . import encodings
+    from .session import load_run
+    from .store import StoreError
 
-    if latest and trace_id:
-        raise click.ClickException(f"Give a trace id or --latest, not both (got {trace_id})")
+    if latest and ident:
+        raise click.ClickException(f"Give a trace id or --latest, not both (got {ident})")
     db = _open_log(database)
     try:
-        found = find_trace_id(db, trace_id, latest)
-        trace, row = load_trace(db, found)
-    except StoreError as ex:
+        result = load_run(db, ident, latest, gap_ms=gap_ms)
+    except (StoreError, encodings.EncodingError) as ex:
         raise click.ClickException(str(ex)) from None
     except sqlite3.Error as ex:
         raise click.ClickException(f"Cannot read the trace: {ex}") from None
-    for problem in decode_json_columns(row)[1]:
-        click.echo(f"Warning: {problem}", err=True)
-    return db, trace, row
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return result
 
 
-def _analyse(db: Any, trace: Trace, row: dict, gap_ms: float | None) -> tuple[Alignment, Stats]:
-    """Recompute alignment and stats from a stored trace, checking the stored alignment."""
-    from . import encodings
-    from .align import align
-    from .stats import compute_stats
-    from .store import alignment_matches, stored_alignment_rows
-    from .tokenizer import LocalTokenizer
-
-    try:
-        alignment = align(trace, LocalTokenizer(encodings.get_encoding(trace.encoding_name)))
-    except encodings.EncodingError as ex:
-        raise click.ClickException(str(ex)) from None
-    stored = stored_alignment_rows(db, trace.id)
-    complete = all(v[1] is not None for v in stored.values())
-    if complete and not alignment_matches(stored, alignment):
-        click.echo(
-            f"Warning: the stored alignment differs from the one recomputed now (stored with "
-            f"tiktoken {row.get('tiktoken_version')}); showing the recomputed one",
-            err=True,
-        )
-    return alignment, compute_stats(
-        trace, alignment, gap_ms=_gap_ms(gap_ms, row["stall_threshold_ms"])
-    )
+def _analysed(result: Any) -> list[tuple[Trace, Alignment, Stats]]:
+    return [(r.trace, r.alignment, r.stats) for r in result.responses]
 
 
 @streamscope.command(name="logs")
@@ -487,9 +469,13 @@ def logs_command(
         prompt = visible(" ".join((row["prompt"] or "").split()))
         if len(prompt) > 40:
             prompt = prompt[:39] + "…"
+        # A response of a tool chain says which, and of which run (show takes the run id).
+        run = ""
+        if (row.get("run_size") or 1) > 1:
+            run = f"response {row['run_index'] + 1}/{row['run_size']} of run {row['run_id']}  "
         click.echo(
             f"{row['id']}  {row['started_utc'][:19].replace('T', ' ')}  {row['model']}  "
-            f"{row['status']}  TTFT {ttft}  {row['chunks']} chunks  "
+            f"{run}{row['status']}  TTFT {ttft}  {row['chunks']} chunks  "
             f"{tokens} tokens  {rate} tok/s  {prompt!r}"
         )
 
@@ -506,13 +492,13 @@ def show_command(
     json_: bool,
     database: pathlib.Path | None,
 ) -> None:
-    """Show a logged trace: the same views (or --json) as a live run.
+    """Show a logged run or trace: the same views (or --json) as a live run.
 
-    TRACE_ID is a trace id or llm's id for the same response.
+    TRACE_ID is a trace id, llm's id for the same response, or a run id (every
+    response of a tool chain); --latest shows the latest run.
     """
-    db, trace, row = _load(database, trace_id, latest)
-    alignment, stats = _analyse(db, trace, row, gap_ms)
-    present_run(trace.run_id, [(trace, alignment, stats)], view=view, json_=json_)
+    result = _load_run(database, trace_id, latest, gap_ms)
+    present_run(result.run_id, _analysed(result), view=view, json_=json_)
 
 
 @streamscope.command(name="replay")
@@ -535,25 +521,27 @@ def show_command(
 def replay_command(
     trace_id: str | None, latest: bool, speed: float, view: str, database: pathlib.Path | None
 ) -> None:
-    """Replay a logged trace live, at the timing it arrived with, then show its views."""
+    """Replay a logged run or trace live, at the timing it arrived with, then its views."""
 
     from llm.parts import StreamEvent
 
     from .live import LiveText
     from .render import LIVE_TABLE
 
-    db, trace, row = _load(database, trace_id, latest)
-    alignment, stats = _analyse(db, trace, row, None)
+    result = _load_run(database, trace_id, latest)
     live = LiveText(LIVE_TABLE)
     start = time.perf_counter_ns()
-    for fragment in trace.fragments:
-        if speed:
-            wait = start + fragment.t_ns / speed - time.perf_counter_ns()
-            if wait > 0:
-                time.sleep(wait / 1e9)
-        live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
+    for response in result.responses:
+        offset = response.trace.run_offset_ns or 0  # a chain's later responses start later
+        for fragment in response.trace.fragments:
+            if speed:
+                wait = start + (offset + fragment.t_ns) / speed - time.perf_counter_ns()
+                if wait > 0:
+                    time.sleep(wait / 1e9)
+            live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
+        live.flush()
     live.close()
-    present_run(trace.run_id, [(trace, alignment, stats)], view=view, json_=False)
+    present_run(result.run_id, _analysed(result), view=view, json_=False)
 
 
 @streamscope.command(name="export")
@@ -565,25 +553,25 @@ def replay_command(
     type=click.Choice(("json", "jsonl", "csv")),
     default="json",
     show_default=True,
-    help="json: the --json document; jsonl: one fragment per line; csv: fragment table",
+    help="json: the --json document; jsonl: one fragment per line; csv: fragment table"
+    " (both with each fragment's trace_id)",
 )
 @database_option
 def export_command(
     trace_id: str | None, latest: bool, export_format: str, database: pathlib.Path | None
 ) -> None:
-    """Export a logged trace to standard output."""
-    from .render import FRAGMENT_COLUMNS, fragment_rows
+    """Export a logged run or trace to standard output."""
+    from .render import EXPORT_COLUMNS, export_rows
 
-    db, trace, row = _load(database, trace_id, latest)
-    alignment, stats = _analyse(db, trace, row, None)
+    result = _load_run(database, trace_id, latest)
     if export_format == "json":
-        present_run(trace.run_id, [(trace, alignment, stats)], view="both", json_=True)
+        present_run(result.run_id, _analysed(result), view="both", json_=True)
     elif export_format == "jsonl":
-        for fragment in fragment_rows(trace, alignment):
+        for fragment in export_rows(_analysed(result)):
             click.echo(json.dumps(fragment, ensure_ascii=False))
     else:
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=FRAGMENT_COLUMNS)
+        writer = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS)
         writer.writeheader()
-        writer.writerows(fragment_rows(trace, alignment))
+        writer.writerows(export_rows(_analysed(result)))

@@ -439,7 +439,9 @@ FRAGMENT_COLUMNS = (
     "starts_mid_token",
     "ends_mid_token",
 )
-"""The keys of a ``fragment_rows`` row, in order (the CSV header, even with no rows)."""
+"""The keys of a ``fragment_rows`` row, in order (the CSV header, even with no rows):
+the fragment, then its ``Placement`` under the same names, with ``byte_end`` beside
+``byte_start``."""
 _TOKEN_FIELDS = FRAGMENT_COLUMNS[5:]
 """The place among the tokens: null for a fragment that is not model output."""
 
@@ -459,14 +461,26 @@ def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]
             yield row | dict.fromkeys(_TOKEN_FIELDS)
             continue
         stream, j = positions[f.index]
+        placement = stream.placement(j)
         yield row | {
-            "byte_start": stream.fragment_byte_start(j),
+            "byte_start": placement.byte_start,
             "byte_end": stream.fragment_byte_ends[j],
-            "token_start": stream.fragment_token_start[j],
-            "token_end": stream.fragment_token_end[j],
-            "starts_mid_token": stream.fragment_starts_mid_token[j],
-            "ends_mid_token": stream.fragment_ends_mid_token[j],
+            "token_start": placement.token_start,
+            "token_end": placement.token_end,
+            "starts_mid_token": placement.starts_mid_token,
+            "ends_mid_token": placement.ends_mid_token,
         }
+
+
+EXPORT_COLUMNS = ("trace_id", *FRAGMENT_COLUMNS)
+"""The keys of an ``export_rows`` row: a fragment row, and the trace it belongs to."""
+
+
+def export_rows(responses: list[tuple[Trace, Alignment, Stats]]) -> Iterator[dict[str, Any]]:
+    """Every fragment of a run's responses, in run order, each with its trace id."""
+    for trace, alignment, _ in responses:
+        for row in fragment_rows(trace, alignment):
+            yield {"trace_id": trace.id} | row
 
 
 def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str, Any]:

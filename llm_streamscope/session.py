@@ -166,7 +166,7 @@ class Session:
         watched = _Watched(response, header, record, tokenizer)
         if self.settings.database is not None:
             watched.writer = TraceWriter(self.settings.database, record.arrivals)
-            watched.writer.open(header)
+            watched.writer.open(header, defer=bool(self.watched))
             if watched.writer.busy:
                 self.notify(
                     f"{watched.writer.path} is busy (another process is writing to it); "
@@ -355,3 +355,49 @@ def run(
     except BaseException as ex:
         failure = ex
     return session.finish(failure)
+
+
+def load_run(
+    db: Any, ident: str | None, latest: bool = False, *, gap_ms: float | None = None
+) -> RunResult:
+    """A logged run (or one trace of it) read back, aligned and measured again.
+
+    ``ident`` is a trace id, llm's id for the same response, or a run id (the
+    whole run); ``latest`` takes the latest run. A damaged JSON column, or a stored
+    alignment that differs from the one recomputed now (another tiktoken), is a
+    warning: the trace itself stays readable. Raises StoreError (nothing to read)
+    and EncodingError (the encoding cannot load).
+    """
+    from . import encodings
+    from .align import align
+    from .stats import DEFAULT_GAP_MS, compute_stats
+    from .store import (
+        alignment_matches,
+        decode_json_columns,
+        find_run,
+        load_trace,
+        stored_placements,
+    )
+    from .tokenizer import LocalTokenizer
+
+    warnings: list[str] = []
+    responses = []
+    for trace_id in find_run(db, ident, latest):
+        trace, row = load_trace(db, trace_id)
+        warnings += decode_json_columns(row)[1]
+        alignment = align(trace, LocalTokenizer(encodings.get_encoding(trace.encoding_name)))
+        stored = stored_placements(db, trace.id)
+        if stored is not None and not alignment_matches(stored, alignment):
+            warnings.append(
+                f"the stored alignment differs from the one recomputed now (stored with "
+                f"tiktoken {row.get('tiktoken_version')}); showing the recomputed one"
+            )
+        threshold = gap_ms if gap_ms is not None else row["stall_threshold_ms"]
+        stats = compute_stats(trace, alignment, gap_ms=threshold or DEFAULT_GAP_MS)
+        responses.append(Analysed(trace, alignment, stats))
+    first = responses[0].trace
+    return RunResult(
+        run_id=first.run_id or first.id,
+        responses=tuple(responses),
+        warnings=tuple(dict.fromkeys(warnings)),
+    )

@@ -1,13 +1,14 @@
 """Aligned traces in llm's own logs.db, beside llm's record of the same response.
 
 Two tables, created by ``sqlite_utils.Migrations("llm_streamscope")`` after llm's
-own migrations: ``streamscope_traces`` (one row per run, headline stats as plain
-columns so SQL and Datasette can sort and chart runs) and
+own migrations: ``streamscope_traces`` (one row per streamed response, headline
+stats as plain columns so SQL and Datasette can sort and chart them) and
 ``streamscope_fragments`` (one row per streamed fragment, with its arrival time
-and its place among the tokens). ``streamscope_traces.turn_id`` is llm's
-``turns.id`` for the same response.
+and its place among the tokens, a ``Placement``). ``streamscope_traces.turn_id``
+is llm's ``turns.id`` for the same response; ``run_id`` groups the traces of one
+run (a tool chain streams several responses), ``run_index`` orders them.
 
-A ``TraceWriter`` keeps a run durable while it streams: the trace row goes in
+A ``TraceWriter`` keeps a trace durable while it streams: the trace row goes in
 before the request, marked ``interrupted`` until the run says otherwise, and the
 fragments follow in batches from a background thread with its own connection, at
 most ``FLUSH_INTERVAL_S`` apart. The capture loop only appends to a list.
@@ -28,6 +29,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import count, islice
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
@@ -35,12 +37,15 @@ from sqlite_utils import Migrations
 
 from .trace import (
     KINDS,
+    PLACEMENT_FIELDS,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
     Alignment,
     Fragment,
+    Placement,
     Trace,
     clean_text,
+    is_clean,
     one_line,
 )
 
@@ -131,6 +136,20 @@ def m002_liveness_usage_and_aiperf_rate(db: sqlite_utils.Database) -> None:
             where f.trace_id = {TRACES}.id and f.kind = 'text' and f.text != ''
         )"""
     )
+
+
+@migrations()
+def m003_runs(db: sqlite_utils.Database) -> None:
+    """A run can stream several responses (a tool chain), each its own trace:
+    ``run_id`` groups them, ``run_index`` orders them (from 0) and ``run_offset_ns``
+    is a trace's time origin minus the run's first trace's, on the same clock.
+    Every trace stored before is a run of its own."""
+    traces = db[TRACES]
+    traces.add_column("run_id", str)  # type: ignore[union-attr]
+    traces.add_column("run_index", int)  # type: ignore[union-attr]
+    traces.add_column("run_offset_ns", int)  # type: ignore[union-attr]
+    db.execute(f"update {TRACES} set run_id = id, run_index = 0, run_offset_ns = 0")
+    traces.create_index(["run_id"])  # type: ignore[union-attr]
 
 
 class StoreError(Exception):
@@ -248,6 +267,10 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "usage_input": trace.usage_input,
         "usage_output": trace.usage_output,
         "usage_json": None if trace.usage_details is None else json.dumps(trace.usage_details),
+        # A trace without a run is a run of its own.
+        "run_id": trace.run_id or trace.id,
+        "run_index": trace.run_index,
+        "run_offset_ns": 0 if trace.run_id is None else trace.run_offset_ns,
         # Which process writes the trace: while it lives, an unfinished trace is running.
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -268,24 +291,28 @@ def _stats_columns(stats: Stats) -> dict[str, Any]:
     }
 
 
-_COLUMNS = (
-    "idx, kind, tool_call_id, t_ns, text, "
-    "byte_start, token_start, token_end, starts_mid_token, ends_mid_token"
-)
+_COLUMNS = ("idx", "kind", "tool_call_id", "t_ns", "text", *PLACEMENT_FIELDS)
 # One statement per batch: SQLite unpacks the rows from one JSON array. With
 # executemany the sqlite3 module hands the GIL back and forth once per row, and
 # each hand-off can stall the thread that is timestamping the stream.
 _INSERT_FRAGMENTS = (
-    f"insert or replace into {FRAGMENTS} (trace_id, {_COLUMNS}) select :trace_id, "
-    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(10))
+    f"insert or replace into {FRAGMENTS} (trace_id, {', '.join(_COLUMNS)}) select :trace_id, "
+    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_COLUMNS)))
     + " from json_each(:rows)"
 )
+_placement_values = attrgetter(*PLACEMENT_FIELDS)
 
 
 def _insert_fragments(db: sqlite_utils.Database, trace_id: str, rows: Iterable[list]) -> None:
     # In batches, so that a long stream's rows are never all in memory as JSON at once.
     for batch in batched(rows, 10_000):
-        db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": trace_id, "rows": json.dumps(batch)})
+        db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": trace_id, "rows": _json(batch)})
+
+
+def _json(rows: list[list]) -> str:
+    """Rows as one JSON array, characters unescaped (shorter, and faster to write and
+    for SQLite to read than ``\\u`` escapes)."""
+    return json.dumps(rows, ensure_ascii=False)
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -295,25 +322,23 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _json_rows(start: int, events: list[Any], times: list[int]) -> str:
-    """Rows for fragments as they stream, as one JSON array written as text.
+    """Rows for fragments as they stream (llm's events and their times), as JSON text.
 
-    Built from strings alone: a list per row would be a container allocation per
-    fragment, and those trigger garbage collections that walk llm's whole heap
-    while the stream is still arriving.
+    A lone surrogate (half an emoji, sent as a JSON escape) has no UTF-8 form:
+    SQLite would store bytes no one can read, so such text is stored as
+    ``clean_text`` gives it, as the finished trace has it.
     """
-    dumps = json.dumps
-    kinds = {kind: dumps(kind) for kind in KINDS}
-    rows = ",".join(
-        f"[{i},{kinds.get(e.type) or dumps(e.type)},"
-        f"{'null' if e.tool_call_id is None else dumps(e.tool_call_id)},{t},{dumps(e.chunk)}]"
-        for i, e, t in zip(count(start), events, times)
+    rows = _json(
+        [[i, e.type, e.tool_call_id, t, e.chunk] for i, e, t in zip(count(start), events, times)]
     )
-    if "\\ud" in rows:  # maybe a lone surrogate: SQLite would store bytes no one can read
-        rows = ",".join(
-            f"[{i},{dumps(e.type)},{dumps(e.tool_call_id)},{t},{dumps(clean_text(e.chunk))}]"
+    if is_clean(rows):
+        return rows
+    return _json(
+        [
+            [i, e.type, e.tool_call_id, t, clean_text(e.chunk)]
             for i, e, t in zip(count(start), events, times)
-        )
-    return f"[{rows}]"
+        ]
+    )
 
 
 def _fragment_rows(fragments: list[Fragment] | tuple[Fragment, ...]) -> list[list]:
@@ -321,33 +346,28 @@ def _fragment_rows(fragments: list[Fragment] | tuple[Fragment, ...]) -> list[lis
     return [[f.index, f.kind, f.tool_call_id, f.t_ns, f.text] for f in fragments]
 
 
+def _placed(alignment: Alignment) -> Iterator[tuple[Fragment, Placement]]:
+    """Every aligned fragment with its placement, stream by stream."""
+    for s in alignment.streams:
+        yield from zip(s.fragments, s.placements())
+
+
 def _aligned_rows(alignment: Alignment) -> Iterator[list]:
     """Complete rows: every fragment with its place among its stream's tokens."""
-    for s in alignment.streams:
-        for j, f in enumerate(s.fragments):
-            yield [
-                f.index,
-                f.kind,
-                f.tool_call_id,
-                f.t_ns,
-                f.text,
-                s.fragment_byte_start(j),
-                s.fragment_token_start[j],
-                s.fragment_token_end[j],
-                int(s.fragment_starts_mid_token[j]),
-                int(s.fragment_ends_mid_token[j]),
-            ]
+    for f, placement in _placed(alignment):
+        yield [f.index, f.kind, f.tool_call_id, f.t_ns, f.text, *_placement_values(placement)]
 
 
 class TraceWriter:
-    """Makes one run durable while it streams.
+    """Makes one trace durable while it streams.
 
     ``open()`` migrates and inserts the trace row (status ``interrupted`` until the
     run finishes, so a crash leaves an honest record). A daemon thread then writes
     what the capture has appended to ``arrivals`` at most every ``FLUSH_INTERVAL_S``:
-    the capture loop itself does nothing for the writer. ``finish`` writes the rest,
-    the final status, the headline stats, the token ranges and llm's own record, in
-    one transaction.
+    the capture loop itself does nothing for the writer. ``stop()`` ends those
+    background writes (the next request of a chain streams undisturbed); ``finish``
+    writes the rest, the final status, the headline stats and the token ranges, in
+    one transaction. llm's own record of the response is llm's to write.
 
     The database never delays the request: if another connection holds its lock
     when ``open()`` runs, ``busy`` is set (for the caller to say so), the stream
@@ -364,6 +384,7 @@ class TraceWriter:
         self.arrivals = arrivals
         self.error: str | None = None
         self.warning: str | None = None
+        """Something the run should say about the trace that did not stop it."""
         self.busy = False
         """The database was locked by another connection when the run started."""
         self._written = 0
@@ -373,9 +394,18 @@ class TraceWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one flush at a time
 
-    def open(self, trace: Trace) -> None:
-        """Prepare the database and insert the trace row. Call before the request."""
+    def open(self, trace: Trace, *, defer: bool = False) -> None:
+        """Prepare the database and insert the trace row. Call before the request.
+
+        With ``defer``, the row goes in from the background thread, once the stream
+        flows: for a chain's later responses, whose time since the previous one is
+        the chain's own (the tools running), not the database's.
+        """
         row = _trace_row(trace) | {"status": STATUS_INTERRUPTED, "error": UNFINISHED}
+        if defer:
+            self._unwritten_row = row
+            self._start(trace)
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._insert_trace_row(row, timeout=0)  # never wait for a lock here
@@ -388,6 +418,9 @@ class TraceWriter:
         except (StoreError, sqlite3.Error, OSError) as ex:
             self.error = self._describe(ex)
             return
+        self._start(trace)
+
+    def _start(self, trace: Trace) -> None:
         self._trace_id = trace.id
         self._thread = threading.Thread(target=self._run, name="streamscope-writer", daemon=True)
         self._thread.start()
@@ -395,10 +428,9 @@ class TraceWriter:
     def stop(self) -> None:
         """End the background writes once the stream is over; ``finish`` writes the rest.
 
-        Returns once the thread has ended: llm logs its own record next, and a write
-        of ours committing beside llm's read-then-write transaction would make
-        SQLite refuse one of the two at once (its deadlock rule). Quick: the thread
-        never waits long on a lock (see ``_run``).
+        Returns once the thread has ended, so that nothing of this trace's runs
+        while a chain's next request is in flight. Quick: the thread never waits
+        long on a lock (see ``_run``).
         """
         self._stop.set()
         if self._thread is not None:
@@ -483,9 +515,12 @@ class TraceWriter:
     ) -> str | None:
         """Write everything that is left. Returns llm's turn id, or None.
 
-        ``response`` (llm's, for a complete stream) is logged as llm logs it; the
-        alignment and stats are missing only when the encoding failed to load.
-        Raises StoreError when the trace could not be saved.
+        ``response`` (llm's, for a complete stream) is logged as llm logs it, in the
+        same transaction: llm's own logging reads, then writes, in a deferred
+        transaction, which SQLite refuses at once when another writer (a trace,
+        another run) commits in between. The alignment and stats are missing only
+        when the encoding failed to load. Raises StoreError when the trace could
+        not be saved.
         """
         self._stop.set()
         if self._thread is not None:
@@ -568,21 +603,64 @@ def decode_json_columns(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
 def find_trace_id(db: sqlite_utils.Database, ident: str | None, latest: bool = False) -> str:
     """A trace id from a trace id, llm's turn id, or the latest trace."""
     if latest:
-        rows = list(db.query(f"select id from {TRACES} order by started_utc desc, id desc limit 1"))
-        if not rows:
-            raise StoreError("No streamscope traces logged yet")
-        return rows[0]["id"]
+        return _latest_trace_id(db)
+    found = _trace_id_of(db, _given(ident))
+    if found is None:
+        raise StoreError(f"No trace with id {ident}")
+    return found
+
+
+def find_run(db: sqlite_utils.Database, ident: str | None, latest: bool = False) -> list[str]:
+    """Trace ids in run order: for a trace id or llm's turn id, that trace; for a
+    run id, every trace of that run; with ``latest``, every trace of the latest run."""
+    run_id, in_run_order = ("run_id", "run_index, ") if _has_runs(db) else ("id", "")
+    if latest:
+        newest = _latest_trace_id(db)
+        (run,) = db.execute(f"select {run_id} from {TRACES} where id = ?", [newest]).fetchone()
+        spellings = [run, run]
+    else:
+        given = _given(ident)
+        found = _trace_id_of(db, given)
+        if found is not None:
+            return [found]
+        spellings = [given, given.lower()]  # run ids are stored as given; ours are lower case
+    rows = db.execute(
+        f"select id from {TRACES} where {run_id} in (?, ?) order by {in_run_order}started_utc, id",
+        spellings,
+    ).fetchall()
+    if not rows:
+        raise StoreError(f"No trace or run with id {ident}")
+    return [r[0] for r in rows]
+
+
+def _given(ident: str | None) -> str:
     if not ident:
         raise StoreError("Give a trace id (or llm's response id), or use --latest")
+    return ident
+
+
+def _latest_trace_id(db: sqlite_utils.Database) -> str:
+    rows = list(db.query(f"select id from {TRACES} order by started_utc desc, id desc limit 1"))
+    if not rows:
+        raise StoreError("No streamscope traces logged yet")
+    return rows[0]["id"]
+
+
+def _trace_id_of(db: sqlite_utils.Database, ident: str) -> str | None:
+    """The trace with this id, else the one llm logged with this turn id."""
     rows = list(
         db.query(
             f"select id from {TRACES} where id = :i or turn_id = :i order by id = :i desc limit 1",
             {"i": ident.lower()},
         )
     )
-    if not rows:
-        raise StoreError(f"No trace with id {ident}")
-    return rows[0]["id"]
+    return rows[0]["id"] if rows else None
+
+
+def _has_runs(db: sqlite_utils.Database) -> bool:
+    """Whether the traces have run columns. A database that no run has written to
+    since ``m003_runs`` is read as it is (it may be read-only): each trace a run."""
+    return "run_id" in db[TRACES].columns_dict
 
 
 def _process_alive(pid: int) -> bool:
@@ -645,27 +723,33 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
         turn_id=row["turn_id"],
         options=json_column(row, "options_json")[0] or {},
         usage_details=json_column(row, "usage_json")[0],
+        run_id=row.get("run_id") or row["id"],
+        run_index=row.get("run_index") or 0,
+        run_offset_ns=row.get("run_offset_ns", 0),
     )
     return trace, row
 
 
-def stored_alignment_rows(db: sqlite_utils.Database, trace_id: str) -> dict[int, tuple]:
-    """What was stored of each model-output fragment's alignment, by fragment index."""
+def stored_placements(db: sqlite_utils.Database, trace_id: str) -> dict[int, Placement] | None:
+    """The stored placement of each model-output fragment, by fragment index; None
+    when some fragment has none (stored while streaming, never aligned)."""
     kinds = ", ".join("?" * len(KINDS))
+    rows = db.execute(
+        f"select idx, {', '.join(PLACEMENT_FIELDS)} from {FRAGMENTS} "
+        f"where trace_id = ? and kind in ({kinds})",
+        [trace_id, *KINDS],
+    ).fetchall()
+    if any(None in row for row in rows):
+        return None
     return {
-        r[0]: tuple(r[1:])
-        for r in db.execute(
-            f"select idx, byte_start, token_start, token_end, starts_mid_token, ends_mid_token "
-            f"from {FRAGMENTS} where trace_id = ? and kind in ({kinds})",
-            [trace_id, *KINDS],
-        ).fetchall()
+        idx: Placement(byte_start, token_start, token_end, bool(starts_mid), bool(ends_mid))
+        for idx, byte_start, token_start, token_end, starts_mid, ends_mid in rows
     }
 
 
-def alignment_matches(stored: dict[int, tuple], alignment: Alignment) -> bool:
-    """Whether a recomputed alignment equals the stored one, fragment by fragment."""
-    recomputed = {row[0]: tuple(row[5:]) for row in _aligned_rows(alignment)}
-    return stored == recomputed
+def alignment_matches(stored: dict[int, Placement], alignment: Alignment) -> bool:
+    """Whether a recomputed alignment places every fragment where the stored one did."""
+    return stored == {f.index: placement for f, placement in _placed(alignment)}
 
 
 def recent_traces(
@@ -673,7 +757,8 @@ def recent_traces(
 ) -> list[dict[str, Any]]:
     """The newest trace rows first, or none if streamscope never wrote to ``db``.
 
-    Each row as it stands now (``with_live_status``). A trace that never finished
+    Each row as it stands now (``with_live_status``), with ``run_id``, ``run_index``
+    and ``run_size`` (how many traces its run has). A trace that never finished
     (still running, or its process killed) has no headline stats: its ``chunks``
     are counted from the fragments stored so far, as the stats count them
     (non-empty text fragments).
@@ -687,8 +772,12 @@ def recent_traces(
         f"case when t.chunks is null then (select count(*) from {FRAGMENTS} f "
         "where f.trace_id = t.id and f.kind = 'text' and f.text != '') end"
     )
+    if _has_runs(db):
+        run = f"(select count(*) from {TRACES} r where r.run_id = t.run_id) as run_size"
+    else:
+        run = "t.id as run_id, 0 as run_index, 1 as run_size"
     sql = (
-        f"select t.*, {stored_chunks} as stored_chunks from {TRACES} t {where} "
+        f"select t.*, {run}, {stored_chunks} as stored_chunks from {TRACES} t {where} "
         "order by t.started_utc desc, t.id desc"
     )
     if limit:
@@ -700,3 +789,32 @@ def recent_traces(
             row["chunks"] = stored
         rows.append(with_live_status(row))
     return rows
+
+
+def logged_turn_ids(path: pathlib.Path | str, ids: Iterable[str]) -> set[str]:
+    """Which of these llm response ids have a row in llm's ``turns`` table.
+
+    One read-only query; an empty set when the file or the table is missing.
+    """
+    ids = list(ids)
+    path = pathlib.Path(path)
+    if not ids or not path.exists():
+        return set()
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
+        )
+        try:
+            rows = conn.execute(
+                "select id from turns where id in (select value from json_each(?))",
+                [json.dumps(ids)],
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as ex:
+        if "no such table" in str(ex):
+            return set()
+        raise StoreError(f"Cannot read {path}: {one_line(ex)}") from None
+    except sqlite3.DatabaseError as ex:
+        raise StoreError(f"Cannot read {path}: {one_line(ex)}") from None
+    return {r[0] for r in rows}

@@ -1,6 +1,7 @@
 """The types that pass between the stages: capture -> align -> stats -> render.
 
-Every type is an immutable dataclass; ``Fragment`` and ``Token``, of which a long
+Every type is an immutable dataclass but ``Arrivals``, which the capture fills as
+the stream arrives; ``Fragment``, ``Token`` and ``Placement``, of which a long
 stream has hundreds of thousands, use slots. (The capture loop builds none of them
 while the stream arrives: see ``capture``.)
 """
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from itertools import chain
 from typing import Any
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -26,7 +29,17 @@ def clean_text(text: str) -> str:
 
 
 def is_clean(text: str) -> bool:
-    return text.isascii() or _SURROGATE.search(text) is None
+    """Whether ``text`` has a UTF-8 form: it holds no lone surrogate.
+
+    Encoding is the check: one C pass, faster than searching for surrogates.
+    """
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # The kinds of llm StreamEvent that carry the model's own output: these are aligned
@@ -108,11 +121,13 @@ class Trace:
     """The provider's usage breakdown as llm exposes it (``response.token_details``),
     e.g. ``{"completion_tokens_details": {"reasoning_tokens": 512}}``."""
     run_id: str | None = None
-    """The run this response belongs to: a tool chain streams several responses in one run."""
+    """The run this response belongs to: one run of ``llm streamscope`` can stream
+    several responses (a tool chain), each its own trace. None reads as ``id``."""
     run_index: int = 0
-    """This response's place in its run, from 0."""
+    """Position of this trace in its run, from 0."""
     run_offset_ns: int | None = None
-    """This trace's time origin minus its run's first trace's origin (same clock)."""
+    """This trace's time origin minus its run's first trace's origin, on the same
+    ``perf_counter_ns`` clock (0 for the first trace; None when not known)."""
 
     def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
         """Model-output fragments grouped by stream key, in order of first fragment.
@@ -158,13 +173,42 @@ class Token:
         return self.first_fragment != self.last_fragment
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one fragment sits among its stream's tokens.
+
+    The store keeps these fields as columns of ``streamscope_fragments`` and the
+    JSON document as keys of each fragment, under the same names.
+
+    >>> Placement(byte_start=3, token_start=0, token_end=2,
+    ...           starts_mid_token=True, ends_mid_token=False).token_end
+    2
+    """
+
+    byte_start: int
+    """UTF-8 byte offset of the fragment's first byte in its stream's text."""
+    token_start: int
+    """First token the fragment touches."""
+    token_end: int
+    """One past the last token it touches (equal to ``token_start`` when it is empty)."""
+    starts_mid_token: bool
+    """Its first byte is not the first byte of a token."""
+    ends_mid_token: bool
+    """Its last byte is not the last byte of a token."""
+
+
+PLACEMENT_FIELDS = tuple(f.name for f in fields(Placement))
+"""``Placement``'s field names, in order."""
+
+
 @dataclass(frozen=True)
 class StreamAlignment:
     """One stream's fragments mapped onto the BPE tokens of its concatenated text.
 
     All offsets are UTF-8 byte offsets into the stream's text. Token and fragment
     data are stored as parallel columns (tuples of ints) so that aligning a
-    megabyte of text does not build a Python object per token.
+    megabyte of text does not build a Python object per token or fragment;
+    ``placement(i)`` reads one fragment's columns as a ``Placement``.
     """
 
     kind: str
@@ -193,6 +237,28 @@ class StreamAlignment:
 
     def fragment_byte_start(self, i: int) -> int:
         return self.fragment_byte_ends[i - 1] if i else 0
+
+    def placement(self, i: int) -> Placement:
+        """Where fragment ``i`` (within the stream) sits among the tokens."""
+        return Placement(
+            self.fragment_byte_start(i),
+            self.fragment_token_start[i],
+            self.fragment_token_end[i],
+            self.fragment_starts_mid_token[i],
+            self.fragment_ends_mid_token[i],
+        )
+
+    def placements(self) -> Iterator[Placement]:
+        """Every fragment's placement, in stream order."""
+        byte_starts = chain((0,), self.fragment_byte_ends)
+        return map(
+            Placement,
+            byte_starts,
+            self.fragment_token_start,
+            self.fragment_token_end,
+            self.fragment_starts_mid_token,
+            self.fragment_ends_mid_token,
+        )
 
     def token(self, i: int) -> Token:
         last = self.token_last_fragment[i]

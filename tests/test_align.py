@@ -174,3 +174,21 @@ def test_empty_stream(o200k):
     assert a.token_count == 0 and a.text == ""
     a = align_fragments(fragments_of(["", ""]), tokens_of(o200k, ""))
     assert a.fragment_token_start == (0, 0) == a.fragment_token_end
+
+
+def test_the_worked_examples_in_the_docstrings_hold():
+    import doctest
+
+    from llm_streamscope import align as align_module
+    from llm_streamscope import trace as trace_module
+
+    for module in (align_module, trace_module):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_placements_read_the_columns(o200k):
+    a = check(["Stre", "aming", " is", ""], o200k)
+    assert list(a.placements()) == [a.placement(j) for j in range(4)]
+    assert a.placement(1).byte_start == 4 and a.placement(1).starts_mid_token
+    assert a.placement(3).token_start == a.placement(3).token_end  # empty: touches no token

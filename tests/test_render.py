@@ -22,7 +22,7 @@ from llm_streamscope.render import (
 )
 from llm_streamscope.stats import compute_stats
 from llm_streamscope.tokenizer import LocalTokenizer
-from llm_streamscope.trace import Fragment, Trace
+from llm_streamscope.trace import PLACEMENT_FIELDS, Fragment, Trace
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +152,11 @@ def test_json_document_schema(o200k):
         "token_end": 1,
         "starts_mid_token": False,
         "ends_mid_token": True,
+    }
+    # the JSON document's placement is the alignment's, under the same names
+    placement = alignment.streams[0].placement(0)
+    assert {name: first[name] for name in PLACEMENT_FIELDS} == {
+        name: getattr(placement, name) for name in PLACEMENT_FIELDS
     }
     s = doc["stats"]
     for key in (

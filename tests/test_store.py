@@ -72,7 +72,11 @@ def test_migrations_on_an_empty_db_are_idempotent(tmp_path):
     assert db["turns"].exists()  # llm's own tables come first
     assert {"streamscope_traces", "streamscope_fragments"} <= set(db.table_names())
     applied = [m.name for m in store.migrations.applied(db)]
-    assert applied == ["m001_traces_and_fragments", "m002_liveness_usage_and_aiperf_rate"]
+    assert applied == [
+        "m001_traces_and_fragments",
+        "m002_liveness_usage_and_aiperf_rate",
+        "m003_runs",
+    ]
     assert db["streamscope_fragments"].pks == ["trace_id", "idx"]
     assert db["streamscope_fragments"].foreign_keys[0].other_table == "streamscope_traces"
 
@@ -159,7 +163,9 @@ def test_show_recomputes_exactly_what_the_run_showed(isolated_env):
     from llm_streamscope.tokenizer import LocalTokenizer
 
     recomputed = align(trace, LocalTokenizer(get_encoding("o200k_base")))
-    assert store.alignment_matches(store.stored_alignment_rows(db, trace.id), recomputed)
+    stored = store.stored_placements(db, trace.id)
+    assert stored is not None and store.alignment_matches(stored, recomputed)
+    assert stored[0] == recomputed.streams[0].placement(0)
 
 
 def test_show_warns_when_the_stored_alignment_differs(isolated_env):
@@ -660,3 +666,196 @@ def test_unreadable_usage_details_leave_the_trace_readable(isolated_env, tool_us
     assert shown["stats"]["usage_reasoning_tokens"] is None
     assert shown["stats"]["streamed_compared"] == "text+reasoning+tool calls"
     assert shown["stats"]["tokens_minus_usage"] == 3 + 3 + 8 - 30
+
+
+# Runs, the writer's own calls, llm's turns
+
+
+def written_trace(path, trace_id, fragments=(), **fields):
+    """A trace written by a real TraceWriter, as one response of a run writes it."""
+    from llm_streamscope.trace import Arrivals, Trace
+
+    trace = Trace(
+        trace_id,
+        "streamscope-sim",
+        "o200k_base",
+        True,
+        "x",
+        None,
+        fields.pop("started"),
+        tuple(fragments),
+        **fields,
+    )
+    arrivals = Arrivals()
+    arrivals.flowing.set()
+    writer = store.TraceWriter(path, arrivals)
+    writer.open(trace)
+    writer.finish(trace, None, None)
+    return trace
+
+
+def test_old_traces_become_runs_of_their_own(tmp_path):
+    path = tmp_path / "old.db"
+    db = store.connect(path)
+    llm_migrate(db)
+    store.migrations.apply(db, stop_before="m003_runs")
+    db["streamscope_traces"].insert(
+        {
+            "id": "01old",
+            "model": "m",
+            "encoding": "o200k_base",
+            "started_utc": "2025",
+            "status": "complete",
+        }
+    )
+    # Read as it is (no run has migrated it yet): each trace is a run of its own.
+    assert store.find_run(db, None, latest=True) == ["01old"]
+    assert store.find_run(db, "01old") == ["01old"]
+    (row,) = store.recent_traces(db)
+    assert (row["run_id"], row["run_index"], row["run_size"]) == ("01old", 0, 1)
+    trace, _ = store.load_trace(db, "01old")
+    assert (trace.run_id, trace.run_index, trace.run_offset_ns) == ("01old", 0, 0)
+    store.migrate(db)
+    row = db["streamscope_traces"].get("01old")
+    assert (row["run_id"], row["run_index"], row["run_offset_ns"]) == ("01old", 0, 0)
+    assert ["run_id"] in [index.columns for index in db["streamscope_traces"].indexes]
+
+
+def test_find_run_by_trace_turn_or_run_id(tmp_path):
+    path = tmp_path / "logs.db"
+    alone = written_trace(path, "01alone", started="2026-01-01T00:00:00", turn_id="01turn")
+    assert (alone.run_id, alone.run_offset_ns) == (None, None)
+    for i in (1, 0, 2):  # stored in any order, read in run order
+        written_trace(
+            path,
+            f"01chain{i}",
+            started=f"2026-01-02T00:00:0{i}",
+            run_id="01run",
+            run_index=i,
+            run_offset_ns=i * 5_000_000,
+            turn_id=f"01t{i}",
+        )
+    db = store.open_for_reading(path)
+    chain = ["01chain0", "01chain1", "01chain2"]
+    assert store.find_run(db, "01run") == chain
+    assert store.find_run(db, "01RUN") == chain  # ids are case-insensitive, as ULIDs
+    assert store.find_run(db, None, latest=True) == chain
+    assert store.find_run(db, "01CHAIN1") == ["01chain1"]  # a trace of a run: that trace
+    assert store.find_run(db, "01turn") == ["01alone"]  # llm's turn id
+    assert store.find_run(db, "01alone") == ["01alone"]
+    assert store.find_trace_id(db, None, latest=True) == "01chain2"
+    trace, row = store.load_trace(db, "01chain2")
+    assert (trace.run_id, trace.run_index, trace.run_offset_ns) == ("01run", 2, 10_000_000)
+    assert trace.turn_id == row["turn_id"] == "01t2"  # written as given
+    trace, _ = store.load_trace(db, "01alone")
+    assert (trace.run_id, trace.run_index, trace.run_offset_ns) == ("01alone", 0, 0)
+    rows = store.recent_traces(db)
+    assert [(r["id"], r["run_id"], r["run_index"], r["run_size"]) for r in rows] == [
+        ("01chain2", "01run", 2, 3),
+        ("01chain1", "01run", 1, 3),
+        ("01chain0", "01run", 0, 3),
+        ("01alone", "01alone", 0, 1),
+    ]
+    for ident, message in [
+        ("01nosuch", "No trace or run with id 01nosuch"),
+        (None, "Give a trace id (or llm's response id), or use --latest"),
+    ]:
+        with pytest.raises(store.StoreError) as raised:
+            store.find_run(db, ident)
+        assert str(raised.value) == message
+    empty = store.connect(tmp_path / "empty.db")
+    store.migrate(empty)
+    with pytest.raises(store.StoreError, match=r"^No streamscope traces logged yet$"):
+        store.find_run(empty, None, latest=True)
+
+
+def test_stop_ends_background_writes_and_finish_writes_the_rest(tmp_path):
+    from llm.parts import StreamEvent
+
+    from llm_streamscope.trace import Arrivals, Fragment, Trace
+
+    path = tmp_path / "logs.db"
+    arrivals = Arrivals()
+    trace = Trace("01stop", "m", "o200k_base", True, "x", None, "2026", ())
+    writer = store.TraceWriter(path, arrivals)
+    writer.open(trace)
+    arrivals.events.append(StreamEvent(type="text", chunk="Hi"))
+    arrivals.times.append(1000)
+    started = time.perf_counter()
+    writer.stop()
+    assert time.perf_counter() - started < 0.05  # does not wait for the thread
+    arrivals.flowing.set()
+    writer._thread.join(5)
+    assert not writer._thread.is_alive()
+    db = store.connect(path)
+    assert fragment_count(db, "01stop") == 0  # stopped before its first write
+    done = Trace(
+        "01stop", "m", "o200k_base", True, "x", None, "2026", (Fragment(0, "text", "Hi", 1000),)
+    )
+    writer.finish(done, None, None)
+    assert fragment_count(db, "01stop") == 1
+    assert db["streamscope_traces"].get("01stop")["status"] == "complete"
+
+
+def test_streamed_rows_keep_any_text_and_clean_lone_surrogates(tmp_path):
+    from llm.parts import StreamEvent
+
+    from llm_streamscope.align import align
+    from llm_streamscope.encodings import get_encoding
+    from llm_streamscope.tokenizer import LocalTokenizer
+    from llm_streamscope.trace import Arrivals, Fragment, Trace
+
+    chunks = [
+        ("text", "😀 ok", None),
+        ("text", "流式", None),
+        ("tool_call_args", '{"a":', "c1"),
+        ("text", "smile \ud83d", None),
+        ("text", "\ude00!", None),
+    ]
+    path = tmp_path / "logs.db"
+    arrivals = Arrivals()
+    writer = store.TraceWriter(path, arrivals)
+    header = Trace("01text", "m", "o200k_base", True, "x", None, "2026", ())
+    writer.open(header)
+    for i, (kind, chunk, call) in enumerate(chunks):
+        arrivals.events.append(StreamEvent(type=kind, chunk=chunk, tool_call_id=call))
+        arrivals.times.append(1000 * (i + 1))
+    arrivals.flowing.set()
+    db = store.connect(path)
+    deadline = time.monotonic() + 10
+    while fragment_count(db, "01text") < len(chunks) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rows = list(
+        db.query("select kind, tool_call_id, t_ns, text from streamscope_fragments order by idx")
+    )
+    assert [(r["kind"], r["text"], r["tool_call_id"]) for r in rows] == [
+        ("text", "😀 ok", None),
+        ("text", "流式", None),
+        ("tool_call_args", '{"a":', "c1"),
+        ("text", "smile \ufffd", None),
+        ("text", "\ufffd!", None),
+    ]
+    fragments = tuple(
+        Fragment(i, r["kind"], r["text"], r["t_ns"], r["tool_call_id"]) for i, r in enumerate(rows)
+    )
+    trace = Trace("01text", "m", "o200k_base", True, "x", None, "2026", fragments)
+    alignment = align(trace, LocalTokenizer(get_encoding("o200k_base")))
+    writer.finish(trace, alignment, None)
+    types = db.execute(
+        "select distinct typeof(starts_mid_token), typeof(ends_mid_token) "
+        "from streamscope_fragments"
+    ).fetchall()
+    assert types == [("integer", "integer")]
+    assert store.alignment_matches(store.stored_placements(db, "01text"), alignment)
+
+
+def test_logged_turn_ids_reads_llms_turns(isolated_env, tmp_path):
+    assert store.logged_turn_ids(tmp_path / "missing.db", ["01a"]) == set()
+    plain = tmp_path / "plain.db"
+    sqlite3.connect(plain).execute("create table other (x)").connection.close()
+    assert store.logged_turn_ids(plain, ["01a"]) == set()
+    assert invoke("prompt", *FAST, "-o", "max_tokens", "2", "hi").exit_code == 0
+    path = isolated_env / "logs.db"
+    (turn_id,) = [r["id"] for r in logs_db(isolated_env).query("select id from turns")]
+    assert store.logged_turn_ids(path, [turn_id, "01notlogged"]) == {turn_id}
+    assert store.logged_turn_ids(path, []) == set()
