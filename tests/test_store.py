@@ -1,6 +1,7 @@
 """Traces in llm's logs.db: real SQLite files, the real CLI, real subprocesses."""
 
 import csv
+import datetime
 import io
 import json
 import os
@@ -84,6 +85,7 @@ def test_migrations_on_an_empty_db_are_idempotent(tmp_path):
 def test_migrations_on_a_db_llm_already_created(tmp_path):
     path = tmp_path / "llm.db"
     llm_db = sqlite_utils.Database(path)
+    llm_db.execute("pragma synchronous = off")  # not a disk sync per statement: ~2 s on a busy disk
     llm_migrate(llm_db)
     before = set(llm_db.table_names())
     llm_db.close()
@@ -246,8 +248,19 @@ def test_timeout_ends_a_stalled_stream(isolated_env):
     assert row["status"] == "error" and row["chunks"] == 4
 
 
-def spawn(user_path, *args):
-    env = {**os.environ, "LLM_USER_PATH": str(user_path), "PYTHONUNBUFFERED": "1"}
+def spawn(user_path, *args, **env):
+    """``llm streamscope *args`` in a process of its own, with ``env`` added.
+
+    Only this plugin loads there: importing llm-anthropic's SDK alone costs a
+    process ~1.5 s of CPU, and no test here runs it in another process.
+    """
+    env = {
+        **os.environ,
+        "LLM_USER_PATH": str(user_path),
+        "LLM_LOAD_PLUGINS": "llm-streamscope",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "llm", "streamscope", *args],
         env=env,
@@ -260,7 +273,9 @@ def spawn(user_path, *args):
     "sig,status,code", [(signal.SIGINT, "interrupted", 130), (signal.SIGTERM, "interrupted", 143)]
 )
 def test_signal_mid_stream_leaves_a_partial_trace(isolated_env, sig, status, code):
-    proc = spawn(isolated_env, "-m", "streamscope-sim", "-o", "chunks", "5000", "x")
+    # Surely mid-stream: 20 of 100 chunks at once, then silence past the signal.
+    stall = ("-o", "stall_after", "20", "-o", "stall_s", "30")
+    proc = spawn(isolated_env, *FAST, "-o", "chunks", "100", *stall, "x")
     received = proc.stdout.read(40)  # the live text is flowing
     assert received
     proc.send_signal(sig)
@@ -270,7 +285,7 @@ def test_signal_mid_stream_leaves_a_partial_trace(isolated_env, sig, status, cod
     (row,) = traces(isolated_env)
     assert row["status"] == status
     stored = fragment_count(logs_db(isolated_env), row["id"])
-    assert 0 < stored < 5000 and row["chunks"] == stored
+    assert 0 < stored < 100 and row["chunks"] == stored
     assert streamscope("show", row["id"]).exit_code == 0
 
 
@@ -278,15 +293,8 @@ def test_ctrl_c_before_the_first_token_still_shows_status_and_stats(isolated_env
     from llm_streamscope.sim.server import SimServer
 
     with SimServer() as server:
-        env = {**os.environ, "LLM_USER_PATH": str(isolated_env), "PYTHONUNBUFFERED": "1"}
-        env["STREAMSCOPE_SIM_URL"] = server.base_url
         stall = ("-o", "stall_after", "0", "-o", "stall_s", "30")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llm", "streamscope", *FAST, *stall, "x"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        proc = spawn(isolated_env, *FAST, *stall, "x", STREAMSCOPE_SIM_URL=server.base_url)
         deadline = time.monotonic() + 30
         while server.post_count == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -305,7 +313,7 @@ def wait_for_fragments(user_path, wanted=1, timeout_s=30):
     deadline = time.monotonic() + timeout_s
     stored = 0
     while time.monotonic() < deadline and stored < wanted:
-        time.sleep(0.2)
+        time.sleep(0.05)
         if (user_path / "logs.db").exists():
             with sqlite3.connect(user_path / "logs.db", timeout=30) as conn:
                 if conn.execute(
@@ -317,22 +325,11 @@ def wait_for_fragments(user_path, wanted=1, timeout_s=30):
     return stored
 
 
-def test_fragments_are_durable_while_streaming(isolated_env):
-    # A slow stream: fragments reach the database long before it ends (and a
-    # SIGKILL then still leaves them, with the row saying the run never finished).
-    proc = spawn(isolated_env, "-m", "streamscope-sim", "-o", "chunks", "5000", "x")
-    try:
-        assert wait_for_fragments(isolated_env) > 0 and proc.poll() is None
-    finally:
-        proc.kill()
-        proc.wait()
-    (row,) = traces(isolated_env)
-    assert row["status"] == "interrupted" and row["error"] == store.UNFINISHED
-
-
 def test_a_running_trace_shows_as_running_and_a_killed_one_as_unfinished(isolated_env):
     import socket
 
+    # Mid-stream (silent after 6 chunks), its fragments are in the database
+    # already; a SIGKILL then leaves them, and the row says the run never finished.
     stall = ("-o", "stall_after", "6", "-o", "stall_s", "30")
     proc = spawn(isolated_env, *FAST, *stall, "x")
     try:
@@ -351,6 +348,8 @@ def test_a_running_trace_shows_as_running_and_a_killed_one_as_unfinished(isolate
         proc.kill()
         proc.wait()
     # Its process is gone: the honest record, and the fragments it left counted.
+    (row,) = traces(isolated_env)
+    assert row["status"] == "interrupted" and row["error"] == store.UNFINISHED
     assert "  interrupted  TTFT -  6 chunks  - tokens  " in streamscope("logs").stdout
     shown = streamscope("show", "--latest").stdout
     assert f"status          interrupted: {store.UNFINISHED}" in shown
@@ -369,34 +368,46 @@ def test_a_trace_from_another_host_or_a_dead_process_is_not_running(isolated_env
         assert listed["status"] == "interrupted" and listed["chunks"] == 2, change
 
 
-def test_eight_concurrent_runs_into_one_db(isolated_env):
-    procs = [
-        spawn(
-            isolated_env,
-            "-m",
-            "streamscope-sim",
-            "-o",
-            "chunks",
-            "150",
-            "-o",
-            "seed",
-            str(i),
-            "-o",
-            "speed",
-            "4",
-            f"run {i}",
-        )
-        for i in range(8)
-    ]
-    results = [p.communicate(timeout=120) for p in procs]
+def test_concurrent_runs_into_one_db(isolated_env):
+    from llm_streamscope.sim.server import SimServer
+
+    class Gate(SimServer):
+        """Holds every request until all three have come: the streams run together."""
+
+        gate = threading.Barrier(3, timeout=60)
+
+        def _count_post(self):
+            super()._count_post()
+            self.gate.wait()
+
+    # A pause mid-stream, longer than the writer's flush interval: each process
+    # writes fragments while the others do, then all finish at once.
+    stall = ("-o", "stall_after", "75", "-o", "stall_s", str(store.FLUSH_INTERVAL_S + 0.3))
+    with Gate() as server:
+        procs = [
+            spawn(
+                isolated_env,
+                *FAST,
+                *("-o", "chunks", "150", "-o", "seed", str(i), *stall, f"run {i}"),
+                STREAMSCOPE_SIM_URL=server.base_url,
+            )
+            for i in range(3)
+        ]
+        results = [p.communicate(timeout=120) for p in procs]
     for proc, (_, err) in zip(procs, results):
         assert proc.returncode == 0, err.decode()
         assert b"locked" not in err
     rows = traces(isolated_env)
-    assert len(rows) == 8 and {r["status"] for r in rows} == {"complete"}
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"complete"}
     db = logs_db(isolated_env)
     assert all(fragment_count(db, r["id"]) == 150 == r["chunks"] for r in rows)
-    assert db.execute("select count(*) from turns").fetchone()[0] == 8
+    assert db.execute("select count(*) from turns").fetchone()[0] == 3
+    # They did run at the same time: there was a moment when all three streamed.
+    spans = []
+    for r in rows:
+        start = datetime.datetime.fromisoformat(r["started_utc"]).timestamp()
+        spans.append((start, start + (r["setup_ns"] + r["end_ns"]) / 1e9))
+    assert max(s for s, _ in spans) < min(e for _, e in spans), spans
 
 
 # Bad input
@@ -520,7 +531,10 @@ def test_disk_full_while_streaming(isolated_env, monkeypatch):
         db.execute(f"pragma max_page_count = {pages + 1}")
 
     _wrapped_connect(monkeypatch, cap)
-    result = streamscope(*FAST, "-o", "chunks", "3000", "x")
+    # 200 fragments, then a pause longer than the writer's flush interval: it is
+    # that mid-stream flush that finds the disk full.
+    stall = ("-o", "stall_after", "200", "-o", "stall_s", str(store.FLUSH_INTERVAL_S + 0.3))
+    result = streamscope(*FAST, "-o", "chunks", "300", *stall, "x")
     assert result.exit_code == 1 and "─ stats ─" in result.stdout
     assert result.stderr.startswith("Error: trace not saved: ")
     assert "database or disk is full" in result.stderr
@@ -528,13 +542,15 @@ def test_disk_full_while_streaming(isolated_env, monkeypatch):
 
 def test_reader_gone_early_still_leaves_a_complete_trace(isolated_env):
     # As with `llm streamscope ... | head`: the live text loses its reader, the
-    # stream and its trace do not.
-    proc = spawn(isolated_env, *FAST, "-o", "chunks", "3000", "x")
+    # stream and its trace do not. The reader leaves during a pause mid-stream, so
+    # the rest of the text and the views all go to a closed pipe.
+    stall = ("-o", "stall_after", "20", "-o", "stall_s", "0.5")
+    proc = spawn(isolated_env, *FAST, "-o", "chunks", "300", *stall, "x")
     assert proc.stdout.read(50)
     proc.stdout.close()
     proc.wait(timeout=60)
     (row,) = traces(isolated_env)
-    assert row["status"] == "complete" and row["chunks"] == 3000
+    assert row["status"] == "complete" and row["chunks"] == 300
     assert b"Traceback" not in proc.stderr.read()
 
 
@@ -547,21 +563,27 @@ def test_a_busy_database_never_delays_the_request(isolated_env):
     )
     holder.execute("begin immediate")  # another process's write lock
     released_ns = []
+    server = get_server()
+    posts = server.post_count
 
-    def release_later():
-        time.sleep(1.5)
+    def release_once_the_request_is_out():
+        # A request held back by the lock never comes: then the lock frees after
+        # 10 s, and the request goes out after that.
+        deadline = time.monotonic() + 10
+        while server.post_count == posts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # and a little longer: the run's end waits for the lock too
         released_ns.append(time.perf_counter_ns())
         holder.execute("commit")
 
-    releaser = threading.Thread(target=release_later)
+    releaser = threading.Thread(target=release_once_the_request_is_out)
     releaser.start()
     started_ns = time.perf_counter_ns()
     result = streamscope(*FAST, "-o", "seed", "2", "-o", "max_tokens", "12", "busy")
     releaser.join()
     assert result.exit_code == 0, result.output
-    # Said once, and the request went out at once, long before the lock freed.
+    # Said once, and the request went out at once, while the lock was held.
     assert result.stderr.count("\n") == 1 and "logs.db is busy" in result.stderr
-    server = get_server()
     sent = server.send_log(server.last_completion_id)
     assert sent.t0_ns - started_ns < 1e9 and sent.t0_ns < released_ns[0]
     # Everything received was written once the lock freed.
