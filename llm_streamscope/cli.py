@@ -321,6 +321,14 @@ def present_run(
         click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
         return
     console = make_console()
+    approximate = next((t for t, _, _ in responses if not t.encoding_exact), None)
+    if approximate is not None:
+        console.print(
+            f"Encoding {approximate.encoding_name} is approximate: tiktoken does not know "
+            f"{approximate.model_id}'s tokenizer (set one with --encoding).",
+            style="yellow",
+            markup=False,
+        )
     count = len(responses)
     for i, (trace, alignment, stats) in enumerate(responses):
         if count > 1:
@@ -346,13 +354,6 @@ def present(
     """
     from .render import AlignmentPanel, stats_table
 
-    if not trace.encoding_exact:
-        console.print(
-            f"Encoding {trace.encoding_name} is approximate: tiktoken does not know "
-            f"{trace.model_id}'s tokenizer (set one with --encoding).",
-            style="yellow",
-            markup=False,
-        )
     console.rule("alignment", style="dim")
     if not alignment.streams:
         console.print("no fragments arrived", style="dim")

@@ -433,6 +433,7 @@ class TraceWriter:
         long on a lock (see ``_run``).
         """
         self._stop.set()
+        self.arrivals.flowing.set()  # the stream is over, flowed or not
         if self._thread is not None:
             self._thread.join()
 
@@ -513,7 +514,7 @@ class TraceWriter:
         stats: Stats | None,
         response: Any = None,
     ) -> str | None:
-        """Write everything that is left. Returns llm's turn id, or None.
+        """Write everything that is left. Returns llm's turn id (or ``trace.turn_id``).
 
         ``response`` (llm's, for a complete stream) is logged as llm logs it, in the
         same transaction: llm's own logging reads, then writes, in a deferred
@@ -540,7 +541,7 @@ class TraceWriter:
                 # What the thread has not written and the alignment does not cover:
                 # kinds that are not model output, or everything without an encoding.
                 _insert_fragments(db, trace.id, _fragment_rows(unwritten))
-                turn_id = None
+                turn_id = trace.turn_id
                 if response is not None:
                     turn_id = self._log_llm_record(db, response)
                 row = _trace_row(trace) | {"turn_id": turn_id}

@@ -491,3 +491,30 @@ def test_extract_shows_the_code_block_and_still_traces_the_stream(register_model
     assert last.stdout.startswith("x()\n")
     _, doc = run_json("-m", "coder", "-x", "code")
     assert [f["text"] for f in doc["fragments"]] == answer
+
+
+def test_show_replay_export_and_logs_of_a_whole_run(claude):
+    import csv
+    import io
+
+    _, document = run_document(*HAIKU, "-T", "llm_time", "What time is it?")
+    run_id = document["run_id"]
+    first, second = (r["trace_id"] for r in document["responses"])
+    # the run read back is the run as it was shown: by run id, and as the latest run
+    assert json.loads(run("show", run_id, "--json").stdout) == document
+    assert json.loads(run("show", "--latest", "--json").stdout) == document
+    # a trace id (or llm's id for it) is that response alone
+    alone = json.loads(run("show", second, "--json").stdout)
+    assert alone["responses"] == [document["responses"][1]]
+    replayed = run("replay", run_id, "--speed", "0")
+    assert replayed.exit_code == 0
+    assert "response 1 of 2" in replayed.stdout and "─ run ─" in replayed.stdout
+    table = list(csv.DictReader(io.StringIO(run("export", run_id, "-f", "csv").stdout)))
+    assert [r["trace_id"] for r in table] == [
+        r["trace_id"] for r in document["responses"] for _ in r["fragments"]
+    ]
+    lines = run("export", run_id, "-f", "jsonl").stdout.splitlines()
+    assert [json.loads(line)["text"] for line in lines] == [r["text"] for r in table]
+    listed = run("logs").stdout.splitlines()
+    assert listed[0].startswith(second) and f"response 2/2 of run {run_id}" in listed[0]
+    assert listed[1].startswith(first) and f"response 1/2 of run {run_id}" in listed[1]

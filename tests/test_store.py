@@ -195,14 +195,16 @@ def test_export_formats(isolated_env):
     doc = response_doc(streamscope(*FAST, "-o", "max_tokens", "6", "--json", "x").stdout)
     assert response_doc(streamscope("export", "--latest").stdout) == doc
     lines = streamscope("export", doc["trace_id"], "-f", "jsonl").stdout.splitlines()
-    assert [json.loads(line) for line in lines] == doc["fragments"]
+    # one row per fragment, each naming its trace (a run's export holds several)
+    tagged = [{"trace_id": doc["trace_id"], **f} for f in doc["fragments"]]
+    assert [json.loads(line) for line in lines] == tagged
     table = list(csv.DictReader(io.StringIO(streamscope("export", "--latest", "-f", "csv").stdout)))
     assert [r["text"] for r in table] == [f["text"] for f in doc["fragments"]]
-    assert list(table[0]) == list(doc["fragments"][0])
+    assert list(table[0]) == list(tagged[0])
 
 
 def test_a_stored_trace_without_fragments_shows_replays_and_exports(isolated_env):
-    from llm_streamscope.render import FRAGMENT_COLUMNS
+    from llm_streamscope.render import EXPORT_COLUMNS
 
     run = streamscope(*FAST, "-o", "error", "429", "x")
     assert run.exit_code == 1
@@ -213,7 +215,7 @@ def test_a_stored_trace_without_fragments_shows_replays_and_exports(isolated_env
     doc = response_doc(streamscope("export", "--latest").stdout)
     assert doc["status"] == "error" and doc["fragments"] == []
     exported = streamscope("export", "--latest", "-f", "csv").stdout
-    assert exported.splitlines() == [",".join(FRAGMENT_COLUMNS)]
+    assert exported.splitlines() == [",".join(EXPORT_COLUMNS)]
     assert streamscope("export", "--latest", "-f", "jsonl").stdout == ""
 
 
@@ -420,7 +422,7 @@ def test_unknown_id_and_empty_log(isolated_env):
     for command in ("show", "replay", "export"):
         result = streamscope(command, "01nosuchtrace")
         assert result.exit_code == 1
-        assert result.stderr == "Error: No trace with id 01nosuchtrace\n"
+        assert result.stderr == "Error: No trace or run with id 01nosuchtrace\n"
     result = streamscope("show")
     assert "Give a trace id" in result.stderr
 
@@ -503,8 +505,8 @@ def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
 def _wrapped_connect(monkeypatch, prepare):
     real = store.connect
 
-    def connect(path, *args):
-        db = real(path, *args)
+    def connect(path, *args, **kwargs):
+        db = real(path, *args, **kwargs)
         prepare(db)
         return db
 
@@ -804,10 +806,8 @@ def test_stop_ends_background_writes_and_finish_writes_the_rest(tmp_path):
     arrivals.events.append(StreamEvent(type="text", chunk="Hi"))
     arrivals.times.append(1000)
     started = time.perf_counter()
-    writer.stop()
-    assert time.perf_counter() - started < 0.05  # does not wait for the thread
-    arrivals.flowing.set()
-    writer._thread.join(5)
+    writer.stop()  # the thread, still waiting for the stream to flow, ends at once
+    assert time.perf_counter() - started < 0.5
     assert not writer._thread.is_alive()
     db = store.connect(path)
     assert fragment_count(db, "01stop") == 0  # stopped before its first write
