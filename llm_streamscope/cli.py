@@ -207,11 +207,10 @@ def run(
     finally:
         tokenizer.close()
     if writer is not None:
+        if trace.status == STATUS_COMPLETE and writer.error is None:
+            trace = dataclasses.replace(trace, turn_id=_log_llm_record(writer.path, llm_response))
         try:
-            turn_id = writer.finish(
-                trace, alignment, stats, llm_response if trace.status == STATUS_COMPLETE else None
-            )
-            trace = dataclasses.replace(trace, turn_id=turn_id)
+            writer.finish(trace, alignment, stats)
         except StoreError as ex:
             problems.append(f"trace not saved: {ex}")
         if writer.warning:
@@ -226,6 +225,29 @@ def run(
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
         sys.exit(_exit_code(trace))
+
+
+def _log_llm_record(path: pathlib.Path, response: Any) -> str | None:
+    """llm's own record of the response, as llm writes it; None (and a warning) if
+    llm fails (it cannot hash text holding a lone surrogate, for one).
+
+    Interim: once the run goes through llm's own prompt command, llm logs it.
+    """
+    from .store import connect, write_transaction
+    from .trace import one_line
+
+    db = None
+    try:
+        db = connect(path)
+        with write_transaction(db):
+            response.log_to_db(db)
+    except Exception as ex:
+        click.echo(f"Warning: llm could not log the response itself: {one_line(ex)}", err=True)
+        return None
+    finally:
+        if db is not None:
+            db.close()
+    return str(response.id)
 
 
 def _exit_code(trace: Trace) -> int:

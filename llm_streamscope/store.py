@@ -350,9 +350,10 @@ class TraceWriter:
     ``open()`` migrates and inserts the trace row (status ``interrupted`` until the
     run finishes, so a crash leaves an honest record). A daemon thread then writes
     what the capture has appended to ``arrivals`` at most every ``FLUSH_INTERVAL_S``:
-    the capture loop itself does nothing for the writer. ``finish`` writes the rest,
-    the final status, the headline stats, the token ranges and, when given llm's
-    response, llm's own record, in one transaction.
+    the capture loop itself does nothing for the writer. ``stop()`` ends those
+    background writes (the next request of a chain streams undisturbed); ``finish``
+    writes the rest, the final status, the headline stats and the token ranges, in
+    one transaction. llm's own record of the response is llm's to write.
 
     The database never delays the request: if another connection holds its lock
     when ``open()`` runs, ``busy`` is set (for the caller to say so), the stream
@@ -369,6 +370,7 @@ class TraceWriter:
         self.arrivals = arrivals
         self.error: str | None = None
         self.warning: str | None = None
+        """Something the run should say about the trace that did not stop it."""
         self.busy = False
         """The database was locked by another connection when the run started."""
         self._written = 0
@@ -444,33 +446,19 @@ class TraceWriter:
                 db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": self._trace_id, "rows": rows})
             self._written = end
 
-    def _log_llm_record(self, db: sqlite_utils.Database, response: Any) -> str | None:
-        """llm's own record, exactly as llm writes it; None (and a warning) if llm fails.
+    def stop(self) -> None:
+        """No more background writes from now on; ``finish`` still writes everything.
 
-        In a savepoint: a failure inside llm (it cannot hash text holding a lone
-        surrogate, for one) must not take the trace down with it.
+        Returns at once (the thread is not waited for): a chain calls it between
+        two requests.
         """
-        try:
-            with db.atomic():
-                response.log_to_db(db)
-        except Exception as ex:
-            self.warning = f"llm could not log the response itself: {one_line(ex)}"
-            return None
-        return str(response.id)
+        self._stop.set()
 
-    def finish(
-        self,
-        trace: Trace,
-        alignment: Alignment | None,
-        stats: Stats | None,
-        response: Any = None,
-    ) -> str | None:
-        """Write everything that is left. Returns llm's turn id, or None.
+    def finish(self, trace: Trace, alignment: Alignment | None, stats: Stats | None) -> None:
+        """Write everything that is left, with ``trace.turn_id`` as given.
 
-        ``response`` (llm's, for a complete stream) is logged as llm logs it, and its
-        id is the trace's ``turn_id``; without it, ``trace.turn_id`` is written as
-        given. The alignment and stats are missing only when the encoding failed
-        to load. Raises StoreError when the trace could not be saved.
+        The alignment and stats are missing only when the encoding failed to load.
+        Raises StoreError when the trace could not be saved.
         """
         self._stop.set()
         if self._thread is not None:
@@ -490,14 +478,10 @@ class TraceWriter:
                 # What the thread has not written and the alignment does not cover:
                 # kinds that are not model output, or everything without an encoding.
                 _insert_fragments(db, trace.id, _fragment_rows(unwritten))
-                turn_id = trace.turn_id
-                if response is not None:
-                    turn_id = self._log_llm_record(db, response)
-                row = _trace_row(trace) | {"turn_id": turn_id}
+                row = _trace_row(trace)
                 if stats is not None:
                     row |= _stats_columns(stats)
                 db[TRACES].update(trace.id, row)  # type: ignore[union-attr]
-            return turn_id
         except (StoreError, sqlite3.Error, OSError) as ex:
             raise StoreError(self._describe(ex)) from None
         finally:

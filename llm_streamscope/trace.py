@@ -121,11 +121,13 @@ class Trace:
     """The provider's usage breakdown as llm exposes it (``response.token_details``),
     e.g. ``{"completion_tokens_details": {"reasoning_tokens": 512}}``."""
     run_id: str | None = None
-    """The run this response belongs to: a tool chain streams several responses in one run."""
+    """The run this response belongs to: one run of ``llm streamscope`` can stream
+    several responses (a tool chain), each its own trace. None reads as ``id``."""
     run_index: int = 0
-    """This response's place in its run, from 0."""
+    """Position of this trace in its run, from 0."""
     run_offset_ns: int | None = None
-    """This trace's time origin minus its run's first trace's origin (same clock)."""
+    """This trace's time origin minus its run's first trace's origin, on the same
+    ``perf_counter_ns`` clock (0 for the first trace; None when not known)."""
 
     def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
         """Model-output fragments grouped by stream key, in order of first fragment.

@@ -652,7 +652,7 @@ def test_unreadable_usage_details_leave_the_trace_readable(isolated_env, tool_us
     assert shown["stats"]["tokens_minus_usage"] == 3 + 3 + 8 - 30
 
 
-# Runs, the writer's batch rows, llm's turns
+# Runs, the writer's own calls, llm's turns
 
 
 def written_trace(path, trace_id, fragments=(), **fields):
@@ -751,6 +751,34 @@ def test_find_run_by_trace_turn_or_run_id(tmp_path):
     store.migrate(empty)
     with pytest.raises(store.StoreError, match=r"^No streamscope traces logged yet$"):
         store.find_run(empty, None, latest=True)
+
+
+def test_stop_ends_background_writes_and_finish_writes_the_rest(tmp_path):
+    from llm.parts import StreamEvent
+
+    from llm_streamscope.trace import Arrivals, Fragment, Trace
+
+    path = tmp_path / "logs.db"
+    arrivals = Arrivals()
+    trace = Trace("01stop", "m", "o200k_base", True, "x", None, "2026", ())
+    writer = store.TraceWriter(path, arrivals)
+    writer.open(trace)
+    arrivals.events.append(StreamEvent(type="text", chunk="Hi"))
+    arrivals.times.append(1000)
+    started = time.perf_counter()
+    writer.stop()
+    assert time.perf_counter() - started < 0.05  # does not wait for the thread
+    arrivals.flowing.set()
+    writer._thread.join(5)
+    assert not writer._thread.is_alive()
+    db = store.connect(path)
+    assert fragment_count(db, "01stop") == 0  # stopped before its first write
+    done = Trace(
+        "01stop", "m", "o200k_base", True, "x", None, "2026", (Fragment(0, "text", "Hi", 1000),)
+    )
+    writer.finish(done, None, None)
+    assert fragment_count(db, "01stop") == 1
+    assert db["streamscope_traces"].get("01stop")["status"] == "complete"
 
 
 def test_streamed_rows_keep_any_text_and_clean_lone_surrogates(tmp_path):
