@@ -205,11 +205,11 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[None]:
     db.conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.conn.execute("COMMIT")  # a COMMIT that fails (busy) must not leave it open
     except BaseException:
         if db.conn.in_transaction:
             db.conn.execute("ROLLBACK")
         raise
-    db.conn.execute("COMMIT")
 
 
 def migrate(db: sqlite_utils.Database) -> None:
@@ -457,22 +457,19 @@ class TraceWriter:
             self.arrivals.flowing.wait()
             # Nothing right after the first event either: the client is reading the
             # second one. The first write, and any connecting, waits a flush interval.
+            # Never waiting on a lock (timeout 0): busy, the next interval tries again,
+            # and stop() never waits for a lock either.
             while not self._stop.wait(FLUSH_INTERVAL_S):
-                if self._unwritten_row is not None:  # the database was busy: try again
-                    try:
-                        self._insert_trace_row(self._unwritten_row, timeout=0)
-                    except sqlite3.OperationalError as ex:
-                        if is_busy(ex):
-                            continue
-                        raise
-                    self._unwritten_row = None
-                if db is None:
-                    db = connect(self.path, timeout=0)
                 try:
+                    if self._unwritten_row is not None:  # deferred, or the database was busy
+                        self._insert_trace_row(self._unwritten_row, timeout=0)
+                        self._unwritten_row = None
+                    if db is None:
+                        db = connect(self.path, timeout=0)
                     self._flush(db)
                 except sqlite3.OperationalError as ex:
                     if not is_busy(ex):
-                        raise  # busy: the next interval tries again
+                        raise
         except (StoreError, sqlite3.Error, OSError) as ex:
             self.error = self.error or self._describe(ex)
         finally:
