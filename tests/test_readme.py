@@ -15,7 +15,7 @@ def test_readme_opens_with_the_two_setup_commands():
     lines = [line.strip() for line in README.read_text().splitlines() if line.startswith("    ")]
     assert lines[0].endswith('llm streamscope -m streamscope-sim "Why does streaming feel fast?"')
     assert lines[1] == (
-        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest"
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -n 2"
     )
 
 
