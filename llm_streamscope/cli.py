@@ -1,6 +1,7 @@
 """The ``llm streamscope`` command group.
 
-The only module that prints, owns a rich ``Console`` and raises
+Click commands and printing only: the run itself is ``session``, the live text
+``live``. The only module that owns a rich ``Console`` and raises
 ``click.ClickException``. Heavy imports (rich, tiktoken, the simulator) happen
 inside the commands so that ``llm --help`` does not pay for them.
 """

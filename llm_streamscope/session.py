@@ -27,7 +27,7 @@ import pathlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .capture import (
     ABANDONED,
@@ -39,6 +39,9 @@ from .capture import (
     timed_events,
 )
 from .trace import STATUS_COMPLETE, Alignment, Trace
+
+if TYPE_CHECKING:
+    from .stats import Stats
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Analysed:
 
     trace: Trace
     alignment: Alignment | None
-    stats: Any | None  # stats.Stats
+    stats: Stats | None
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ class Session:
         elif self.live is not None:
             self.live.write(event)
 
-    def displayed(self, show_reasoning: bool) -> None:
+    def displayed(self) -> None:
         """llm's display of the stream has ended (llm prints the final newline itself)."""
         if self.live is None:
             return
@@ -240,14 +243,14 @@ class Session:
                 session.live.batcher.show_reasoning = show_reasoning
             for event in events:
                 session.show(event)
-            session.displayed(show_reasoning)
+            session.displayed()
 
         async def display_async_stream_events(events: Any, *, show_reasoning: bool = True) -> None:
             if session.live is not None:
                 session.live.batcher.show_reasoning = show_reasoning
             async for event in events:
                 session.show(event)
-            session.displayed(show_reasoning)
+            session.displayed()
 
         Response.stream_events = watched_stream_events  # type: ignore[method-assign]
         AsyncResponse.astream_events = watched_astream_events  # type: ignore[method-assign]
