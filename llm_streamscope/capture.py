@@ -178,22 +178,17 @@ def timed_events(
     arrivals = record.arrivals
     keep_event, keep_time = arrivals.events.append, arrivals.times.append
     stream = iter(events)
-    with _capturing(record, timeout_s, on_end) as started:
-        for event in stream:  # the first event: settle the time origin first
-            t = clock()
-            origin = started(t)
-            keep_event(event)
-            keep_time(t - origin)
-            arrivals.flowing.set()
+    with _capturing(record, timeout_s, on_end) as first:
+        for event in stream:
+            origin = first(event, clock())
             yield event
             break
-        for event in stream:  # the second event
-            t = clock() - origin
+        for event in stream:  # the second event: the collector comes back on after it
             keep_event(event)
-            keep_time(t)
+            keep_time(clock() - origin)
             yield event
             break
-        _collector_back_on(record)
+        _collector_back_on()
         for event in stream:
             t = clock() - origin
             keep_event(event)
@@ -214,22 +209,17 @@ async def atimed_events(
     arrivals = record.arrivals
     keep_event, keep_time = arrivals.events.append, arrivals.times.append
     stream = aiter(events)
-    with _capturing(record, timeout_s, on_end) as started:
+    with _capturing(record, timeout_s, on_end) as first:
         async for event in stream:
-            t = clock()
-            origin = started(t)
-            keep_event(event)
-            keep_time(t - origin)
-            arrivals.flowing.set()
+            origin = first(event, clock())
             yield event
             break
         async for event in stream:
-            t = clock() - origin
             keep_event(event)
-            keep_time(t)
+            keep_time(clock() - origin)
             yield event
             break
-        _collector_back_on(record)
+        _collector_back_on()
         async for event in stream:
             t = clock() - origin
             keep_event(event)
@@ -241,10 +231,11 @@ async def atimed_events(
 @contextmanager
 def _capturing(
     record: Capture, timeout_s: float | None, on_end: Callable[[Capture], None] | None
-) -> Iterator[Callable[[int], int]]:
+) -> Iterator[Callable[[Any, int], int]]:
     """Everything around a capture loop: the clock's start, the collector, the
-    watchdogs, and recording how the stream ended. Yields ``started(t)``, which the
-    loop calls at the first event and which returns the time origin."""
+    watchdogs, and recording how the stream ended. Yields ``first(event, t)``, which
+    the loop calls with the first event and its clock reading: it settles the time
+    origin (returned), keeps the event and says the stream flows."""
     connects = _watch_connects()
     # Everything alive now (modules, llm's models and plugins) outlives the stream:
     # frozen, the collector's full passes skip it, and such a pass over the whole
@@ -262,13 +253,17 @@ def _capturing(
     _collector_off_at_connect[0] = _collector_was_on[0]
     t0 = record.start_ns = time.perf_counter_ns()
 
-    def started(t: int) -> int:
+    def first(event: Any, t: int) -> int:
         record.setup_ns = _first_after(connects, t0)
-        return t0 + (record.setup_ns or 0)
+        origin = t0 + (record.setup_ns or 0)
+        record.arrivals.events.append(event)
+        record.arrivals.times.append(t - origin)
+        record.arrivals.flowing.set()
+        return origin
 
     try:
         with _stop_on_stall(record, timeout_s), _stop_on_sigterm(record):
-            yield started
+            yield first
     except BaseException as ex:
         record.failed(ex)
         raise
@@ -285,7 +280,7 @@ def _capturing(
             on_end(record)
 
 
-def _collector_back_on(record: Capture) -> None:
+def _collector_back_on() -> None:
     _collector_off_at_connect[0] = False
     # What llm built for this request lives as long as the stream: frozen too, so
     # no pass has to walk it when the collector comes back.

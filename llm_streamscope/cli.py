@@ -293,14 +293,6 @@ def _exit_code(trace: Trace) -> int:
     return 143 if trace.error == TERMINATED else 130
 
 
-def _gap_ms(gap_ms: float | None, stored: float | None = None) -> float:
-    from .stats import DEFAULT_GAP_MS
-
-    if gap_ms is not None:
-        return gap_ms
-    return stored if stored is not None else DEFAULT_GAP_MS
-
-
 def present_run(
     run_id: str | None,
     responses: list[tuple[Trace, Alignment, Stats]],

@@ -270,7 +270,7 @@ class Session:
         """Align, measure and store every response; close the helpers."""
         from . import encodings
         from .align import align
-        from .stats import DEFAULT_GAP_MS, compute_stats
+        from .stats import compute_stats, gap_threshold
         from .store import StoreError
 
         for watched in self.watched:
@@ -307,7 +307,7 @@ class Session:
                     problems.append(str(ex))
                 else:
                     stats = compute_stats(
-                        trace, alignment, gap_ms=self.settings.gap_ms or DEFAULT_GAP_MS
+                        trace, alignment, gap_ms=gap_threshold(self.settings.gap_ms)
                     )
                 if watched.writer is not None:
                     # llm's own record of a complete response goes in with the trace, in
@@ -373,7 +373,7 @@ def load_run(
     """
     from . import encodings
     from .align import align
-    from .stats import DEFAULT_GAP_MS, compute_stats
+    from .stats import compute_stats, gap_threshold
     from .store import (
         alignment_matches,
         decode_json_columns,
@@ -395,8 +395,8 @@ def load_run(
                 f"the stored alignment differs from the one recomputed now (stored with "
                 f"tiktoken {row.get('tiktoken_version')}); showing the recomputed one"
             )
-        threshold = gap_ms if gap_ms is not None else row["stall_threshold_ms"]
-        stats = compute_stats(trace, alignment, gap_ms=threshold or DEFAULT_GAP_MS)
+        threshold = gap_threshold(gap_ms, row["stall_threshold_ms"])
+        stats = compute_stats(trace, alignment, gap_ms=threshold)
         responses.append(Analysed(trace, alignment, stats))
     first = responses[0].trace
     return RunResult(

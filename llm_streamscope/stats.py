@@ -141,6 +141,14 @@ class Stats:
         return asdict(self)
 
 
+def gap_threshold(given: float | None, stored: float | None = None) -> float:
+    """The stall threshold in ms: the one given, else the one a trace was stored with,
+    else ``DEFAULT_GAP_MS`` (0 is a threshold like any other)."""
+    if given is not None:
+        return given
+    return stored if stored is not None else DEFAULT_GAP_MS
+
+
 def percentile(ordered: list[float], q: float) -> float:
     """Linear interpolation between closest ranks of sorted ``ordered``."""
     pos = (len(ordered) - 1) * q / 100.0

@@ -598,16 +598,6 @@ def decode_json_columns(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
     return decoded, problems
 
 
-def find_trace_id(db: sqlite_utils.Database, ident: str | None, latest: bool = False) -> str:
-    """A trace id from a trace id, llm's turn id, or the latest trace."""
-    if latest:
-        return _latest_trace_id(db)
-    found = _trace_id_of(db, _given(ident))
-    if found is None:
-        raise StoreError(f"No trace with id {ident}")
-    return found
-
-
 def find_run(db: sqlite_utils.Database, ident: str | None, latest: bool = False) -> list[str]:
     """Trace ids in run order: for a trace id or llm's turn id, that trace; for a
     run id, every trace of that run; with ``latest``, every trace of the latest run."""
@@ -787,32 +777,3 @@ def recent_traces(
             row["chunks"] = stored
         rows.append(with_live_status(row))
     return rows
-
-
-def logged_turn_ids(path: pathlib.Path | str, ids: Iterable[str]) -> set[str]:
-    """Which of these llm response ids have a row in llm's ``turns`` table.
-
-    One read-only query; an empty set when the file or the table is missing.
-    """
-    ids = list(ids)
-    path = pathlib.Path(path)
-    if not ids or not path.exists():
-        return set()
-    try:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
-        )
-        try:
-            rows = conn.execute(
-                "select id from turns where id in (select value from json_each(?))",
-                [json.dumps(ids)],
-            ).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError as ex:
-        if "no such table" in str(ex):
-            return set()
-        raise StoreError(f"Cannot read {path}: {one_line(ex)}") from None
-    except sqlite3.DatabaseError as ex:
-        raise StoreError(f"Cannot read {path}: {one_line(ex)}") from None
-    return {r[0] for r in rows}

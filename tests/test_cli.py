@@ -518,3 +518,11 @@ def test_show_replay_export_and_logs_of_a_whole_run(claude):
     listed = run("logs").stdout.splitlines()
     assert listed[0].startswith(second) and f"response 2/2 of run {run_id}" in listed[0]
     assert listed[1].startswith(first) and f"response 1/2 of run {run_id}" in listed[1]
+
+
+def test_a_zero_gap_threshold_is_kept_not_taken_for_the_default():
+    result, doc = run_json(*FAST, "-o", "max_tokens", "5", "--gap-ms", "0", "hi")
+    assert result.exit_code == 0
+    assert doc["stats"]["stall_threshold_ms"] == 0
+    shown = json.loads(run("show", doc["trace_id"], "--json").stdout)["responses"][0]
+    assert shown["stats"]["stall_threshold_ms"] == 0

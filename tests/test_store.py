@@ -767,7 +767,6 @@ def test_find_run_by_trace_turn_or_run_id(tmp_path):
     assert store.find_run(db, "01CHAIN1") == ["01chain1"]  # a trace of a run: that trace
     assert store.find_run(db, "01turn") == ["01alone"]  # llm's turn id
     assert store.find_run(db, "01alone") == ["01alone"]
-    assert store.find_trace_id(db, None, latest=True) == "01chain2"
     trace, row = store.load_trace(db, "01chain2")
     assert (trace.run_id, trace.run_index, trace.run_offset_ns) == ("01run", 2, 10_000_000)
     assert trace.turn_id == row["turn_id"] == "01t2"  # written as given
@@ -869,15 +868,3 @@ def test_streamed_rows_keep_any_text_and_clean_lone_surrogates(tmp_path):
     ).fetchall()
     assert types == [("integer", "integer")]
     assert store.alignment_matches(store.stored_placements(db, "01text"), alignment)
-
-
-def test_logged_turn_ids_reads_llms_turns(isolated_env, tmp_path):
-    assert store.logged_turn_ids(tmp_path / "missing.db", ["01a"]) == set()
-    plain = tmp_path / "plain.db"
-    sqlite3.connect(plain).execute("create table other (x)").connection.close()
-    assert store.logged_turn_ids(plain, ["01a"]) == set()
-    assert invoke("prompt", *FAST, "-o", "max_tokens", "2", "hi").exit_code == 0
-    path = isolated_env / "logs.db"
-    (turn_id,) = [r["id"] for r in logs_db(isolated_env).query("select id from turns")]
-    assert store.logged_turn_ids(path, [turn_id, "01notlogged"]) == {turn_id}
-    assert store.logged_turn_ids(path, []) == set()
