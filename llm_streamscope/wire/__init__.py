@@ -1,0 +1,9 @@
+"""The wire: a stream as the provider sent it, underneath llm.
+
+Bytes come in as timed ``Read``s (from a file, stdin, a cassette, or the socket
+reads of a live request); a decoder (``sse``, ``ndjson``, ``jsonarray``) splits
+them into ``Event``s, each timed by the arrival of its last byte; a provider
+mapper (``formats``) turns events into ``Piece``s, the same kinds of fragment
+llm yields. Everything here is pure but ``tap`` (the live socket-read tap) and
+``sources`` (reading files and stdin).
+"""

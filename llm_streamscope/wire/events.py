@@ -1,0 +1,106 @@
+"""The shapes of the wire layer, one definition each, used by every stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class WireError(ValueError):
+    """A stream that cannot be decoded past some point.
+
+    ``offset`` is the body byte offset where decoding stopped and ``line`` its
+    1-based line number, when known; what decoded before it is still analysed.
+    """
+
+    def __init__(self, message: str, *, offset: int | None = None, line: int | None = None):
+        where = []
+        if line is not None:
+            where.append(f"line {line}")
+        if offset is not None:
+            where.append(f"byte {offset}")
+        super().__init__(f"{message} (at {', '.join(where)})" if where else message)
+        self.reason = message
+        self.offset = offset
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One read of a response body: its bytes and when they arrived.
+
+    ``t_ns`` is on the trace's clock (nanoseconds from the request leaving) once
+    a trace is built; None when the source carries no timing (a plain file).
+    """
+
+    t_ns: int | None
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as the provider framed it: an SSE event, an SSE comment line,
+    an NDJSON line, or one element of a streamed JSON array.
+
+    Its time is the arrival of its last byte: ``t_ns`` of read ``last_read``.
+    """
+
+    index: int
+    t_ns: int | None
+    byte_start: int
+    """Body offset of its first byte (for SSE, of its first field line)."""
+    byte_end: int
+    """Body offset one past its last byte, its terminating line end included."""
+    first_read: int
+    last_read: int
+    data: str
+    """SSE: the data buffer (``data:`` lines joined by LF); comment: the text after
+    ``:``; NDJSON: the line; JSON array: the element's JSON text."""
+    event: str = ""
+    """SSE ``event:`` type; "" is the default ("message")."""
+    id: str | None = None
+    retry: int | None = None
+    comment: bool = False
+    """An SSE ``:`` comment (a keep-alive): never dispatched by the spec, kept here
+    because it was on the wire and took time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One fragment of model output carried by an event: what llm would yield."""
+
+    event_index: int
+    kind: str
+    """One of ``trace.KINDS``: text, reasoning, tool_call_name, tool_call_args."""
+    text: str
+    tool_call_id: str | None = None
+    choice: int = 0
+    """OpenAI chat ``n>1``: the choice index; each choice is a response of its own."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A body decoded and mapped: every event, what each carried, the fragments."""
+
+    format: str
+    """One of ``formats.FORMATS``."""
+    framing: str
+    """``sse``, ``ndjson`` or ``json-array``."""
+    events: tuple[Event, ...]
+    labels: tuple[str, ...]
+    """Per event, what it carried: a Piece kind (``text``, ``reasoning``,
+    ``tool_call_name``, ``tool_call_args``) or ``role``, ``usage``, ``finish``,
+    ``ping``, ``keep-alive``, ``done`` (``[DONE]``), ``start``, ``stop``, ``error``,
+    ``empty``, ``other``. An event with several pieces is labelled by its first."""
+    pieces: tuple[Piece, ...]
+    model: str | None = None
+    usage_input: int | None = None
+    usage_output: int | None = None
+    usage_details: dict | None = None
+    server_times_ns: tuple[int | None, ...] | None = None
+    """Per event, a time the server wrote into it (Ollama's ``created_at``), in ns
+    from the first such time; None when the format carries none."""
+    error: WireError | None = None
+    """What stopped decoding early (a truncated file, invalid JSON, an error body)."""
+    body_bytes: int = 0
+    reads: int = 0
+    choices: tuple[int, ...] = field(default=(0,))
