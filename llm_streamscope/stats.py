@@ -179,6 +179,8 @@ class WireStats:
     content_bytes: int
     """UTF-8 bytes of the model output the events carried."""
     body_bytes_per_content_byte: float | None
+    wire_bytes: int | None
+    """The whole HTTP response as read from the socket (``--wire`` runs)."""
     client_delay_ms: Distribution
     """Per text chunk, from its bytes' arrival to llm handing it over (``--wire`` runs)."""
     error: str | None
@@ -266,6 +268,7 @@ def wire_stats(trace: Trace) -> WireStats | None:
         body_bytes=decoded.body_bytes,
         content_bytes=content_bytes,
         body_bytes_per_content_byte=decoded.body_bytes / content_bytes if content_bytes else None,
+        wire_bytes=wire.wire_bytes,
         client_delay_ms=Distribution.of(delays),
         error=None if decoded.error is None else str(decoded.error),
     )

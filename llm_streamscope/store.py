@@ -175,6 +175,7 @@ def m004_wire(db: sqlite_utils.Database) -> None:
             "headers_json": str,
             "headers_ns": int,
             "body_bytes": int,
+            "wire_bytes": int,
             "error": str,
         },
         pk="trace_id",
@@ -436,6 +437,7 @@ def _insert_wire(db: sqlite_utils.Database, trace: Trace) -> None:
             "headers_json": json.dumps(wire.headers),
             "headers_ns": wire.headers_ns,
             "body_bytes": decoded.body_bytes,
+            "wire_bytes": wire.wire_bytes,
             "error": None if decoded.error is None else str(decoded.error),
         },
         replace=True,
@@ -854,6 +856,7 @@ def load_wire(db: sqlite_utils.Database, trace_id: str) -> Wire | None:
         status=row["status"],
         headers=headers or {},
         headers_ns=row["headers_ns"],
+        wire_bytes=row["wire_bytes"],
     )
 
 

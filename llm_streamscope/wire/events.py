@@ -125,3 +125,6 @@ class Wire:
     headers: dict[str, str] = field(default_factory=dict)
     headers_ns: int | None = None
     """When the response's header block had arrived."""
+    wire_bytes: int | None = None
+    """Every byte of the HTTP response as read from the socket: status line, headers,
+    chunked framing and the body as sent (compressed, if it was). Socket only."""
