@@ -10,10 +10,16 @@ llm_streamscope.sim) over loopback, so the server never competes with a client
 for the GIL. The baselines are benchmarks/raw_client.py (http.client, a line
 split, json.loads: the practical floor), benchmarks/plain_llm.py (plain llm
 iteration over model.prompt(..., stream=True), timed from the same socket
-connect as streamscope) and plain `llm prompt`. Results print as a table and are
-written as JSON (benchmarks/results.json, or --output; --quick writes nothing
-unless --output says where). Targets are reported, never asserted: a slow
-machine makes no test fail.
+connect as streamscope), plain `llm prompt` and, for P9, AIPerf 0.13.0 (NVIDIA's
+LLM benchmark). P9 runs the `aiperf` script named by $AIPERF, else the one on
+PATH, and is skipped when there is neither; install it in a venv of its own:
+
+    python -m venv .aiperf-venv && .aiperf-venv/bin/pip install aiperf==0.13.0
+    AIPERF=.aiperf-venv/bin/aiperf python benchmarks/run.py --only P9
+
+Results print as a table and are written as JSON (benchmarks/results.json, or
+--output; --quick writes nothing unless --output says where). Targets are
+reported, never asserted: a slow machine makes no test fail.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import os
 import platform
 import pty
+import shutil
 import sqlite3
 import statistics
 import struct
@@ -131,12 +138,17 @@ def run_plain(env: dict[str, str], options: dict, model: str = SIM_MODEL) -> dic
     return json.loads(out.stdout)
 
 
-def run_streamscope(env: dict[str, str], options: dict, model: str = SIM_MODEL) -> dict:
+def run_streamscope(
+    env: dict[str, str], options: dict, model: str = SIM_MODEL, *, wire: bool = False
+) -> dict:
     """One `llm streamscope` run, logging on, live view on in a pty; its trace from logs.db.
 
     Also returns the moment the process had exited (``exited_ns``, perf_counter_ns,
-    the clock the simulator's send log uses)."""
-    cmd = [*LLM, "streamscope", "-m", model, *option_args(options), "x"]
+    the clock the simulator's send log uses). ``wire`` runs it with ``--wire``: then
+    ``wire_times_ns`` are the fragments' wire times and the stats are on the wire's
+    clock (``clock`` says which clock they are on)."""
+    cmd = [*LLM, "streamscope", "-m", model, *(["--wire"] if wire else []), *option_args(options)]
+    cmd.append("x")
     code, maxrss, wall, exited_ns = run_in_pty(cmd, env)
     if code != 0:
         raise RuntimeError(f"llm streamscope exited {code}")
@@ -146,17 +158,20 @@ def run_streamscope(env: dict[str, str], options: dict, model: str = SIM_MODEL) 
         "from streamscope_traces t join turns on turns.id = t.turn_id "
         "order by t.started_utc desc limit 1"
     ).fetchone()
+    wire_t = "wire_t_ns" if wire else "null"
     rows = db.execute(
-        "select t_ns, text from streamscope_fragments where trace_id = ? and kind = 'text' "
-        "and text != '' order by idx",
+        f"select t_ns, text, {wire_t} from streamscope_fragments where trace_id = ? "
+        "and kind = 'text' and text != '' order by idx",
         [trace_id],
     ).fetchall()
     db.close()
-    times = [t for t, _ in rows]
+    times = [t for t, _, _ in rows]
     stats = json.loads(stats)
     return {
         "times_ns": times,
-        "text": "".join(text for _, text in rows),
+        "wire_times_ns": [w for _, _, w in rows],
+        "clock": stats.get("clock", "llm"),
+        "text": "".join(text for _, text, _ in rows),
         "setup_ms": stats["setup_ms"],
         "ttft_ms": stats["ttft_ms"],
         "ttst_ms": stats["ttst_ms"],
@@ -253,6 +268,309 @@ def p2_gap_fidelity(sim: SimServer, tmp: Path, chunks: dict[float, int]) -> list
             }
         )
     return results
+
+
+def p1w_wire_throughput(sim: SimServer, tmp: Path, chunks: int, rounds: int) -> list[dict]:
+    """P1 with ``--wire`` on: plain llm, streamscope and streamscope --wire in one run,
+    rotating which goes first, so the cost of --wire is measured beside its baseline."""
+    rates: dict[str, list[float]] = {"plain": [], "off": [], "wire": []}
+    sides = list(rates)
+    for i in range(rounds):
+        env = child_env(tmp / f"p1w-{i}", sim)
+        for side in sides[i % 3 :] + sides[: i % 3]:
+            options = sim_options(chunks, i, 0)
+            if side == "plain":
+                p = run_plain(env, options)
+                rates[side].append(rate(p["chunks"], p["first_ns"], p["last_ns"]))
+            else:
+                s = run_streamscope(env, options, wire=side == "wire")
+                rates[side].append(rate(len(s["times_ns"]), s["times_ns"][0], s["times_ns"][-1]))
+    plain, off, wire = (statistics.median(rates[side]) for side in sides)
+    detail = {
+        "plain_llm_chunks_per_s": rates["plain"],
+        "streamscope_chunks_per_s": rates["off"],
+        "streamscope_wire_chunks_per_s": rates["wire"],
+    }
+    where = f"{chunks} chunks, no delay, median of {rounds} rotating rounds"
+    cost = 1 - wire / off
+    return [
+        {
+            "id": "P1w",
+            "measure": f"chunks/s, llm streamscope --wire (logging, live view in a pty) / "
+            f"plain llm, {where}",
+            "value": wire / plain,
+            "unit": "x",
+            "target": ">= 0.93",
+            "ok": wire / plain >= 0.93,
+            **detail,
+        },
+        {
+            "id": "P1w",
+            "measure": f"cost of --wire: 1 - chunks/s with --wire / without, {where}",
+            "value": 100 * cost,
+            "unit": "%",
+            "target": "<= 3% (to be the default)",
+            "ok": cost <= 0.03,
+        },
+    ]
+
+
+def p2w_wire_gap_fidelity(
+    sim: SimServer, tmp: Path, chunks: dict[float, int], rounds: int
+) -> list[dict]:
+    """P2 for the wire times: each text fragment's ``wire_t_ns`` (when the bytes of its
+    event arrived at the socket) against the simulator's send log, beside the same
+    run's llm hand-over times and the raw client's; the median p99 of alternating rounds."""
+    results = []
+    for speed, limit in ((1.0, 0.4), (13.0, 0.25)):
+        n = chunks[speed]
+        errors: dict[str, list[float]] = {"wire": [], "llm": [], "raw": []}
+        mean_gaps = []
+        for i in range(rounds):
+            env = child_env(tmp / f"p2w-{speed:g}-{i}", sim)
+            for side in ("scope", "raw") if i % 2 == 0 else ("raw", "scope"):
+                if side == "scope":
+                    s = run_streamscope(env, sim_options(n, 7 + i, speed), wire=True)
+                    sent = sim.send_log(s["completion_id"])["sent_ns"]
+                    errors["wire"].append(p99(gap_errors_ms(s["wire_times_ns"], sent)))
+                    errors["llm"].append(p99(gap_errors_ms(s["times_ns"], sent)))
+                    mean_gaps.append((sent[-1] - sent[0]) / (len(sent) - 1) / 1e6)
+                else:
+                    options = {"chunks": n, "seed": 7 + i, "speed": speed}
+                    raw = raw_client.stream(
+                        sim.url, {"model": "x", "messages": [], "streamscope": options}
+                    )
+                    sent = sim.send_log(raw["completion_id"])["sent_ns"]
+                    errors["raw"].append(p99(gap_errors_ms(raw["times_ns"], sent)))
+        wire, llm_, raw_ = (statistics.median(errors[k]) for k in ("wire", "llm", "raw"))
+        results.append(
+            {
+                "id": "P2w",
+                "measure": f"p99 |wire gap - sent gap|, mean gap "
+                f"{statistics.median(mean_gaps):.1f} ms, llm streamscope --wire, live view on, "
+                f"median of {rounds}",
+                "value": wire,
+                "unit": "ms",
+                "target": f"<= {limit:g} ms",
+                "ok": wire <= limit,
+                "raw_client_p99_ms": raw_,
+                "llm_handover_p99_ms": llm_,
+                "p99_ms": errors,
+                "chunks": n,
+            }
+        )
+    return results
+
+
+def find_aiperf() -> str | None:
+    """AIPerf's command: $AIPERF (a path to the ``aiperf`` script), else ``aiperf`` on
+    PATH; None when there is neither."""
+    named = os.environ.get("AIPERF")
+    if named:
+        return named if os.access(named, os.X_OK) else None
+    return shutil.which("aiperf")
+
+
+def run_aiperf(
+    aiperf: str, sim: SimServer, out: Path, options: dict, requests: int, cache: Path
+) -> list[dict]:
+    """``aiperf profile`` on the simulator's chat endpoint, one request at a time, each
+    on a new connection (as a fresh llm process makes one). Offline: the ``builtin``
+    tokenizer is tiktoken's o200k_base, read from the BPE cache at ``cache``.
+
+    Returns per request AIPerf's own TTFT (ms, from profile_export.jsonl) and the
+    completion id (from the raw export), for the send log."""
+    cmd = [
+        aiperf, "profile", "--model", "x", "--url", sim.root, "--endpoint-type", "chat",
+        "--streaming", "--tokenizer", "builtin", "--concurrency", "1",
+        "--request-count", str(requests), "--connection-reuse-strategy", "never",
+        "--prompt-input-tokens-mean", "1", "--prompt-input-tokens-stddev", "0",
+        "--extra-inputs", json.dumps({"streamscope": options}),
+        "--export-level", "raw", "--ui", "none", "--output-artifact-dir", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"aiperf exited {done.returncode}: {' / '.join(tail)}")
+    ids = {}
+    for line in (out / "profile_export_raw.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        first = json.loads(record["responses"][0]["packets"][0]["value"])
+        ids[record["metadata"]["x_request_id"]] = first["id"]
+    rows = []
+    for line in (out / "profile_export.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        ttft = record["metrics"]["time_to_first_token"]
+        assert ttft["unit"] == "ms", ttft
+        rows.append(
+            {"ttft_ms": ttft["value"], "completion_id": ids[record["metadata"]["x_request_id"]]}
+        )
+    return rows
+
+
+def p9_ttft_vs_aiperf(sim: SimServer, tmp: Path, rounds: int, requests: int) -> list[dict]:
+    """TTFT of `llm streamscope --wire` (on the wire clock) against AIPerf's, on the same
+    seeded stream, rounds alternating which goes first; plain llm's beside them.
+
+    The simulator's own first-chunk wait (send log: first chunk sent - request read)
+    jitters by a few ms on a busy machine; ``*_minus_server_wait`` take it out."""
+    aiperf = find_aiperf()
+    if aiperf is None:
+        return [{"id": "P9", "skipped": "AIPerf not found (set AIPERF or put aiperf on PATH)"}]
+    cache = tmp / "aiperf-tiktoken"
+    seed_env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache)}
+    seed = "from llm_streamscope.encodings import seed_cache; seed_cache('o200k_base')"
+    subprocess.run([PY, "-c", seed], env=seed_env, check=True)
+    options = sim_options(40, 9, 1.0)
+
+    def server_wait_ms(completion_id: str) -> float:
+        log = sim.send_log(completion_id)
+        return (log["sent_ns"][0] - log["t0_ns"]) / 1e6
+
+    ttft: dict[str, list[float]] = {"wire": [], "plain": [], "aiperf": []}
+    net: dict[str, list[float]] = {"wire": [], "plain": [], "aiperf": []}
+    clocks = set()
+    sides = list(ttft)
+    for i in range(rounds):
+        env = child_env(tmp / f"p9-{i}", sim)
+        for side in sides[i % 3 :] + sides[: i % 3]:
+            if side == "aiperf":
+                try:
+                    rows = run_aiperf(aiperf, sim, tmp / f"p9-aiperf-{i}", options, requests, cache)
+                except (RuntimeError, OSError, KeyError, ValueError) as ex:
+                    return [{"id": "P9", "skipped": f"AIPerf failed: {ex}"}]
+                ttft[side].append(statistics.median(r["ttft_ms"] for r in rows))
+                net[side].append(
+                    statistics.median(
+                        r["ttft_ms"] - server_wait_ms(r["completion_id"]) for r in rows
+                    )
+                )
+            elif side == "plain":
+                p = run_plain(env, options)
+                ttft[side].append(p["times_ns"][0] / 1e6)
+                net[side].append(ttft[side][-1] - server_wait_ms(p["completion_id"]))
+            else:
+                s = run_streamscope(env, options, wire=True)
+                clocks.add(s["clock"])
+                ttft[side].append(s["ttft_ms"])
+                net[side].append(s["ttft_ms"] - server_wait_ms(s["completion_id"]))
+    med = statistics.median
+
+    def diff(of: dict[str, list[float]], side: str) -> float:
+        return med(a - b for a, b in zip(of[side], of["aiperf"]))
+
+    value = diff(ttft, "wire")
+    where = f"40 chunks, seed 9, {rounds} rounds (AIPerf: median of {requests} requests each)"
+    return [
+        {
+            "id": "P9",
+            "measure": f"TTFT, llm streamscope --wire (clock: {'/'.join(sorted(clocks))}) - "
+            f"AIPerf 0.13.0, {where}",
+            "value": value,
+            "unit": "ms",
+            "target": "|diff| <= 2 ms",
+            "ok": abs(value) <= 2,
+            "minus_server_wait_ms": diff(net, "wire"),
+            "plain_llm_minus_aiperf_ms": diff(ttft, "plain"),
+            "plain_llm_minus_aiperf_minus_server_wait_ms": diff(net, "plain"),
+            "ttft_ms": ttft,
+            "ttft_minus_server_wait_ms": net,
+        },
+        {
+            "id": "P9",
+            "measure": f"TTFT, plain llm - AIPerf 0.13.0 (for context), {where}",
+            "value": diff(ttft, "plain"),
+            "unit": "ms",
+            "target": "(none)",
+            "ok": True,
+        },
+    ]
+
+
+def sim_body(sim: SimServer, chunks: int) -> bytes:
+    """The simulator's whole SSE body for a streamed answer of ``chunks`` chunks."""
+    body = {"model": "x", "messages": [], "stream": True}
+    body["streamscope"] = {"chunks": chunks, "seed": 3, "speed": 0}
+    request = urllib.request.Request(
+        f"{sim.url}/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return response.read()
+
+
+def p_inspect(sim: SimServer, tmp: Path, size: int, rounds: int) -> list[dict]:
+    """Decoding a ~``size``-byte OpenAI chat SSE body in process (wire.formats.decode:
+    framing, JSON, mapping) against one json.loads pass over its events' data,
+    alternating; and the whole `llm streamscope inspect FILE --json`'s wall time."""
+    from llm_streamscope.wire.formats import decode
+
+    from llm_streamscope.wire.events import Read
+
+    chunks = max(size // 330, 10)  # the simulator's chat chunks are ~330 bytes each
+    body = sim_body(sim, chunks)
+    path = tmp / "inspect.sse"
+    path.write_bytes(body)
+    datas = [
+        event.removeprefix(b"data: ").decode()
+        for event in body.split(b"\n\n")
+        if event.startswith(b"data: {")
+    ]
+
+    def json_pass() -> None:
+        loads = json.loads
+        for data in datas:
+            loads(data)
+
+    decoded = decode([Read(None, body)])
+    assert decoded.error is None, decoded.error
+    times: dict[str, list[float]] = {"decode": [], "json": []}
+    for i in range(rounds):
+        for side in ("decode", "json") if i % 2 == 0 else ("json", "decode"):
+            start = time.perf_counter()
+            decode([Read(None, body)]) if side == "decode" else json_pass()
+            times[side].append(time.perf_counter() - start)
+    walls = []
+    env = {**os.environ, "LLM_USER_PATH": str(tmp / "inspect-user")}
+    for _ in range(max(rounds // 2, 1)):
+        start = time.perf_counter()
+        subprocess.run(
+            [*LLM, "streamscope", "inspect", str(path), "--json"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+        walls.append(time.perf_counter() - start)
+    decode_s, json_s = statistics.median(times["decode"]), statistics.median(times["json"])
+    mb = len(body) / 1e6
+    return [
+        {
+            "id": "P10",
+            "measure": f"inspect's decoding of a {mb:.1f} MB OpenAI chat SSE body "
+            f"({len(decoded.events)} events) / one json.loads pass over its events' data, "
+            f"median of {rounds} alternating",
+            "value": decode_s / json_s,
+            "unit": "x",
+            "target": "<= 2x",
+            "ok": decode_s / json_s <= 2,
+            "decode_s": times["decode"],
+            "json_loads_s": times["json"],
+            "bytes": len(body),
+        },
+        {
+            "id": "P10",
+            "measure": f"`llm streamscope inspect FILE --json > /dev/null`, {mb:.1f} MB, wall "
+            "time (median)",
+            "value": statistics.median(walls),
+            "unit": "s",
+            "target": "(none)",
+            "ok": True,
+            "wall_s": walls,
+            "inspect_over_json_pass": statistics.median(walls) / json_s,
+        },
+    ]
 
 
 def p3_alignment(sizes: list[int]) -> list[dict]:
@@ -550,11 +868,11 @@ def main() -> int:
         help="where to write the results as JSON (default: benchmarks/results.json, "
         "and nowhere with --quick)",
     )
-    parser.add_argument("--only", help="comma-separated measures to run, e.g. P7,P8")
+    parser.add_argument("--only", help="comma-separated measures to run, e.g. P7,P8,P1w")
     args = parser.parse_args()
     quick = args.quick
     output = args.output or (None if quick else HERE / "results.json")
-    only = set(args.only.upper().split(",")) if args.only else None
+    only = {name.strip().upper() for name in args.only.split(",")} if args.only else None
 
     from llm_streamscope.encodings import get_encoding
 
@@ -565,8 +883,17 @@ def main() -> int:
         p8_rounds = 2 if quick else 15
         steps = {
             "P1": lambda: [p1_throughput(sim, tmp, 2_000 if quick else 20_000, 1 if quick else 5)],
+            "P1w": lambda: p1w_wire_throughput(
+                sim, tmp, 2_000 if quick else 20_000, 1 if quick else 6
+            ),
             "P2": lambda: p2_gap_fidelity(
                 sim, tmp, {1.0: 60, 13.0: 300} if quick else {1.0: 800, 13.0: 5_000}
+            ),
+            "P2w": lambda: p2w_wire_gap_fidelity(
+                sim,
+                tmp,
+                {1.0: 60, 13.0: 300} if quick else {1.0: 800, 13.0: 5_000},
+                1 if quick else 3,
             ),
             "P3": lambda: p3_alignment(
                 [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
@@ -586,12 +913,19 @@ def main() -> int:
                 ),
                 *p8_anthropic(tmp, p8_rounds),
             ],
+            "P9": lambda: p9_ttft_vs_aiperf(sim, tmp, 1 if quick else 6, 2 if quick else 3),
+            "P10": lambda: p_inspect(
+                sim, tmp, 1_000_000 if quick else 10_000_000, 3 if quick else 7
+            ),
         }
         for name, step in steps.items():
-            if only is not None and name not in only:
+            if only is not None and name.upper() not in only:
                 continue
             for result in step():
                 results.append(result)
+                if "skipped" in result:
+                    print(f"skip {result['id']}  {result['skipped']}", flush=True)
+                    continue
                 unit = result.get("unit", "")
                 mark = "ok  " if result["ok"] else "MISS"
                 print(
