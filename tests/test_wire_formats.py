@@ -712,3 +712,26 @@ def test_realstreams_report_runs(capsys, monkeypatch):
     openai = next(line for line in lines if line.startswith("| openai-chat |"))
     # OpenAI chat streams one token per chunk, every chunk ending on a token boundary.
     assert " | 1.00 | 100.0% | " in openai
+
+
+def test_json_array_never_closed_or_cut():
+    element = json.dumps(GEMINI_CHUNKS[1])
+    unclosed = decode([Read(None, f"[{element}".encode())])
+    assert unclosed.labels == ("text",) and "never closed" in str(unclosed.error)
+    cut = decode([Read(None, f"[{element},{element[:30]}".encode())])
+    assert cut.labels == ("text",) and "ended inside an event" in str(cut.error)
+    assert cut.error is not None and cut.error.offset == len(element) + 2
+
+
+def test_trailing_whitespace_is_no_truncation():
+    assert decode([Read(None, sse(chunk({"content": "a"})) + b"  ")]).error is None
+    assert decode([Read(None, f"[{json.dumps(GEMINI_CHUNKS[1])}]\r\n".encode())]).error is None
+
+
+def test_invalid_utf8_in_an_ndjson_line_keeps_the_lines_before():
+    good = ollama_line("a", "2025-01-01T00:00:00Z").encode() + b"\n"
+    bad = ollama_line("b", "2025-01-01T00:00:01Z").encode().replace(b'"b"', b'"\xff"') + b"\n"
+    decoded = decode([Read(None, good + bad + good)])
+    assert [p.text for p in decoded.pieces] == ["a"]
+    assert decoded.error is not None and decoded.error.offset is not None
+    assert decoded.error.line == 2

@@ -15,8 +15,13 @@ class _LineDecoder:
         self.reads = -1
         self.events: list[Event] = []
         self.leftover = 0
+        self.complete = False
+
+    error: WireError | None = None
 
     def feed(self, data: bytes, t_ns: int | None) -> list[Event]:
+        if self.error is not None:
+            raise self.error
         self.reads += 1
         self.t_ns = t_ns
         self.buffer += data
@@ -29,7 +34,11 @@ class _LineDecoder:
             start = self.base
             self.buffer = self.buffer[end + 1 :]
             self.base += end + 1
-            self.line(line, start, self.base, t_ns, out)
+            try:
+                self.line(line, start, self.base, t_ns, out)
+            except WireError as error:  # raised by the next call: events before it first
+                self.error = error
+                break
         return out
 
     def line(self, line: bytes, start: int, end: int, t_ns: int | None, out: list[Event]) -> None:
@@ -37,6 +46,7 @@ class _LineDecoder:
 
     def finish(self) -> list[Event]:
         self.leftover = len(self.buffer)
+        self.complete = not self.leftover
         return []
 
 
@@ -94,6 +104,7 @@ class SSEDecoder(_LineDecoder):
 
     def finish(self) -> list[Event]:
         self.leftover = len(self.buffer) + (0 if self.start is None else self.base - self.start)
+        self.complete = not self.leftover
         return []
 
 
@@ -109,10 +120,13 @@ class NDJSONDecoder(_LineDecoder):
         self.events.append(out[-1])
 
     def finish(self) -> list[Event]:
+        if self.error is not None:
+            raise self.error
         out: list[Event] = []
         if self.buffer.strip():
             self.line(self.buffer, self.base, self.base + len(self.buffer), self.t_ns, out)
         self.buffer = b""
+        self.complete = True
         return out
 
 
@@ -121,6 +135,7 @@ class JSONArrayDecoder:
         self.body = b""
         self.ends: list[tuple[int, int | None, int]] = []  # (body end, t_ns, read index)
         self.leftover = 0
+        self.complete = False
 
     def feed(self, data: bytes, t_ns: int | None) -> list[Event]:
         self.body += data
@@ -138,6 +153,7 @@ class JSONArrayDecoder:
             while i < len(text) and text[i] in " \r\n\t,":
                 i += 1
             if i >= len(text) or text[i] == "]":
+                self.complete = i < len(text)
                 break
             try:
                 _, end = decoder.raw_decode(text, i)

@@ -222,16 +222,18 @@ def _split(
             events += decoder.feed(read.data, read.t_ns)
         events += decoder.finish()
     except WireError as error:
+        if error.line is None and error.offset is not None:
+            error = WireError(error.reason, offset=error.offset, line=_line_at(reads, error.offset))
         return events, error
     left = decoder.leftover
-    if left and _tail(reads, left).strip():
-        offset = body_bytes - left
-        return events, WireError(
-            f"the stream ended inside an event ({left} bytes after the last complete one)",
-            offset=offset,
-            line=_line_at(reads, offset),
-        )
-    return events, None
+    if decoder.complete or (left and not _tail(reads, left).strip()):
+        return events, None  # whitespace after the last event is no event cut short
+    offset = body_bytes - left
+    if left:
+        problem = f"the stream ended inside an event ({left} bytes after the last complete one)"
+    else:
+        problem = "the stream ended before its framing did (a JSON array never closed)"
+    return events, WireError(problem, offset=offset, line=_line_at(reads, offset))
 
 
 def _tail(reads: tuple[Read, ...], size: int) -> bytes:
