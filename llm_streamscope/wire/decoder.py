@@ -67,20 +67,23 @@ True
 
 
 # An Event field added without a line above would be left unset: fail at import, not later.
-if _EventBuilder.__init__.__code__.co_varnames[1:12] != tuple(f.name for f in fields(Event)):
-    raise ImportError("wire.decoder._EventBuilder does not set every field of wire.events.Event")
+_init = _EventBuilder.__init__.__code__
+if _init.co_varnames[1 : _init.co_argcount] != tuple(f.name for f in fields(Event)):
+    raise ImportError("wire.decoder._EventBuilder must take and set every field of Event, in order")
 
 
 def shown(data: bytes, limit: int = 24) -> str:
-    """A short, escaped rendering of some body bytes, for an error message.
+    """A short rendering of some body bytes for an error message: text as text,
+    control characters and bytes that are not UTF-8 escaped.
 
-    >>> shown(b"<html><body>502 Bad Gateway</body></html>")
-    "'<html><body>502 Bad Gate'…"
-    >>> shown(b"\\x1b[2J")
-    "'\\\\x1b[2J'"
+    >>> print(shown(b"<html><body>502 Bad Gateway</body></html>"))
+    '<html><body>502 Bad Gate'…
+    >>> print(shown(b"\\x1b[2J\\xff caf\\xc3\\xa9"))
+    '\\x1b[2J\\xff café'
     """
-    text = repr(data[:limit].decode("utf-8", "backslashreplace"))
-    return text + "…" if len(data) > limit else text
+    text = data[:limit].decode("utf-8", "backslashreplace")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return f"'{text}'" + ("…" if len(data) > limit else "")
 
 
 class Decoder:

@@ -98,9 +98,13 @@ class SSEDecoder(Decoder):
         index = self._next_index
         start = self._start
         start_read = self._start_read
+        lf = -1
         while pos < n:
-            lf = find(b"\n", pos)
-            cr = find(b"\r", pos, n if lf < 0 else lf) if has_cr else -1
+            if lf < pos:
+                lf = find(b"\n", pos)
+                if lf < 0:
+                    lf = n  # none in the rest of buf: never look again (CR-only line ends)
+            cr = find(b"\r", pos, lf) if has_cr else -1
             if cr >= 0:
                 line_end = cr
                 if cr + 1 < n:
@@ -109,7 +113,7 @@ class SSEDecoder(Decoder):
                     end = n
                 else:
                     break  # maybe the CR of a CRLF split across reads: wait for the next byte
-            elif lf >= 0:
+            elif lf < n:
                 line_end = lf
                 end = lf + 1
             else:
