@@ -40,8 +40,8 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, ClassVar
 
-from ._standin import decoder_for, detect_framing
 from .events import Decoded, Event, Piece, Read, WireError
+from .framing import decoder_for, detect_framing
 
 FORMATS = ("openai-chat", "openai-responses", "anthropic", "gemini", "ollama")
 
