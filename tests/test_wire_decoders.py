@@ -300,6 +300,14 @@ def test_json_array_elements_at_every_split():
         check_times(events, reads)
 
 
+def test_json_array_strings_hold_any_bytes():
+    # Not valid JSON (an escaped raw line end), brackets and non-ASCII inside strings: still
+    # the element ends where its brackets close; judging its JSON is the mapper's job.
+    body = b'[{"a": "\\\n}", "b": "]\\\\", "c": "\xc3\xa9"}]'
+    events = decode(JSONArrayDecoder(), [body])
+    assert [e.data for e in events] == ['{"a": "\\\n}", "b": "]\\\\", "c": "é"}']
+
+
 @pytest.mark.parametrize(
     ("body", "message", "offset"),
     [
