@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from .decoder import Decoder, make_event, shown
+from .decoder import Decoder, shown
 from .events import Event, WireError
 
 # Everything up to the next bracket that is not inside a string: runs of other bytes and
@@ -84,7 +84,7 @@ class JSONArrayDecoder(Decoder):
                     )
                     break
                 events.append(
-                    make_event(
+                    Event(
                         self._next_index,
                         t_ns,
                         self._start,
