@@ -202,13 +202,14 @@ class _Parser:
         self.offset += pos
         self.buf = buf[pos:]
 
-    def close(self) -> None:
-        """The connection's reads ended (an empty read, or nothing more recorded)."""
+    def close(self, closed: bool) -> None:
+        """The reads ended: ``closed`` by the server (an empty read), or just no more
+        recorded (a body that runs until close is then incomplete)."""
         if self.state == "head":
             if self.buf.strip() and self.error is None:
                 self._fail("the connection ended inside a response's header block", self.offset)
             return
-        self._finish(len(self.buf), complete=self.state == "close")
+        self._finish(len(self.buf), complete=closed and self.state == "close")
 
     # ---- steps
 
@@ -328,23 +329,25 @@ def parse_responses(reads: Iterable[tuple[int, bytes]]) -> list[HttpResponse]:
     ended mid-body) or stopped by an ``error``; bytes that are not HTTP at all
     give a response-less ``WireError``.
 
-    An empty read is the connection's end (the body of a response without a
-    length ends there, complete).
+    An empty read is the connection's end: the body of a response without a
+    length ends there, complete.
 
     >>> two = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi"
     >>> [r.body_bytes for r in parse_responses([(1, two + two)])]
     [b'hi', b'hi']
     """
     parser = _Parser()
+    closed = False
     for t_ns, data in reads:
         if not data:
+            closed = True
             break
         parser.feed(t_ns, data)
         if parser.error is not None:
             break
     if parser.error is not None and parser.status == 0:
         raise parser.error
-    parser.close()
+    parser.close(closed)
     return parser.responses
 
 
