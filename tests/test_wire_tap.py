@@ -11,6 +11,7 @@ send log says it sent.
 from __future__ import annotations
 
 import asyncio
+import doctest
 import gzip
 import json
 import zlib
@@ -297,6 +298,14 @@ def test_covers_the_three_transports() -> None:
     assert not WireTap.covers(Elsewhere())
 
 
+def test_the_examples_in_the_docstrings_hold() -> None:
+    from llm_streamscope.wire import http1, tap
+
+    for module in (http1, tap):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
 def test_request_line_keeps_method_and_path_only() -> None:
     assert request_line(b"POST /a/b?key=K HTTP/1.1\r\nAuthorization: x\r\n") == ("POST", "/a/b")
     assert request_line(b"CONNECT h:443 HTTP/1.1\r\n\r\n") == ("CONNECT", "h:443")
@@ -395,6 +404,10 @@ def test_bad_framing_keeps_what_came_before() -> None:
         parse_response([(1, b"\x00\x01binary")])
     with pytest.raises(WireError, match="no HTTP response"):
         parse_response([])
+    with pytest.raises(WireError, match="inside a response's header block"):
+        parse_response([(1, b"HTTP/1.1 200 OK\r\nContent-Ty")])
+    http = parse_response([(1, HEAD + b"1_0\r\n")])
+    assert http.error is not None and "bad chunk size" in str(http.error)
     http = parse_response(
         [(1, b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx")]
     )

@@ -45,6 +45,7 @@ KEPT_HEADERS = frozenset(
 its timing. Never cookies or anything that could carry a credential."""
 
 _NO_BODY = (204, 304)
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 @dataclass(frozen=True)
@@ -165,13 +166,10 @@ class _Parser:
                 if end < 0:
                     break
                 line = buf[pos:end].split(b";", 1)[0].strip()
-                try:
-                    size = int(line, 16)
-                    if not line or line.startswith((b"-", b"+", b"0x", b"0X")):
-                        raise ValueError
-                except ValueError:
+                if not line or line.strip(_HEX_DIGITS):  # int() alone takes "0x1", "1_0"
                     self._fail(f"bad chunk size {line[:20]!r}", self.offset + pos)
                     break
+                size = int(line, 16)
                 pos = end + 1
                 if size == 0:
                     self.state = "trailers"
@@ -348,6 +346,8 @@ def parse_responses(reads: Iterable[tuple[int, bytes]]) -> list[HttpResponse]:
     if parser.error is not None and parser.status == 0:
         raise parser.error
     parser.close(closed)
+    if not parser.responses and parser.error is not None:
+        raise parser.error  # cut off inside the first header block
     return parser.responses
 
 
