@@ -159,6 +159,32 @@ def test_openai_client_reads_are_the_sent_stream(sim_at: SimServer) -> None:
     assert {r.t_ns for r in http.body} <= {t for t, _ in log.reads}
 
 
+def test_read_times_follow_the_sends(sim_at: SimServer) -> None:
+    # Paced for real (gpt-4o-mini gaps, ~13 ms): the read carrying each content event's
+    # last byte comes right after the server's sendall of it.
+    model = llm.get_model("streamscope-sim")
+    with WireTap() as tap:
+        log = tap.start()
+        model.prompt("hi", speed=1, chunks=12, seed=1).text()
+    http = check_log(log, sim_at, "/v1/chat/completions")
+    sent = sim_at.send_log(sim_at.last_completion_id or "")
+    ends, offset = [], 0
+    for event in http.body_bytes.split(b"\n\n")[:-1]:
+        offset += len(event) + 2
+        if b'"content":"' in event and b'"role"' not in event:
+            ends.append(offset)
+    read_ends, total = [], 0
+    for read in http.body:
+        total += len(read.data)
+        read_ends.append((total, read.t_ns))
+    carried = [next(t for end, t in read_ends if end >= e) for e in ends]
+    assert len(carried) == len(sent.sent_ns) == 12
+    assert carried == sorted(carried)
+    lags_ms = [(t - s) / 1e6 for t, s in zip(carried, sent.sent_ns)]
+    # sent_ns is taken after sendall returns: the client may read a hair before it
+    assert all(-5 < lag < 250 for lag in lags_ms), lags_ms
+
+
 def test_anthropic_plugin_reads_are_the_sent_stream(sim_at: SimServer) -> None:
     model = llm.get_model("claude-haiku-4.5")
     with WireTap() as tap:
