@@ -58,9 +58,12 @@ def tls_proxy(server: SimServer, certificate: tuple[Path, Path]) -> Iterator[TLS
 
 @pytest.fixture
 def proxy(
-    tls_proxy: TLSProxy, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    tls_proxy: TLSProxy,
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    llm_gemini: Any,
 ) -> TLSProxy:
-    """llm-gemini's https requests, through the proxy, to the simulator's Gemini route."""
+    """llm-gemini, its https requests through the proxy to the simulator's Gemini route."""
     for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", tls_proxy.url)
@@ -309,7 +312,7 @@ def test_no_log_started_records_nothing(sim_at: SimServer) -> None:
         assert tap.current is None
 
 
-def test_covers_the_three_transports() -> None:
+def test_covers_the_three_transports(llm_gemini: Any) -> None:
     assert covers(llm.get_model("streamscope-sim")) and covers(
         llm.get_async_model("streamscope-sim")
     )
