@@ -313,7 +313,9 @@ _entered: list[WireTap] = []
 class WireTap:
     """Records the socket reads of HTTP requests while entered (see the module doc).
 
-    One tap at a time per process: entering a second raises ``RuntimeError``.
+    One tap at a time per process: entering a second raises ``RuntimeError``. A log
+    follows one request at a time (llm makes one at a time): requests made in
+    parallel while one log is current would take it from each other.
     """
 
     covers = staticmethod(covers)
