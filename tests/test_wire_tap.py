@@ -183,9 +183,12 @@ def test_read_times_follow_the_sends(sim_at: SimServer) -> None:
     carried = [next(t for end, t in read_ends if end >= e) for e in ends]
     assert len(carried) == len(sent.sent_ns) == 12
     assert carried == sorted(carried)
-    lags_ms = [(t - s) / 1e6 for t, s in zip(carried, sent.sent_ns)]
-    # sent_ns is taken after sendall returns: the client may read a hair before it
-    assert all(-5 < lag < 250 for lag in lags_ms), lags_ms
+    # Chunk i leaves after the send of chunk i - 1 was logged: its read comes later.
+    assert all(t > before for t, before in zip(carried[1:], sent.sent_ns))
+    # sent_ns is taken after sendall returns (the client may read first): typically
+    # the read is within a fraction of a millisecond of it; a loaded machine adds some.
+    lags_ms = sorted((t - s) / 1e6 for t, s in zip(carried, sent.sent_ns))
+    assert abs(lags_ms[len(lags_ms) // 2]) < 5, lags_ms
 
 
 def test_anthropic_plugin_reads_are_the_sent_stream(sim_at: SimServer) -> None:
