@@ -7,6 +7,7 @@ import pytest
 import sqlite_utils
 from click.testing import CliRunner
 from llm.cli import cli
+from tlsproxy import GEMINI_HOST, GEMINI_KEY, certificate, proxy, tls_proxy
 
 from llm_streamscope.sim.server import SimServer, get_server
 
@@ -22,6 +23,7 @@ def run_json(*args):
 
 
 FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
+__all__ = ["certificate", "proxy", "tls_proxy"]  # fixtures, from tlsproxy
 
 
 def text_chunks(doc):
@@ -160,3 +162,31 @@ def test_the_tap_is_gone_after_the_run():
     before = httpcore2._backends.sync.SyncBackend.connect_tcp
     run_json(*FAST, "-o", "chunks", "3", "--wire", "hi")
     assert httpcore2._backends.sync.SyncBackend.connect_tcp is before
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The simulator behind the TLS proxy (tests/tlsproxy.py)."""
+    with SimServer(defaults={"speed": 0, "seed": 6}) as running:
+        yield running
+
+
+@pytest.mark.parametrize("mode", [(), ("--async",)])
+def test_wire_through_llm_gemini_over_tls(proxy, server, isolated_env, mode):
+    _, run_doc = run_json("-m", "gemini-2.5-flash", *mode, "--wire", "hi")
+    (doc,) = run_doc["responses"]
+    wire = doc["wire"]
+    # llm-gemini reads the JSON-array stream, gzipped, as the real API sends it
+    assert (wire["format"], wire["framing"], wire["status"]) == ("gemini", "json-array", 200)
+    assert (
+        wire["url"] == f"https://{GEMINI_HOST}/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    )
+    assert wire["headers"]["content-encoding"] == "gzip"
+    sent = server.send_log(server.last_completion_id)
+    chunks = text_chunks(doc)
+    assert "".join(f["text"] for f in chunks) == "".join(
+        c for c, kind in zip(sent.chunks, sent.kinds) if kind == "text"
+    )
+    assert all(f["wire_t_ms"] is not None for f in chunks)
+    assert doc["stats"]["clock"] == "wire"
+    assert GEMINI_KEY.encode() not in (isolated_env / "logs.db").read_bytes()

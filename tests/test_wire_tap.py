@@ -17,7 +17,6 @@ import json
 import zlib
 from collections.abc import Iterator
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -26,15 +25,14 @@ import openai
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tlsproxy import TLSProxy, make_certificate
+from tlsproxy import GEMINI_HOST, GEMINI_KEY, TLSProxy, certificate, proxy, tls_proxy
 
 from llm_streamscope.sim.server import SimServer
 from llm_streamscope.wire.events import Read, WireError
 from llm_streamscope.wire.http1 import KEPT_HEADERS, parse_response, parse_responses
 from llm_streamscope.wire.tap import WireLog, WireTap, backend_classes, covers, request_line
 
-GEMINI_HOST = "generativelanguage.googleapis.com"
-GEMINI_KEY = "AIza-dummy-key-never-stored"
+__all__ = ["certificate", "proxy", "tls_proxy"]  # fixtures, from tlsproxy
 ORIGINAL_CONNECTS = {cls: cls.__dict__["connect_tcp"] for cls in backend_classes()}
 
 
@@ -42,35 +40,6 @@ ORIGINAL_CONNECTS = {cls: cls.__dict__["connect_tcp"] for cls in backend_classes
 def server() -> Iterator[SimServer]:
     with SimServer(defaults={"speed": 0, "seed": 5}) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"), GEMINI_HOST)
-
-
-@pytest.fixture(scope="module")
-def tls_proxy(server: SimServer, certificate: tuple[Path, Path]) -> Iterator[TLSProxy]:
-    cert, key = certificate
-    with TLSProxy(cert, key, server.port) as running:
-        yield running
-
-
-@pytest.fixture
-def proxy(
-    tls_proxy: TLSProxy,
-    certificate: tuple[Path, Path],
-    monkeypatch: pytest.MonkeyPatch,
-    llm_gemini: Any,
-) -> TLSProxy:
-    """llm-gemini, its https requests through the proxy to the simulator's Gemini route."""
-    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", tls_proxy.url)
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
-    monkeypatch.setenv("LLM_GEMINI_KEY", GEMINI_KEY)
-    tls_proxy.tunnels.clear()
-    return tls_proxy
 
 
 @pytest.fixture

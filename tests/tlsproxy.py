@@ -18,9 +18,13 @@ import socket
 import ssl
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from llm_streamscope.sim.server import SimServer
 
 
 def make_certificate(directory: Path, hostname: str) -> tuple[Path, Path]:
@@ -123,3 +127,39 @@ class TLSProxy:
                 if not data:
                     return
                 tls.sendall(data)
+
+
+# Fixtures for a test module that defines a ``server`` fixture (a SimServer):
+# import them into the module.
+
+GEMINI_HOST = "generativelanguage.googleapis.com"
+GEMINI_KEY = "AIza-dummy-key-never-stored"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_certificate(tmp_path_factory.mktemp("tls"), GEMINI_HOST)
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(server: SimServer, certificate: tuple[Path, Path]) -> Iterator[TLSProxy]:
+    cert, key = certificate
+    with TLSProxy(cert, key, server.port) as running:
+        yield running
+
+
+@pytest.fixture
+def proxy(
+    tls_proxy: TLSProxy,
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    llm_gemini: Any,
+) -> TLSProxy:
+    """llm-gemini, its https requests through the proxy to the simulator's Gemini route."""
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", tls_proxy.url)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    monkeypatch.setenv("LLM_GEMINI_KEY", GEMINI_KEY)
+    tls_proxy.tunnels.clear()
+    return tls_proxy
