@@ -24,6 +24,8 @@ from .trace import Alignment, StreamAlignment, Trace
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
+    from .wire.events import Decoded
+
 VIEWS = ("both", "tokens", "chunks")
 
 
@@ -311,6 +313,8 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
         "status",
         Text(visible(trace.status + (f": {trace.error}" if trace.error else ""))),
     )
+    if not trace.timed:
+        row("timing", "no timing in this file", "token and chunk counts only")
     if stats.setup_ms is not None:
         row("setup", f"{_fmt_ms(stats.setup_ms)} in llm before the request left")
     row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
@@ -341,7 +345,9 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     row(
         "stalls",
         f"{stats.stalls:,} gaps > {stats.stall_threshold_ms:g} ms"
-        + (f" ({_fmt_ms(stats.stall_ms)} in all)" if stats.stalls else ""),
+        + (f" ({_fmt_ms(stats.stall_ms)} in all)" if stats.stalls else "")
+        if trace.timed
+        else "-",
     )
     row("ITL", *_dist_parts(stats.itl_ms))
     row(
@@ -370,6 +376,16 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
             "not model output: not aligned or shown",
         )
     return table
+
+
+def inspect_line(name: str, decoded: Decoded, timing: str | None) -> str:
+    """What ``inspect`` read, in one line: the format, its events, where times come from."""
+    events = len(decoded.events)
+    return visible(
+        f"{name}: {decoded.format} ({decoded.framing}), {_count(events, 'event')} "
+        f"in {_count(decoded.body_bytes, 'byte')}, {_count(decoded.reads, 'read')}; "
+        + (f"times from {timing}" if timing else "no timing in this file")
+    )
 
 
 def response_label(trace: Trace) -> str:
@@ -455,7 +471,7 @@ def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]
             "kind": f.kind,
             "tool_call_id": f.tool_call_id,
             "text": f.text,
-            "t_ms": _ms(f.t_ns),
+            "t_ms": _ms(f.t_ns) if trace.timed else None,
         }
         if f.index not in positions:  # not model output: not aligned
             yield row | dict.fromkeys(_TOKEN_FIELDS)
@@ -514,7 +530,7 @@ def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str
                         "byte_end": t.byte_end,
                         "first_fragment": s.fragments[t.first_fragment].index,
                         "last_fragment": s.fragments[t.last_fragment].index,
-                        "t_ms": _ms(t.t_ns),
+                        "t_ms": _ms(t.t_ns) if trace.timed else None,
                     }
                     for t in s.tokens()
                 ],

@@ -228,7 +228,7 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
 
     ttft = _ms(times[0]) if times else None
     usage = compare_usage(trace, alignment)
-    return Stats(
+    stats = Stats(
         setup_ms=_ms(trace.setup_ns) if trace.setup_ns is not None else None,
         ttft_ms=ttft,
         ttft_band=ttft_band(ttft),
@@ -272,6 +272,28 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
             )
             for kind, fragments in trace.other_kinds().items()
         ),
+    )
+    return stats if trace.timed else _untimed(stats)
+
+
+def _untimed(stats: Stats) -> Stats:
+    """``stats`` of a trace that carries no times, with every measured time taken out."""
+    return replace(
+        stats,
+        setup_ms=None,
+        ttft_ms=None,
+        ttft_band=None,
+        ttst_ms=None,
+        total_ms=None,
+        gap_ms=Distribution.of([]),
+        stalls=0,
+        stall_ms=0.0,
+        itl_ms=Distribution.of([]),
+        tokens_per_s=None,
+        tokens_per_s_after_first_chunk=None,
+        chars_per_s=None,
+        other_streams=tuple(replace(s, first_ms=None, last_ms=None) for s in stats.other_streams),
+        other_kinds=tuple(replace(k, first_ms=None, last_ms=None) for k in stats.other_kinds),
     )
 
 

@@ -128,6 +128,9 @@ class Trace:
     run_offset_ns: int | None = None
     """This trace's time origin minus its run's first trace's origin, on the same
     ``perf_counter_ns`` clock (0 for the first trace; None when not known)."""
+    timed: bool = True
+    """False when nothing says when the fragments arrived (a captured stream read
+    from a plain file): every ``t_ns`` is then 0, and no time is measured."""
 
     def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
         """Model-output fragments grouped by stream key, in order of first fragment.

@@ -148,6 +148,7 @@ def read_stdin(
             return read_bytes("-", stream.read(), interaction=interaction)
         if os.isatty(fd):
             raise SourceError("standard input is a terminal: pipe a stream into inspect -")
+    waiting = _waiting(fd)
     start = clock()
     reads = []
     while True:
@@ -162,8 +163,18 @@ def read_stdin(
         return read_bytes("-", b"".join(r.data for r in reads), interaction=interaction)
     if interaction is not None:
         raise SourceError("-: --interaction applies to a cassette, and this is a plain body")
+    notes: tuple[str, ...] = ()
+    if waiting:
+        notes = (
+            f"{waiting:,} bytes had arrived before inspect began reading (while llm "
+            "started): they are timed when read, not when they arrived",
+        )
     return Source(
-        name="-", reads=tuple(reads), timed=True, origin="stdin: when inspect began reading"
+        name="-",
+        reads=tuple(reads),
+        timed=True,
+        origin="stdin: when inspect began reading",
+        notes=notes,
     )
 
 
@@ -172,6 +183,22 @@ def _fileno(stream: IO[bytes]) -> int | None:
         return stream.fileno()
     except (AttributeError, OSError, ValueError):
         return None  # an in-memory stream (a test runner's)
+
+
+def _waiting(fd: int | None) -> int:
+    """Bytes already waiting in a pipe, unread (0 when the platform cannot tell)."""
+    if fd is None:
+        return 0
+    try:
+        import array
+        import fcntl
+        import termios
+
+        count = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, count)
+    except (ImportError, OSError, AttributeError):
+        return 0
+    return count[0]
 
 
 def _read_some(stream: IO[bytes]) -> bytes:
