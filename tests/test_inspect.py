@@ -1,5 +1,6 @@
 """`llm streamscope inspect`: captured streams through the real llm CLI, as a run shows them."""
 
+import itertools
 import json
 import os
 import threading
@@ -247,7 +248,7 @@ def test_stdin_is_timed_as_it_arrives():
     response = doc["responses"][0]
     times = [f["t_ms"] for f in response["fragments"]]
     assert times[0] >= 200
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 5 and all(gap >= 25 for gap in gaps), gaps
     stats = response["stats"]
     assert stats["ttft_ms"] == times[0] and stats["gap_ms"]["count"] == 5
