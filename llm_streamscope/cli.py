@@ -119,6 +119,12 @@ class _OneLineError(click.ClickException):
     type=click.FloatRange(min=0, min_open=True),
     help="End the run as an error if nothing arrives for this many seconds",
 )
+@click.option(
+    "--wire",
+    is_flag=True,
+    help="Also record the socket reads of each request: the provider's events, "
+    "and times from the wire",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -127,6 +133,7 @@ def run(
     gap_ms: float | None,
     json_: bool,
     timeout: float | None,
+    wire: bool,
     **options: Any,
 ) -> None:
     """Run a prompt as `llm prompt` does, and show how every response arrived.
@@ -176,6 +183,7 @@ def run(
         database=log_path if logging else None,
         live=not json_,
         extract=extract,
+        wire=wire,
     )
 
     def invoke() -> None:
@@ -215,7 +223,7 @@ def run(
         if r.alignment is not None and r.stats is not None
     ]
     if analysed:
-        present_run(result.run_id, analysed, view=view, json_=json_)
+        present_run(result.run_id, analysed, view=view, json_=json_, wire=wire)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     problems = list(result.problems)
@@ -314,11 +322,12 @@ def present_run(
     *,
     view: str,
     json_: bool,
+    wire: bool = False,
 ) -> None:
     """Print a run as `run` does at the end: the JSON document, or each response's views.
 
     A run of several responses (a tool chain) shows each with its own views, the
-    time between them, and the run's totals.
+    time between them, and the run's totals; ``wire`` adds what the wire showed.
     """
     from .render import between_line, response_label, run_document, run_table
     from .stats import run_totals
@@ -343,7 +352,7 @@ def present_run(
             console.rule(
                 f"response {i + 1} of {count}: {response_label(trace)}", style="bold", align="left"
             )
-        present(console, trace, alignment, stats, view=view)
+        present(console, trace, alignment, stats, view=view, wire=wire)
         if i + 1 < count and totals.between_ms[i] is not None:
             # None: no time between them (the choices of one stream, side by side)
             console.print(between_line(totals.between_ms[i]), style="dim", markup=False)
@@ -353,7 +362,13 @@ def present_run(
 
 
 def present(
-    console: Console, trace: Trace, alignment: Alignment, stats: Stats, *, view: str
+    console: Console,
+    trace: Trace,
+    alignment: Alignment,
+    stats: Stats,
+    *,
+    view: str,
+    wire: bool = False,
 ) -> None:
     """One response's views: the alignment and the stats.
 
@@ -371,6 +386,11 @@ def present(
         console.print(line)
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
+    if wire:
+        from .render import wire_table
+
+        console.rule("wire", style="dim")
+        console.print(wire_table(trace, stats))
 
 
 def make_console() -> Console:
@@ -586,6 +606,7 @@ def logs_command(
 @streamscope.command(name="show")
 @trace_selector
 @view_options
+@click.option("--wire", is_flag=True, help="Also show what the wire showed (runs with --wire)")
 @database_option
 def show_command(
     trace_id: str | None,
@@ -593,6 +614,7 @@ def show_command(
     view: str,
     gap_ms: float | None,
     json_: bool,
+    wire: bool,
     database: pathlib.Path | None,
 ) -> None:
     """Show a logged run or trace: the same views (or --json) as a live run.
@@ -601,7 +623,7 @@ def show_command(
     response of a tool chain); --latest shows the latest run.
     """
     result = _load_run(database, trace_id, latest, gap_ms)
-    present_run(result.run_id, _analysed(result), view=view, json_=json_)
+    present_run(result.run_id, _analysed(result), view=view, json_=json_, wire=wire)
 
 
 @streamscope.command(name="replay")
@@ -659,22 +681,39 @@ def replay_command(
     help="json: the --json document; jsonl: one fragment per line; csv: fragment table"
     " (both with each fragment's trace_id)",
 )
+@click.option(
+    "--wire",
+    is_flag=True,
+    help="jsonl and csv: one row per event on the wire instead of per fragment",
+)
 @database_option
 def export_command(
-    trace_id: str | None, latest: bool, export_format: str, database: pathlib.Path | None
+    trace_id: str | None,
+    latest: bool,
+    export_format: str,
+    wire: bool,
+    database: pathlib.Path | None,
 ) -> None:
-    """Export a logged run or trace to standard output."""
-    from .render import EXPORT_COLUMNS, export_rows
+    """Export a logged run or trace to standard output.
+
+    The json document always holds the wire (for runs with --wire); with --wire,
+    jsonl and csv give the wire's events, each with its trace_id.
+    """
+    from .render import EXPORT_COLUMNS, EXPORT_EVENT_COLUMNS, export_event_rows, export_rows
 
     result = _load_run(database, trace_id, latest)
     if export_format == "json":
         present_run(result.run_id, _analysed(result), view="both", json_=True)
-    elif export_format == "jsonl":
-        for fragment in export_rows(_analysed(result)):
-            click.echo(json.dumps(fragment, ensure_ascii=False))
+        return
+    rows = export_event_rows(_analysed(result)) if wire else export_rows(_analysed(result))
+    if export_format == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
     else:
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS)
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=EXPORT_EVENT_COLUMNS if wire else EXPORT_COLUMNS
+        )
         writer.writeheader()
-        writer.writerows(export_rows(_analysed(result)))
+        writer.writerows(rows)

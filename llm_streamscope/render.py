@@ -317,6 +317,8 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
         row("timing", "no timing in this file", "token and chunk counts only")
     if stats.setup_ms is not None:
         row("setup", f"{_fmt_ms(stats.setup_ms)} in llm before the request left")
+    if stats.clock == "wire":
+        row("clock", "the wire: each chunk when its bytes were read from the socket")
     row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
     row("TTST", _fmt_ms(stats.ttst_ms))
     row("total", _fmt_ms(stats.total_ms))
@@ -388,6 +390,78 @@ def inspect_line(name: str, decoded: Decoded, timing: str | None) -> str:
     )
 
 
+def wire_sequence(labels: tuple[str, ...] | list[str], most: int = 12) -> str:
+    """The events in order, runs of one label collapsed: what the protocol looked like.
+
+    >>> wire_sequence(["role", "text", "text", "finish", "usage", "done"])
+    'role → text ×2 → finish → usage → done'
+    """
+    groups: list[list] = []
+    for label in labels:
+        if groups and groups[-1][0] == label:
+            groups[-1][1] += 1
+        else:
+            groups.append([label, 1])
+    shown = [f"{label} \u00d7{n:,}" if n > 1 else label for label, n in groups[:most]]
+    if len(groups) > most:
+        shown.append(f"\u2026 {len(groups) - most:,} more runs")
+    return " \u2192 ".join(shown)
+
+
+def wire_table(trace: Trace, stats: Stats) -> Table:
+    """What the wire showed, in the layout of ``stats_table``."""
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    table.add_column("metric", style="bold", no_wrap=True)
+    table.add_column("value")
+
+    def row(name: str, *parts: str) -> None:
+        table.add_row(visible(_label(name)), Parts(*parts))
+
+    wire, ws = trace.wire, stats.wire
+    if wire is None or ws is None:
+        row("wire", "nothing recorded")
+        return table
+    row(
+        "source",
+        f"{ws.format} ({ws.framing})",
+        wire.source,
+        wire.url or "",
+        "" if ws.http_status is None else f"HTTP {ws.http_status}",
+    )
+    if ws.headers_ms is not None:
+        row("HTTP headers", f"{_fmt_ms(ws.headers_ms)} after the request left")
+    row(
+        "first event",
+        _fmt_ms(ws.first_event_ms),
+        f"first content {_fmt_ms(ws.first_content_ms)}",
+    )
+    row(
+        "events",
+        f"{ws.events:,} events for {ws.fragments:,} fragments",
+        f"{ws.events_without_output:,} carried no model output",
+    )
+    row("carried", *(f"{label} {n:,}" for label, n in ws.events_by_label.items()))
+    row("in order", wire_sequence(wire.decoded.labels))
+    ratio = ws.body_bytes_per_content_byte
+    row(
+        "bytes",
+        f"{ws.body_bytes:,} on the wire for {ws.content_bytes:,} of content",
+        "-" if ratio is None else f"{ratio:.1f} per content byte",
+        "" if ws.wire_bytes is None else f"{ws.wire_bytes:,} with HTTP headers and framing",
+    )
+    row(
+        "reads",
+        f"{ws.reads:,}",
+        f"{_fmt_num(ws.reads_per_event.mean, 2)} per event",
+        f"an event spanned at most {_fmt_num(ws.reads_per_event.max, 0)}",
+    )
+    if ws.client_delay_ms.count:
+        row("client delay", *_dist_parts(ws.client_delay_ms), "llm handing each chunk over")
+    if ws.error:
+        row("decode error", ws.error)
+    return table
+
+
 def response_label(trace: Trace) -> str:
     """What a response of a run streamed, in a few words: "text", "tool call llm_time"."""
     calls = [f.text for f in trace.fragments if f.kind == "tool_call_name" and f.text]
@@ -448,6 +522,7 @@ FRAGMENT_COLUMNS = (
     "tool_call_id",
     "text",
     "t_ms",
+    "wire_t_ms",
     "byte_start",
     "byte_end",
     "token_start",
@@ -458,7 +533,7 @@ FRAGMENT_COLUMNS = (
 """The keys of a ``fragment_rows`` row, in order (the CSV header, even with no rows):
 the fragment, then its ``Placement`` under the same names, with ``byte_end`` beside
 ``byte_start``."""
-_TOKEN_FIELDS = FRAGMENT_COLUMNS[5:]
+_TOKEN_FIELDS = FRAGMENT_COLUMNS[6:]
 """The place among the tokens: null for a fragment that is not model output."""
 
 
@@ -472,6 +547,7 @@ def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]
             "tool_call_id": f.tool_call_id,
             "text": f.text,
             "t_ms": _ms(f.t_ns) if trace.timed else None,
+            "wire_t_ms": None if f.wire_t_ns is None else _ms(f.wire_t_ns),
         }
         if f.index not in positions:  # not model output: not aligned
             yield row | dict.fromkeys(_TOKEN_FIELDS)
@@ -538,4 +614,70 @@ def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str
             for s in alignment.streams
         ],
         "stats": stats.to_dict(),
+        "wire": wire_document(trace),
+    }
+
+
+EVENT_COLUMNS = (
+    "index",
+    "t_ms",
+    "label",
+    "event",
+    "byte_start",
+    "byte_end",
+    "first_read",
+    "last_read",
+    "data",
+)
+"""The keys of a ``wire_event_rows`` row, in order."""
+
+
+def wire_event_rows(trace: Trace) -> Iterator[dict[str, Any]]:
+    """One dict per event on the wire, in order: what it carried, its bytes and reads."""
+    if trace.wire is None:
+        return
+    decoded = trace.wire.decoded
+    for e, label in zip(decoded.events, decoded.labels):
+        yield {
+            "index": e.index,
+            "t_ms": None if e.t_ns is None else _ms(e.t_ns),
+            "label": label,
+            "event": "comment" if e.comment else e.event or None,
+            "byte_start": e.byte_start,
+            "byte_end": e.byte_end,
+            "first_read": e.first_read,
+            "last_read": e.last_read,
+            "data": e.data,
+        }
+
+
+EXPORT_EVENT_COLUMNS = ("trace_id", *EVENT_COLUMNS)
+
+
+def export_event_rows(responses: list[tuple[Trace, Alignment, Stats]]) -> Iterator[dict[str, Any]]:
+    """Every wire event of a run's responses, in run order, each with its trace id."""
+    for trace, _, _ in responses:
+        for row in wire_event_rows(trace):
+            yield {"trace_id": trace.id} | row
+
+
+def wire_document(trace: Trace) -> dict[str, Any] | None:
+    """The ``wire`` key of the ``--json`` document: the response, its reads and events."""
+    wire = trace.wire
+    if wire is None:
+        return None
+    return {
+        "source": wire.source,
+        "format": wire.decoded.format,
+        "framing": wire.decoded.framing,
+        "url": wire.url,
+        "status": wire.status,
+        "headers": wire.headers,
+        "headers_ms": None if wire.headers_ns is None else _ms(wire.headers_ns),
+        "error": None if wire.decoded.error is None else str(wire.decoded.error),
+        "reads": [
+            {"t_ms": None if r.t_ns is None else _ms(r.t_ns), "bytes": len(r.data)}
+            for r in wire.reads
+        ],
+        "events": list(wire_event_rows(trace)),
     }

@@ -58,6 +58,8 @@ class RunSettings:
     """Show the text as it arrives."""
     extract: str | None = None
     """``first`` or ``last``: show only that fenced code block of the answer (-x, --xl)."""
+    wire: bool = False
+    """Record every socket read of each response's request (``--wire``)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class _Watched:
     writer: Any = None
     events: Any = None
     """The capture's generator (sync responses), to close if llm left it unfinished."""
+    wire_log: Any = None
+    """With ``--wire``: the tap's ``WireLog`` of this response's request."""
 
 
 @dataclass(eq=False)
@@ -102,6 +106,8 @@ class Session:
     watched: list[_Watched] = field(default_factory=list)
     tokenizers: dict[str, Any] = field(default_factory=dict)
     live: Any = None
+    tap: Any = None
+    """With ``--wire``: the entered ``WireTap``."""
     _extracted: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -167,6 +173,14 @@ class Session:
         )
         record = Capture()
         watched = _Watched(response, header, record, tokenizer)
+        if self.tap is not None:
+            if self.tap.covers(model):
+                watched.wire_log = self.tap.start()
+            else:
+                self.notify(
+                    f"--wire cannot see {model.model_id}'s requests (it covers llm's OpenAI "
+                    "models, llm-anthropic and llm-gemini): going on without the wire"
+                )
         if self.settings.database is not None:
             watched.writer = TraceWriter(self.settings.database, record.arrivals)
             watched.writer.open(header, defer=bool(self.watched))
@@ -257,7 +271,13 @@ class Session:
         llm.cli.display_stream_events = display_stream_events
         llm.cli.display_async_stream_events = display_async_stream_events
         try:
-            yield
+            if self.settings.wire:
+                from .wire.tap import WireTap
+
+                with WireTap() as self.tap:
+                    yield
+            else:
+                yield
         finally:
             Response.stream_events = stream_events  # type: ignore[method-assign]
             AsyncResponse.astream_events = astream_events  # type: ignore[method-assign]
@@ -300,6 +320,10 @@ class Session:
                     if origin is None or first_origin is None
                     else origin - first_origin,
                 )
+                if watched.wire_log is not None and origin is not None:
+                    trace, problem = _with_wire(trace, watched.wire_log, origin)
+                    if problem:
+                        warnings.append(problem)
                 alignment = stats = None
                 try:
                     alignment = align(trace, watched.tokenizer)
@@ -334,6 +358,45 @@ class Session:
             warnings=tuple(dict.fromkeys(warnings)),
             failure=failure,
         )
+
+
+def _with_wire(trace: Trace, log: Any, origin_ns: int) -> tuple[Trace, str | None]:
+    """``trace`` with what the tap's ``log`` saw of its request: the wire record, and
+    each fragment's wire time. Returns the trace unchanged, and why, when the wire
+    shows no event stream (nothing read, an error body)."""
+    from .wire.events import Read, Wire, WireError
+    from .wire.formats import decode
+    from .wire.match import wire_times
+
+    try:
+        http = log.response()
+        if http is None:
+            return trace, "--wire saw no socket reads for this response (a pooled connection?)"
+        reads = tuple(Read(r.t_ns - origin_ns, r.data) for r in http.body)  # type: ignore[operator]
+        decoded = decode(reads)
+    except WireError as ex:
+        return trace, f"--wire: {ex}"
+    url = None
+    if log.host is not None:
+        default_port = {"http": 80, "https": 443}.get(log.scheme or "")
+        port = "" if log.port in (None, default_port) else f":{log.port}"
+        url = f"{log.scheme}://{log.host}{port}{log.path or ''}"
+    times = wire_times(trace.fragments, decoded)
+    wire = Wire(
+        source="socket",
+        decoded=decoded,
+        reads=reads,
+        url=url,
+        status=http.status,
+        headers=dict(http.headers),
+        headers_ns=None if http.headers_ns is None else http.headers_ns - origin_ns,
+        wire_bytes=http.wire_bytes,
+    )
+    fragments = tuple(
+        f if t is None else dataclasses.replace(f, wire_t_ns=t)
+        for f, t in zip(trace.fragments, times)
+    )
+    return dataclasses.replace(trace, fragments=fragments, wire=wire), None
 
 
 def run(

@@ -13,6 +13,11 @@ AIPerf's definitions, so that on the same timestamps the figures are equal:
   TTFT does), so tokens that arrive in one chunk have an ITL of 0;
 - ``tokens_per_s``: AIPerf's output token throughput per user, ``1 / ITL``.
 
+With ``--wire`` every time above is counted from the wire (``clock == "wire"``):
+a chunk arrives when the last byte of the provider's event that carried it was
+read from the socket, as AIPerf's own client sees it; how much later llm handed
+it over is ``wire.client_delay_ms``, apart.
+
 Percentiles interpolate linearly between ranks, as numpy's default does.
 """
 
@@ -136,9 +141,49 @@ class Stats:
     """Characters after the first chunk / (last - first chunk)."""
     other_streams: tuple[StreamSummary, ...]
     other_kinds: tuple[KindSummary, ...]
+    clock: str = "llm"
+    """``llm``: times are when llm handed each fragment over; ``wire``: when its
+    bytes were read from the socket (see ``WireStats``)."""
+    wire: WireStats | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class WireStats:
+    """What the wire showed: the provider's events underneath llm's fragments."""
+
+    source: str
+    """``socket`` (a live run), ``file``, ``stdin``, ``sidecar``, ``cassette``."""
+    format: str
+    framing: str
+    http_status: int | None
+    headers_ms: float | None
+    """HTTP time to headers: from the request leaving to the response's header block."""
+    first_event_ms: float | None
+    """Time to the first event on the wire (of any kind: a role chunk, a ping)."""
+    first_content_ms: float | None
+    """Time to the first event that carried text."""
+    events: int
+    fragments: int
+    """Pieces of model output the events carried (of every kind and choice)."""
+    events_by_label: dict[str, int]
+    """Every event by what it carried (``text``, ``role``, ``usage``, ``ping``, ...)."""
+    events_without_output: int
+    """Events that carried no model output: role, ping, usage, finish, keep-alive, ..."""
+    reads: int
+    reads_per_event: Distribution
+    """How many reads each event's bytes spanned."""
+    body_bytes: int
+    content_bytes: int
+    """UTF-8 bytes of the model output the events carried."""
+    body_bytes_per_content_byte: float | None
+    wire_bytes: int | None
+    """The whole HTTP response as read from the socket (``--wire`` runs)."""
+    client_delay_ms: Distribution
+    """Per text chunk, from its bytes' arrival to llm handing it over (``--wire`` runs)."""
+    error: str | None
 
 
 def gap_threshold(given: float | None, stored: float | None = None) -> float:
@@ -171,6 +216,72 @@ def _ms(ns: int) -> float:
 
 
 def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GAP_MS) -> Stats:
+    """The stats of an aligned trace: on the wire's clock when every text chunk has
+    a wire time, else on llm's (see the module's docstring)."""
+    wire = wire_stats(trace)
+    if not trace.wire_timed:
+        return _stats(trace, alignment, gap_ms, wire=wire)
+    on_wire = trace.on_wire_clock()
+    retimed = {f.index: f for f in on_wire.fragments}
+    alignment = replace(
+        alignment,
+        streams=tuple(
+            replace(s, fragments=tuple(retimed[f.index] for f in s.fragments))
+            for s in alignment.streams
+        ),
+    )
+    return _stats(on_wire, alignment, gap_ms, wire=wire, clock="wire")
+
+
+def wire_stats(trace: Trace) -> WireStats | None:
+    """What the trace's wire record shows, None when it has none."""
+    wire = trace.wire
+    if wire is None:
+        return None
+    decoded = wire.decoded
+    events = decoded.events
+    content = sorted({p.event_index for p in decoded.pieces if p.kind == "text"})
+    labels = Counter(decoded.labels)
+    output_events = {p.event_index for p in decoded.pieces}
+    content_bytes = sum(len(p.text.encode("utf-8", "surrogatepass")) for p in decoded.pieces)
+    delays = [
+        _ms(f.t_ns - f.wire_t_ns)
+        for f in trace.fragments
+        if f.kind == "text" and f.is_chunk and f.wire_t_ns is not None
+    ]
+    first_event = events[0].t_ns if events else None
+    first_content = events[content[0]].t_ns if content else None
+    return WireStats(
+        source=wire.source,
+        format=decoded.format,
+        framing=decoded.framing,
+        http_status=wire.status,
+        headers_ms=None if wire.headers_ns is None else _ms(wire.headers_ns),
+        first_event_ms=None if first_event is None else _ms(first_event),
+        first_content_ms=None if first_content is None else _ms(first_content),
+        events=len(events),
+        fragments=len(decoded.pieces),
+        events_by_label=dict(labels.most_common()),
+        events_without_output=len(events) - len(output_events),
+        reads=len(wire.reads),
+        reads_per_event=Distribution.of([float(e.last_read - e.first_read + 1) for e in events]),
+        body_bytes=decoded.body_bytes,
+        content_bytes=content_bytes,
+        body_bytes_per_content_byte=decoded.body_bytes / content_bytes if content_bytes else None,
+        wire_bytes=wire.wire_bytes,
+        client_delay_ms=Distribution.of(delays),
+        error=None if decoded.error is None else str(decoded.error),
+    )
+
+
+def _stats(
+    trace: Trace,
+    alignment: Alignment,
+    gap_ms: float,
+    *,
+    wire: WireStats | None,
+    clock: str = "llm",
+) -> Stats:
     text = alignment.stream("text")
     chunk_indices = text.chunk_indices() if text else []
     times = [text.fragments[j].t_ns for j in chunk_indices] if text else []
@@ -272,6 +383,8 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
             )
             for kind, fragments in trace.other_kinds().items()
         ),
+        clock=clock,
+        wire=wire,
     )
     return stats if trace.timed else _untimed(stats)
 

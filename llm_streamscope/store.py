@@ -52,9 +52,13 @@ from .trace import (
 if TYPE_CHECKING:
     from .stats import Stats
     from .trace import Arrivals
+    from .wire.events import Wire
 
 TRACES = "streamscope_traces"
 FRAGMENTS = "streamscope_fragments"
+WIRE = "streamscope_wire"
+WIRE_READS = "streamscope_wire_reads"
+WIRE_EVENTS = "streamscope_wire_events"
 FLUSH_INTERVAL_S = 0.5
 BUSY_TIMEOUT_S = 60.0
 UNFINISHED = "process ended before the stream finished"
@@ -153,7 +157,54 @@ def m003_runs(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m004_untimed_traces(db: sqlite_utils.Database) -> None:
+def m004_wire(db: sqlite_utils.Database) -> None:
+    """What the wire showed (``--wire``, ``inspect --log``): per trace, the response
+    (``streamscope_wire``: URL without its query string, status, allow-listed
+    headers), every body read with its bytes (``streamscope_wire_reads``) and every
+    provider event (``streamscope_wire_events``, what it carried in ``label``); per
+    fragment, ``wire_t_ns``, when the bytes that delivered it arrived."""
+    db[FRAGMENTS].add_column("wire_t_ns", int)  # type: ignore[union-attr]
+    db[WIRE].create(  # type: ignore[union-attr]
+        {
+            "trace_id": str,
+            "source": str,
+            "format": str,
+            "framing": str,
+            "url": str,
+            "status": int,
+            "headers_json": str,
+            "headers_ns": int,
+            "body_bytes": int,
+            "wire_bytes": int,
+            "error": str,
+        },
+        pk="trace_id",
+        foreign_keys=[("trace_id", TRACES, "id")],
+    )
+    db[WIRE_READS].create(  # type: ignore[union-attr]
+        {"trace_id": str, "idx": int, "t_ns": int, "data": bytes},
+        pk=("trace_id", "idx"),
+        foreign_keys=[("trace_id", TRACES, "id")],
+    )
+    db[WIRE_EVENTS].create(  # type: ignore[union-attr]
+        {
+            "trace_id": str,
+            "idx": int,
+            "t_ns": int,
+            "byte_start": int,
+            "byte_end": int,
+            "first_read": int,
+            "last_read": int,
+            "event": str,
+            "label": str,
+        },
+        pk=("trace_id", "idx"),
+        foreign_keys=[("trace_id", TRACES, "id")],
+    )
+
+
+@migrations()
+def m005_untimed_traces(db: sqlite_utils.Database) -> None:
     """``timed``: 0 for a trace read from a file that carries no times (``inspect``),
     whose fragment times are all 0. Every trace stored before was timed."""
     db[TRACES].add_column("timed", int, not_null_default=1)  # type: ignore[union-attr]
@@ -299,7 +350,7 @@ def _stats_columns(stats: Stats) -> dict[str, Any]:
     }
 
 
-_COLUMNS = ("idx", "kind", "tool_call_id", "t_ns", "text", *PLACEMENT_FIELDS)
+_COLUMNS = ("idx", "kind", "tool_call_id", "t_ns", "text", *PLACEMENT_FIELDS, "wire_t_ns")
 # One statement per batch: SQLite unpacks the rows from one JSON array. With
 # executemany the sqlite3 module hands the GIL back and forth once per row, and
 # each hand-off can stall the thread that is timestamping the stream.
@@ -351,7 +402,10 @@ def _json_rows(start: int, events: list[Any], times: list[int]) -> str:
 
 def _fragment_rows(fragments: list[Fragment] | tuple[Fragment, ...]) -> list[list]:
     """Rows for fragments whose place among the tokens is not known yet."""
-    return [[f.index, f.kind, f.tool_call_id, f.t_ns, f.text] for f in fragments]
+    unplaced = [None] * len(PLACEMENT_FIELDS)
+    return [
+        [f.index, f.kind, f.tool_call_id, f.t_ns, f.text, *unplaced, f.wire_t_ns] for f in fragments
+    ]
 
 
 def _placed(alignment: Alignment) -> Iterator[tuple[Fragment, Placement]]:
@@ -363,7 +417,61 @@ def _placed(alignment: Alignment) -> Iterator[tuple[Fragment, Placement]]:
 def _aligned_rows(alignment: Alignment) -> Iterator[list]:
     """Complete rows: every fragment with its place among its stream's tokens."""
     for f, placement in _placed(alignment):
-        yield [f.index, f.kind, f.tool_call_id, f.t_ns, f.text, *_placement_values(placement)]
+        yield [
+            f.index,
+            f.kind,
+            f.tool_call_id,
+            f.t_ns,
+            f.text,
+            *_placement_values(placement),
+            f.wire_t_ns,
+        ]
+
+
+def _insert_wire(db: sqlite_utils.Database, trace: Trace) -> None:
+    """The trace's wire record: the response, its reads and its events."""
+    wire = trace.wire
+    if wire is None:
+        return
+    decoded = wire.decoded
+    db[WIRE].insert(  # type: ignore[union-attr]
+        {
+            "trace_id": trace.id,
+            "source": wire.source,
+            "format": decoded.format,
+            "framing": decoded.framing,
+            "url": wire.url,
+            "status": wire.status,
+            "headers_json": json.dumps(wire.headers),
+            "headers_ns": wire.headers_ns,
+            "body_bytes": decoded.body_bytes,
+            "wire_bytes": wire.wire_bytes,
+            "error": None if decoded.error is None else str(decoded.error),
+        },
+        replace=True,
+    )
+    db.conn.executemany(
+        f"insert or replace into {WIRE_READS} (trace_id, idx, t_ns, data) values (?, ?, ?, ?)",
+        [(trace.id, i, r.t_ns, r.data) for i, r in enumerate(wire.reads)],
+    )
+    db.conn.executemany(
+        f"insert or replace into {WIRE_EVENTS} (trace_id, idx, t_ns, byte_start, byte_end, "
+        "first_read, last_read, event, label) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                trace.id,
+                e.index,
+                e.t_ns,
+                e.byte_start,
+                e.byte_end,
+                e.first_read,
+                e.last_read,
+                "comment" if e.comment else e.event or None,
+                label,
+            )
+            for e, label in zip(decoded.events, decoded.labels)
+        ],
+    )
 
 
 class TraceWriter:
@@ -546,6 +654,7 @@ class TraceWriter:
                 # What the thread has not written and the alignment does not cover:
                 # kinds that are not model output, or everything without an encoding.
                 _insert_fragments(db, trace.id, _fragment_rows(unwritten))
+                _insert_wire(db, trace)
                 turn_id = trace.turn_id
                 if response is not None:
                     turn_id = self._log_llm_record(db, response)
@@ -693,10 +802,12 @@ def with_live_status(row: dict[str, Any]) -> dict[str, Any]:
 def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[str, Any]]:
     """The stored trace, and its row (with the stored headline stats)."""
     row = with_live_status(db[TRACES].get(trace_id))  # type: ignore[union-attr]
+    # A database not migrated since m004 (opened read-only) has no wire times.
+    wire_t = "wire_t_ns" if "wire_t_ns" in db[FRAGMENTS].columns_dict else "null"
     fragments = tuple(
-        Fragment(r["idx"], r["kind"], r["text"], r["t_ns"], r["tool_call_id"])
+        Fragment(r["idx"], r["kind"], r["text"], r["t_ns"], r["tool_call_id"], r["wire_t_ns"])
         for r in db.query(
-            f"select idx, kind, text, t_ns, tool_call_id from {FRAGMENTS} "
+            f"select idx, kind, text, t_ns, tool_call_id, {wire_t} as wire_t_ns from {FRAGMENTS} "
             "where trace_id = ? order by idx",
             [trace_id],
         )
@@ -723,8 +834,39 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
         run_index=row.get("run_index") or 0,
         run_offset_ns=row.get("run_offset_ns", 0),
         timed=row.get("timed") != 0,
+        wire=load_wire(db, trace_id),
     )
     return trace, row
+
+
+def load_wire(db: sqlite_utils.Database, trace_id: str) -> Wire | None:
+    """A trace's stored wire record, its events decoded again from the stored reads."""
+    if not db[WIRE].exists():  # a database not migrated since (opened read-only)
+        return None
+    rows = list(db.query(f"select * from {WIRE} where trace_id = ?", [trace_id]))
+    if not rows:
+        return None
+    from .wire.events import Read, Wire
+    from .wire.formats import decode
+
+    row = rows[0]
+    reads = tuple(
+        Read(r["t_ns"], r["data"])
+        for r in db.query(
+            f"select t_ns, data from {WIRE_READS} where trace_id = ? order by idx", [trace_id]
+        )
+    )
+    headers, _ = json_column(row, "headers_json")
+    return Wire(
+        source=row["source"],
+        decoded=decode(reads, row["format"]),
+        reads=reads,
+        url=row["url"],
+        status=row["status"],
+        headers=headers or {},
+        headers_ns=row["headers_ns"],
+        wire_bytes=row["wire_bytes"],
+    )
 
 
 def stored_placements(db: sqlite_utils.Database, trace_id: str) -> dict[int, Placement] | None:

@@ -8,12 +8,16 @@ while the stream arrives: see ``capture``.)
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .wire.events import Wire
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -66,6 +70,10 @@ class Fragment:
     t_ns: int
     """Arrival time in nanoseconds, counted from the request (see ``Trace.setup_ns``)."""
     tool_call_id: str | None = None
+    wire_t_ns: int | None = None
+    """With ``--wire``: when the bytes that delivered this fragment's end arrived at
+    the socket (the last byte of the provider's event that carried it), on the same
+    clock as ``t_ns``, which is when llm handed the fragment over. None otherwise."""
 
     @property
     def stream(self) -> tuple[str, str | None]:
@@ -131,6 +139,30 @@ class Trace:
     timed: bool = True
     """False when nothing says when the fragments arrived (a captured stream read
     from a plain file): every ``t_ns`` is then 0, and no time is measured."""
+    wire: Wire | None = None
+    """What the wire showed for this response (``--wire``, or an inspected body)."""
+
+    @property
+    def wire_timed(self) -> bool:
+        """Whether every text chunk has a wire time: then stats count by the wire."""
+        chunks = [f for f in self.fragments if f.kind == "text" and f.is_chunk]
+        return bool(chunks) and all(f.wire_t_ns is not None for f in chunks)
+
+    def on_wire_clock(self) -> Trace:
+        """This trace with each fragment timed by the wire (``wire_t_ns``) where known.
+
+        >>> t = Trace("t", "m", "o200k_base", True, None, None, "",
+        ...           (Fragment(0, "text", "Hi", 90, wire_t_ns=80),))
+        >>> t.on_wire_clock().fragments[0].t_ns
+        80
+        """
+        return dataclasses.replace(
+            self,
+            fragments=tuple(
+                f if f.wire_t_ns is None else dataclasses.replace(f, t_ns=f.wire_t_ns)
+                for f in self.fragments
+            ),
+        )
 
     def streams(self) -> dict[tuple[str, str | None], list[Fragment]]:
         """Model-output fragments grouped by stream key, in order of first fragment.

@@ -62,6 +62,7 @@ def test_readme_names_every_json_key_and_every_column(isolated_env):
     assert missing == []
     schema = section(text, "### Schema")
     db = sqlite_utils.Database(isolated_env / "logs.db")
-    for table in ("streamscope_traces", "streamscope_fragments"):
+    tables = ("streamscope_wire", "streamscope_wire_reads", "streamscope_wire_events")
+    for table in ("streamscope_traces", "streamscope_fragments", *tables):
         missing = [c.name for c in db[table].columns if f"`{c.name}`" not in schema]
         assert missing == [], table

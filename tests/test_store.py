@@ -77,7 +77,8 @@ def test_migrations_on_an_empty_db_are_idempotent(tmp_path):
         "m001_traces_and_fragments",
         "m002_liveness_usage_and_aiperf_rate",
         "m003_runs",
-        "m004_untimed_traces",
+        "m004_wire",
+        "m005_untimed_traces",
     ]
     assert db["streamscope_fragments"].pks == ["trace_id", "idx"]
     assert db["streamscope_fragments"].foreign_keys[0].other_table == "streamscope_traces"

@@ -104,3 +104,27 @@ class Decoded:
     body_bytes: int = 0
     reads: int = 0
     choices: tuple[int, ...] = field(default=(0,))
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What the wire showed for one response, kept with its trace.
+
+    ``reads`` and the events in ``decoded`` are timed on the trace's clock
+    (nanoseconds from the request leaving), or untimed (None) when the source
+    carries no timing. Nothing here ever holds a key: the URL has no query
+    string and only allow-listed response headers are kept.
+    """
+
+    source: str
+    """``socket`` (a live run's reads), ``file``, ``stdin``, ``sidecar``, ``cassette``."""
+    decoded: Decoded
+    reads: tuple[Read, ...]
+    url: str | None = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    headers_ns: int | None = None
+    """When the response's header block had arrived."""
+    wire_bytes: int | None = None
+    """Every byte of the HTTP response as read from the socket: status line, headers,
+    chunked framing and the body as sent (compressed, if it was). Socket only."""
