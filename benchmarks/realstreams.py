@@ -1,0 +1,192 @@
+"""What streamscope finds on real provider streams: the README's per-provider table.
+
+    python benchmarks/realstreams.py                  # ../shared/realstreams beside the repo
+    python benchmarks/realstreams.py DIR --files      # another folder; one row per file too
+
+Each recording (see its PROVENANCE.md; the data is never copied into the project)
+is decoded with ``wire.formats.decode``, its text pieces become one Trace per
+choice, and the trace is aligned with the model's tiktoken encoding (o200k_base,
+marked ~, where the model's own tokenizer is not tiktoken's). Per provider (the
+file-name prefix), summed over its files:
+
+- tokens/chunk: BPE tokens of the text over text chunks (non-empty content pieces);
+- on boundary: % of text chunks whose last byte ends a token;
+- events/fragment: every event on the wire (SSE events and comments, NDJSON lines,
+  array elements) over the fragments llm would yield (pieces of every kind);
+- wire B/content B: body bytes over the UTF-8 bytes of the text;
+- usage tok/chunk: the provider's own output token count over the chunks, where it
+  gives one and no reasoning hides inside it (reasoning tokens subtracted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from llm_streamscope import encodings  # noqa: E402
+from llm_streamscope.align import align  # noqa: E402
+from llm_streamscope.stats import reasoning_tokens  # noqa: E402
+from llm_streamscope.tokenizer import LocalTokenizer  # noqa: E402
+from llm_streamscope.trace import Fragment, Trace  # noqa: E402
+from llm_streamscope.wire.events import Read  # noqa: E402
+from llm_streamscope.wire.formats import decode  # noqa: E402
+
+STREAM_SUFFIXES = (".sse", ".ndjson", ".jsonl")
+
+
+@dataclass
+class Counts:
+    """Sums over one file, or over every file of a provider."""
+
+    files: int = 0
+    chunks: int = 0
+    """Text chunks: non-empty content pieces, every choice."""
+    tokens: int = 0
+    on_boundary: int = 0
+    events: int = 0
+    fragments: int = 0
+    body_bytes: int = 0
+    content_bytes: int = 0
+    usage_tokens: int = 0
+    usage_chunks: int = 0
+    """Chunks of the files whose usage is counted in ``usage_tokens``."""
+    approximate: bool = False
+    """Some file's encoding stands in for a tokenizer tiktoken does not have."""
+
+    def add(self, other: Counts) -> None:
+        for name in self.__dataclass_fields__:
+            if name == "approximate":
+                self.approximate |= other.approximate
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def find_realstreams() -> Path | None:
+    for place in (HERE.parent.parent / "shared" / "realstreams", Path("/work/shared/realstreams")):
+        if (place / "PROVENANCE.md").is_file():
+            return place
+    return None
+
+
+def measure(path: Path) -> tuple[Counts, str]:
+    """One recording's counts, and the encoding its text was aligned with."""
+    decoded = decode([Read(None, path.read_bytes())])
+    if decoded.error is not None:
+        raise SystemExit(f"{path.name}: {decoded.error}")
+    name, exact = encodings.encoding_for_model(SimpleNamespace(model_id=decoded.model or ""))
+    if not encodings.ships_offline(name):
+        name, exact = encodings.DEFAULT_ENCODING, False
+    tokenizer = LocalTokenizer(encodings.get_encoding(name))
+    counts = Counts(
+        files=1,
+        events=len(decoded.events),
+        fragments=len(decoded.pieces),
+        body_bytes=decoded.body_bytes,
+        approximate=not exact,
+    )
+    for choice in decoded.choices:
+        texts = [p.text for p in decoded.pieces if p.kind == "text" and p.choice == choice]
+        fragments = tuple(Fragment(i, "text", text, 0) for i, text in enumerate(texts))
+        trace = Trace(
+            id=f"{path.name}#{choice}",
+            model_id=decoded.model or "",
+            encoding_name=name,
+            encoding_exact=exact,
+            prompt=None,
+            system=None,
+            started_utc="",
+            fragments=fragments,
+        )
+        stream = align(trace, tokenizer).stream("text")
+        if stream is None:
+            continue
+        counts.chunks += len(fragments)
+        counts.tokens += stream.token_count
+        counts.on_boundary += stream.fragment_ends_mid_token.count(False)
+        counts.content_bytes += len(stream.text.encode())
+    if decoded.usage_output is not None:
+        counts.usage_tokens = decoded.usage_output - (reasoning_tokens(decoded.usage_details) or 0)
+        counts.usage_chunks = counts.chunks
+    return counts, name + ("" if exact else "~")
+
+
+def ratio(top: int, bottom: int, digits: int = 2) -> str:
+    return f"{top / bottom:.{digits}f}" if bottom else "-"
+
+
+COLUMNS = (
+    "files",
+    "chunks",
+    "tokens/chunk",
+    "on boundary",
+    "events/fragment",
+    "wire B/content B",
+    "usage tok/chunk",
+)
+
+
+def row(label: str, counts: Counts, encoding: str) -> list[str]:
+    return [
+        label,
+        encoding,
+        str(counts.files),
+        str(counts.chunks),
+        ratio(counts.tokens, counts.chunks),
+        f"{ratio(100 * counts.on_boundary, counts.chunks, 1)}%" if counts.chunks else "-",
+        ratio(counts.events, counts.fragments),
+        ratio(counts.body_bytes, counts.content_bytes, 1),
+        ratio(counts.usage_tokens, counts.usage_chunks),
+    ]
+
+
+def table(title: str, rows: list[list[str]]) -> str:
+    header = [title, "encoding", *COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", nargs="?", type=Path, help="default: ../shared/realstreams")
+    parser.add_argument("--files", action="store_true", help="a row per file as well")
+    args = parser.parse_args(argv)
+    folder = args.folder or find_realstreams()
+    if folder is None or not folder.is_dir():
+        print("no realstreams folder found (give one)", file=sys.stderr)
+        return 1
+    paths = sorted(p for p in folder.iterdir() if p.name.endswith(STREAM_SUFFIXES))
+    providers: dict[str, Counts] = {}
+    encodings_used: dict[str, set[str]] = {}
+    file_rows = []
+    for path in paths:
+        counts, encoding = measure(path)
+        provider = path.name.split("_")[0]
+        providers.setdefault(provider, Counts()).add(counts)
+        encodings_used.setdefault(provider, set()).add(encoding)
+        file_rows.append(row(path.name, counts, encoding))
+    total = Counts()
+    for counts in providers.values():
+        total.add(counts)
+    rows = [
+        row(provider, counts, ", ".join(sorted(encodings_used[provider])))
+        for provider, counts in providers.items()
+    ]
+    rows.append(row("all", total, ""))
+    print(table("provider", rows))
+    if args.files:
+        print()
+        print(table("file", file_rows))
+    print()
+    print("~ the model's tokenizer is not tiktoken's: o200k_base stands in for it.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
