@@ -486,9 +486,9 @@ def inspect_command(
         raise click.ClickException(str(ex)) from None
     result = inspection.result
     if not json_:
-        line = inspect_line(source.name, inspection.decoded, inspection.timing)
+        line = inspect_line(source.name, inspection.timing)
         make_console().print(line, style="dim", markup=False, soft_wrap=True)
-    present_run(result.run_id, _analysed(result), view=view, json_=json_)
+    present_run(result.run_id, _analysed(result), view=view, json_=json_, wire=True)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if result.problems:

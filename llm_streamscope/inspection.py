@@ -28,7 +28,7 @@ from types import SimpleNamespace
 from .capture import new_trace, new_trace_id
 from .session import Analysed, RunResult
 from .trace import STATUS_COMPLETE, STATUS_ERROR, Fragment, Trace, clean_text, is_clean
-from .wire.events import Decoded
+from .wire.events import Decoded, Wire
 from .wire.sources import Source
 
 UNKNOWN_MODEL = "unknown"
@@ -83,6 +83,14 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
     else:
         encoding_name, exact = encodings.encoding_for_model(SimpleNamespace(model_id=model_id))
     tokenizer = LocalTokenizer(encodings.get_encoding(encoding_name))
+    wire = Wire(
+        source=source.kind,
+        decoded=decoded,
+        reads=source.reads,
+        url=source.url,
+        status=source.status,
+        headers={} if source.content_type is None else {"content-type": source.content_type},
+    )
     traces = stream_traces(
         decoded,
         times,
@@ -91,6 +99,8 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
         encoding_name=encoding_name,
         encoding_exact=exact,
         options={"inspected": source.name, "format": decoded.format},
+        wire=wire,
+        wire_timed=source.timed,
     )
     problems: list[str] = []
     warnings = list(source.notes)
@@ -148,13 +158,17 @@ def stream_traces(
     encoding_name: str,
     encoding_exact: bool,
     options: dict,
+    wire: Wire | None = None,
+    wire_timed: bool = False,
 ) -> list[Trace]:
     """One trace per choice of the decoded stream, its pieces as fragments.
 
     Every trace belongs to one run; a choice's usage is known only when the stream
     has one choice (the provider counts every choice's tokens together). ``times``
     are the events' (``event_times``), None for an untimed trace; ``end_ns`` when
-    the stream ended.
+    the stream ended. ``wire_timed``: the times are the arrivals of the events'
+    bytes, so each fragment's ``wire_t_ns`` is its time too (the stats then say
+    they count by the wire); the server's own times are not arrivals.
     """
     header = new_trace(
         model_id=model_id,
@@ -167,15 +181,10 @@ def stream_traces(
     traces = []
     for index, choice in enumerate(decoded.choices):
         pieces = [p for p in decoded.pieces if p.choice == choice]
+        at = [0 if times is None else times[p.event_index] for p in pieces]
         fragments = tuple(
-            Fragment(
-                i,
-                p.kind,
-                p.text,
-                0 if times is None else times[p.event_index],
-                p.tool_call_id,
-            )
-            for i, p in enumerate(pieces)
+            Fragment(i, p.kind, p.text, t, p.tool_call_id, t if wire_timed else None)
+            for i, (p, t) in enumerate(zip(pieces, at))
         )
         if not is_clean("".join(f.text for f in fragments)):
             fragments = tuple(dataclasses.replace(f, text=clean_text(f.text)) for f in fragments)
@@ -195,6 +204,7 @@ def stream_traces(
                 # The choices stream side by side, on one clock: no time between them.
                 run_offset_ns=0 if single else None,
                 timed=times is not None,
+                wire=wire,
             )
         )
     return traces

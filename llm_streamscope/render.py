@@ -24,8 +24,6 @@ from .trace import Alignment, StreamAlignment, Trace
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
-    from .wire.events import Decoded
-
 VIEWS = ("both", "tokens", "chunks")
 
 
@@ -294,6 +292,10 @@ def _label(name: str, width: int = 14) -> str:
     return name if len(name) <= width else name[: width - 1] + "\u2026"
 
 
+_READ_FROM = {"socket": "the socket", "stdin": "standard input", "sidecar": "the .times file"}
+"""Where a wire-clocked trace's bytes were read from, by ``Wire.source``."""
+
+
 def stats_table(trace: Trace, stats: Stats) -> Table:
     """The rate statistics as a two-column table that fits 80 columns.
 
@@ -318,7 +320,9 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     if stats.setup_ms is not None:
         row("setup", f"{_fmt_ms(stats.setup_ms)} in llm before the request left")
     if stats.clock == "wire":
-        row("clock", "the wire: each chunk when its bytes were read from the socket")
+        source = trace.wire.source if trace.wire is not None else "socket"
+        where = _READ_FROM.get(source, source)
+        row("clock", f"the wire: each chunk when its bytes were read from {where}")
     row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
     row("TTST", _fmt_ms(stats.ttst_ms))
     row("total", _fmt_ms(stats.total_ms))
@@ -380,14 +384,9 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     return table
 
 
-def inspect_line(name: str, decoded: Decoded, timing: str | None) -> str:
-    """What ``inspect`` read, in one line: the format, its events, where times come from."""
-    events = len(decoded.events)
-    return visible(
-        f"{name}: {decoded.format} ({decoded.framing}), {_count(events, 'event')} "
-        f"in {_count(decoded.body_bytes, 'byte')}, {_count(decoded.reads, 'read')}; "
-        + (f"times from {timing}" if timing else "no timing in this file")
-    )
+def inspect_line(name: str, timing: str | None) -> str:
+    """What ``inspect`` read, and where its times come from, in one line."""
+    return visible(f"{name}: " + (f"times from {timing}" if timing else "no timing in this file"))
 
 
 def wire_sequence(labels: tuple[str, ...] | list[str], most: int = 12) -> str:

@@ -244,11 +244,16 @@ def wire_stats(trace: Trace) -> WireStats | None:
     labels = Counter(decoded.labels)
     output_events = {p.event_index for p in decoded.pieces}
     content_bytes = sum(len(p.text.encode("utf-8", "surrogatepass")) for p in decoded.pieces)
-    delays = [
-        _ms(f.t_ns - f.wire_t_ns)
-        for f in trace.fragments
-        if f.kind == "text" and f.is_chunk and f.wire_t_ns is not None
-    ]
+    # Only a live run has a client handing fragments over; an inspected stream has none.
+    delays = (
+        [
+            _ms(f.t_ns - f.wire_t_ns)
+            for f in trace.fragments
+            if f.kind == "text" and f.is_chunk and f.wire_t_ns is not None
+        ]
+        if wire.source == "socket"
+        else []
+    )
     first_event = events[0].t_ns if events else None
     first_content = events[content[0]].t_ns if content else None
     return WireStats(

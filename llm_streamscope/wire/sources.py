@@ -63,6 +63,9 @@ class Source:
 
     name: str
     """The file's path, ``-`` for standard input; a cassette's says which interaction."""
+    kind: str
+    """``file``, ``sidecar`` (a file timed by its ``.times``), ``stdin`` or ``cassette``
+    (an httprr trace too): ``Wire.source`` of the traces built from it."""
     reads: tuple[Read, ...]
     timed: bool
     """Whether the reads carry arrival times (``Read.t_ns`` set)."""
@@ -107,6 +110,7 @@ def read_file(path: str | os.PathLike[str], *, interaction: int | None = None) -
         reads, notes = sidecar_reads(data, text, str(sidecar))
         return Source(
             name=str(path),
+            kind="sidecar",
             reads=reads,
             timed=True,
             origin=f"{sidecar.name}: its t=0",
@@ -125,7 +129,8 @@ def read_bytes(name: str, data: bytes, *, interaction: int | None = None) -> Sou
         return _choose(name, _cassette_interactions(name, data), interaction)
     if interaction is not None:
         raise SourceError(f"{name}: --interaction applies to a cassette, and this is a plain body")
-    return Source(name=name, reads=(Read(None, data),) if data else (), timed=False)
+    reads = (Read(None, data),) if data else ()
+    return Source(name=name, kind="file", reads=reads, timed=False)
 
 
 def read_stdin(
@@ -171,6 +176,7 @@ def read_stdin(
         )
     return Source(
         name="-",
+        kind="stdin",
         reads=tuple(reads),
         timed=True,
         origin="stdin: when inspect began reading",
@@ -319,6 +325,7 @@ def _choose(name: str, interactions: list[_Interaction], number: int | None) -> 
     body = _decompressed(name, x)
     return Source(
         name=f"{name} (interaction {chosen} of {total})",
+        kind="cassette",
         reads=(Read(None, body),) if body else (),
         timed=False,
         url=x.url,
