@@ -15,7 +15,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from llm_streamscope.trace import KINDS
 from llm_streamscope.wire import formats
 from llm_streamscope.wire.events import Read, WireError
 from llm_streamscope.wire.formats import FORMATS, decode, format_of, rfc3339_ns
@@ -735,3 +738,69 @@ def test_invalid_utf8_in_an_ndjson_line_keeps_the_lines_before():
     assert [p.text for p in decoded.pieces] == ["a"]
     assert decoded.error is not None and decoded.error.offset is not None
     assert decoded.error.line == 2
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+# Dicts built from the keys the mappers read, so that most examples reach deep into them.
+KEYS = [
+    "choices",
+    "index",
+    "delta",
+    "content",
+    "tool_calls",
+    "function",
+    "name",
+    "arguments",
+    "usage",
+    "type",
+    "item",
+    "content_block",
+    "candidates",
+    "parts",
+    "text",
+    "thought",
+    "functionCall",
+    "message",
+    "created_at",
+    "done",
+    "error",
+    "model",
+    "response",
+    "id",
+]
+shaped = st.recursive(
+    st.none() | st.integers(-2, 2) | st.sampled_from(["", "x", "text_delta", "[DONE]"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)
+    ),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payloads=st.lists(shaped | json_values, min_size=1, max_size=4),
+    format=st.sampled_from([None, *FORMATS]),
+)
+def test_any_json_events_decode_or_fail_clearly(payloads, format):
+    """Whatever JSON the events hold, decode returns or raises WireError, nothing else."""
+    body = sse(*(json.dumps(p) for p in payloads))
+    try:
+        decoded = decode([Read(None, body)], format=format)
+    except WireError:
+        assert format is None
+        return
+    assert len(decoded.labels) == len(decoded.events) <= len(payloads)
+    if decoded.error is None:
+        assert len(decoded.events) == len(payloads) and "error" not in decoded.labels
+    else:  # the event that stopped decoding is the last one kept
+        assert decoded.labels.index("error") == len(decoded.labels) - 1
+    for piece in decoded.pieces:
+        assert piece.kind in KINDS and piece.text and isinstance(piece.text, str)
+        assert type(piece.choice) is int and piece.choice in decoded.choices

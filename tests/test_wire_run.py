@@ -73,7 +73,7 @@ def test_the_view_shows_the_wire(isolated_env):
     out = result.stdout
     wire = out.split("─ wire ─")[1]
     assert "openai-chat (sse)" in wire
-    assert "role → text ×6 → finish → done" in wire
+    assert "role → text ×6 → finish → usage → done" in wire
     assert "clock" in out.split("─ stats ─")[1]
     # the same from logs.db
     shown = run("show", "--latest", "--wire")

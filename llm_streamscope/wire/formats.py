@@ -40,8 +40,8 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, ClassVar
 
-from ._standin import decoder_for, detect_framing
 from .events import Decoded, Event, Piece, Read, WireError
+from .framing import decoder_for, detect_framing
 
 FORMATS = ("openai-chat", "openai-responses", "anthropic", "gemini", "ollama")
 
@@ -263,7 +263,7 @@ def _detect_format(events: list[Event], reads: tuple[Read, ...]) -> str:
         where = {"offset": event.byte_start, "line": _line_at(reads, event.byte_start)}
         try:
             payload = json.loads(event.data)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise WireError(
                 f"not a stream of JSON events: the first event is {_snippet(event.data)} "
                 f"({_json_reason(error)})",
@@ -335,11 +335,12 @@ class _Mapper:
                 if type(payload) is not dict:
                     raise TypeError
                 label = self.map(event.index, payload, event.event)
-            except ValueError as error:  # json's JSONDecodeError is a ValueError
+            except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
                 problem = f"invalid JSON ({_json_reason(error)}): {_snippet(data)}"
             except _ProviderError as error:
                 problem = f"the provider sent an error: {error}"
-            except (AttributeError, TypeError, KeyError):
+            except (AttributeError, TypeError, KeyError, IndexError):
+                # A field of another type than the format's: a list where a dict belongs.
                 problem = f"not a {self.format} event: {_snippet(data)}"
             else:
                 labels.append(pieces[before].kind if len(pieces) > before else label)
@@ -414,6 +415,8 @@ class _OpenAIChat(_Mapper):
         label = "usage" if usage and self.take_usage(usage) else "empty"
         for choice in payload.get("choices") or ():
             n = choice.get("index") or 0
+            if type(n) is not int:
+                raise TypeError("a choice index is a number")
             self.choices.add(n)
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
@@ -651,7 +654,9 @@ def _error_message(payload: Any) -> str:
     return _snippet(str(error))
 
 
-def _json_reason(error: ValueError) -> str:
+def _json_reason(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "nested too deep"
     return getattr(error, "msg", None) or str(error)
 
 
