@@ -291,6 +291,25 @@ def test_ruby_vcr_cassettes_are_read_too():
     assert source.body == SSE and source.model == "claude-3-haiku"
 
 
+def test_older_ruby_vcr_binary_bodies_are_read():
+    import base64
+
+    encoded = base64.b64encode(SSE).decode()
+    text = (
+        "---\nhttp_interactions:\n- request:\n    method: post\n    uri: https://x/v1/messages\n"
+        "  response:\n    status:\n      code: 200\n    headers: {}\n    body:\n"
+        f"      encoding: ASCII-8BIT\n      string: !binary |-\n        {encoded}\n"
+    )
+    assert read_bytes("c.yml", text.encode()).body == SSE
+
+
+def test_a_yaml_file_is_a_cassette_whatever_its_first_key():
+    text = "version: 1\n" + _cassette([_interaction(SSE)])
+    assert read_bytes("c.yaml", text.encode()).body == SSE
+    with pytest.raises(SourceError, match=r"c\.yml: not a cassette"):
+        read_bytes("c.yml", b"data: {}\n\n")
+
+
 def test_a_json_cassette_is_read_by_its_name():
     text = json.dumps({"interactions": [_interaction(SSE)], "version": 1})
     assert read_bytes("c.json", text.encode()).body == SSE

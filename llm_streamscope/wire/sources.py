@@ -48,6 +48,7 @@ _STREAM_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":")
 _CASSETTE_START = re.compile(
     rb"\A(?:\xef\xbb\xbf)?(?:---[^\n]*\n|#[^\n]*\n|\s)*(?:http_)?interactions:"
 )
+_JSON_CASSETTE_START = re.compile(rb'\s*\{\s*"(?:http_)?interactions"')
 _CASSETTE_KEYS = ("interactions", "http_interactions")
 _HTTPRR_MAGIC = b"httprr trace v1"
 _GEMINI_MODEL = re.compile(r"/models/([^/:?]+)")
@@ -123,8 +124,10 @@ def read_bytes(name: str, data: bytes, *, interaction: int | None = None) -> Sou
     """An untimed source from bytes already read: a cassette, an httprr trace or a body."""
     if data.startswith(_HTTPRR_MAGIC):
         return _choose(name, _httprr_interactions(name, data), interaction)
-    if _CASSETTE_START.match(data[:4096]) or (
-        name.endswith(".json") and re.match(rb'\s*\{\s*"(?:http_)?interactions"', data[:4096])
+    if (
+        _CASSETTE_START.match(data[:4096])
+        or name.endswith((".yaml", ".yml"))  # no body is YAML: a cassette, or nothing
+        or (name.endswith(".json") and _JSON_CASSETTE_START.match(data[:4096]))
     ):
         return _choose(name, _cassette_interactions(name, data), interaction)
     if interaction is not None:
@@ -383,9 +386,8 @@ def _cassette_interactions(name: str, data: bytes) -> list[_Interaction]:
     Ruby VCR one; bodies as bytes, whether stored as text or binary."""
     import yaml  # PyYAML: llm depends on it
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        document = yaml.load(data, Loader=loader)
+        document = yaml.load(data, Loader=_cassette_loader())
     except yaml.YAMLError as ex:
         mark = getattr(ex, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -413,6 +415,20 @@ def _cassette_interactions(name: str, data: bytes) -> list[_Interaction]:
             )
         )
     return interactions
+
+
+def _cassette_loader() -> Any:
+    """PyYAML's safe loader (its C one when built), also reading Ruby VCR's ``!binary``
+    (base64 bytes, as older Ruby wrote them) like ``!!binary``."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class CassetteLoader(base):  # type: ignore[valid-type,misc]
+        pass
+
+    CassetteLoader.add_constructor("!binary", base.construct_yaml_binary)
+    return CassetteLoader
 
 
 def _cassette_body(body: Any) -> bytes | None:
