@@ -444,8 +444,8 @@ def inspect_command(
 
     FILE is a response body as the provider sent it (SSE, NDJSON or a JSON-array
     stream of OpenAI chat or Responses, Anthropic, Gemini or Ollama: detected),
-    a vcrpy / pytest-recording cassette, or - for standard input, timed read by
-    read as it arrives:
+    a vcrpy / pytest-recording cassette (or a Go httprr trace), or - for standard
+    input, timed read by read as it arrives:
 
     \b
         curl -N https://api.openai.com/v1/chat/completions ... | llm streamscope inspect -

@@ -201,7 +201,8 @@ def stream_traces(
                 usage_details=decoded.usage_details if single else None,
                 run_id=run_id,
                 run_index=index,
-                # The choices stream side by side, on one clock: no time between them.
+                # Choices stream side by side, not one after another: there is no
+                # time between them to measure.
                 run_offset_ns=0 if single else None,
                 timed=times is not None,
                 wire=wire,
