@@ -10,66 +10,10 @@ events decoded just before them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import fields
-from typing import cast
-
 from .events import Event, WireError
 
 BOM = b"\xef\xbb\xbf"
 """The UTF-8 byte order mark: one at the very start of a body is skipped."""
-
-
-class _EventBuilder:
-    """Builds an ``Event`` in a quarter of the time its frozen dataclass
-    ``__init__`` takes (which goes through ``object.__setattr__`` per field).
-
-    Same slots, so the finished object can become an ``Event``: equal, hashable
-    and frozen like any other. A decoder makes one per event, on every read.
-    """
-
-    __slots__ = Event.__slots__  # type: ignore[attr-defined]
-
-    def __init__(
-        self,
-        index: int,
-        t_ns: int | None,
-        byte_start: int,
-        byte_end: int,
-        first_read: int,
-        last_read: int,
-        data: str,
-        event: str = "",
-        id: str | None = None,
-        retry: int | None = None,
-        comment: bool = False,
-    ) -> None:
-        self.index = index
-        self.t_ns = t_ns
-        self.byte_start = byte_start
-        self.byte_end = byte_end
-        self.first_read = first_read
-        self.last_read = last_read
-        self.data = data
-        self.event = event
-        self.id = id
-        self.retry = retry
-        self.comment = comment
-        self.__class__ = Event  # type: ignore[assignment]
-
-
-make_event = cast("Callable[..., Event]", _EventBuilder)
-"""``Event(...)``, faster: the same arguments, an equal ``Event``.
-
->>> make_event(0, None, 0, 8, 0, 0, "hi") == Event(0, None, 0, 8, 0, 0, "hi")
-True
-"""
-
-
-# An Event field added without a line above would be left unset: fail at import, not later.
-_init = _EventBuilder.__init__.__code__
-if _init.co_varnames[1 : _init.co_argcount] != tuple(f.name for f in fields(Event)):
-    raise ImportError("wire.decoder._EventBuilder must take and set every field of Event, in order")
 
 
 def shown(data: bytes, limit: int = 24) -> str:

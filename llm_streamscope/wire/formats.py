@@ -35,8 +35,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import fields
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -74,32 +73,6 @@ def _parse(data: str) -> Any:
     except StopIteration:
         return json.loads(data)
     return value if end == len(data) else json.loads(data)
-
-
-class _PieceBuilder:
-    """Builds a ``Piece`` in a third of the time its frozen dataclass ``__init__``
-    takes (which sets each field through ``object.__setattr__``); the finished
-    object is a ``Piece``, equal and hashable like any other. The same trick as
-    ``wire.decoder.make_event``: a long stream has a piece per event."""
-
-    __slots__ = Piece.__slots__  # type: ignore[attr-defined]
-
-    def __init__(
-        self, event_index: int, kind: str, text: str, tool_call_id: str | None, choice: int
-    ) -> None:
-        self.event_index = event_index
-        self.kind = kind
-        self.text = text
-        self.tool_call_id = tool_call_id
-        self.choice = choice
-        self.__class__ = Piece  # type: ignore[assignment]
-
-
-# A Piece field added without a line above would be left unset: fail at import, not later.
-if _PieceBuilder.__init__.__code__.co_varnames[1:6] != tuple(f.name for f in fields(Piece)):
-    raise ImportError("wire.formats._PieceBuilder does not set every field of wire.events.Piece")
-
-_new_piece: Callable[[int, str, str, str | None, int], Piece] = _PieceBuilder  # type: ignore[assignment]
 
 
 class _ProviderError(Exception):
@@ -363,7 +336,7 @@ class _Mapper:
     ) -> None:
         """Add a piece when ``text`` is a non-empty string: an empty one delivers nothing."""
         if text and type(text) is str:
-            self.pieces.append(_new_piece(index, kind, text, tool_call_id, choice))
+            self.pieces.append(Piece(index, kind, text, tool_call_id, choice))
 
     def take_model(self, model: Any) -> None:
         if self.model is None and isinstance(model, str) and model:
@@ -428,7 +401,7 @@ class _OpenAIChat(_Mapper):
                     self.tool_call(index, n, call)
             content = delta.get("content")
             if content and type(content) is str:
-                self.pieces.append(_new_piece(index, "text", content, None, n))
+                self.pieces.append(Piece(index, "text", content, None, n))
             if choice.get("finish_reason"):
                 label = "finish"
             elif label == "empty" and delta.get("role"):

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import re
 
-from .decoder import Decoder, make_event, shown
+from .decoder import Decoder, shown
 from .events import Event, WireError
 
-# Where the element scan must stop: outside strings, quotes and brackets; inside, the
-# closing quote or an escape.
-_STRUCTURE = re.compile(rb'["{}\[\]]')
-_IN_STRING = re.compile(rb'["\\]')
+# Everything up to the next bracket that is not inside a string: runs of other bytes and
+# whole strings (escapes included), in C. A string not complete in the buffer stops it at
+# its opening quote. (The "unrolled loop" form: linear, no catastrophic backtracking.)
+_TO_BRACKET = re.compile(rb'[^"{}\[\]]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"{}\[\]]*)*', re.DOTALL)
 _SPACE = b" \t\r\n"
 _OPENERS = b"{["
 
@@ -57,7 +57,6 @@ class JSONArrayDecoder(Decoder):
         super().__init__()
         self._state = _BEFORE_ARRAY
         self._depth = 0
-        self._in_string = False
         self._scan = 0
         """Body offset where the scan of the element stopped, to go on from."""
         self._start = 0
@@ -85,7 +84,7 @@ class JSONArrayDecoder(Decoder):
                     )
                     break
                 events.append(
-                    make_event(
+                    Event(
                         self._next_index,
                         t_ns,
                         self._start,
@@ -110,7 +109,6 @@ class JSONArrayDecoder(Decoder):
                 self._start = self._scan = base + pos
                 self._start_read = self._first_read(pos, tail_len, read)
                 self._depth = 0
-                self._in_string = False
             elif state == _AFTER_ELEMENT and byte == 0x2C:  # ,
                 state = _NEXT
                 pos += 1
@@ -126,42 +124,24 @@ class JSONArrayDecoder(Decoder):
         return events, self._start - base if state == _IN_ELEMENT else pos
 
     def _scan_element(self, buf: bytes, pos: int) -> int:
-        """Follow the element from ``pos``; return the position just past its end,
-        or -1 when ``buf`` ends first (the scan state is kept to go on from)."""
+        """Follow the element from ``pos``, bracket by bracket; return the position
+        just past its end, or -1 when ``buf`` ends first (the depth is kept, and
+        the scan goes on from the last bracket or the string cut off)."""
         depth = self._depth
-        in_string = self._in_string
+        skip = _TO_BRACKET.match
+        n = len(buf)
         while True:
-            if in_string:
-                match = _IN_STRING.search(buf, pos)
-                if match is None:
-                    pos = len(buf)
-                    break
-                pos = match.start()
-                if buf[pos] == 0x5C:  # a backslash escapes the next byte
-                    if pos + 1 == len(buf):
-                        break  # go on from the backslash once its next byte is in
-                    pos += 2
-                else:
-                    in_string = False
-                    pos += 1
+            pos = skip(buf, pos).end()  # type: ignore[union-attr]  # it matches "" at least
+            if pos == n or buf[pos] == 0x22:  # "
+                break  # the end of buf, or a string that ends beyond it
+            if buf[pos] in _OPENERS:
+                depth += 1
             else:
-                match = _STRUCTURE.search(buf, pos)
-                if match is None:
-                    pos = len(buf)
-                    break
-                pos = match.start()
-                byte = buf[pos]
-                pos += 1
-                if byte == 0x22:  # "
-                    in_string = True
-                elif byte in _OPENERS:
-                    depth += 1
-                else:
-                    depth -= 1
-                    if depth == 0:
-                        return pos
+                depth -= 1
+                if depth == 0:
+                    return pos + 1
+            pos += 1
         self._depth = depth
-        self._in_string = in_string
         self._scan = self._tail_start + pos
         return -1
 

@@ -9,7 +9,7 @@ provider mapper to find out.
 
 from __future__ import annotations
 
-from .decoder import Decoder, make_event
+from .decoder import Decoder
 from .events import Event, WireError
 
 _CR = 0x0D
@@ -61,7 +61,7 @@ class NDJSONDecoder(Decoder):
                     )
                     break
                 events.append(
-                    make_event(
+                    Event(
                         self._next_index,
                         t_ns,
                         base + pos,

@@ -49,7 +49,7 @@ events: None until an ``id`` field was seen. ``Event.retry`` is a valid
 
 from __future__ import annotations
 
-from .decoder import Decoder, make_event
+from .decoder import Decoder
 from .events import Event
 
 _LF = 0x0A
@@ -122,10 +122,10 @@ class SSEDecoder(Decoder):
                 if data:
                     last_read, last_t = self._line_end_read(end, tail_len, read, t_ns)
                     events.append(
-                        make_event(
+                        Event(
                             index,
                             last_t,
-                            start,
+                            start,  # type: ignore[arg-type]  # set with the first line of data
                             base + end,
                             start_read,
                             last_read,
@@ -149,7 +149,7 @@ class SSEDecoder(Decoder):
                 last_read, last_t = self._line_end_read(end, tail_len, read, t_ns)
                 text = buf[pos + 1 : line_end]
                 events.append(
-                    make_event(
+                    Event(
                         index,
                         last_t,
                         base + pos,
