@@ -463,3 +463,29 @@ def test_model_text_is_never_markup_or_control(tmp_path):
     assert result.exit_code == 0, result.output
     view = result.stdout.replace("¦", "").replace("│", "")
     assert "[bold]x[/bold]␛[2J" in view and "\x1b" not in result.stdout
+
+
+# One real recording per provider (../shared/realstreams: data beside the repository,
+# never copied in), through the CLI: detected, decoded to the end, analysed.
+REAL = {
+    "openai-chat_gpt-4o-mini_crewai_include-usage.sse": ("openai-chat", 137),
+    "openai-responses_gpt-4o-mini_mirascope.sse": ("openai-responses", 144),
+    "anthropic_claude-3-haiku_openllmetry.sse": ("anthropic", 70),
+    "gemini_gemini-2.5-pro_pydantic-ai.sse": ("gemini", 19),
+    "ollama_llama3_openllmetry.ndjson": ("ollama", 49),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_recordings(name):
+    from test_wire_formats import REALSTREAMS  # where the formats tests find them
+
+    if REALSTREAMS is None or not (REALSTREAMS / name).is_file():
+        pytest.skip("../shared/realstreams absent")
+    result, doc = inspect_json(str(REALSTREAMS / name))
+    assert result.exit_code == 0, result.output
+    (response,) = doc["responses"]
+    fmt, chunks = REAL[name]
+    assert response["wire"]["format"] == fmt and response["stats"]["chunks"] == chunks
+    assert response["status"] == "complete"
+    assert (response["stats"]["ttft_ms"] is not None) == (fmt == "ollama")  # created_at
