@@ -44,3 +44,29 @@ def register_models():
     yield register
     for plugin in plugins:
         pm.unregister(plugin)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def llm_gemini_unregistered():
+    """llm-gemini (installed for test_wire_tap) builds some thirty pydantic classes on
+    every ``llm.get_model()``, ~80 ms each time: it stays out of every test but those
+    that ask for it with the ``llm_gemini`` fixture. (Subprocesses load it as usual.)"""
+    from llm.plugins import load_plugins, pm
+
+    load_plugins()
+    plugin = pm.get_plugin("gemini")
+    if plugin is not None:
+        pm.unregister(plugin)
+    return plugin
+
+
+@pytest.fixture
+def llm_gemini(llm_gemini_unregistered):
+    """The real llm-gemini plugin, registered for one test."""
+    from llm.plugins import pm
+
+    if llm_gemini_unregistered is None:
+        pytest.skip("llm-gemini is not installed")
+    pm.register(llm_gemini_unregistered, name="gemini")
+    yield llm_gemini_unregistered
+    pm.unregister(llm_gemini_unregistered)

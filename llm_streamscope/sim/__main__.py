@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         " STREAMSCOPE_SIM_URL for the streamscope-sim model)\n"
         f"Anthropic format: ANTHROPIC_BASE_URL={server.url} ANTHROPIC_API_KEY=any"
         " (llm-anthropic)\n"
+        f"Gemini format:    {server.url}/v1beta/models/MODEL:streamGenerateContent[?alt=sse]"
+        " (llm-gemini reaches it only through an https proxy)\n"
         "Ctrl-C stops the server.",
         file=sys.stderr,
         flush=True,

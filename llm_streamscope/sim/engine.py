@@ -143,7 +143,8 @@ class SendLog:
     include_usage: bool
     t0_ns: int
     api: str = "chat.completions"
-    """The wire format: ``chat.completions`` (OpenAI) or ``messages`` (Anthropic)."""
+    """The wire format: ``chat.completions`` (OpenAI), ``messages`` (Anthropic) or
+    ``generateContent`` (Gemini)."""
     sent_ns: list[int] = field(default_factory=list)
     chunks: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)

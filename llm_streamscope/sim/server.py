@@ -12,7 +12,8 @@ Simulator options travel in the request body under ``"streamscope"`` (the openai
 client's ``extra_body``); see :class:`SimRequest`. A server can be given defaults
 for them (``SimServer(defaults=...)``), used when a request does not say; the
 body wins. ``POST /v1/messages`` speaks Anthropic Messages instead
-(:mod:`.anthropic`), on the same engine (:mod:`.engine`) and profiles.
+(:mod:`.anthropic`), ``POST /v1beta/models/{model}:streamGenerateContent`` Gemini
+(:mod:`.gemini`), on the same engine (:mod:`.engine`) and profiles.
 
 Each response leaves a :class:`SendLog`: the ``perf_counter_ns`` taken right after
 each content chunk's ``sendall``, the ground truth for tests and benchmarks.
@@ -38,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, repeat
 from typing import Any
 
-from . import anthropic, profiles
+from . import anthropic, gemini, profiles
 from .engine import (
     LAST_CHUNK,
     TEXT,
@@ -453,6 +454,10 @@ class _Handler(BaseHTTPRequestHandler):
         t0 = time.perf_counter_ns()
         if path in anthropic.PATHS:
             anthropic.handle(self, path, raw, t0)
+            return
+        gemini_route = gemini.PATH.match(path)
+        if gemini_route:
+            gemini.handle(self, gemini_route["model"], raw, t0)
             return
         if path not in (COMPLETIONS_PATH, "/chat/completions"):
             self._send_error(ApiError(404, f"Invalid URL (POST {path})"))
