@@ -371,3 +371,15 @@ def test_a_truncated_httprr_trace_is_one_line():
         read_bytes("t.httprr", b"httprr trace v1\n100 100\nPOST / HTTP/1.1\r\n")
     with pytest.raises(SourceError, match=r"not a readable httprr trace \(record 1\)"):
         read_bytes("t.httprr", b"httprr trace v1\nnot sizes\n")
+    with pytest.raises(SourceError, match="a recorded response that is not HTTP"):
+        read_bytes("t.httprr", _httprr((b"GET / HTTP/1.1\r\n\r\n", b"garbage")))
+
+
+def test_an_httprr_gzip_body_is_decompressed():
+    body = gzip.compress(SSE)
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    source = read_bytes("t.httprr", _httprr((b"GET /x HTTP/1.1\r\n\r\n", response)))
+    assert source.body == SSE and source.content_type == "text/event-stream"

@@ -492,50 +492,40 @@ def _httprr_interactions(name: str, data: bytes) -> list[_Interaction]:
 
 
 def _httprr_interaction(name: str, request: bytes, response: bytes) -> _Interaction:
+    from .events import WireError
+    from .http1 import parse_response
+
     request_head, _, request_body = request.partition(b"\r\n\r\n")
     request_line, *request_fields = request_head.decode("latin-1").split("\r\n")
     method, _, target = request_line.partition(" ")
     target = target.rsplit(" ", 1)[0]
-    host = _header_fields(request_fields).get("host")
+    host = next(
+        (
+            v.strip()
+            for k, _, v in (f.partition(":") for f in request_fields)
+            if k.lower() == "host"
+        ),
+        None,
+    )
     url = target if "://" in target else (f"https://{host}{target}" if host else target)
-    head, _, body = response.partition(b"\r\n\r\n")
-    status_line, *fields = head.decode("latin-1").split("\r\n")
-    parts = status_line.split(" ", 2)
-    headers = _header_fields(fields)
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _dechunked(name, body)
+    try:
+        # The connection's end follows the response: a body without a length ends there.
+        parsed = parse_response([(0, response), (0, b"")])
+    except WireError as ex:
+        raise SourceError(f"{name}: a recorded response that is not HTTP: {ex}") from None
+    if parsed.error is not None:
+        raise SourceError(f"{name}: {parsed.error}")
+    # De-chunked and decompressed already: its framing headers no longer apply.
+    headers = {
+        k: v
+        for k, v in parsed.headers
+        if k not in ("content-encoding", "transfer-encoding", "content-length")
+    }
     return _Interaction(
         method=method or None,
         url=_without_query(url),
         request_body=request_body,
-        status=int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None,
+        status=parsed.status,
         headers=headers,
-        body=body,
+        body=parsed.body_bytes,
     )
-
-
-def _header_fields(lines: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for line in lines:
-        key, sep, value = line.partition(":")
-        if sep:
-            found.setdefault(key.strip().lower(), value.strip())
-    return found
-
-
-def _dechunked(name: str, body: bytes) -> bytes:
-    """A whole chunked transfer-encoded body, joined (RFC 9112 section 7.1)."""
-    pieces = []
-    position = 0
-    while True:
-        end = body.find(b"\r\n", position)
-        size_text = body[position : end if end >= 0 else None].split(b";")[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise SourceError(f"{name}: a chunk size that is not hex at byte {position}") from None
-        if end < 0 or size == 0:
-            break
-        pieces.append(body[end + 2 : end + 2 + size])
-        position = end + 2 + size + 2
-    return b"".join(pieces)
