@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from click_default_group import DefaultGroup
 
+from .wire.formats import FORMATS
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -145,15 +147,11 @@ def run(
     `llm streamscope logs`.
     """
     import contextlib
-    import sqlite3
 
     import llm.cli
 
-    from . import encodings, store
     from .session import RunSettings
     from .session import run as run_session
-    from .store import StoreError
-    from .trace import one_line
 
     if options["no_stream"]:
         raise click.ClickException(
@@ -167,18 +165,8 @@ def run(
     if options["show_model_options"]:
         ctx.invoke(llm.cli.prompt, **options)
         return
-    if encoding_name:
-        try:
-            encodings.check_encoding_name(encoding_name)
-        except encodings.EncodingError as ex:
-            raise click.ClickException(str(ex)) from None
-    log_path = _log_path(options["database"])
-    try:
-        store.prepare(log_path)
-    except StoreError as ex:
-        raise click.ClickException(str(ex)) from None
-    except (sqlite3.Error, OSError) as ex:
-        raise click.ClickException(f"{log_path}: {one_line(ex)}") from None
+    _check_encoding(encoding_name)
+    log_path = _prepared_log(options["database"])
     # -x and --xl make llm wait for the whole answer: streamscope streams it, and
     # shows the code block at the end instead of the live text.
     extract = "last" if options["extract_last"] else "first" if options["extract"] else None
@@ -251,10 +239,37 @@ def run(
         sys.exit(_exit_code(last))
 
 
-def _log_path(database: str | None) -> pathlib.Path:
+def _log_path(database: str | pathlib.Path | None) -> pathlib.Path:
     from .store import logs_db_path
 
     return pathlib.Path(database) if database else logs_db_path()
+
+
+def _prepared_log(database: str | pathlib.Path | None) -> pathlib.Path:
+    """The log database, migrated and ready for traces, or a one-line error."""
+    import sqlite3
+
+    from . import store
+    from .trace import one_line
+
+    log_path = _log_path(database)
+    try:
+        store.prepare(log_path)
+    except store.StoreError as ex:
+        raise click.ClickException(str(ex)) from None
+    except (sqlite3.Error, OSError) as ex:
+        raise click.ClickException(f"{log_path}: {one_line(ex)}") from None
+    return log_path
+
+
+def _check_encoding(encoding_name: str | None) -> None:
+    from . import encodings
+
+    if encoding_name:
+        try:
+            encodings.check_encoding_name(encoding_name)
+        except encodings.EncodingError as ex:
+            raise click.ClickException(str(ex)) from None
 
 
 def _expected_model(options: dict[str, Any]) -> Any:
@@ -338,7 +353,8 @@ def present_run(
                 f"response {i + 1} of {count}: {response_label(trace)}", style="bold", align="left"
             )
         present(console, trace, alignment, stats, view=view, wire=wire)
-        if i + 1 < count:
+        if i + 1 < count and totals.between_ms[i] is not None:
+            # None: no time between them (the choices of one stream, side by side)
             console.print(between_line(totals.between_ms[i]), style="dim", markup=False)
     if count > 1:
         console.rule("run", style="dim")
@@ -385,6 +401,99 @@ def make_console() -> Console:
     plain = bool(os.environ.get("NO_COLOR"))
     # highlight=False: rich must not colour numbers or URLs inside model text.
     return Console(highlight=False, soft_wrap=False, color_system=None if plain else "auto")
+
+
+# ====================
+# A captured stream
+# ====================
+
+
+@streamscope.command(name="inspect")
+@click.argument("file", metavar="FILE|-")
+@click.option(
+    "stream_format",
+    "--format",
+    type=click.Choice(FORMATS),
+    help="The provider format of the stream (default: detected from it)",
+)
+@click.option(
+    "encoding_name",
+    "--encoding",
+    help="tiktoken encoding to align with (default: the model the stream names, else o200k_base)",
+)
+@click.option(
+    "--interaction",
+    type=click.IntRange(min=1),
+    help="Which interaction of a cassette, from 1 (default: the first that streamed)",
+)
+@view_options
+@click.option("log", "--log", is_flag=True, help="Log the traces (not logged unless given)")
+@database_option
+def inspect_command(
+    file: str,
+    stream_format: str | None,
+    encoding_name: str | None,
+    interaction: int | None,
+    view: str,
+    gap_ms: float | None,
+    json_: bool,
+    log: bool,
+    database: pathlib.Path | None,
+) -> None:
+    """Show a captured stream as a run shows its responses: the same views (or --json).
+
+    FILE is a response body as the provider sent it (SSE, NDJSON or a JSON-array
+    stream of OpenAI chat or Responses, Anthropic, Gemini or Ollama: detected),
+    a vcrpy / pytest-recording cassette (or a Go httprr trace), or - for standard
+    input, timed read by read as it arrives:
+
+    \b
+        curl -N https://api.openai.com/v1/chat/completions ... | llm streamscope inspect -
+
+    A file carries no times unless a sidecar FILE.times says when its bytes
+    arrived (lines of t_seconds<TAB>byte_offset) or the stream holds them
+    (Ollama's created_at); otherwise only the token and chunk analysis is shown.
+    Each choice of an n>1 stream is a response of its own.
+    """
+    from .wire.sources import SourceError, read_file, read_stdin
+
+    # Standard input first: every read is timed as it arrives, so nothing else runs
+    # before it (bytes that arrive while llm starts can only be timed when read).
+    try:
+        if file == "-":
+            source = read_stdin(sys.stdin.buffer, interaction=interaction)
+        else:
+            source = read_file(file, interaction=interaction)
+    except SourceError as ex:
+        raise click.ClickException(str(ex)) from None
+    from . import encodings
+    from .inspection import InspectSettings, inspect_source
+    from .render import inspect_line
+    from .wire.events import WireError
+
+    _check_encoding(encoding_name)
+    settings = InspectSettings(
+        format=stream_format,
+        encoding_name=encoding_name,
+        gap_ms=gap_ms,
+        database=_prepared_log(database) if log else None,
+    )
+    try:
+        inspection = inspect_source(source, settings)
+    except WireError as ex:
+        raise click.ClickException(f"{source.name}: {ex}") from None
+    except encodings.EncodingError as ex:
+        raise click.ClickException(str(ex)) from None
+    result = inspection.result
+    if not json_:
+        line = inspect_line(source.name, inspection.timing)
+        make_console().print(line, style="dim", markup=False, soft_wrap=True)
+    present_run(result.run_id, _analysed(result), view=view, json_=json_, wire=True)
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if result.problems:
+        click.echo(f"Error: {source.name}: " + "; ".join(result.problems), err=True)
+        sys.exit(1)
 
 
 # ====================

@@ -292,6 +292,10 @@ def _label(name: str, width: int = 14) -> str:
     return name if len(name) <= width else name[: width - 1] + "\u2026"
 
 
+_READ_FROM = {"socket": "the socket", "stdin": "standard input", "sidecar": "the .times file"}
+"""Where a wire-clocked trace's bytes were read from, by ``Wire.source``."""
+
+
 def stats_table(trace: Trace, stats: Stats) -> Table:
     """The rate statistics as a two-column table that fits 80 columns.
 
@@ -311,10 +315,14 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
         "status",
         Text(visible(trace.status + (f": {trace.error}" if trace.error else ""))),
     )
+    if not trace.timed:
+        row("timing", "no timing in this file", "token and chunk counts only")
     if stats.setup_ms is not None:
         row("setup", f"{_fmt_ms(stats.setup_ms)} in llm before the request left")
     if stats.clock == "wire":
-        row("clock", "the wire: each chunk when its bytes were read from the socket")
+        source = trace.wire.source if trace.wire is not None else "socket"
+        where = _READ_FROM.get(source, source)
+        row("clock", f"the wire: each chunk when its bytes were read from {where}")
     row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
     row("TTST", _fmt_ms(stats.ttst_ms))
     row("total", _fmt_ms(stats.total_ms))
@@ -343,7 +351,9 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     row(
         "stalls",
         f"{stats.stalls:,} gaps > {stats.stall_threshold_ms:g} ms"
-        + (f" ({_fmt_ms(stats.stall_ms)} in all)" if stats.stalls else ""),
+        + (f" ({_fmt_ms(stats.stall_ms)} in all)" if stats.stalls else "")
+        if trace.timed
+        else "-",
     )
     row("ITL", *_dist_parts(stats.itl_ms))
     row(
@@ -372,6 +382,11 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
             "not model output: not aligned or shown",
         )
     return table
+
+
+def inspect_line(name: str, timing: str | None) -> str:
+    """What ``inspect`` read, and where its times come from, in one line."""
+    return visible(f"{name}: " + (f"times from {timing}" if timing else "no timing in this file"))
 
 
 def wire_sequence(labels: tuple[str, ...] | list[str], most: int = 12) -> str:
@@ -530,7 +545,7 @@ def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]
             "kind": f.kind,
             "tool_call_id": f.tool_call_id,
             "text": f.text,
-            "t_ms": _ms(f.t_ns),
+            "t_ms": _ms(f.t_ns) if trace.timed else None,
             "wire_t_ms": None if f.wire_t_ns is None else _ms(f.wire_t_ns),
         }
         if f.index not in positions:  # not model output: not aligned
@@ -590,7 +605,7 @@ def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str
                         "byte_end": t.byte_end,
                         "first_fragment": s.fragments[t.first_fragment].index,
                         "last_fragment": s.fragments[t.last_fragment].index,
-                        "t_ms": _ms(t.t_ns),
+                        "t_ms": _ms(t.t_ns) if trace.timed else None,
                     }
                     for t in s.tokens()
                 ],

@@ -244,11 +244,16 @@ def wire_stats(trace: Trace) -> WireStats | None:
     labels = Counter(decoded.labels)
     output_events = {p.event_index for p in decoded.pieces}
     content_bytes = sum(len(p.text.encode("utf-8", "surrogatepass")) for p in decoded.pieces)
-    delays = [
-        _ms(f.t_ns - f.wire_t_ns)
-        for f in trace.fragments
-        if f.kind == "text" and f.is_chunk and f.wire_t_ns is not None
-    ]
+    # Only a live run has a client handing fragments over; an inspected stream has none.
+    delays = (
+        [
+            _ms(f.t_ns - f.wire_t_ns)
+            for f in trace.fragments
+            if f.kind == "text" and f.is_chunk and f.wire_t_ns is not None
+        ]
+        if wire.source == "socket"
+        else []
+    )
     first_event = events[0].t_ns if events else None
     first_content = events[content[0]].t_ns if content else None
     return WireStats(
@@ -339,7 +344,7 @@ def _stats(
 
     ttft = _ms(times[0]) if times else None
     usage = compare_usage(trace, alignment)
-    return Stats(
+    stats = Stats(
         setup_ms=_ms(trace.setup_ns) if trace.setup_ns is not None else None,
         ttft_ms=ttft,
         ttft_band=ttft_band(ttft),
@@ -385,6 +390,28 @@ def _stats(
         ),
         clock=clock,
         wire=wire,
+    )
+    return stats if trace.timed else _untimed(stats)
+
+
+def _untimed(stats: Stats) -> Stats:
+    """``stats`` of a trace that carries no times, with every measured time taken out."""
+    return replace(
+        stats,
+        setup_ms=None,
+        ttft_ms=None,
+        ttft_band=None,
+        ttst_ms=None,
+        total_ms=None,
+        gap_ms=Distribution.of([]),
+        stalls=0,
+        stall_ms=0.0,
+        itl_ms=Distribution.of([]),
+        tokens_per_s=None,
+        tokens_per_s_after_first_chunk=None,
+        chars_per_s=None,
+        other_streams=tuple(replace(s, first_ms=None, last_ms=None) for s in stats.other_streams),
+        other_kinds=tuple(replace(k, first_ms=None, last_ms=None) for k in stats.other_kinds),
     )
 
 

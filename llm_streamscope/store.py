@@ -203,6 +203,13 @@ def m004_wire(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m005_untimed_traces(db: sqlite_utils.Database) -> None:
+    """``timed``: 0 for a trace read from a file that carries no times (``inspect``),
+    whose fragment times are all 0. Every trace stored before was timed."""
+    db[TRACES].add_column("timed", int, not_null_default=1)  # type: ignore[union-attr]
+
+
 class StoreError(Exception):
     """A database problem, with a one-line message fit for the user."""
 
@@ -322,6 +329,7 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "run_id": trace.run_id or trace.id,
         "run_index": trace.run_index,
         "run_offset_ns": 0 if trace.run_id is None else trace.run_offset_ns,
+        "timed": int(trace.timed),
         # Which process writes the trace: while it lives, an unfinished trace is running.
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -825,6 +833,7 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
         run_id=row.get("run_id") or row["id"],
         run_index=row.get("run_index") or 0,
         run_offset_ns=row.get("run_offset_ns", 0),
+        timed=row.get("timed") != 0,
         wire=load_wire(db, trace_id),
     )
     return trace, row

@@ -136,6 +136,9 @@ class Trace:
     run_offset_ns: int | None = None
     """This trace's time origin minus its run's first trace's origin, on the same
     ``perf_counter_ns`` clock (0 for the first trace; None when not known)."""
+    timed: bool = True
+    """False when nothing says when the fragments arrived (a captured stream read
+    from a plain file): every ``t_ns`` is then 0, and no time is measured."""
     wire: Wire | None = None
     """What the wire showed for this response (``--wire``, or an inspected body)."""
 

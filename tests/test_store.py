@@ -78,6 +78,7 @@ def test_migrations_on_an_empty_db_are_idempotent(tmp_path):
         "m002_liveness_usage_and_aiperf_rate",
         "m003_runs",
         "m004_wire",
+        "m005_untimed_traces",
     ]
     assert db["streamscope_fragments"].pks == ["trace_id", "idx"]
     assert db["streamscope_fragments"].foreign_keys[0].other_table == "streamscope_traces"
