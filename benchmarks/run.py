@@ -378,8 +378,10 @@ def run_aiperf(
     on a new connection (as a fresh llm process makes one). Offline: the ``builtin``
     tokenizer is tiktoken's o200k_base, read from the BPE cache at ``cache``.
 
-    Returns per request AIPerf's own TTFT (ms, from profile_export.jsonl) and the
-    completion id (from the raw export), for the send log."""
+    Returns per request AIPerf's own TTFT (ms, from profile_export.jsonl), and from
+    the raw export the completion id (for the send log) and the request's start
+    (``start_ns``, perf_counter_ns: the clock of the send log; AIPerf's TTFT counts
+    from it)."""
     cmd = [
         aiperf, "profile", "--model", "x", "--url", sim.root, "--endpoint-type", "chat",
         "--streaming", "--tokenizer", "builtin", "--concurrency", "1",
@@ -393,18 +395,19 @@ def run_aiperf(
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise RuntimeError(f"aiperf exited {done.returncode}: {' / '.join(tail)}")
-    ids = {}
+    raw = {}
     for line in (out / "profile_export_raw.jsonl").read_text().splitlines():
         record = json.loads(line)
         first = json.loads(record["responses"][0]["packets"][0]["value"])
-        ids[record["metadata"]["x_request_id"]] = first["id"]
+        raw[record["metadata"]["x_request_id"]] = (first["id"], record["start_perf_ns"])
     rows = []
     for line in (out / "profile_export.jsonl").read_text().splitlines():
         record = json.loads(line)
         ttft = record["metrics"]["time_to_first_token"]
         assert ttft["unit"] == "ms", ttft
+        completion_id, start_ns = raw[record["metadata"]["x_request_id"]]
         rows.append(
-            {"ttft_ms": ttft["value"], "completion_id": ids[record["metadata"]["x_request_id"]]}
+            {"ttft_ms": ttft["value"], "completion_id": completion_id, "start_ns": start_ns}
         )
     return rows
 
@@ -414,7 +417,9 @@ def p9_ttft_vs_aiperf(sim: SimServer, tmp: Path, rounds: int, requests: int) -> 
     seeded stream, rounds alternating which goes first; plain llm's beside them.
 
     The simulator's own first-chunk wait (send log: first chunk sent - request read)
-    jitters by a few ms on a busy machine; ``*_minus_server_wait`` take it out."""
+    jitters by a few ms on a busy machine; ``*_minus_server_wait`` take it out. AIPerf's
+    TTFT, on the send log's clock, splits into its start -> the server had read the
+    request, and the first content chunk sent -> AIPerf had it."""
     aiperf = find_aiperf()
     if aiperf is None:
         return [{"id": "P9", "skipped": "AIPerf not found (set AIPERF or put aiperf on PATH)"}]
@@ -428,8 +433,14 @@ def p9_ttft_vs_aiperf(sim: SimServer, tmp: Path, rounds: int, requests: int) -> 
         log = sim.send_log(completion_id)
         return (log["sent_ns"][0] - log["t0_ns"]) / 1e6
 
+    def aiperf_split_ms(row: dict) -> tuple[float, float]:
+        log = sim.send_log(row["completion_id"])
+        seen_ns = row["start_ns"] + row["ttft_ms"] * 1e6
+        return (log["t0_ns"] - row["start_ns"]) / 1e6, (seen_ns - log["sent_ns"][0]) / 1e6
+
     ttft: dict[str, list[float]] = {"wire": [], "plain": [], "aiperf": []}
     net: dict[str, list[float]] = {"wire": [], "plain": [], "aiperf": []}
+    aiperf_split: list[tuple[float, float]] = []
     clocks = set()
     sides = list(ttft)
     for i in range(rounds):
@@ -441,6 +452,7 @@ def p9_ttft_vs_aiperf(sim: SimServer, tmp: Path, rounds: int, requests: int) -> 
                 except (RuntimeError, OSError, KeyError, ValueError) as ex:
                     return [{"id": "P9", "skipped": f"AIPerf failed: {ex}"}]
                 ttft[side].append(statistics.median(r["ttft_ms"] for r in rows))
+                aiperf_split.extend(aiperf_split_ms(r) for r in rows)
                 net[side].append(
                     statistics.median(
                         r["ttft_ms"] - server_wait_ms(r["completion_id"]) for r in rows
@@ -476,6 +488,8 @@ def p9_ttft_vs_aiperf(sim: SimServer, tmp: Path, rounds: int, requests: int) -> 
             "plain_llm_minus_aiperf_minus_server_wait_ms": diff(net, "plain"),
             "ttft_ms": ttft,
             "ttft_minus_server_wait_ms": net,
+            "aiperf_start_to_request_read_ms": [a for a, _ in aiperf_split],
+            "aiperf_first_content_sent_to_seen_ms": [b for _, b in aiperf_split],
         },
         {
             "id": "P9",
