@@ -323,6 +323,8 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
         source = trace.wire.source if trace.wire is not None else "socket"
         where = _READ_FROM.get(source, source)
         row("clock", f"the wire: each chunk when its bytes were read from {where}")
+    elif stats.clock == "server":
+        row("clock", "the server's own time in each event (created_at): no request start, no TTFT")
     row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
     row("TTST", _fmt_ms(stats.ttst_ms))
     row("total", _fmt_ms(stats.total_ms))

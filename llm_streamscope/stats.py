@@ -143,7 +143,9 @@ class Stats:
     other_kinds: tuple[KindSummary, ...]
     clock: str = "llm"
     """``llm``: times are when llm handed each fragment over; ``wire``: when its
-    bytes were read from the socket (see ``WireStats``)."""
+    bytes were read (from the socket, standard input or a sidecar's times; see
+    ``WireStats``); ``server``: the time the server wrote into each event (an
+    inspected Ollama stream), with no TTFT."""
     wire: WireStats | None = None
 
     def to_dict(self) -> dict:
@@ -217,9 +219,15 @@ def _ms(ns: int) -> float:
 
 def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GAP_MS) -> Stats:
     """The stats of an aligned trace: on the wire's clock when every text chunk has
-    a wire time, else on llm's (see the module's docstring)."""
+    a wire time, else on llm's (see the module's docstring), or on the server's for
+    an inspected stream timed by the times the server wrote into its events."""
     wire = wire_stats(trace)
     if not trace.wire_timed:
+        if trace.timed and trace.wire is not None and trace.wire.source != "socket":
+            # Ollama's created_at: gaps are the server's, but t=0 is its first event,
+            # not a request start, so there is no TTFT to report.
+            stats = _stats(trace, alignment, gap_ms, wire=wire, clock="server")
+            return replace(stats, ttft_ms=None, ttft_band=None)
         return _stats(trace, alignment, gap_ms, wire=wire)
     on_wire = trace.on_wire_clock()
     retimed = {f.index: f for f in on_wire.fragments}

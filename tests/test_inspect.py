@@ -231,6 +231,9 @@ def test_ollama_is_timed_by_its_created_at(tmp_path):
     assert [f["t_ms"] for f in response["fragments"]] == [0.0, 12.5, 100.0]
     stats = response["stats"]
     assert stats["ttst_ms"] == 12.5 and stats["gap_ms"]["max"] == 87.5
+    # t=0 is the server's first event, not a request start: no TTFT
+    assert stats["clock"] == "server" and stats["ttft_ms"] is None
+    assert "(created_at): no request" in result.stdout
     assert stats["stalls"] == 1 and stats["total_ms"] == pytest.approx(109.999999)
 
 
@@ -488,4 +491,4 @@ def test_real_recordings(name):
     fmt, chunks = REAL[name]
     assert response["wire"]["format"] == fmt and response["stats"]["chunks"] == chunks
     assert response["status"] == "complete"
-    assert (response["stats"]["ttft_ms"] is not None) == (fmt == "ollama")  # created_at
+    assert (response["stats"]["ttst_ms"] is not None) == (fmt == "ollama")  # created_at

@@ -190,3 +190,17 @@ def test_wire_through_llm_gemini_over_tls(proxy, server, isolated_env, mode):
     assert all(f["wire_t_ms"] is not None for f in chunks)
     assert doc["stats"]["clock"] == "wire"
     assert GEMINI_KEY.encode() not in (isolated_env / "logs.db").read_bytes()
+
+
+def test_a_tool_chain_has_the_wire_of_each_request():
+    _, run_doc = run_json(
+        *FAST, "-o", "chunks", "4", "-T", "llm_time", "--wire", "What time is it?"
+    )
+    call, answer = run_doc["responses"]
+    call_labels = [e["label"] for e in call["wire"]["events"]]
+    assert "tool_call_name" in call_labels and "tool_call_args" in call_labels
+    assert "text" not in call_labels
+    args = [f for f in call["fragments"] if f["kind"] == "tool_call_args" and f["text"]]
+    assert args and all(f["wire_t_ms"] is not None for f in args)
+    assert [e["label"] for e in answer["wire"]["events"]].count("text") == 4
+    assert answer["stats"]["clock"] == "wire"
