@@ -14,6 +14,8 @@ import asyncio
 import doctest
 import gzip
 import json
+import sys
+import time
 import zlib
 from collections.abc import Iterator
 from itertools import pairwise
@@ -29,6 +31,7 @@ from tlsproxy import GEMINI_HOST, GEMINI_KEY, TLSProxy, certificate, proxy, tls_
 
 from llm_streamscope.sim.server import SimServer
 from llm_streamscope.wire.events import Read, WireError
+from llm_streamscope.wire.formats import decode
 from llm_streamscope.wire.http1 import KEPT_HEADERS, parse_response, parse_responses
 from llm_streamscope.wire.tap import WireLog, WireTap, backend_classes, covers, request_line
 
@@ -158,6 +161,26 @@ def test_read_times_follow_the_sends(sim_at: SimServer) -> None:
     # the read is within a fraction of a millisecond of it; a loaded machine adds some.
     lags_ms = sorted((t - s) / 1e6 for t, s in zip(carried, sent.sent_ns))
     assert abs(lags_ms[len(lags_ms) // 2]) < 5, lags_ms
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's receive times are Linux's")
+def test_a_late_reader_does_not_make_the_wire_late(sim_at: SimServer) -> None:
+    # The client asks for the next bytes only after handling the last chunk: here
+    # 30 ms after each. On a plain connection the time of a read is the kernel's
+    # receive time of its newest bytes, not when the client got round to them.
+    model = llm.get_model("streamscope-sim")
+    with WireTap() as tap:
+        log = tap.start()
+        for _ in model.prompt("hi", speed=0.2, chunks=6, seed=1):
+            time.sleep(0.03)
+    http = check_log(log, sim_at, "/v1/chat/completions")
+    sent = sim_at.send_log(sim_at.last_completion_id or "").sent_ns
+    decoded = decode(http.body)
+    times = [decoded.events[p.event_index].t_ns for p in decoded.pieces if p.kind == "text"]
+    assert len(times) == len(sent) == 6
+    # Gaps at speed 0.2 are tens of milliseconds; a late reader would read 30 ms late.
+    lags_ms = [(t - s) / 1e6 for t, s in zip(times, sent)]
+    assert max(lags_ms) < 10, lags_ms
 
 
 def test_anthropic_plugin_reads_are_the_sent_stream(sim_at: SimServer) -> None:

@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import socket
+import struct
+import sys
 import threading
 import time
 import weakref
@@ -107,6 +110,42 @@ def _discard(item: object) -> None:
     """Where a tapped stream's reads go while no log wants them."""
 
 
+# Linux's SO_TIMESTAMPNS (the socket module does not name it); elsewhere, none.
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if _SO_TIMESTAMPNS is not None else 0
+
+
+class _ArrivalSocket:
+    """A plain TCP socket whose ``recv`` also reads when the kernel received the
+    newest bytes it returns (``SO_TIMESTAMPNS``).
+
+    A read returns when llm's client asks for the bytes, which on a busy client is
+    later than they arrived: by its work on the previous chunk (0.5-5 ms, more on
+    the first). The kernel's receive time does not depend on the client. Only on a
+    plain connection: a TLS socket reads the kernel's bytes itself. Where TCP
+    merged several segments into one read, the time is the newest one's.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.received_ns: int | None = None
+        """``CLOCK_REALTIME`` ns of the newest segment of the last ``recv``."""
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)  # type: ignore[arg-type]
+
+    def recv(self, max_bytes: int, flags: int = 0) -> bytes:
+        data, ancillary, _, _ = self.sock.recvmsg(max_bytes, _ANCILLARY, flags)
+        self.received_ns = None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                self.received_ns = seconds * 1_000_000_000 + nanoseconds
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
 @dataclass
 class _Connection:
     """What a tapped stream knows of its connection (passed on through ``start_tls``)."""
@@ -180,8 +219,21 @@ class _Tapped:
         self._log: WireLog | None = None
         self._reads: list[tuple[int, bytes]] | None = None
         self._append: Callable[[tuple[int, bytes]], None] = _discard
+        self._arrivals: _ArrivalSocket | None = None
         if tap._streams is not None:
             tap._streams.add(self)
+
+    def _time_arrivals(self) -> None:
+        """Time this plain connection's reads by the kernel's receive time, from now
+        on (never before a ``CONNECT`` or TLS: ``start_tls`` needs the real socket)."""
+        inner = getattr(self._stream, "_sock", None)
+        if _SO_TIMESTAMPNS is None or type(inner) is not socket.socket:
+            return
+        try:
+            self._arrivals = _ArrivalSocket(inner)
+        except OSError:
+            return
+        self._stream._sock = self._arrivals
 
     def _request(self, buffer: bytes | memoryview) -> None:
         """Before a write: if it starts a request, point the reads at the current log."""
@@ -197,6 +249,8 @@ class _Tapped:
         connection = self._connection
         if method == "CONNECT":
             connection.tunnel = path
+        elif connection.scheme == "http" and self._arrivals is None and _sync(self):
+            self._time_arrivals()
         if log.request_ns is not None:
             log.reads = []  # an earlier request (a retry, a proxy's CONNECT): keep this one
         log.connect_ns, log.connected_ns = connection.connect_ns, connection.connected_ns
@@ -218,6 +272,9 @@ class _Tapped:
 
     def _detach(self) -> None:
         """Stop recording for good: reads and writes go straight to the inner stream."""
+        if self._arrivals is not None:
+            self._stream._sock = self._arrivals.sock
+            self._arrivals = None
         self.read = self._stream.read  # type: ignore[method-assign]
         self.write = self._stream.write  # type: ignore[method-assign]
         self._append = _discard
@@ -229,10 +286,19 @@ class _Tapped:
         return getattr(self._stream, name)
 
 
+def _sync(stream: _Tapped) -> bool:
+    return isinstance(stream, _SyncTapped)
+
+
 class _SyncTapped(_Tapped):
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         data: bytes = self._stream.read(max_bytes, timeout)
-        self._append((_clock(), data))
+        now = _clock()
+        arrivals = self._arrivals
+        if arrivals is not None and arrivals.received_ns is not None:
+            # The kernel's clock is the wall clock: how long ago, on ours.
+            now -= max(0, time.time_ns() - arrivals.received_ns)
+        self._append((now, data))
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
