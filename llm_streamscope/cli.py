@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click_default_group import DefaultGroup
 
-from .wire.formats import FORMATS
+from .wire import FORMATS
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -7,3 +7,7 @@ mapper (``formats``) turns events into ``Piece``s, the same kinds of fragment
 llm yields. Everything here is pure but ``tap`` (the live socket-read tap) and
 ``sources`` (reading files and stdin).
 """
+
+FORMATS = ("openai-chat", "openai-responses", "anthropic", "gemini", "ollama")
+"""The provider formats ``formats.decode`` maps. Here, not in ``formats``, so that the
+CLI can offer them without importing the decoders (``llm --help`` pays for nothing)."""

@@ -39,10 +39,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
+from . import FORMATS
 from .events import Decoded, Event, Piece, Read, WireError
 from .framing import decoder_for, detect_framing
-
-FORMATS = ("openai-chat", "openai-responses", "anthropic", "gemini", "ollama")
 
 _HEAD_BYTES = 64
 """Bytes past any leading whitespace enough to tell the framing by its first field."""

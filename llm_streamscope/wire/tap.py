@@ -220,6 +220,9 @@ class _Tapped:
         self._reads: list[tuple[int, bytes]] | None = None
         self._append: Callable[[tuple[int, bytes]], None] = _discard
         self._arrivals: _ArrivalSocket | None = None
+        self._floor = 0
+        """No read is timed before this: the request, then the read before (a kernel
+        time is converted to our clock with a few microseconds of jitter)."""
         if tap._streams is not None:
             tap._streams.add(self)
 
@@ -258,7 +261,7 @@ class _Tapped:
         log.host, log.port, log.scheme = connection.host, connection.port, connection.scheme
         log.method, log.path = method, path
         log.reused = connection.requests > 0
-        log.request_ns = now
+        log.request_ns = self._floor = now
         connection.requests += 1
         self._log, self._reads, self._append = log, log.reads, log.reads.append
 
@@ -297,7 +300,8 @@ class _SyncTapped(_Tapped):
         arrivals = self._arrivals
         if arrivals is not None and arrivals.received_ns is not None:
             # The kernel's clock is the wall clock: how long ago, on ours.
-            now -= max(0, time.time_ns() - arrivals.received_ns)
+            now = max(now - max(0, time.time_ns() - arrivals.received_ns), self._floor)
+            self._floor = now
         self._append((now, data))
         return data
 
