@@ -176,7 +176,7 @@ class Session:
         if self.tap is not None:
             if self.tap.covers(model):
                 watched.wire_log = self.tap.start()
-            else:
+            elif not any(w.response.model is model for w in self.watched):  # once a model
                 self.notify(
                     f"--wire cannot see {model.model_id}'s requests (it covers llm's OpenAI "
                     "models, llm-anthropic and llm-gemini): going on without the wire"
