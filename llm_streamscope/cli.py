@@ -23,7 +23,7 @@ from .wire import FORMATS
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .stats import Stats
+    from .stats import RunTotals, Stats
     from .trace import Alignment, Trace
 
 VIEW_CHOICES = ("both", "tokens", "chunks")
@@ -54,6 +54,11 @@ def database_option(func: Any) -> Any:
 
 
 def view_options(func: Any) -> Any:
+    func = click.option(
+        "--svg",
+        type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+        help="Also draw the views, in colour, into this SVG file",
+    )(func)
     func = click.option(
         "json_", "--json", is_flag=True, help="Output one JSON document instead of views"
     )(func)
@@ -132,6 +137,7 @@ def run(
     view: str,
     gap_ms: float | None,
     json_: bool,
+    svg: pathlib.Path | None,
     timeout: float | None,
     wire: bool,
     **options: Any,
@@ -223,7 +229,7 @@ def run(
         if r.alignment is not None and r.stats is not None
     ]
     if analysed:
-        present_run(result.run_id, analysed, view=view, json_=json_, wire=wire)
+        present_run(result.run_id, analysed, view=view, json_=json_, wire=wire, svg=svg)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     problems = list(result.problems)
@@ -323,21 +329,55 @@ def present_run(
     view: str,
     json_: bool,
     wire: bool = False,
+    svg: pathlib.Path | None = None,
 ) -> None:
     """Print a run as `run` does at the end: the JSON document, or each response's views.
 
     A run of several responses (a tool chain) shows each with its own views, the
     time between them, and the run's totals; ``wire`` adds what the wire showed.
+    ``svg``: the views are also drawn into that file, in colour, whatever stdout is.
     """
-    from .render import between_line, response_label, run_document, run_table
+    from .render import run_document
     from .stats import run_totals
 
     totals = run_totals(responses)
     if json_:
         document = run_document(run_id or responses[0][0].id, responses, totals)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
-        return
-    console = make_console()
+    else:
+        print_views(make_console(), responses, totals, view=view, wire=wire)
+    if svg is not None:
+        import io
+
+        from rich.console import Console
+
+        drawing = Console(
+            file=io.StringIO(),
+            record=True,
+            width=100,
+            force_terminal=True,
+            color_system="truecolor",
+            highlight=False,
+            soft_wrap=False,
+        )
+        print_views(drawing, responses, totals, view=view, wire=wire)
+        try:
+            drawing.save_svg(str(svg), title=f"llm streamscope · {run_id or responses[0][0].id}")
+        except OSError as ex:
+            raise click.ClickException(f"Cannot write {svg}: {ex.strerror or ex}") from None
+
+
+def print_views(
+    console: Console,
+    responses: list[tuple[Trace, Alignment, Stats]],
+    totals: RunTotals,
+    *,
+    view: str,
+    wire: bool,
+) -> None:
+    """Each response's views, the time between them, and a run's totals."""
+    from .render import between_line, response_label, run_table
+
     approximate = next((t for t, _, _ in responses if not t.encoding_exact), None)
     if approximate is not None:
         console.print(
@@ -437,6 +477,7 @@ def inspect_command(
     view: str,
     gap_ms: float | None,
     json_: bool,
+    svg: pathlib.Path | None,
     log: bool,
     database: pathlib.Path | None,
 ) -> None:
@@ -488,7 +529,7 @@ def inspect_command(
     if not json_:
         line = inspect_line(source.name, inspection.timing)
         make_console().print(line, style="dim", markup=False, soft_wrap=True)
-    present_run(result.run_id, _analysed(result), view=view, json_=json_, wire=True)
+    present_run(result.run_id, _analysed(result), view=view, json_=json_, wire=True, svg=svg)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if result.problems:
@@ -614,6 +655,7 @@ def show_command(
     view: str,
     gap_ms: float | None,
     json_: bool,
+    svg: pathlib.Path | None,
     wire: bool,
     database: pathlib.Path | None,
 ) -> None:
@@ -623,7 +665,7 @@ def show_command(
     response of a tool chain); --latest shows the latest run.
     """
     result = _load_run(database, trace_id, latest, gap_ms)
-    present_run(result.run_id, _analysed(result), view=view, json_=json_, wire=wire)
+    present_run(result.run_id, _analysed(result), view=view, json_=json_, wire=wire, svg=svg)
 
 
 @streamscope.command(name="replay")
