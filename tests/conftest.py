@@ -19,6 +19,21 @@ def isolated_env(tmp_path, monkeypatch, tiktoken_cache):
     return user_path
 
 
+def streaming_model(model_id, *chunks):
+    """An llm model of no plugin of its own that streams ``chunks``, one event each."""
+    import llm
+
+    class Streaming(llm.Model):
+        can_stream = True
+
+        def execute(self, prompt, stream, response, conversation):
+            yield from chunks
+
+    model = Streaming()
+    model.model_id = model_id
+    return model
+
+
 @pytest.fixture
 def register_models():
     """Register llm models for one test, through llm's own plugin hook, as a plugin would."""

@@ -3,11 +3,14 @@
 import re
 import xml.etree.ElementTree as ET
 
-import llm
 from click.testing import CliRunner
+from conftest import streaming_model
 from llm.cli import cli
 
 SVG = "{http://www.w3.org/2000/svg}"
+
+
+FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
 
 
 def run(*args):
@@ -24,11 +27,7 @@ def svg_text(path):
 def test_run_and_show_draw_the_views_in_colour(tmp_path, isolated_env):
     drawn = tmp_path / "run.svg"
     result = run(
-        "-m",
-        "streamscope-sim",
-        "-o",
-        "speed",
-        "0",
+        *FAST,
         "-o",
         "chunks",
         "8",
@@ -51,15 +50,9 @@ def test_run_and_show_draw_the_views_in_colour(tmp_path, isolated_env):
 
 
 def test_model_text_is_drawn_never_run(tmp_path, register_models):
-    class Sly(llm.Model):
-        model_id = "sly"
-        can_stream = True
-
-        def execute(self, prompt, stream, response, conversation):
-            yield "<script>alert(1)</script>"
-            yield " & [bold]not markup[/bold]"
-
-    register_models(Sly())
+    register_models(
+        streaming_model("sly", "<script>alert(1)</script>", " & [bold]not markup[/bold]")
+    )
     drawn = tmp_path / "sly.svg"
     result = run("-m", "sly", "--svg", str(drawn), "-n", "hi")
     assert result.exit_code == 0, result.output
@@ -71,11 +64,7 @@ def test_model_text_is_drawn_never_run(tmp_path, register_models):
 
 def test_a_file_that_cannot_be_written_is_one_error(tmp_path):
     result = run(
-        "-m",
-        "streamscope-sim",
-        "-o",
-        "speed",
-        "0",
+        *FAST,
         "-o",
         "chunks",
         "3",

@@ -2,10 +2,10 @@
 
 import json
 
-import llm
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
+from conftest import streaming_model
 from llm.cli import cli
 from tlsproxy import GEMINI_HOST, GEMINI_KEY, certificate, proxy, tls_proxy
 
@@ -141,15 +141,7 @@ def test_wire_through_llm_anthropic(claude, isolated_env, mode):
 
 
 def test_a_model_the_tap_cannot_see_runs_without_the_wire(register_models):
-    class Elsewhere(llm.Model):
-        model_id = "elsewhere"
-        can_stream = True
-
-        def execute(self, prompt, stream, response, conversation):
-            yield "not over"
-            yield " a tapped socket"
-
-    register_models(Elsewhere())
+    register_models(streaming_model("elsewhere", "not over", " a tapped socket"))
     result = run("-m", "elsewhere", "--wire", "--json", "hi")
     assert result.exit_code == 0, result.output
     assert "--wire cannot see elsewhere's requests" in result.stderr
