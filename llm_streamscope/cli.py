@@ -53,7 +53,14 @@ def database_option(func: Any) -> Any:
     )(func)
 
 
+def timeline_option(func: Any) -> Any:
+    return click.option(
+        "--timeline", is_flag=True, help="Also draw the gaps between chunks as a timeline"
+    )(func)
+
+
 def view_options(func: Any) -> Any:
+    func = timeline_option(func)
     func = click.option(
         "--svg",
         type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
@@ -138,6 +145,7 @@ def run(
     gap_ms: float | None,
     json_: bool,
     svg: pathlib.Path | None,
+    timeline: bool,
     timeout: float | None,
     wire: bool,
     **options: Any,
@@ -229,7 +237,9 @@ def run(
         if r.alignment is not None and r.stats is not None
     ]
     if analysed:
-        present_run(result.run_id, analysed, view=view, json_=json_, wire=wire, svg=svg)
+        present_run(
+            result.run_id, analysed, view=view, json_=json_, wire=wire, svg=svg, timeline=timeline
+        )
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     problems = list(result.problems)
@@ -330,6 +340,7 @@ def present_run(
     json_: bool,
     wire: bool = False,
     svg: pathlib.Path | None = None,
+    timeline: bool = False,
 ) -> None:
     """Print a run as `run` does at the end: the JSON document, or each response's views.
 
@@ -345,7 +356,7 @@ def present_run(
         document = run_document(run_id or responses[0][0].id, responses, totals)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
     else:
-        print_views(make_console(), responses, totals, view=view, wire=wire)
+        print_views(make_console(), responses, totals, view=view, wire=wire, timeline=timeline)
     if svg is not None:
         import io
 
@@ -360,7 +371,7 @@ def present_run(
             highlight=False,
             soft_wrap=False,
         )
-        print_views(drawing, responses, totals, view=view, wire=wire)
+        print_views(drawing, responses, totals, view=view, wire=wire, timeline=timeline)
         try:
             drawing.save_svg(str(svg), title=f"llm streamscope · {run_id or responses[0][0].id}")
         except OSError as ex:
@@ -374,6 +385,7 @@ def print_views(
     *,
     view: str,
     wire: bool,
+    timeline: bool = False,
 ) -> None:
     """Each response's views, the time between them, and a run's totals."""
     from .render import between_line, response_label, run_table
@@ -392,7 +404,7 @@ def print_views(
             console.rule(
                 f"response {i + 1} of {count}: {response_label(trace)}", style="bold", align="left"
             )
-        present(console, trace, alignment, stats, view=view, wire=wire)
+        present(console, trace, alignment, stats, view=view, wire=wire, timeline=timeline)
         if i + 1 < count and totals.between_ms[i] is not None:
             # None: no time between them (the choices of one stream, side by side)
             console.print(between_line(totals.between_ms[i]), style="dim", markup=False)
@@ -409,8 +421,9 @@ def present(
     *,
     view: str,
     wire: bool = False,
+    timeline: bool = False,
 ) -> None:
-    """One response's views: the alignment and the stats.
+    """One response's views: the alignment and the stats (and the timeline, the wire).
 
     A trace with no fragments (an HTTP error, Ctrl-C before the first token, an
     empty answer) still gets its stats table: its status, its error, and "-" for
@@ -426,6 +439,11 @@ def present(
         console.print(line)
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
+    if timeline and trace.timed:
+        from .render import Timeline
+
+        console.rule("timeline", style="dim")
+        console.print(Timeline(alignment, stats))
     if wire:
         from .render import wire_table
 
@@ -478,6 +496,7 @@ def inspect_command(
     gap_ms: float | None,
     json_: bool,
     svg: pathlib.Path | None,
+    timeline: bool,
     log: bool,
     database: pathlib.Path | None,
 ) -> None:
@@ -529,7 +548,15 @@ def inspect_command(
     if not json_:
         line = inspect_line(source.name, inspection.timing)
         make_console().print(line, style="dim", markup=False, soft_wrap=True)
-    present_run(result.run_id, _analysed(result), view=view, json_=json_, wire=True, svg=svg)
+    present_run(
+        result.run_id,
+        _analysed(result),
+        view=view,
+        json_=json_,
+        wire=True,
+        svg=svg,
+        timeline=timeline,
+    )
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if result.problems:
@@ -656,6 +683,7 @@ def show_command(
     gap_ms: float | None,
     json_: bool,
     svg: pathlib.Path | None,
+    timeline: bool,
     wire: bool,
     database: pathlib.Path | None,
 ) -> None:
@@ -665,7 +693,15 @@ def show_command(
     response of a tool chain); --latest shows the latest run.
     """
     result = _load_run(database, trace_id, latest, gap_ms)
-    present_run(result.run_id, _analysed(result), view=view, json_=json_, wire=wire, svg=svg)
+    present_run(
+        result.run_id,
+        _analysed(result),
+        view=view,
+        json_=json_,
+        wire=wire,
+        svg=svg,
+        timeline=timeline,
+    )
 
 
 @streamscope.command(name="replay")
@@ -684,9 +720,15 @@ def show_command(
     show_default=True,
     help="Show token boundaries, chunk boundaries or both",
 )
+@timeline_option
 @database_option
 def replay_command(
-    trace_id: str | None, latest: bool, speed: float, view: str, database: pathlib.Path | None
+    trace_id: str | None,
+    latest: bool,
+    speed: float,
+    view: str,
+    timeline: bool,
+    database: pathlib.Path | None,
 ) -> None:
     """Replay a logged run or trace live, at the timing it arrived with, then its views."""
 
@@ -708,7 +750,7 @@ def replay_command(
             live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
         live.flush()
     live.close()
-    present_run(result.run_id, _analysed(result), view=view, json_=False)
+    present_run(result.run_id, _analysed(result), view=view, json_=False, timeline=timeline)
 
 
 @streamscope.command(name="export")

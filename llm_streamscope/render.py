@@ -9,7 +9,7 @@ or reorder text with bidi overrides.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import compress, count
+from itertools import compress, count, pairwise
 from operator import ne
 from typing import TYPE_CHECKING, Any
 
@@ -682,3 +682,98 @@ def wire_document(trace: Trace) -> dict[str, Any] | None:
         ],
         "events": list(wire_event_rows(trace)),
     }
+
+
+class Timeline:
+    """The text stream's gaps as a chart, one column per chunk (or per few, on a long
+    stream): bar height is the gap before the chunk, stalls (gaps over the
+    threshold) and bursts (chunks within a millisecond of the one before) are
+    marked above, and the tokens each chunk completed are written below.
+
+    Plain characters when the console has no colour: ``#`` bars, ``-`` for the
+    stall threshold, ``!`` a stall, ``=`` a burst.
+    """
+
+    HEIGHT = 6
+    LEFT = 9
+    """Columns of the labels on the left (``"1,234 ms "``)."""
+    BLOCKS = " ▁▂▃▄▅▆▇█"
+
+    def __init__(self, alignment: Alignment, stats: Stats):
+        text = alignment.stream("text")
+        chunks = text.chunk_indices() if text else []
+        self.times = [text.fragments[j].t_ns for j in chunks] if text else []
+        self.tokens = (
+            [
+                text.fragment_token_end[j]
+                - text.fragment_token_start[j]
+                - text.fragment_ends_mid_token[j]
+                for j in chunks
+            ]
+            if text
+            else []
+        )
+        self.stats = stats
+
+    def _columns(self, width: int) -> list[tuple[float, int, int]]:
+        """(largest gap in ms, tokens, chunks) per column, from the second chunk on (the
+        first one's wait is the TTFT): chunks share a column when more than fit."""
+        gaps = [(b - a) / 1e6 for a, b in pairwise(self.times)]
+        tokens = self.tokens[1:]
+        per = max(1, -(-len(gaps) // width))
+        return [
+            (max(gaps[i : i + per]), sum(tokens[i : i + per]), len(gaps[i : i + per]))
+            for i in range(0, len(gaps), per)
+        ]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        stats = self.stats
+        if len(self.times) < 2:
+            yield Text("timeline: fewer than two text chunks, no gaps to draw", style="dim")
+            return
+        color = console.color_system is not None
+        columns = self._columns(max(10, options.max_width - self.LEFT - 1))
+        top = max(max(c[0] for c in columns), stats.stall_threshold_ms, 1e-9)
+        per = max(c[2] for c in columns)
+        yield Text(
+            f"timeline: {len(self.times):,} chunks"
+            + (f", {per} per column" if per > 1 else "")
+            + f" · TTFT {_fmt_ms(stats.ttft_ms)}"
+            + f" (tokens the first chunk completed: {self.tokens[0]})"
+            + " · bar: the gap before a chunk"
+            + f" · {'!' if not color else '▲'} stall > {stats.stall_threshold_ms:g} ms"
+            + f" · {'=' if not color else '≈'} burst < 1 ms",
+            style="dim",
+        )
+        marks = Text(" " * self.LEFT)
+        for gap, _, _ in columns:
+            if gap > stats.stall_threshold_ms:
+                marks.append("▲" if color else "!", style="bold red")
+            elif gap < 1:
+                marks.append("≈" if color else "=", style="cyan")
+            else:
+                marks.append(" ")
+        yield marks
+        threshold_row = min(self.HEIGHT - 1, int(stats.stall_threshold_ms / top * self.HEIGHT))
+        for row in reversed(range(self.HEIGHT)):
+            label = f"{top:,.0f} ms" if row == self.HEIGHT - 1 else "0 ms" if row == 0 else ""
+            line = Text(f"{label:>{self.LEFT - 1}} ", style="dim")
+            for gap, _, _ in columns:
+                eighths = round(gap / top * self.HEIGHT * 8) - row * 8
+                stall = gap > stats.stall_threshold_ms
+                style = "red" if stall else "green"
+                if eighths >= 8:
+                    line.append("█" if color else "#", style=style)
+                elif eighths > 0 and color:
+                    line.append(self.BLOCKS[eighths], style=style)
+                elif eighths >= 4:
+                    line.append("#", style=style)
+                elif row == threshold_row and top > stats.stall_threshold_ms:
+                    line.append("┄" if color else "-", style="dim red")
+                else:
+                    line.append(" ")
+            yield line
+        tokens = Text(f"{'tokens':>{self.LEFT - 1}} ", style="dim")
+        for _, n, _ in columns:
+            tokens.append(str(n) if n < 10 else "+", style="bold" if n != 1 else "")
+        yield tokens

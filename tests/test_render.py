@@ -15,6 +15,7 @@ from llm_streamscope.render import (
     TOKEN_STYLES,
     AlignmentPanel,
     AlignmentView,
+    Timeline,
     legend,
     stats_table,
     trace_document,
@@ -271,3 +272,44 @@ def test_legend_counts_chunks_as_the_stats_do(o200k):
     assert "text: 2 tokens, 2 chunks" in legend(text, "both", False).plain
     assert stats.chunks == 2
     assert "reasoning: 0 tokens, 0 chunks" in legend(reasoning, "both", False).plain
+
+
+def timeline_trace(o200k):
+    """Six chunks: a burst (0.5 ms), a stall (100 ms), and a last chunk of three tokens."""
+    pieces = ["Stre", "aming", " is", " fast", " indeed", ", truly fast"]
+    ms = [10, 10.5, 30, 130, 140, 150]
+    fragments = tuple(
+        Fragment(i, "text", p, int(t * 1e6)) for i, (p, t) in enumerate(zip(pieces, ms))
+    )
+    trace = Trace("t", "m", "o200k_base", True, None, None, "", fragments)
+    alignment = align(trace, LocalTokenizer(o200k))
+    return alignment, compute_stats(trace, alignment)
+
+
+def test_timeline_in_plain_characters(o200k):
+    out = io.StringIO()
+    Console(file=out, width=40, color_system=None).print(Timeline(*timeline_trace(o200k)))
+    lines = [line.rstrip() for line in out.getvalue().splitlines()]
+    assert lines[-8:] == [
+        "         = !",
+        "  100 ms   #",
+        "           #",
+        "         --#--",
+        "           #",
+        "           #",
+        "    0 ms  ####",
+        "  tokens 11113",
+    ]
+    header = " ".join(lines[:-8])
+    assert "TTFT 10.0 ms" in header and "stall > 50 ms" in header
+
+
+def test_timeline_in_colour_and_with_too_few_chunks(o200k):
+    out = io.StringIO()
+    Console(file=out, width=40, color_system="truecolor").print(Timeline(*timeline_trace(o200k)))
+    shown = SGR.sub("", out.getvalue())
+    assert "≈ ▲" in shown and "█" in shown and "┄" in shown
+    _, alignment, stats = make(["One"], o200k)
+    out = io.StringIO()
+    Console(file=out, width=40, color_system=None).print(Timeline(alignment, stats))
+    assert "fewer than two text chunks" in out.getvalue()

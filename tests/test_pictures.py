@@ -1,4 +1,4 @@
-"""`--svg FILE`: the terminal views drawn with rich's own SVG export."""
+"""`--svg FILE` and `--timeline`: the terminal views drawn, and the gaps drawn."""
 
 import re
 import xml.etree.ElementTree as ET
@@ -75,3 +75,15 @@ def test_a_file_that_cannot_be_written_is_one_error(tmp_path):
     )
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("Error: Cannot write")
+
+
+def test_timeline_on_run_show_and_replay(isolated_env):
+    result = run(*FAST, "-o", "chunks", "12", "--timeline", "hi")
+    assert result.exit_code == 0, result.output
+    assert "─ timeline ─" in result.stdout and "  tokens " in result.stdout
+    for command in (("show", "--latest"), ("replay", "--latest", "--speed", "0")):
+        shown = run(*command, "--timeline")
+        assert shown.exit_code == 0, shown.output
+        timeline = shown.stdout.split("─ timeline ─")[1]
+        assert timeline.splitlines()[1:] == result.stdout.split("─ timeline ─")[1].splitlines()[1:]
+    assert "timeline" not in run("show", "--latest", "--json", "--timeline").stdout
