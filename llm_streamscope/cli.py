@@ -62,6 +62,12 @@ def timeline_option(func: Any) -> Any:
 def view_options(func: Any) -> Any:
     func = timeline_option(func)
     func = click.option(
+        "html_path",
+        "--html",
+        type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+        help="Also write one self-contained HTML report (opens offline) to this file",
+    )(func)
+    func = click.option(
         "--svg",
         type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
         help="Also draw the views, in colour, into this SVG file",
@@ -146,6 +152,7 @@ def run(
     json_: bool,
     svg: pathlib.Path | None,
     timeline: bool,
+    html_path: pathlib.Path | None,
     timeout: float | None,
     wire: bool,
     **options: Any,
@@ -238,7 +245,14 @@ def run(
     ]
     if analysed:
         present_run(
-            result.run_id, analysed, view=view, json_=json_, wire=wire, svg=svg, timeline=timeline
+            result.run_id,
+            analysed,
+            view=view,
+            json_=json_,
+            wire=wire,
+            svg=svg,
+            timeline=timeline,
+            html_path=html_path,
         )
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
@@ -341,12 +355,14 @@ def present_run(
     wire: bool = False,
     svg: pathlib.Path | None = None,
     timeline: bool = False,
+    html_path: pathlib.Path | None = None,
 ) -> None:
     """Print a run as `run` does at the end: the JSON document, or each response's views.
 
     A run of several responses (a tool chain) shows each with its own views, the
     time between them, and the run's totals; ``wire`` adds what the wire showed.
-    ``svg``: the views are also drawn into that file, in colour, whatever stdout is.
+    ``svg``: the views are also drawn into that file, in colour, whatever stdout is;
+    ``html_path``: the run's HTML report is written there.
     """
     from .render import run_document
     from .stats import run_totals
@@ -376,6 +392,15 @@ def present_run(
             drawing.save_svg(str(svg), title=f"llm streamscope · {run_id or responses[0][0].id}")
         except OSError as ex:
             raise click.ClickException(f"Cannot write {svg}: {ex.strerror or ex}") from None
+    if html_path is not None:
+        from .report import report_html
+
+        try:
+            html_path.write_text(
+                report_html(run_id or responses[0][0].id, responses), encoding="utf-8"
+            )
+        except OSError as ex:
+            raise click.ClickException(f"Cannot write {html_path}: {ex.strerror or ex}") from None
 
 
 def print_views(
@@ -497,6 +522,7 @@ def inspect_command(
     json_: bool,
     svg: pathlib.Path | None,
     timeline: bool,
+    html_path: pathlib.Path | None,
     log: bool,
     database: pathlib.Path | None,
 ) -> None:
@@ -556,6 +582,7 @@ def inspect_command(
         wire=True,
         svg=svg,
         timeline=timeline,
+        html_path=html_path,
     )
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
@@ -684,6 +711,7 @@ def show_command(
     json_: bool,
     svg: pathlib.Path | None,
     timeline: bool,
+    html_path: pathlib.Path | None,
     wire: bool,
     database: pathlib.Path | None,
 ) -> None:
@@ -701,6 +729,7 @@ def show_command(
         wire=wire,
         svg=svg,
         timeline=timeline,
+        html_path=html_path,
     )
 
 

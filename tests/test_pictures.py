@@ -1,7 +1,10 @@
-"""`--svg FILE` and `--timeline`: the terminal views drawn, and the gaps drawn."""
+"""`--svg`, `--timeline` and `--html`: the views drawn, the gaps drawn, and the HTML report."""
 
+import html
+import json
 import re
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 
 from click.testing import CliRunner
 from conftest import streaming_model
@@ -87,3 +90,51 @@ def test_timeline_on_run_show_and_replay(isolated_env):
         timeline = shown.stdout.split("─ timeline ─")[1]
         assert timeline.splitlines()[1:] == result.stdout.split("─ timeline ─")[1].splitlines()[1:]
     assert "timeline" not in run("show", "--latest", "--json", "--timeline").stdout
+
+
+class Tags(HTMLParser):
+    """Every start tag of an HTML document, with its attributes."""
+
+    def __init__(self, document):
+        super().__init__()
+        self.tags = []
+        self.feed(document)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def count(self, tag, css=None):
+        return sum(t == tag and (css is None or a.get("class") == css) for t, a in self.tags)
+
+
+def test_html_report_is_one_offline_file_of_tokens_chunks_charts_and_stats(tmp_path):
+    report = tmp_path / "r.html"
+    result = run(*FAST, "-o", "chunks", "20", "--json", "--html", str(report), "hi")
+    assert result.exit_code == 0, result.output
+    (doc,) = json.loads(result.stdout)["responses"]
+    tags = Tags(report.read_text())
+    tokens = doc["stats"]["tokens"]
+    assert (
+        tags.count("span", "t0") + tags.count("span", "t1") + tags.count("span", "split") == tokens
+    )
+    assert tags.count("span", "cb") == doc["stats"]["chunks"] - 1  # a bar between two chunks
+    assert tags.count("svg", "chart") == 3
+    # offline: nothing is fetched from anywhere, nothing runs
+    assert not [a for _, a in tags.tags if {"src", "href"} & set(a)]
+    assert tags.count("script") == tags.count("link") == 0
+    titles = [a["title"] for t, a in tags.tags if t == "span" and "title" in a]
+    assert titles[0].startswith("token 0 · id ") and "complete at" in titles[0]
+    shown = tmp_path / "shown.html"
+    assert run("show", "--latest", "--html", str(shown)).exit_code == 0  # the same from logs.db
+    assert Tags(shown.read_text()).count("span", "cb") == doc["stats"]["chunks"] - 1
+
+
+def test_html_report_escapes_model_text(tmp_path, register_models):
+    register_models(streaming_model("sly", "<script>alert(1)</script>", " & <b>bold</b>"))
+    report = tmp_path / "sly.html"
+    assert run("-m", "sly", "--html", str(report), "-n", "hi").exit_code == 0
+    document = report.read_text()
+    assert Tags(document).count("script") == 0 and Tags(document).count("b") == 0
+    # shown as text: the tokens' text, joined, is the answer exactly
+    shown = re.search(r'<div class="text">(.*?)</div>', document, re.S).group(1)
+    assert html.unescape(re.sub(r"<[^>]*>", "", shown)) == "<script>alert(1)</script> & <b>bold</b>"

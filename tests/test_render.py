@@ -313,3 +313,16 @@ def test_timeline_in_colour_and_with_too_few_chunks(o200k):
     out = io.StringIO()
     Console(file=out, width=40, color_system=None).print(Timeline(alignment, stats))
     assert "fewer than two text chunks" in out.getvalue()
+
+
+def test_html_tokens_cover_the_text_once_even_where_bpe_cuts_a_character(o200k):
+    import html as html_module
+
+    from llm_streamscope.report import token_html
+
+    pieces = ["こんにちは", "😀🎉🦄", " 𝔘𝔫𝔦", "code"]
+    _, alignment, _ = make(pieces, o200k)
+    stream = alignment.stream("text")
+    drawn = token_html(stream)
+    assert html_module.unescape(re.sub(r"<[^>]*>", "", drawn)) == "".join(pieces)
+    assert drawn.count('class="cb"') == len(pieces) - 1

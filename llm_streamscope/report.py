@@ -1,0 +1,174 @@
+"""One self-contained HTML file of a run: ``--html FILE``.
+
+It opens offline: no script, no font, no stylesheet or image from anywhere else.
+Each response shows its text as tokens in alternating colours with a bar at every
+chunk boundary (hover a token for its id, bytes, arrival and gap), three inline
+SVG charts (the arrival of each chunk, the gap before it, the tokens it
+completed), and the stats table, rendered by ``render.stats_table`` through
+rich's own HTML export. Model text is escaped: a ``<script>`` in an answer is
+shown, never run.
+"""
+
+from __future__ import annotations
+
+import html
+from bisect import bisect_right
+from itertools import pairwise
+
+from .render import stats_table, wire_table
+from .stats import Stats
+from .trace import Alignment, StreamAlignment, Trace
+
+STYLE = """
+body { font: 14px/1.5 system-ui, sans-serif; margin: 2em; color: #1f2328; background: #fff; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 2em; }
+.meta { color: #59636e; }
+.text { font: 13px/1.9 ui-monospace, monospace; white-space: pre-wrap; word-break: break-all;
+        border: 1px solid #d1d9e0; padding: .8em; border-radius: 6px; }
+.t0 { background: #dbeafe; } .t1 { background: #fde68a; } .split { background: #fca5a5; }
+.cb { border-left: 2px solid #c026d3; margin-left: -1px; }
+svg { display: block; margin: .6em 0; }
+.chart text { font: 11px system-ui, sans-serif; fill: #59636e; }
+pre.stats { font: 12px/1.4 ui-monospace, monospace; }
+"""
+
+
+def _char_index(text: str) -> list[int]:
+    """Byte offset of the start of each character of ``text`` (UTF-8), and the end."""
+    offsets = [0]
+    for ch in text:
+        offsets.append(offsets[-1] + len(ch.encode("utf-8", "surrogatepass")))
+    return offsets
+
+
+def token_html(stream: StreamAlignment) -> str:
+    """The stream's text as token spans, a chunk bar at every fragment boundary.
+
+    Boundaries are byte offsets; one inside a character (BPE can cut one) is drawn
+    at the start of that character.
+    """
+    text = stream.text
+    starts = _char_index(text)
+    times = [f.t_ns for f in stream.fragments]
+    chunk_ends = set(stream.fragment_byte_ends[:-1])
+    cuts = sorted({0, *stream.token_byte_ends, *chunk_ends})
+    parts = []
+    for a, b in pairwise(cuts):
+        if a in chunk_ends:
+            parts.append('<span class="cb"></span>')
+        piece = text[bisect_right(starts, a) - 1 : bisect_right(starts, b) - 1]
+        if not piece:
+            continue  # inside one character, drawn with the piece before
+        token = bisect_right(stream.token_byte_ends, a)
+        last = stream.token_last_fragment[token]
+        gap = times[last] - times[last - 1] if last else None
+        title = (
+            f"token {token} · id {stream.token_ids[token]} · "
+            f"bytes {stream.token_byte_start(token)}–{stream.token_byte_ends[token]} · "
+            f"complete at {times[last] / 1e6:.1f} ms"
+            + ("" if gap is None else f" · gap {gap / 1e6:.1f} ms")
+        )
+        css = "split" if stream.token_first_fragment[token] != last else f"t{token % 2}"
+        parts.append(
+            f'<span class="{css}" title="{html.escape(title)}">{html.escape(piece)}</span>'
+        )
+    return "".join(parts)
+
+
+def _bars(values: list[float], *, height: int, color: str, label: str, line: float | None) -> str:
+    """A bar per value, scaled to the largest (and ``line``, drawn dashed)."""
+    width = max(300, min(1000, 4 * len(values)))
+    top = max([*values, line or 0, 1e-9])
+    step = width / max(1, len(values))
+    rects = "".join(
+        f'<rect x="{i * step:.1f}" y="{height - v / top * height:.1f}" '
+        f'width="{max(step - 0.5, 0.5):.1f}" height="{v / top * height:.1f}" fill="{color}"/>'
+        for i, v in enumerate(values)
+    )
+    dashed = ""
+    if line is not None and line <= top:
+        y = height - line / top * height
+        dashed = (
+            f'<line x1="0" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dc2626" '
+            'stroke-dasharray="4 3"/>'
+        )
+    return (
+        f'<svg class="chart" width="{width + 120}" height="{height + 18}">'
+        f'<g transform="translate(0,4)">{rects}{dashed}</g>'
+        f'<text x="{width + 6}" y="12">{html.escape(label)}</text>'
+        f'<text x="{width + 6}" y="{height}">max {top:,.1f}</text></svg>'
+    )
+
+
+def charts_html(stream: StreamAlignment, stats: Stats) -> str:
+    """Arrival of each chunk, the gap before it, and the tokens it completed."""
+    chunks = stream.chunk_indices()
+    times = [stream.fragments[j].t_ns / 1e6 for j in chunks]
+    gaps = [b - a for a, b in pairwise(times)]
+    completed = [
+        stream.fragment_token_end[j]
+        - stream.fragment_token_start[j]
+        - stream.fragment_ends_mid_token[j]
+        for j in chunks
+    ]
+    return (
+        _bars(times, height=80, color="#2563eb", label="arrival of each chunk (ms)", line=None)
+        + _bars(
+            gaps,
+            height=80,
+            color="#16a34a",
+            label="gap before each chunk (ms)",
+            line=stats.stall_threshold_ms,
+        )
+        + _bars(
+            [float(n) for n in completed],
+            height=40,
+            color="#9333ea",
+            label="tokens each chunk completed",
+            line=None,
+        )
+    )
+
+
+def _table_html(renderable: object) -> str:
+    """A rich table as preformatted HTML with inline styles (rich's own export)."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), record=True, width=100, color_system="truecolor")
+    console.print(renderable)
+    return console.export_html(inline_styles=True, code_format='<pre class="stats">{code}</pre>')
+
+
+def report_html(run_id: str, responses: list[tuple[Trace, Alignment, Stats]]) -> str:
+    """The whole report of a run, as one HTML document."""
+    body = [f"<h1>llm streamscope · run {html.escape(run_id)}</h1>"]
+    for i, (trace, alignment, stats) in enumerate(responses):
+        if len(responses) > 1:
+            body.append(f"<h2>response {i + 1} of {len(responses)}</h2>")
+        encoding = trace.encoding_name + ("" if trace.encoding_exact else " (approximate)")
+        body.append(
+            '<p class="meta">'
+            + html.escape(
+                f"{trace.model_id} · {encoding} · {trace.status} · started {trace.started_utc}"
+            )
+            + "</p>"
+        )
+        for stream in alignment.streams:
+            name = stream.kind + (f" {stream.tool_call_id}" if stream.tool_call_id else "")
+            body.append(
+                f"<h2>{html.escape(name)}: {stream.token_count:,} tokens, "
+                f"{len(stream.chunk_indices()):,} chunks</h2>"
+            )
+            body.append(f'<div class="text">{token_html(stream)}</div>')
+            if stream.kind == "text" and trace.timed:
+                body.append(charts_html(stream, stats))
+        body.append("<h2>stats</h2>" + _table_html(stats_table(trace, stats)))
+        if trace.wire is not None:
+            body.append("<h2>wire</h2>" + _table_html(wire_table(trace, stats)))
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>llm streamscope · {html.escape(run_id)}</title>"
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
