@@ -8,11 +8,13 @@ inside the commands so that ``llm --help`` does not pay for them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
 import sys
 import time
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -59,8 +61,28 @@ def timeline_option(func: Any) -> Any:
     )(func)
 
 
-def view_options(func: Any) -> Any:
-    func = timeline_option(func)
+@dataclass(frozen=True)
+class Views:
+    """How a run is shown: what ``view_options`` give a command, in one value."""
+
+    view: str = "both"
+    gap_ms: float | None = None
+    json_: bool = False
+    svg: pathlib.Path | None = None
+    timeline: bool = False
+    html_path: pathlib.Path | None = None
+
+
+def view_options(command: Any) -> Any:
+    """The options of how a run is shown, handed to the command as one ``views``."""
+    names = [f.name for f in fields(Views)]
+
+    @functools.wraps(command)
+    def gathered(*args: Any, **kwargs: Any) -> Any:
+        views = Views(**{name: kwargs.pop(name) for name in names})
+        return command(*args, views=views, **kwargs)
+
+    func = timeline_option(gathered)
     func = click.option(
         "html_path",
         "--html",
@@ -147,12 +169,7 @@ class _OneLineError(click.ClickException):
 def run(
     ctx: click.Context,
     encoding_name: str | None,
-    view: str,
-    gap_ms: float | None,
-    json_: bool,
-    svg: pathlib.Path | None,
-    timeline: bool,
-    html_path: pathlib.Path | None,
+    views: Views,
     timeout: float | None,
     wire: bool,
     **options: Any,
@@ -199,10 +216,10 @@ def run(
     options |= {"log": False, "no_log": True}
     settings = RunSettings(
         encoding_name=encoding_name,
-        gap_ms=gap_ms,
+        gap_ms=views.gap_ms,
         timeout_s=timeout,
         database=log_path if logging else None,
-        live=not json_,
+        live=not views.json_,
         extract=extract,
         wire=wire,
     )
@@ -210,7 +227,9 @@ def run(
     def invoke() -> None:
         # With --json, standard output carries the document alone: what llm prints
         # there (the newline after the stream) goes to standard error.
-        redirect = contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext()
+        redirect = (
+            contextlib.redirect_stdout(sys.stderr) if views.json_ else contextlib.nullcontext()
+        )
         with redirect:
             ctx.invoke(llm.cli.prompt, **options)
 
@@ -244,16 +263,7 @@ def run(
         if r.alignment is not None and r.stats is not None
     ]
     if analysed:
-        present_run(
-            result.run_id,
-            analysed,
-            view=view,
-            json_=json_,
-            wire=wire,
-            svg=svg,
-            timeline=timeline,
-            html_path=html_path,
-        )
+        present_run(result.run_id, analysed, views, wire=wire)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     problems = list(result.problems)
@@ -349,26 +359,23 @@ def _exit_code(trace: Trace) -> int:
 def present_run(
     run_id: str | None,
     responses: list[tuple[Trace, Alignment, Stats]],
+    views: Views,
     *,
-    view: str,
-    json_: bool,
     wire: bool = False,
-    svg: pathlib.Path | None = None,
-    timeline: bool = False,
-    html_path: pathlib.Path | None = None,
 ) -> None:
     """Print a run as `run` does at the end: the JSON document, or each response's views.
 
     A run of several responses (a tool chain) shows each with its own views, the
     time between them, and the run's totals; ``wire`` adds what the wire showed.
-    ``svg``: the views are also drawn into that file, in colour, whatever stdout is;
-    ``html_path``: the run's HTML report is written there.
+    ``views.svg``: the views are also drawn into that file, in colour, whatever
+    stdout is; ``views.html_path``: the run's HTML report is written there.
     """
     from .render import run_document
     from .stats import run_totals
 
+    view, timeline, svg, html_path = views.view, views.timeline, views.svg, views.html_path
     totals = run_totals(responses)
-    if json_:
+    if views.json_:
         document = run_document(run_id or responses[0][0].id, responses, totals)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
     else:
@@ -517,12 +524,7 @@ def inspect_command(
     stream_format: str | None,
     encoding_name: str | None,
     interaction: int | None,
-    view: str,
-    gap_ms: float | None,
-    json_: bool,
-    svg: pathlib.Path | None,
-    timeline: bool,
-    html_path: pathlib.Path | None,
+    views: Views,
     log: bool,
     database: pathlib.Path | None,
 ) -> None:
@@ -561,7 +563,7 @@ def inspect_command(
     settings = InspectSettings(
         format=stream_format,
         encoding_name=encoding_name,
-        gap_ms=gap_ms,
+        gap_ms=views.gap_ms,
         database=_prepared_log(database) if log else None,
     )
     try:
@@ -571,19 +573,10 @@ def inspect_command(
     except encodings.EncodingError as ex:
         raise click.ClickException(str(ex)) from None
     result = inspection.result
-    if not json_:
+    if not views.json_:
         line = inspect_line(source.name, inspection.timing)
         make_console().print(line, style="dim", markup=False, soft_wrap=True)
-    present_run(
-        result.run_id,
-        _analysed(result),
-        view=view,
-        json_=json_,
-        wire=True,
-        svg=svg,
-        timeline=timeline,
-        html_path=html_path,
-    )
+    present_run(result.run_id, _analysed(result), views, wire=True)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if result.problems:
@@ -706,12 +699,7 @@ def logs_command(
 def show_command(
     trace_id: str | None,
     latest: bool,
-    view: str,
-    gap_ms: float | None,
-    json_: bool,
-    svg: pathlib.Path | None,
-    timeline: bool,
-    html_path: pathlib.Path | None,
+    views: Views,
     wire: bool,
     database: pathlib.Path | None,
 ) -> None:
@@ -720,17 +708,8 @@ def show_command(
     TRACE_ID is a trace id, llm's id for the same response, or a run id (every
     response of a tool chain); --latest shows the latest run.
     """
-    result = _load_run(database, trace_id, latest, gap_ms)
-    present_run(
-        result.run_id,
-        _analysed(result),
-        view=view,
-        json_=json_,
-        wire=wire,
-        svg=svg,
-        timeline=timeline,
-        html_path=html_path,
-    )
+    result = _load_run(database, trace_id, latest, views.gap_ms)
+    present_run(result.run_id, _analysed(result), views, wire=wire)
 
 
 @streamscope.command(name="replay")
@@ -779,7 +758,7 @@ def replay_command(
             live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
         live.flush()
     live.close()
-    present_run(result.run_id, _analysed(result), view=view, json_=False, timeline=timeline)
+    present_run(result.run_id, _analysed(result), Views(view=view, timeline=timeline))
 
 
 @streamscope.command(name="export")
@@ -816,7 +795,7 @@ def export_command(
 
     result = _load_run(database, trace_id, latest)
     if export_format == "json":
-        present_run(result.run_id, _analysed(result), view="both", json_=True)
+        present_run(result.run_id, _analysed(result), Views(json_=True))
         return
     rows = export_event_rows(_analysed(result)) if wire else export_rows(_analysed(result))
     if export_format == "jsonl":
