@@ -365,6 +365,22 @@ def dechunk(raw: bytes) -> tuple[dict[str, str], list[bytes]]:
         chunks.append(payload)
 
 
+def decode_and_inspect(chunks: list[bytes], path: Any) -> tuple[Any, dict[str, Any]]:
+    """A captured body as our wire decoder reads it, and the one response document of
+    ``llm streamscope inspect --json`` on it, written to ``path``."""
+    from llm.cli import cli
+
+    from llm_streamscope.wire.events import Read
+    from llm_streamscope.wire.formats import decode
+
+    decoded = decode([Read(None, c) for c in chunks])
+    path.write_bytes(b"".join(chunks))
+    result = CliRunner().invoke(cli, ["streamscope", "inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    (doc,) = json.loads(result.stdout)["responses"]
+    return decoded, doc
+
+
 @pytest.fixture(scope="module")
 def own_server() -> Any:
     with SimServer() as srv:

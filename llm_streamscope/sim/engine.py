@@ -1,7 +1,7 @@
 """What every wire format of the simulator shares: the send log, the paced send, tool calls.
 
 A format (OpenAI chat.completions in :mod:`.server`, Anthropic Messages in
-:mod:`.anthropic`) turns a request into ``(kind, text)`` chunks from a
+:mod:`.anthropic`, and the others beside them) turns a request into ``(kind, text)`` chunks from a
 :class:`~.profiles.Plan` and knows how to frame them; everything about *when*
 bytes leave - the profile's TTFT and gaps scaled by ``speed``, ``stall_after``,
 ``drop_after`` - and the ground truth kept about it (:class:`SendLog`) lives
@@ -197,8 +197,9 @@ class SendLog:
     include_usage: bool
     t0_ns: int
     api: str = "chat.completions"
-    """The wire format: ``chat.completions`` (OpenAI), ``messages`` (Anthropic) or
-    ``generateContent`` (Gemini)."""
+    """The wire format: ``chat.completions`` (OpenAI), ``messages`` (Anthropic),
+    ``generateContent`` (Gemini), ``responses`` (OpenAI Responses), ``ollama-chat`` or
+    ``ollama-generate`` (Ollama)."""
     sent_ns: list[int] = field(default_factory=list)
     chunks: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
