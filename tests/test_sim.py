@@ -120,6 +120,49 @@ def test_gemini_flash_cuts_about_100_characters_mid_token() -> None:
     assert len(inside) >= len(chunks) // 3
 
 
+@pytest.mark.parametrize("name", SAMPLES)
+def test_subtoken_cuts_inside_tokens_never_across_them(name: str) -> None:
+    text = sample_text(name)
+    profile = PROFILES["subtoken"]
+    lay = profiles.layout(text, profile, 2)
+    tt = lay.tokenized
+    ends = set(tt.token_ends)
+    inside = [p for p in lay.points if p not in ends]
+    assert len(inside) >= len(lay.points) // 3  # most tokens arrive in pieces
+    # every token end is a chunk end, unless o200k cut a character there
+    for end in tt.token_ends:
+        if profiles._is_char_boundary(tt.data, end):
+            assert end in lay.points
+    assert all(1 <= len(c) <= 3 or count_tokens(c) > 1 for c in lay.chunks)
+
+
+def test_subtoken_chunks_split_tokens_in_the_alignment() -> None:
+    from llm.cli import cli
+
+    args = ["-o", "profile", "subtoken", "-o", "speed", "0", "-o", "max_tokens", "40"]
+    result = CliRunner().invoke(
+        cli, ["streamscope", "-m", "streamscope-sim", *args, "--json", "hi"]
+    )
+    assert result.exit_code == 0, result.output
+    (doc,) = json.loads(result.stdout)["responses"]
+    stats = doc["stats"]
+    assert stats["tokens"] == 40 and stats["chunks"] > 80
+    assert stats["sub_token_chunks"] > 0 and stats["split_tokens"] > 20
+    assert stats["tokens_per_chunk"]["max"] <= 1  # no chunk completes two tokens
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_words_sends_one_word_per_chunk(name: str) -> None:
+    text = sample_text(name)
+    chunks = PROFILES["words"].cut(text)
+    assert all(len(c.split()) == 1 for c in chunks)
+    assert len(chunks) == len(text.split())
+    # spaces lead a word (" did"), line ends close one ("?\n\n"), as Ollama's lines do
+    assert not any(c.startswith("\n") for c in chunks[1:])
+    assert not any(c.endswith((" ", "\t")) for c in chunks[:-1])
+    assert PROFILES["words"].cut("Why did\n\nit go? ") == ["Why", " did\n\n", "it", " go? "]
+
+
 def test_same_seed_same_chunks_and_delays() -> None:
     text = sample_text("multilingual")
     for profile in PROFILES.values():
@@ -147,7 +190,12 @@ def test_gpt_4o_mini_timing_matches_published_figures() -> None:
 
 @pytest.mark.parametrize(
     ("name", "ttft_range", "gap_range"),
-    [("claude-haiku", (400, 700), (25, 40)), ("gemini-flash", (500, 900), (100, 250))],
+    [
+        ("claude-haiku", (400, 700), (25, 40)),
+        ("gemini-flash", (500, 900), (100, 250)),
+        ("subtoken", (40, 95), (4.0, 5.5)),  # gpt-4o-mini's 13 ms a token, at 0.35 a chunk
+        ("words", (250, 400), (31.0, 33.0)),  # the llama3 recording's steady 32 ms
+    ],
 )
 def test_other_profiles_timing(
     name: str, ttft_range: tuple[float, float], gap_range: tuple[float, float]
