@@ -19,6 +19,8 @@ import openai
 import pydantic
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_streamscope.sim import profiles, server
 from llm_streamscope.sim.model import SimChat
@@ -161,6 +163,24 @@ def test_words_sends_one_word_per_chunk(name: str) -> None:
     assert not any(c.startswith("\n") for c in chunks[1:])
     assert not any(c.endswith((" ", "\t")) for c in chunks[:-1])
     assert PROFILES["words"].cut("Why did\n\nit go? ") == ["Why", " did\n\n", "it", " go? "]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(max_size=120), st.integers(0, 3))
+def test_subtoken_and_words_cut_any_text(text: str, seed: int) -> None:
+    """Any text, whitespace and emoji included: the chunks join back to it, and keep
+    their shape (no subtoken chunk spans a token end, every words chunk holds one word)."""
+    subtoken = profiles.layout(text, PROFILES["subtoken"], seed)
+    assert "".join(subtoken.chunks) == text and all(subtoken.chunks)
+    tt = subtoken.tokenized
+    starts = (0, *subtoken.points[:-1])
+    for start, end in zip(starts, subtoken.points):
+        inside = [e for e in tt.token_ends if start < e < end]
+        assert all(not profiles._is_char_boundary(tt.data, e) for e in inside)
+    words = PROFILES["words"].cut(text)
+    assert "".join(words) == text and all(words)
+    if text.split():
+        assert all(len(c.split()) == 1 for c in words)
 
 
 def test_same_seed_same_chunks_and_delays() -> None:
