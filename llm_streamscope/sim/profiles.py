@@ -13,6 +13,8 @@ The numbers behind the profiles come from the real recordings in
 ``../shared/realstreams`` (OpenAI chat: one token per content chunk, Anthropic:
 about 2.6 tokens per text delta, Gemini: about 100 characters per chunk) and
 from published latency figures for the models each profile is named after.
+``subtoken`` and ``words`` are synthetic shapes whose timing borrows a recorded
+or a published one (see each class, and ``benchmarks/realstreams.py --profiles``).
 """
 
 from __future__ import annotations
