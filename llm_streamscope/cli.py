@@ -13,7 +13,6 @@ import json
 import os
 import pathlib
 import sys
-import time
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -751,6 +750,7 @@ def show_command(
     help="Show token boundaries, chunk boundaries or both",
 )
 @timeline_option
+@click.option("--no-live", is_flag=True, help="Plain text instead of the live view")
 @database_option
 def replay_command(
     trace_id: str | None,
@@ -758,28 +758,16 @@ def replay_command(
     speed: float,
     view: str,
     timeline: bool,
+    no_live: bool,
     database: pathlib.Path | None,
 ) -> None:
-    """Replay a logged run or trace live, at the timing it arrived with, then its views."""
+    """Replay a logged run or trace live, at the timing it arrived with, then its views.
 
-    from llm.parts import StreamEvent
-
-    from .live import LiveText
-    from .render import LIVE_TABLE
+    In a terminal it replays in the live view, as a run shows it."""
+    from .replaying import replay
 
     result = _load_run(database, trace_id, latest)
-    live = LiveText(LIVE_TABLE)
-    start = time.perf_counter_ns()
-    for response in result.responses:
-        offset = response.trace.run_offset_ns or 0  # a chain's later responses start later
-        for fragment in response.trace.fragments:
-            if speed:
-                wait = start + (offset + fragment.t_ns) / speed - time.perf_counter_ns()
-                if wait > 0:
-                    time.sleep(wait / 1e9)
-            live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
-        live.flush()
-    live.close()
+    replay(result.responses, speed=speed, live_view=not no_live and _can_draw(sys.stdout))
     present_run(result.run_id, _analysed(result), Views(view=view, timeline=timeline))
 
 

@@ -188,12 +188,22 @@ class LiveRenderer:
     answer, or a slow terminal, lowers the frame rate instead).
     """
 
-    def __init__(self, fd: int, encoding_name: str, tokenize: Callable[[str], Tokens]) -> None:
+    def __init__(
+        self,
+        fd: int,
+        encoding_name: str,
+        tokenize: Callable[[str], Tokens],
+        *,
+        clock: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
         from rich.console import Console
 
         self.fd = fd
         self.encoding_name = encoding_name
         self._tokenize = tokenize
+        self._clock = clock
+        """The capture's clock: ``perf_counter_ns`` is the system's monotonic clock
+        (CLOCK_MONOTONIC, QueryPerformanceCounter), the same in both processes."""
         self.screen = LiveScreen()
         stream = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
         self.console = Console(file=stream, force_terminal=True, highlight=False)
@@ -201,41 +211,53 @@ class LiveRenderer:
         self._wake = threading.Event()
         self._urgent = threading.Event()  # the view is to leave the screen: no pause first
         self._showing = False
-        self._want: str | None = None  # "end" / "close": the view is to leave the screen
+        self._want = False  # the view is to leave the screen
         self._left = threading.Event()
         self._stop = False
         self._thread = threading.Thread(target=self._draw_loop, name="live-view", daemon=True)
         self._thread.start()
 
     def receive(self, data: bytes) -> bool:
-        """One message. Returns True once the view it ends has left the screen."""
+        """One message of ``LiveView``'s. Returns True once the view it ends has left
+        the screen."""
         message = json.loads(data)
-        with self._lock:
-            if "begin" in message:
-                begin = message["begin"]
-                same = begin["encoding"] == self.encoding_name
-                self.screen.tokenize = self._tokenize if same else None
-                self.screen.stall_ms = begin["stall_ms"]
-                # The two processes' clocks: a pipe write apart, taken as the same.
-                self.screen.begin(begin["model"], start_ns=begin["start_ns"])
-                self._showing = True
-            if "add" in message:
-                self.screen.add(message["add"], origin_ns=message.get("origin_ns"))
-            ending = "end" if "end" in message else "close" if "close" in message else None
-            if ending:
-                self._want = ending
-                self._left.clear()
-                self._urgent.set()
-        self._wake.set()
-        if ending:
-            self._left.wait(2.0)
+        if "begin" in message:
+            self.begin(**message["begin"])
+        if "add" in message:
+            self.add(message["add"], origin_ns=message.get("origin_ns"))
+        if "end" in message or "close" in message:
+            self.end()
             return True
         return False
 
-    def close(self) -> None:
-        """The pipe has closed (the run is over, or gone): leave the screen clean."""
+    def begin(self, model: str, encoding: str, start_ns: int, stall_ms: float) -> None:
+        """A response's request leaves (``start_ns``, on the clock): show its view."""
         with self._lock:
-            self._want, self._stop = "close", True
+            self.screen.tokenize = self._tokenize if encoding == self.encoding_name else None
+            self.screen.stall_ms = stall_ms
+            self.screen.begin(model, start_ns=start_ns)
+            self._showing = True
+        self._wake.set()
+
+    def add(self, fragments: Sequence[Sequence[Any]], origin_ns: int | None = None) -> None:
+        """Fragments that arrived (``LiveScreen.add``)."""
+        with self._lock:
+            self.screen.add(fragments, origin_ns=origin_ns)
+        self._wake.set()
+
+    def end(self) -> None:
+        """The response has ended: returns once its view has left the screen."""
+        with self._lock:
+            self._want = True
+            self._left.clear()
+            self._urgent.set()
+        self._wake.set()
+        self._left.wait(2.0)
+
+    def close(self) -> None:
+        """For good (the run is over, or its pipe has closed): leave the screen clean."""
+        with self._lock:
+            self._want, self._stop = True, True
         self._urgent.set()
         self._wake.set()
         self._thread.join(2.0)
@@ -248,37 +270,37 @@ class LiveRenderer:
             self._wake.wait(0.1 if live is not None else None)
             self._wake.clear()
             started = time.perf_counter_ns()
-            with self._lock:
-                want, stop = self._want, self._stop
-                if want is None and self._showing and live is None:
-                    live = Live(
-                        console=self.console,
-                        auto_refresh=False,
-                        transient=True,
-                        redirect_stdout=False,
-                        redirect_stderr=False,
-                        vertical_overflow="crop",
-                    )
-                    live.start()
-                frame = None
-                if live is not None and want is None:
+            frame = None
+            with self._lock:  # the screen's state only: the terminal is written outside
+                leave, stop, showing = self._want, self._stop, self._showing
+                if not leave and showing:
                     width, height = _terminal_size(self.fd)
                     self.console.size = (width, height)
                     try:
-                        frame = self.screen.frame(self.console, started, height)
+                        frame = self.screen.frame(self.console, self._clock(), height)
                     except Exception:  # a bug of the view must not leave the screen in a mess
-                        want, stop = "close", True
+                        leave = stop = True
             try:
-                if frame is not None and live is not None:
+                if frame is not None:
+                    if live is None:
+                        live = Live(
+                            console=self.console,
+                            auto_refresh=False,
+                            transient=True,
+                            redirect_stdout=False,
+                            redirect_stderr=False,
+                            vertical_overflow="crop",
+                        )
+                        live.start()
                     live.update(frame, refresh=True)
-                if want is not None and live is not None:
+                if leave and live is not None:
                     live.stop()  # erases the view and shows the cursor again
                     live = None
             except OSError:  # the terminal has gone: nothing left to draw on
                 live, stop = None, True
-            if want is not None:
+            if leave:
                 with self._lock:
-                    self._want, self._showing = None, False
+                    self._want = self._showing = False
                     self._urgent.clear()
                 self._left.set()
             if stop:
@@ -378,7 +400,7 @@ class LiveScreen:
         screenful = (rows + 1) * width
         want = len(text) - screenful
         start = _safe_start(text, want)
-        safe = want <= 0 or 0 < start and want - start < 4 * screenful
+        safe = want <= 0 or (start > 0 and want - start < 4 * screenful)
         if not safe:  # no newline to cut at near it: the cut's first tokens may differ,
             start = text.rfind(" ", 0, want) + 1 or want  # off screen
         first = bisect_right(self._ends, start)  # the first chunk that ends after it

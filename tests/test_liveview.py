@@ -282,3 +282,15 @@ def test_a_live_view_of_another_encoding_marks_chunks_only():
     console.print(screen.frame(console, now_ns=3_000_000, height=6))
     text = console.export_text()
     assert "abcd" in text and "tokens" not in text and "2 chunks" in text
+
+
+def test_replay_plays_in_the_live_view(tmp_path, sim):
+    run = live_run(tmp_path, sim, "--no-live", "-o", "chunks", "40", "-o", "speed", "0.4")
+    assert run.finish() == 0
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path / "user"), "TERM": "xterm-256color"}
+    term = Terminal([*LLM, "streamscope", "replay", "--latest"], env)
+    screen, status = term.wait_for(STATUS.pattern)
+    assert int(status[1]) < 40 and "When│ you" in screen  # mid-replay
+    assert term.finish() == 0
+    assert not left_on_screen(term.text()) and "alignment" in term.text()
+    assert cursor_shown_at_end(bytes(term.raw))
