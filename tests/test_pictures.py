@@ -92,6 +92,17 @@ def test_timeline_on_run_show_and_replay(isolated_env):
     assert "timeline" not in run("show", "--latest", "--json", "--timeline").stdout
 
 
+def test_timeline_by_time_on_run_and_show(isolated_env):
+    result = run(*FAST, "-o", "chunks", "12", "--timeline-by-time", "hi")
+    assert result.exit_code == 0, result.output
+    timeline = result.stdout.split("─ timeline ─")[1]
+    assert "timeline by time: 12 chunks in" in " ".join(timeline.split())
+    assert "    TTFT " in timeline
+    shown = run("show", "--latest", "--timeline", "--timeline-by-time")  # the last one wins
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.split("─ timeline ─")[1].splitlines()[1:] == timeline.splitlines()[1:]
+
+
 class Tags(HTMLParser):
     """Every start tag of an HTML document, with its attributes."""
 
