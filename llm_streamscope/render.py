@@ -695,6 +695,8 @@ class TimelineColumn:
 
     gap_ms: float | None
     """The largest gap before a chunk in the column; None when no gap ends in it."""
+    burst: bool
+    """Whether a chunk in it came within a millisecond of the one before."""
     tokens: int | None
     """The tokens its chunks completed; None when no chunk arrived in it."""
     chunks: int
@@ -702,8 +704,8 @@ class TimelineColumn:
 
 class Timeline:
     """The text stream's gaps as a chart: stalls (gaps over the threshold) and
-    bursts (chunks within a millisecond of the one before) marked above the bars,
-    the tokens completed written below.
+    bursts (chunks within a millisecond of the one before) marked above the bars
+    (a column holding both shows the stall), the tokens completed written below.
 
     ``by="position"``: one column per chunk (or per few, on a long stream), from the
     second chunk on (the first one's wait is the TTFT); the bar is the gap before
@@ -757,7 +759,12 @@ class Timeline:
         tokens = self.tokens[1:]
         per = max(1, -(-len(gaps) // width))
         return [
-            TimelineColumn(max(gaps[i : i + per]), sum(tokens[i : i + per]), len(gaps[i : i + per]))
+            TimelineColumn(
+                max(gaps[i : i + per]),
+                min(gaps[i : i + per]) < 1,
+                sum(tokens[i : i + per]),
+                len(gaps[i : i + per]),
+            )
             for i in range(0, len(gaps), per)
         ]
 
@@ -773,7 +780,9 @@ class Timeline:
             if i:
                 gaps[column].append((t - self.times[i - 1]) / 1e6)
         return [
-            TimelineColumn(max(g) if g else None, sum(n) if n else None, len(n))
+            TimelineColumn(
+                max(g, default=None), min(g, default=1) < 1, sum(n) if n else None, len(n)
+            )
             for g, n in zip(gaps, tokens)
         ]
 
@@ -814,7 +823,7 @@ class Timeline:
                 marks.append(" ")
             elif column.gap_ms > stats.stall_threshold_ms:
                 marks.append("▲" if color else "!", style="bold red")
-            elif column.gap_ms < 1:
+            elif column.burst:
                 marks.append("≈" if color else "=", style="cyan")
             else:
                 marks.append(" ")
