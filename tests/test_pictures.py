@@ -2,6 +2,7 @@
 (parsed, and rendered in headless Chromium where one is installed)."""
 
 import html
+import http.client
 import json
 import os
 import re
@@ -13,11 +14,16 @@ import xml.etree.ElementTree as ET
 import zlib
 from collections import Counter
 from html.parser import HTMLParser
+from itertools import accumulate, islice
 
 import pytest
 from click.testing import CliRunner
 from conftest import streaming_model
 from llm.cli import cli
+from rich.cells import cell_len, set_cell_size
+
+from llm_streamscope.sim.profiles import get_profile
+from llm_streamscope.sim.server import SimServer
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -334,3 +340,166 @@ def test_in_chromium_model_text_is_shown_never_run_and_fetches_nothing(tmp_path,
     raw.write_text(report.read_text().replace('<div class="text">', f'<div class="text">{hostile}'))
     dom, fetched = browse(raw, tmp_path / "raw", "--dump-dom")
     assert 'data-ran="yes"' in dom and fetched == ["http://streamscope.invalid/pixel.png"]
+
+
+# -- golden views of a seeded simulator run -------------------------------------
+#
+# The run: the simulator, seeded, streams over loopback HTTP at speed 0; its body
+# is kept as a capture, with a FILE.times sidecar giving each chunk the time the
+# seeded profile planned for it (what the simulator sleeps by at speed 1). Then
+# `llm streamscope inspect FILE` draws every view from it, the same each time.
+# Regenerate after a meant change: pytest tests/test_pictures.py --update-goldens
+
+SEEDED = {"seed": 1, "profile": "claude-haiku", "chunks": 30}
+"""Claude's chunks of one to five tokens, its half-second TTFT, two stalls and a burst."""
+
+
+@pytest.fixture
+def seeded_capture(tmp_path, monkeypatch):
+    """The body of a seeded simulator run, with its planned times in a sidecar
+    (and stdout's views drawn plain, 80 columns wide, whatever the environment)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(forcing, raising=False)
+    request = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Why does streaming feel fast?"}],
+        "stream": True,
+        "streamscope": {**SEEDED, "speed": 0},
+    }
+    with SimServer() as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port)
+        connection.request("POST", "/v1/chat/completions", json.dumps(request))
+        body = connection.getresponse().read()
+        connection.close()
+        sent = server.send_log(server.last_completion_id).chunks
+    # The simulator draws ids and padding from fresh randomness, never the seed's.
+    body = re.sub(rb'"id":"chatcmpl-\w+"', b'"id":"chatcmpl-seeded"', body)
+    body = re.sub(rb'"created":\d+', b'"created":1767225600', body)
+    body = re.sub(rb'"obfuscation":"\w*"', b'"obfuscation":""', body)
+    # One SSE event per chunk, after the role's: where each ends in the body.
+    event_ends = [m.end() for m in re.finditer(rb"\n\n", body)]
+    events = [json.loads(e[6:]) for e in body.split(b"\n\n")[1 : len(sent) + 1]]
+    assert [e["choices"][0]["delta"]["content"] for e in events] == sent
+    delays = get_profile(SEEDED["profile"]).delays(SEEDED["seed"])
+    times = list(accumulate(islice(delays, len(sent))))
+    lines = [f"{t:.6f}\t{end}" for t, end in zip(times, event_ends[1:])]
+    lines.append(f"{times[-1]:.6f}\t{len(body)}")  # the finish and [DONE] right after
+    capture = tmp_path / "seeded.sse"
+    capture.write_bytes(body)
+    (tmp_path / "seeded.sse.times").write_text("\n".join(lines) + "\n")
+    return capture
+
+
+def section(output, name):
+    """The lines of one ``─ name ─`` section of the plain views, up to the next rule."""
+    lines = [line.rstrip() for line in output.split(f"─ {name} ─", 1)[1].splitlines()[1:]]
+    return "\n".join(lines[: next(i for i, line in enumerate(lines) if line.startswith("───"))])
+
+
+RUN_ID = re.compile(r"\b[0-9a-z]{26}\b")
+UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
+
+
+def anonymous(text):
+    """``text`` with the run's id and the time it was inspected blanked."""
+    return UTC.sub("<utc>", RUN_ID.sub("<run>", text))
+
+
+def svg_lines(path):
+    """The terminal drawn in the SVG, as lines of text: rich draws a line as runs of
+    text at one ``y``, each at its ``x`` (runs of spaces are left out)."""
+    nodes = [
+        node
+        for node in ET.parse(path).getroot().iter(f"{SVG}text")
+        if node.get("textLength") is not None  # not the window's title
+    ]
+    cell = next(
+        float(n.get("textLength")) / cell_len(n.text) for n in nodes if cell_len(n.text or "")
+    )
+    rows = {}
+    for node in nodes:
+        text = (node.text or "").replace("\xa0", " ")
+        rows.setdefault(float(node.get("y")), []).append((round(float(node.get("x")) / cell), text))
+    lines = []
+    for y in sorted(rows):
+        line = ""
+        for column, text in sorted(rows[y]):
+            line = set_cell_size(line, column) + text
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+class Outline(HTMLParser):
+    """An HTML document as an indented outline of its body: each element with its
+    class and what it says (a token's title, a bar's size), text quoted; the
+    preformatted tables as their lines."""
+
+    VOID = frozenset({"meta", "br", "img", "hr", "input", "link"})
+    SHOWN = ("title", "width", "height", "x", "y", "y1")
+
+    def __init__(self, document):
+        super().__init__()
+        self.lines, self.depth, self.pre, self.body = [], 0, None, False
+        self.feed(document)
+
+    def handle_starttag(self, tag, attrs):
+        self.body = self.body or tag == "body"
+        if self.pre is not None or not self.body:
+            return
+        values = dict(attrs)
+        shown = " ".join(f"{k}={values[k]!r}" for k in self.SHOWN if k in values)
+        name = tag + (f".{values['class']}" if "class" in values else "")
+        self.lines.append("  " * self.depth + " ".join(filter(None, [name, shown])))
+        if tag == "pre":
+            self.pre = []
+        if tag not in self.VOID:
+            self.depth += 1
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in self.VOID and self.body and self.pre is None:
+            self.depth -= 1
+
+    def handle_endtag(self, tag):
+        if self.pre is not None and tag != "pre":
+            return
+        if self.pre is not None:
+            lines = "".join(self.pre).splitlines()
+            self.lines.extend("  " * self.depth + "| " + line.rstrip() for line in lines)
+            self.pre = None
+        if self.body and tag not in self.VOID:
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if self.pre is not None:
+            self.pre.append(data)
+        elif self.body and data.strip():
+            self.lines.append("  " * self.depth + repr(data))
+
+
+def test_golden_timelines_of_a_seeded_simulator_run(seeded_capture, golden):
+    by_position = run("inspect", str(seeded_capture), "--timeline")
+    assert by_position.exit_code == 0, by_position.output
+    by_time = run("inspect", str(seeded_capture), "--timeline-by-time")
+    assert by_time.exit_code == 0, by_time.output
+    golden("seeded-timeline.txt", section(by_position.stdout, "timeline") + "\n")
+    golden("seeded-timeline-by-time.txt", section(by_time.stdout, "timeline") + "\n")
+    # the rest of the views is the same whichever timeline is drawn
+    assert section(by_time.stdout, "stats") == section(by_position.stdout, "stats")
+
+
+def test_golden_svg_and_html_of_a_seeded_simulator_run(seeded_capture, golden, tmp_path):
+    drawn, report = tmp_path / "views.svg", tmp_path / "report.html"
+    result = run(
+        "inspect",
+        str(seeded_capture),
+        "--timeline-by-time",
+        "--svg",
+        str(drawn),
+        "--html",
+        str(report),
+    )
+    assert result.exit_code == 0, result.output
+    golden("seeded-views.svg.txt", anonymous(svg_lines(drawn)) + "\n")
+    golden("seeded-report.html.txt", anonymous("\n".join(Outline(report.read_text()).lines)) + "\n")
