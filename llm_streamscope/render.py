@@ -700,6 +700,7 @@ class TimelineColumn:
     tokens: int | None
     """The tokens its chunks completed; None when no chunk arrived in it."""
     chunks: int
+    """How many chunks it holds (by position: the chunks whose gaps it draws)."""
 
 
 class Timeline:
