@@ -55,8 +55,20 @@ def database_option(func: Any) -> Any:
 
 
 def timeline_option(func: Any) -> Any:
+    # Two switches of one value: an optional value (--timeline=time) would take the
+    # prompt in `--timeline "..."` for its value.
+    func = click.option(
+        "--timeline-by-time",
+        "timeline",
+        flag_value="time",
+        help="Also draw the timeline, its columns equal slices of time",
+    )(func)
     return click.option(
-        "--timeline", is_flag=True, help="Also draw the gaps between chunks as a timeline"
+        "--timeline",
+        "timeline",
+        flag_value="position",
+        default=None,
+        help="Also draw the gaps between chunks as a timeline, a column per chunk",
     )(func)
 
 
@@ -68,7 +80,8 @@ class Views:
     gap_ms: float | None = None
     json_: bool = False
     svg: pathlib.Path | None = None
-    timeline: bool = False
+    timeline: str | None = None
+    """None, or how the timeline is drawn: ``position`` or ``time``."""
     html_path: pathlib.Path | None = None
 
 
@@ -438,7 +451,7 @@ def print_views(
     *,
     view: str,
     wire: bool,
-    timeline: bool = False,
+    timeline: str | None = None,
 ) -> None:
     """Each response's views, the time between them, and a run's totals."""
     from .render import between_line, response_label, run_table
@@ -474,7 +487,7 @@ def present(
     *,
     view: str,
     wire: bool = False,
-    timeline: bool = False,
+    timeline: str | None = None,
 ) -> None:
     """One response's views: the alignment and the stats (and the timeline, the wire).
 
@@ -496,7 +509,7 @@ def present(
         from .render import Timeline
 
         console.rule("timeline", style="dim")
-        console.print(Timeline(alignment, stats))
+        console.print(Timeline(alignment, stats, by=timeline))
     if wire:
         from .render import wire_table
 
@@ -757,7 +770,7 @@ def replay_command(
     latest: bool,
     speed: float,
     view: str,
-    timeline: bool,
+    timeline: str | None,
     no_live: bool,
     database: pathlib.Path | None,
 ) -> None:

@@ -93,7 +93,8 @@ def _bars(values: list[float], *, height: int, color: str, label: str, line: flo
             'stroke-dasharray="4 3"/>'
         )
     return (
-        f'<svg class="chart" width="{width + 120}" height="{height + 18}">'
+        # 200: room beside the bars for the longest label ("gap before each chunk (ms)")
+        f'<svg class="chart" width="{width + 200}" height="{height + 18}">'
         f'<g transform="translate(0,4)">{rects}{dashed}</g>'
         f'<text x="{width + 6}" y="12">{html.escape(label)}</text>'
         f'<text x="{width + 6}" y="{height}">max {top:,.1f}</text></svg>'
