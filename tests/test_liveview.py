@@ -302,7 +302,8 @@ def test_replay_plays_in_the_live_view(isolated_env):
     from click.testing import CliRunner
     from llm.cli import cli
 
-    logged_run = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "40", "-o", "speed", "0.4"]
+    logged_run = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "40"]
+    logged_run += ["-o", "speed", "0.4"]
     assert CliRunner().invoke(cli, [*logged_run, "Why?"]).exit_code == 0
     env = {**os.environ, "TERM": "xterm-256color"}  # LLM_USER_PATH: the run's
     term = Terminal([*LLM, "streamscope", "replay", "--latest"], env)
