@@ -306,7 +306,8 @@ def _can_draw(stream: Any) -> bool:
     from .live import is_terminal
 
     return (
-        is_terminal(stream)
+        os.name == "posix"  # the terminal is handed to the tokenizer process (pass_fds)
+        and is_terminal(stream)
         and not os.environ.get("NO_COLOR")
         and os.environ.get("TERM") != "dumb"
         and hasattr(stream, "fileno")
