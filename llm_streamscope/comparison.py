@@ -423,19 +423,37 @@ def _run_in_processes(
         database = settings.run.database or pathlib.Path(scratch) / "logs.db"
         results: list[list[tuple[RunResult, str | None]]] = [[] for _ in specs]
         lock = threading.Lock()
+        stop = threading.Event()
+        # Not Thread.join: a join that Ctrl-C interrupts can leave the thread seen
+        # as ended while it still runs.
+        finished = [threading.Event() for _ in specs]
 
         def runs_of(i: int) -> None:
-            for number in range(1, settings.runs + 1):
-                result, failure = _run_process(specs[i], settings, database)
-                with lock:
-                    results[i].append((result, failure))
-                    progress(_progress_line(specs[i], number, settings.runs, result, failure))
+            try:
+                for number in range(1, settings.runs + 1):
+                    if stop.is_set():
+                        return
+                    result, failure = _run_process(specs[i], settings, database)
+                    with lock:
+                        results[i].append((result, failure))
+                        progress(_progress_line(specs[i], number, settings.runs, result, failure))
+            finally:
+                finished[i].set()
 
-        threads = [threading.Thread(target=runs_of, args=(i,)) for i in range(len(specs))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for i in range(len(specs)):
+            threading.Thread(target=runs_of, args=(i,), daemon=True).start()
+        try:
+            for event in finished:
+                event.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the runs' processes too (one process group): each saves
+            # what it received and ends; start no more.
+            stop.set()
+            for event in finished:
+                event.wait()
+            for done in results:
+                if len(done) < settings.runs:
+                    done.append((RunResult(run_id="", responses=()), "interrupted (Ctrl-C)"))
         return [_model_runs(spec, done) for spec, done in zip(specs, results)]
 
 

@@ -57,6 +57,15 @@ def compared(tmp_path_factory, tiktoken_cache):
 
 def test_two_profiles_show_their_tokens_per_chunk(compared):
     _, result, document = compared
+    assert set(document) == {"source", "prompt", "system", "parallel", "aggregation", "models"}
+    assert set(document["aggregation"]) >= {"ttft_ms", "itl_ms", "tokens_per_chunk"}
+    assert document["prompt"] == PROMPT and document["parallel"] is False
+    assert set(document["models"][0]) == {
+        *("label", "model", "options", "run_ids", "trace_ids", "runs", "complete"),
+        *("encoding", "encoding_exact", "ttft_ms", "itl_ms", "tokens_per_s", "chunks"),
+        *("tokens", "tokens_per_chunk", "whole_token_chunks_pct", "stalls"),
+        *("stall_threshold_ms", "usage_output_tokens", "tiktoken_tokens", "tokens_minus_usage"),
+    }
     openai, anthropic = document["models"]
     assert [m["label"] for m in document["models"]] == LABELS
     assert openai["options"] == {"profile": "gpt-4o-mini"}
