@@ -954,8 +954,15 @@ def compare_command(
     _check_encoding(encoding_name)
     note = None
     if from_logs:
-        if prompt is not None:
-            raise click.ClickException("--from-logs makes no request: give no prompt")
+        ctx = click.get_current_context()
+        given = [
+            flag
+            for flag, name in (("-n", "runs"), ("--parallel", "parallel"), ("--timeout", "timeout"))
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if prompt is not None or given:
+            what = " or ".join(given + (["prompt"] if prompt is not None else []))
+            raise click.ClickException(f"--from-logs makes no request: it takes no {what}")
         db = _open_log(database)
         try:
             results, warnings = comparison.from_logs(db, specs, shared, limit, gap_ms)

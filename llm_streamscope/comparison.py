@@ -23,6 +23,7 @@ timings then disturb each other (one machine's CPU and network for all).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import pathlib
@@ -323,13 +324,7 @@ def _run_once(
 ) -> RunResult:
     from .session import run as run_session
 
-    run_settings = RunSettings(
-        encoding_name=settings.run.encoding_name,
-        gap_ms=settings.run.gap_ms,
-        timeout_s=settings.run.timeout_s,
-        database=settings.run.database,
-        live=False,
-    )
+    run_settings = dataclasses.replace(settings.run, live=False)
     params = _prompt_params(spec, settings)
 
     def invoke() -> None:

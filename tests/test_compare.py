@@ -228,7 +228,8 @@ def test_a_failed_run_is_shown_and_fails_the_command():
         (("hi",), "at least one model"),
         (("-m", "streamscope-sim"), "Give a prompt"),
         (("--from-logs", "-m", "streamscope-sim"), "No log"),
-        (("--from-logs", "-m", "streamscope-sim", "hi"), "give no prompt"),
+        (("--from-logs", "-m", "streamscope-sim", "hi"), "it takes no prompt"),
+        (("--from-logs", "-m", "streamscope-sim", "-n", "2"), "it takes no -n"),
     ],
 )
 def test_bad_input_is_one_line_and_runs_nothing(isolated_env, args, message):
