@@ -252,3 +252,25 @@ def test_parallel_runs_each_model_in_its_own_process(isolated_env, monkeypatch):
     openai, anthropic = document["models"]
     assert openai["tokens_per_chunk"] == 1.0 and anthropic["tokens_per_chunk"] > 1.5
     assert len(traces(isolated_env)) == 2  # logged like any run
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK: claude-3-5-haiku is old
+def test_the_issues_example_with_the_real_plugins(monkeypatch):
+    """llm's own gpt-4o-mini and llm-anthropic's claude-3.5-haiku, each pointed at the
+    simulator's route of its provider (chunked as that provider chunks)."""
+    from llm_streamscope.sim.server import SimServer
+
+    with SimServer(defaults={"speed": 0, "seed": 4}) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-dummy")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-dummy")
+        _, document = compare_json(
+            *("-o", "max_tokens", "20", "-m", "gpt-4o-mini", "-m", "claude-3.5-haiku", "-n", "1"),
+            "hi",
+        )
+    openai, anthropic = document["models"]
+    assert (openai["model"], openai["encoding_exact"]) == ("gpt-4o-mini", True)
+    assert anthropic["encoding"] == "o200k_base" and anthropic["encoding_exact"] is False
+    assert openai["tokens_per_chunk"] == 1.0 and anthropic["tokens_per_chunk"] > 1.5
+    assert openai["tokens_minus_usage"] == 0
