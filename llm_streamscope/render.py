@@ -8,7 +8,7 @@ or reorder text with bidi overrides.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from itertools import compress, count, pairwise
 from operator import ne
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,8 @@ from .stats import Distribution, RunTotals, Stats
 from .trace import Alignment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from rich.console import Console, ConsoleOptions, RenderResult
 
     from .comparison import ModelSummary
