@@ -186,6 +186,11 @@ def test_the_screen_mid_stream_and_at_the_end(tmp_path, sim):
     assert not left_on_screen(end), end  # the live view has left the screen
     assert cursor_shown_at_end(bytes(term.raw))
     times, status_logged, _ = logged(tmp_path)
+    db = sqlite3.connect(tmp_path / "user" / "logs.db")
+    shown_s = sum(db.execute("select setup_ns + end_ns from streamscope_traces").fetchone()) / 1e9
+    db.close()
+    frames = bytes(term.raw).count("● ".encode())  # a status line a frame
+    assert 10 <= frames <= 30 * shown_s + 2, (frames, shown_s)  # at most 30 a second
     assert len(times) == 60 and status_logged == "complete"
 
 
