@@ -40,6 +40,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
@@ -207,6 +208,7 @@ class LiveRenderer:
         stream = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
         self.console = Console(file=stream, force_terminal=True, highlight=False)
         self._lock = threading.Lock()
+        self._arrived: deque[bytes] = deque()  # messages of fragments, not yet on the screen
         self._wake = threading.Event()
         self._urgent = threading.Event()  # the view is to leave the screen: no pause first
         self._showing = False
@@ -218,12 +220,19 @@ class LiveRenderer:
 
     def receive(self, data: bytes) -> bool:
         """One message of ``LiveView``'s. Returns True once the view it ends has left
-        the screen."""
+        the screen.
+
+        Fragments are only queued here (a deque's append takes no lock), and the
+        drawing thread takes them at its next frame: the process's reading thread
+        never waits on a frame, so the pipe is read as fast as it is written.
+        """
+        if data.startswith(b'{"add"'):
+            self._arrived.append(data)
+            self._wake.set()
+            return False
         message = json.loads(data)
         if "begin" in message:
             self.begin(**message["begin"])
-        if "add" in message:
-            self.add(message["add"], origin_ns=message.get("origin_ns"))
         if "end" in message or "close" in message:
             self.end()
             return True
@@ -271,6 +280,9 @@ class LiveRenderer:
             started = time.perf_counter_ns()
             frame = None
             with self._lock:  # the screen's state only: the terminal is written outside
+                while self._arrived:
+                    message = json.loads(self._arrived.popleft())
+                    self.screen.add(message["add"], origin_ns=message.get("origin_ns"))
                 leave, stop, showing = self._want, self._stop, self._showing
                 if not leave and showing:
                     width, height = _terminal_size(self.fd)
