@@ -599,7 +599,7 @@ class ServeCommand(click.Command):
             from .sim.options import flags
 
             self.params += [
-                click.Option([flag], name, metavar=name.upper(), help=help)
+                click.Option([flag, name], metavar=name.upper(), help=help)
                 for flag, name, help in flags()
             ]
             self._with_sim_options = True

@@ -330,6 +330,7 @@ def recording_from(
         closing=closing,
         keepalive=decoded.framing == "sse",
         status=source.status or 200,
+        profile=served.default_profile,
     )
     return recording, decoded.format, source.name
 

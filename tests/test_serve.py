@@ -309,6 +309,7 @@ def test_replay_without_times_is_cut_per_event_and_timed_by_the_profile(capture,
     path, _ = capture
     recording, wire_format, _ = recording_from(path)
     assert wire_format == "anthropic" and recording.times_ns is None
+    assert recording.profile == "claude-haiku"  # the format's, to time it
     assert len(recording.pieces) == 6 and b"message_stop" in recording.closing
     assert b"".join(recording.pieces) + recording.closing == path.read_bytes()
     _, inspected = run_doc("inspect", str(path))

@@ -4,12 +4,14 @@ streaming formats, and the ``streamscope-sim`` model.
 * :mod:`.server` - :class:`SimServer`, :func:`get_server`, the OpenAI chat.completions route.
 * :mod:`.anthropic` - the Anthropic Messages route (``POST /v1/messages``).
 * :mod:`.gemini` - the Gemini route (``POST /v1beta/models/{model}:streamGenerateContent``).
+* :mod:`.replay` - a captured stream served again (``llm streamscope serve --replay``).
 * :mod:`.options` - the simulator options, defined once for the model, the server and the flags.
 * :mod:`.engine` - what both formats share: pacing, stalls, drops, send logs, tool-call arguments.
 * :mod:`.profiles` - how a provider cuts and paces a stream (pure, seeded).
 * :mod:`.model` - :class:`SimChat` and :class:`AsyncSimChat`, llm's real OpenAI Chat models
   aimed at the server.
 
-Run ``python -m llm_streamscope.sim`` for a standalone server (benchmarks).
+Run ``llm streamscope serve`` (or ``python -m llm_streamscope.sim``, the same command) for a
+standalone server: :mod:`llm_streamscope.serving`.
 Importing this package imports nothing heavy.
 """

@@ -58,6 +58,9 @@ class Recording:
     closing: bytes = b""
     keepalive: bool = False
     status: int = 200
+    profile: str | None = None
+    """The profile that times it when the capture has no times, unless the server's
+    defaults or the request name one (its format's default profile)."""
 
     def serves(self, path: str) -> bool:
         return re.fullmatch(self.route, path) is not None
@@ -74,7 +77,8 @@ def handle(handler: _Handler, recording: Recording, raw: bytes, t0: int) -> bool
     """Answer one POST with the recording; False to leave it to the format's route
     (an ``error`` to simulate, or bad simulator options: that route answers them).
 
-    The options are the server's defaults and the body's ``"streamscope"`` object.
+    The options are the server's defaults and the body's ``"streamscope"`` object
+    (the recording's profile first).
     """
     try:
         body = json.loads(raw) if raw else {}
@@ -82,8 +86,9 @@ def handle(handler: _Handler, recording: Recording, raw: bytes, t0: int) -> bool
         return False
     given = body.get("streamscope") if isinstance(body, dict) else None
     try:
+        own = {"profile": recording.profile} if recording.profile else {}
         options = SimOptions.parse(
-            {**handler.server.sim.defaults, **(given if isinstance(given, dict) else {})}
+            {**own, **handler.server.sim.defaults, **(given if isinstance(given, dict) else {})}
         )
     except InvalidOption:
         return False
