@@ -26,10 +26,12 @@ SERVER_SEED = 5
 class Served:
     """A server process: its first stdout line (the base URL) and its instructions."""
 
-    def __init__(self, args, env):
+    def __init__(self, args, env, meanwhile=None):
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
+        if meanwhile is not None:
+            meanwhile()  # while the process starts
         self.url = self.proc.stdout.readline().strip()
         self.root = self.url.removesuffix("/v1")
         self.port = int(self.root.rsplit(":", 1)[1]) if self.root else 0
@@ -57,8 +59,7 @@ def process_env(tmp_path_factory, tiktoken_cache):
     return keep | {"LLM_USER_PATH": str(user), "TIKTOKEN_CACHE_DIR": str(tiktoken_cache)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def encoding_here(tiktoken_cache):
+def load_encoding_here(tiktoken_cache):
     """o200k loaded in this process, as the in-process simulator of other modules loads it:
     the runs here tokenize in place instead of starting a tokenizer process each."""
     from llm_streamscope import encodings
@@ -71,7 +72,9 @@ def encoding_here(tiktoken_cache):
 def served(tmp_path_factory, tiktoken_cache):
     args = [LLM, "streamscope", "serve", "--port", "0", "--speed", "0"]
     server = Served(
-        [*args, "--seed", str(SERVER_SEED)], process_env(tmp_path_factory, tiktoken_cache)
+        [*args, "--seed", str(SERVER_SEED)],
+        process_env(tmp_path_factory, tiktoken_cache),
+        meanwhile=lambda: load_encoding_here(tiktoken_cache),
     )
     try:
         yield server
