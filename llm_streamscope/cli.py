@@ -166,6 +166,12 @@ class _OneLineError(click.ClickException):
     help="Also record the socket reads of each request: the provider's events, "
     "and times from the wire",
 )
+@click.option(
+    "--no-live",
+    is_flag=True,
+    help="Stream plain text, as llm shows it, instead of the live view (plain text "
+    "is what a pipe, --json and NO_COLOR get)",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -173,15 +179,18 @@ def run(
     views: Views,
     timeout: float | None,
     wire: bool,
+    no_live: bool,
     **options: Any,
 ) -> None:
     """Run a prompt as `llm prompt` does, and show how every response arrived.
 
     Every option of `llm prompt` works, with llm's meaning: templates, fragments,
     attachments, conversations (-c), tools and chains (-T), schemas, --async. The
-    live text streams as llm shows it; then, for each response llm streamed, the
+    text streams live; then, for each response llm streamed, the
     alignment of its fragments with the model's tokens and its rate stats (a tool
-    chain streams several responses, with the time between them). The traces are
+    chain streams several responses, with the time between them). In a terminal the
+    live view shows the text with its tokens and chunks as it arrives, a status
+    line and a strip of the gaps between chunks. The traces are
     logged to llm's logs.db beside llm's own record, unless logging is off; see
     `llm streamscope logs`.
     """
@@ -221,6 +230,7 @@ def run(
         timeout_s=timeout,
         database=log_path if logging else None,
         live=not views.json_,
+        live_view=not (no_live or views.json_ or extract) and _can_draw(sys.stdout),
         extract=extract,
         wire=wire,
     )
@@ -278,6 +288,18 @@ def run(
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
         sys.exit(_exit_code(last))
+
+
+def _can_draw(stream: Any) -> bool:
+    """Whether the live view can draw on ``stream``: a terminal that takes colour."""
+    from .live import is_terminal
+
+    return (
+        is_terminal(stream)
+        and not os.environ.get("NO_COLOR")
+        and os.environ.get("TERM") != "dumb"
+        and hasattr(stream, "fileno")
+    )
 
 
 def _log_path(database: str | pathlib.Path | None) -> pathlib.Path:
