@@ -157,6 +157,23 @@ def test_llm_anthropic_through_the_printed_environment_line(served, monkeypatch)
     assert doc["stats"]["tokens_per_chunk"]["mean"] > 1.5
 
 
+def test_llms_responses_client_through_the_responses_format_lines(served, isolated_env):
+    from types import SimpleNamespace
+
+    from llm_streamscope.serving import SERVE_FORMATS, Serving, instructions
+
+    lines = instructions(
+        Serving(SimpleNamespace(url=served.root), SERVE_FORMATS["responses"], "gpt-4o-mini")
+    )
+    assert lines[0] == f"responses format, profile gpt-4o-mini: {served.url}"
+    yaml = lines[1].split("\n", 1)[1].rsplit("\nthen:", 1)[0] + "\n"
+    assert "  responses: true\n" in yaml
+    (isolated_env / "extra-openai-models.yaml").write_text(yaml)
+    result, doc = run_doc("-m", "streamscope-serve", "-o", "max_tokens", "20", "hi")
+    assert result.exit_code == 0, result.output
+    assert doc["status"] == "complete" and doc["stats"]["chunks"] == doc["stats"]["tokens"] == 20
+
+
 # --------------------------------------------------------------------------
 # Network conditions: what `llm streamscope` reports for each
 
@@ -326,6 +343,40 @@ def test_replay_without_times_is_cut_per_event_and_timed_by_the_profile(capture,
         assert status == 200
 
 
+def test_an_ollama_capture_replays_on_its_own_created_at_times(served, tmp_path, monkeypatch):
+    from llm_streamscope.serving import recording_from
+    from llm_streamscope.sim.server import SimServer
+
+    body = {"model": "llama3", "messages": [{"role": "user", "content": "hi"}]}
+    body["streamscope"] = {"chunks": 4, "speed": 2, "keepalive_ms": 5}
+    status, raw = post(served.port, "/api/chat", body)
+    assert status == 200 and raw.count(b"\n") == 5  # 4 lines and the done line: no keep-alives
+    path = tmp_path / "chat.ndjson"
+    path.write_bytes(raw)
+    recording, wire_format, _ = recording_from(path)
+    assert wire_format == "ollama" and recording.route == "/api/(chat|generate)"
+    assert recording.pieces == tuple(line + b"\n" for line in raw.splitlines())
+    times = recording.times_ns
+    assert times is not None and times[0] == 0 and times == tuple(sorted(times)) and times[-2] > 0
+    with SimServer(defaults={"speed": 1}, replay=recording) as server:
+        status, replayed = post(server.port, "/api/generate", {"model": "x", "prompt": "hi"})
+        log = server.send_log(server.last_completion_id)
+    assert status == 200 and replayed == raw  # byte for byte
+    assert [abs(a - b) < 1000 for a, b in zip(log.due_ns, times)] == [True] * len(times)
+    _, inspected = run_doc("inspect", str(path))
+    replay_path = tmp_path / "replayed.ndjson"
+    replay_path.write_bytes(replayed)
+    assert fragment_texts(run_doc("inspect", str(replay_path))[1]) == fragment_texts(inspected)
+
+
+def test_responses_streams_get_keepalives(served):
+    body = {"model": "gpt-4o-mini", "input": "hi", "stream": True}
+    body["streamscope"] = {"chunks": 2, "ttft_ms": 60, "keepalive_ms": 25}
+    status, raw = post(served.port, "/v1/responses", body)
+    assert status == 200 and raw.count(b": keep-alive\n\n") == 2
+    assert raw.count(b"event: response.output_text.delta") == 2
+
+
 # --------------------------------------------------------------------------
 # Bad input: one line, non-zero, before anything listens
 
@@ -378,7 +429,7 @@ def test_the_format_list_agrees_with_the_routes():
     import re
 
     from llm_streamscope.serving import SERVE_FORMATS
-    from llm_streamscope.sim import anthropic, gemini, profiles, server
+    from llm_streamscope.sim import anthropic, gemini, ollama, profiles, responses, server
     from llm_streamscope.wire import FORMATS
 
     assert sorted(f.wire_format for f in SERVE_FORMATS.values()) == sorted(FORMATS)
@@ -386,7 +437,11 @@ def test_the_format_list_agrees_with_the_routes():
         "openai": (profiles.DEFAULT_PROFILE, server.COMPLETIONS_PATH),
         "anthropic": (anthropic.DEFAULT_PROFILE, anthropic.MESSAGES_PATH),
         "gemini": (gemini.DEFAULT_PROFILE, "/v1beta/models/gemini-2.5-flash:streamGenerateContent"),
+        "responses": (profiles.DEFAULT_PROFILE, responses.PATHS[0]),
+        "ollama": (profiles.DEFAULT_PROFILE, ollama.GENERATE_PATH),
     }
+    for path in (*responses.PATHS, *ollama.PATHS, "/chat/completions"):
+        assert any(re.fullmatch(f.route, path) for f in SERVE_FORMATS.values()), path
     for name, (profile, path) in routes.items():
         assert SERVE_FORMATS[name].default_profile == profile
         assert re.fullmatch(SERVE_FORMATS[name].route, path)
