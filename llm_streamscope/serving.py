@@ -51,6 +51,8 @@ class ServeFormat:
     """The profile its route uses unless ``--profile`` says otherwise."""
     route: str
     """A regular expression of the paths it answers a POST on."""
+    path: str
+    """Its main path, as the user is told it."""
     base_path: str
     """What a client's base URL adds to ``http://HOST:PORT``."""
     client: str
@@ -64,48 +66,54 @@ SERVE_FORMATS: dict[str, ServeFormat] = {
     f.name: f
     for f in (
         ServeFormat(
-            "openai",
-            "openai-chat",
-            "gpt-4o-mini",
-            r"(/v1)?/chat/completions",
-            "/v1",
-            "OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY=any (the openai SDK; llm's own OpenAI"
-            " models); STREAMSCOPE_SIM_URL={url}/v1 (llm's streamscope-sim model)",
+            name="openai",
+            wire_format="openai-chat",
+            default_profile="gpt-4o-mini",
+            route=r"(/v1)?/chat/completions",
+            path="/v1/chat/completions",
+            base_path="/v1",
+            client="OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY=any (the openai SDK; llm's own"
+            " OpenAI models); STREAMSCOPE_SIM_URL={url}/v1 (llm's streamscope-sim model)",
         ),
         ServeFormat(
-            "anthropic",
-            "anthropic",
-            "claude-haiku",
-            r"/v1/messages",
-            "",
-            "ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=any (llm-anthropic, the anthropic SDK)",
+            name="anthropic",
+            wire_format="anthropic",
+            default_profile="claude-haiku",
+            route=r"/v1/messages",
+            path="/v1/messages",
+            base_path="",
+            client="ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=any (llm-anthropic, the anthropic"
+            " SDK)",
         ),
         ServeFormat(
-            "responses",
-            "openai-responses",
-            "gpt-4o-mini",
-            r"(/v1)?/responses",
-            "/v1",
-            "OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY=any (the openai SDK's"
+            name="responses",
+            wire_format="openai-responses",
+            default_profile="gpt-4o-mini",
+            route=r"(/v1)?/responses",
+            path="/v1/responses",
+            base_path="/v1",
+            client="OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY=any (the openai SDK's"
             " client.responses); responses: true in extra-openai-models.yaml for llm",
         ),
         ServeFormat(
-            "ollama",
-            "ollama",
-            "gpt-4o-mini",
-            r"/api/(chat|generate)",
-            "",
-            "OLLAMA_HOST={url} (the ollama client, llm-ollama); NDJSON has no comments:"
+            name="ollama",
+            wire_format="ollama",
+            default_profile="gpt-4o-mini",
+            route=r"/api/(chat|generate)",
+            path="/api/chat",
+            base_path="",
+            client="OLLAMA_HOST={url} (the ollama client, llm-ollama); NDJSON has no comments:"
             " keepalive_ms does not apply",
         ),
         ServeFormat(
-            "gemini",
-            "gemini",
-            "gemini-flash",
-            r"/v1beta/models/[^/:]+:streamGenerateContent",
-            "",
-            "POST {url}/v1beta/models/MODEL:streamGenerateContent[?alt=sse] (a client that"
-            " takes a base URL; llm-gemini's is fixed: only through an https proxy);"
+            name="gemini",
+            wire_format="gemini",
+            default_profile="gemini-flash",
+            route=r"/v1beta/models/[^/:]+:streamGenerateContent",
+            path="/v1beta/models/MODEL:streamGenerateContent",
+            base_path="",
+            client="POST {url}/v1beta/models/MODEL:streamGenerateContent[?alt=sse] (a client"
+            " that takes a base URL; llm-gemini's is fixed: only through an https proxy);"
             " keep-alives with alt=sse only",
         ),
     )
@@ -189,7 +197,11 @@ def start(settings: ServeSettings) -> Serving:
         raise ServeError(
             f"Cannot listen on {settings.host}:{settings.port}: {ex.strerror or ex}{hint}"
         ) from None
-    profiles.prepare_samples()
+    try:
+        profiles.prepare_samples()
+    except BaseException:  # Ctrl-C while it loads: close the port all the same
+        server.stop()
+        raise
     return Serving(
         server,
         chosen,
@@ -222,14 +234,15 @@ def instructions(serving: Serving) -> list[str]:
         lines.append(
             f"Replaying {serving.source_name} ({len(serving.recording.pieces)} pieces,"
             f" {'its own timing' if serving.recording.times_ns else 'timed by the profile'})"
-            f" on POST {chosen.route}; other routes simulate."
+            f" on POST {chosen.path}; other routes simulate."
         )
     lines.append(f"{chosen.name} format, profile {serving.profile}: {chosen.base_url(url)}")
     if chosen.base_path == "/v1":
         responses = "  responses: true\n" if chosen.name == "responses" else ""
         lines.append(
             "extra-openai-models.yaml (in llm's user directory, `llm logs path`'s folder):\n"
-            f"- model_id: streamscope-serve\n  model_name: {serving.profile}\n"
+            # gpt-4o-mini: the name tiktoken knows for o200k, the simulator's tokens.
+            "- model_id: streamscope-serve\n  model_name: gpt-4o-mini\n"
             f"  api_base: {chosen.base_url(url)}\n{responses}"
             "then: llm streamscope -m streamscope-serve 'hi'"
         )

@@ -307,7 +307,10 @@ def test_replay_serves_the_capture_as_inspect_reads_it(
     try:
         # Served where its format is served: the Anthropic root, printed first.
         assert replaying.url.startswith("http://127.0.0.1:") and not replaying.url.endswith("/v1")
-        assert f"Replaying {path} (2 pieces, its own timing)" in replaying.instructions[0]
+        assert (
+            f"Replaying {path} (2 pieces, its own timing) on POST /v1/messages"
+            in (replaying.instructions[0])
+        )
         monkeypatch.setenv("ANTHROPIC_BASE_URL", replaying.url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-dummy")
         result, doc = run_doc("-m", "claude-haiku-4.5", "hi")
