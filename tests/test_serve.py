@@ -186,8 +186,9 @@ def sim(served, monkeypatch):
 
 
 def test_latency_and_ttft_delay_the_first_token(sim):
-    _, doc = run_doc(*sim, "-o", "latency_ms", "60", "-o", "ttft_ms", "90", "hi")
+    _, doc = run_doc(*sim, "-o", "latency_ms", "60", "-o", "ttft_ms", "90", "--wire", "hi")
     assert doc["status"] == "complete" and doc["stats"]["ttft_ms"] >= 150
+    assert doc["wire"]["headers_ms"] >= 60  # the headers come late too
     assert doc["stats"]["gap_ms"]["max"] < 60 + 90  # every chunk shifted, not spread
 
 

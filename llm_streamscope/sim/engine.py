@@ -201,6 +201,9 @@ class SendLog:
     """The wire format: ``chat.completions`` (OpenAI), ``messages`` (Anthropic),
     ``generateContent`` (Gemini), ``responses`` (OpenAI Responses), ``ollama-chat`` or
     ``ollama-generate`` (Ollama)."""
+    latency_ms: float | None = None
+    """The ``latency_ms`` option: the response (its headers too) starts that much after
+    ``t0_ns``."""
     sent_ns: list[int] = field(default_factory=list)
     chunks: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
@@ -240,6 +243,7 @@ class SendLog:
             include_usage=include_usage,
             t0_ns=t0_ns,
             api=api,
+            latency_ms=options.latency_ms,
         )
 
     def settle(self, prompt_tokens: int, completion_tokens: int, finish_reason: str) -> None:
@@ -263,6 +267,13 @@ class SendLog:
 
 # --------------------------------------------------------------------------
 # Sending
+
+
+def wait_latency(log: SendLog) -> None:
+    """Hold a response until its ``latency_ms`` has passed since the request (headers
+    included); :class:`Schedule` counts it in every chunk's due time."""
+    if log.latency_ms:
+        sleep_until(log.t0_ns + int(log.latency_ms * 1e6))
 
 
 def sleep_until(deadline_ns: int) -> None:

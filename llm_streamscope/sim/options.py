@@ -151,7 +151,8 @@ class SimOptions(_Checks):
     latency_ms: float | None = Field(
         default=None,
         ge=0,
-        description="Network latency: every chunk arrives this many ms later (real time)",
+        description="Network latency: the response, headers and every chunk, comes this many"
+        " ms later (real time)",
     )
     ttft_ms: float | None = Field(
         default=None,

@@ -57,6 +57,7 @@ from .engine import (
     plan_json,
     record_whole,
     send_paced,
+    wait_latency,
     wait_whole,
 )
 from .options import InvalidOption, SimOptions
@@ -431,9 +432,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, log: SendLog, respond: Callable[[], bool]) -> None:
         """Keep ``log`` (for the sendlog route) and run ``respond``, which sends the
-        response and returns False when it dropped the connection on purpose."""
+        response and returns False when it dropped the connection on purpose; not
+        before the response's latency has passed."""
         self.server.sim._add_log(log)
         try:
+            wait_latency(log)
             if not respond():
                 self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
