@@ -27,15 +27,14 @@ Three layers, data flowing one way:
 >>> with console.capture() as out:
 ...     console.print(screen.frame(console, now_ns=400_000_000, height=8))
 >>> print(out.get().rstrip())
-Hello world
-gaps ▇
-● gpt-4o-mini  0.4 s · TTFT 300.0 ms · 2 chunks · gap 80.0 ms · 0 stalls
+Hello│ world
+gaps ▄
+● 0.4 s  TTFT 300 ms  2 chunks  gap 80 ms  0 stalls  gpt-4o-mini
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -49,7 +48,7 @@ from rich.console import Group
 from rich.text import Text
 
 from .live import StallFlusher
-from .render import LIVE_TABLE, AlignmentView, _count, _fmt_ms
+from .render import LIVE_TABLE, AlignmentView, _count
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -188,12 +187,22 @@ class LiveRenderer:
     answer, or a slow terminal, lowers the frame rate instead).
     """
 
-    def __init__(self, fd: int, encoding_name: str, tokenize: Callable[[str], Tokens]) -> None:
+    def __init__(
+        self,
+        fd: int,
+        encoding_name: str,
+        tokenize: Callable[[str], Tokens],
+        *,
+        clock: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
         from rich.console import Console
 
         self.fd = fd
         self.encoding_name = encoding_name
         self._tokenize = tokenize
+        self._clock = clock
+        """The capture's clock: ``perf_counter_ns`` is the system's monotonic clock
+        (CLOCK_MONOTONIC, QueryPerformanceCounter), the same in both processes."""
         self.screen = LiveScreen()
         stream = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
         self.console = Console(file=stream, force_terminal=True, highlight=False)
@@ -201,41 +210,53 @@ class LiveRenderer:
         self._wake = threading.Event()
         self._urgent = threading.Event()  # the view is to leave the screen: no pause first
         self._showing = False
-        self._want: str | None = None  # "end" / "close": the view is to leave the screen
+        self._want = False  # the view is to leave the screen
         self._left = threading.Event()
         self._stop = False
         self._thread = threading.Thread(target=self._draw_loop, name="live-view", daemon=True)
         self._thread.start()
 
     def receive(self, data: bytes) -> bool:
-        """One message. Returns True once the view it ends has left the screen."""
+        """One message of ``LiveView``'s. Returns True once the view it ends has left
+        the screen."""
         message = json.loads(data)
-        with self._lock:
-            if "begin" in message:
-                begin = message["begin"]
-                same = begin["encoding"] == self.encoding_name
-                self.screen.tokenize = self._tokenize if same else None
-                self.screen.stall_ms = begin["stall_ms"]
-                # The two processes' clocks: a pipe write apart, taken as the same.
-                self.screen.begin(begin["model"], start_ns=begin["start_ns"])
-                self._showing = True
-            if "add" in message:
-                self.screen.add(message["add"], origin_ns=message.get("origin_ns"))
-            ending = "end" if "end" in message else "close" if "close" in message else None
-            if ending:
-                self._want = ending
-                self._left.clear()
-                self._urgent.set()
-        self._wake.set()
-        if ending:
-            self._left.wait(2.0)
+        if "begin" in message:
+            self.begin(**message["begin"])
+        if "add" in message:
+            self.add(message["add"], origin_ns=message.get("origin_ns"))
+        if "end" in message or "close" in message:
+            self.end()
             return True
         return False
 
-    def close(self) -> None:
-        """The pipe has closed (the run is over, or gone): leave the screen clean."""
+    def begin(self, model: str, encoding: str, start_ns: int, stall_ms: float) -> None:
+        """A response's request leaves (``start_ns``, on the clock): show its view."""
         with self._lock:
-            self._want, self._stop = "close", True
+            self.screen.tokenize = self._tokenize if encoding == self.encoding_name else None
+            self.screen.stall_ms = stall_ms
+            self.screen.begin(model, start_ns=start_ns)
+            self._showing = True
+        self._wake.set()
+
+    def add(self, fragments: Sequence[Sequence[Any]], origin_ns: int | None = None) -> None:
+        """Fragments that arrived (``LiveScreen.add``)."""
+        with self._lock:
+            self.screen.add(fragments, origin_ns=origin_ns)
+        self._wake.set()
+
+    def end(self) -> None:
+        """The response has ended: returns once its view has left the screen."""
+        with self._lock:
+            self._want = True
+            self._left.clear()
+            self._urgent.set()
+        self._wake.set()
+        self._left.wait(2.0)
+
+    def close(self) -> None:
+        """For good (the run is over, or its pipe has closed): leave the screen clean."""
+        with self._lock:
+            self._want, self._stop = True, True
         self._urgent.set()
         self._wake.set()
         self._thread.join(2.0)
@@ -248,37 +269,37 @@ class LiveRenderer:
             self._wake.wait(0.1 if live is not None else None)
             self._wake.clear()
             started = time.perf_counter_ns()
-            with self._lock:
-                want, stop = self._want, self._stop
-                if want is None and self._showing and live is None:
-                    live = Live(
-                        console=self.console,
-                        auto_refresh=False,
-                        transient=True,
-                        redirect_stdout=False,
-                        redirect_stderr=False,
-                        vertical_overflow="crop",
-                    )
-                    live.start()
-                frame = None
-                if live is not None and want is None:
+            frame = None
+            with self._lock:  # the screen's state only: the terminal is written outside
+                leave, stop, showing = self._want, self._stop, self._showing
+                if not leave and showing:
                     width, height = _terminal_size(self.fd)
                     self.console.size = (width, height)
                     try:
-                        frame = self.screen.frame(self.console, started, height)
+                        frame = self.screen.frame(self.console, self._clock(), height)
                     except Exception:  # a bug of the view must not leave the screen in a mess
-                        want, stop = "close", True
+                        leave = stop = True
             try:
-                if frame is not None and live is not None:
+                if frame is not None:
+                    if live is None:
+                        live = Live(
+                            console=self.console,
+                            auto_refresh=False,
+                            transient=True,
+                            redirect_stdout=False,
+                            redirect_stderr=False,
+                            vertical_overflow="crop",
+                        )
+                        live.start()
                     live.update(frame, refresh=True)
-                if want is not None and live is not None:
+                if leave and live is not None:
                     live.stop()  # erases the view and shows the cursor again
                     live = None
             except OSError:  # the terminal has gone: nothing left to draw on
                 live, stop = None, True
-            if want is not None:
+            if leave:
                 with self._lock:
-                    self._want, self._showing = None, False
+                    self._want = self._showing = False
                     self._urgent.clear()
                 self._left.set()
             if stop:
@@ -378,7 +399,7 @@ class LiveScreen:
         screenful = (rows + 1) * width
         want = len(text) - screenful
         start = _safe_start(text, want)
-        safe = want <= 0 or 0 < start and want - start < 4 * screenful
+        safe = want <= 0 or (start > 0 and want - start < 4 * screenful)
         if not safe:  # no newline to cut at near it: the cut's first tokens may differ,
             start = text.rfind(" ", 0, want) + 1 or want  # off screen
         first = bisect_right(self._ends, start)  # the first chunk that ends after it
@@ -397,7 +418,9 @@ class LiveScreen:
         else:  # one "token": the chunks alone
             region = (array("I", [0]), array("I", [len(text[start:].encode("utf-8"))]))
         stream = align_fragments(fragments, region)
-        view = AlignmentView(stream, "both" if tokenize else "chunks", color=True)
+        view = AlignmentView(
+            stream, "both" if tokenize else "chunks", color=console.color_system is not None
+        )
         lines: list[Text] = []
         for line in view.lines():
             lines.extend(line.wrap(console, width))
@@ -415,48 +438,49 @@ class LiveScreen:
         return tokens
 
     def _strip(self, width: int) -> Text:
-        times = self.chunk_times
+        """One cell per gap, the latest on the right: its height the gap against the
+        stall threshold (a full cell is the threshold), a stall a red ``▲``."""
         cells = max(1, width - len(self.STRIP_LABEL))
         strip = Text(no_wrap=True, overflow="crop")
         strip.append(self.STRIP_LABEL, style="dim")
-        top = math.log(max(self.stall_ms, 2.0))
-        recent = times[-cells - 1 :]
+        threshold_ns = max(self.stall_ms * 1e6, 1.0)
+        recent = self.chunk_times[-cells - 1 :]
         for a, b in pairwise(recent):
-            gap_ms = (b - a) / 1e6
-            if gap_ms > self.stall_ms:
+            share = (b - a) / threshold_ns
+            if share > 1:
                 strip.append("▲", style="bold red")
-                continue
-            level = 0 if gap_ms <= 1 else math.log(gap_ms) / top
-            style = "green" if level < 0.5 else "yellow" if level < 0.8 else "red"
-            strip.append(_BLOCKS[min(7, int(level * 8))], style=style)
+            else:
+                style = "green" if share < 0.5 else "yellow"
+                strip.append(_BLOCKS[min(7, int(share * 8))], style=style)
         return strip
 
     def _status(self, now_ns: int, tokens: int | None) -> Text:
+        """Elapsed, TTFT, chunks, tokens, tok/s, the gap since the last chunk, stalls
+        and the model, in that order: a narrow terminal cuts the model's name first."""
         origin = self.origin_ns
         status = Text(no_wrap=True, overflow="ellipsis")
         status.append("● ", style="bold green")
-        status.append(self.model, style="bold")
-        status.append("  ")
         times = self.chunk_times
         if origin is None or not times:
             waited = (now_ns - (origin if origin is not None else self.start_ns)) / 1e9
             status.append(f"{waited:.1f} s", style="bold")
-            status.append(" · waiting for the first token", style="dim")
+            status.append("  waiting for the first token", style="dim")
             if self.reasoning:
-                status.append(" · reasoning", style="dim")
+                status.append("  reasoning", style="dim")
+            status.append(f"  {self.model}", style="dim")
             return status
-        parts = [f"TTFT {_fmt_ms(times[0] / 1e6)}", _count(len(times), "chunk")]
+        parts = [f"TTFT {times[0] / 1e6:,.0f} ms", _count(len(times), "chunk")]
         if tokens is not None:
             parts.append(_count(tokens, "token"))
             if tokens >= 2 and times[-1] > times[0]:
                 parts.append(f"{(tokens - 1) / ((times[-1] - times[0]) / 1e9):,.1f} tok/s")
         gap_ms = max(0.0, (now_ns - origin - times[-1]) / 1e6)
         status.append(f"{(now_ns - origin) / 1e9:.1f} s", style="bold")
-        status.append(" · " + " · ".join(parts))
-        status.append(" · ")
-        status.append(f"gap {_fmt_ms(gap_ms)}", style="bold red" if gap_ms > self.stall_ms else "")
-        status.append(" · ")
+        status.append("  " + "  ".join(parts) + "  ")
+        status.append(f"gap {gap_ms:,.0f} ms", style="bold red" if gap_ms > self.stall_ms else "")
+        status.append("  ")
         status.append(_count(self.stalls, "stall"), style="bold red" if self.stalls else "")
+        status.append(f"  {self.model}", style="dim")
         return status
 
 
