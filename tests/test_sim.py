@@ -926,13 +926,16 @@ def test_async_model_streams_from_the_simulator(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_one_option_list_for_the_model_the_server_and_the_flags() -> None:
-    from llm_streamscope.sim.__main__ import _parser
+    import click
+
+    from llm_streamscope.cli import serve_command
     from llm_streamscope.sim.options import SIM_OPTIONS
 
     assert list(SimChat.Options.model_fields) == [*SIM_OPTIONS, "max_tokens"]
-    assert "reasoning" in SIM_OPTIONS
-    flags = {a.dest for a in _parser()._actions} - {"help", "port", "verbose"}
-    assert flags == set(SIM_OPTIONS)
+    assert "reasoning" in SIM_OPTIONS and "keepalive_ms" in SIM_OPTIONS
+    params = serve_command.get_params(click.Context(serve_command))
+    own = {"help", "port", "host", "verbose", "serve_format", "replay", "timing"}
+    assert {p.name for p in params if not p.name.startswith("_")} - own == set(SIM_OPTIONS)
     # llm's -o gives strings: the model converts them; a request body must send JSON numbers.
     assert SimChat.Options(chunks="3").chunks == 3  # type: ignore[attr-defined]
     srv = SimServer(defaults={"chunks": 2})

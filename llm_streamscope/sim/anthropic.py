@@ -36,6 +36,7 @@ from . import profiles
 from .engine import (
     LAST_CHUNK,
     REASONING,
+    SSE_KEEPALIVE,
     TEXT,
     TOOL_CALL_ARGS,
     SendLog,
@@ -491,7 +492,15 @@ def _stream(handler: _Handler, request: MessagesRequest, planned: Answer, log: S
     start = _event("message_start", '{"type":"message_start","message":' + _dumps(message) + "}")
     events = _Stream(planned, start)
     sock = handler.connection
-    if not send_paced(sock, log, request.options, planned.chunks(), events.frame, events.opening):
+    if not send_paced(
+        sock,
+        log,
+        request.options,
+        planned.chunks(),
+        events.frame,
+        events.opening,
+        keepalive=lambda: SSE_KEEPALIVE,
+    ):
         return False
     log.settle(prompt_tokens, planned.output_tokens, planned.stop_reason)
     usage = _usage(prompt_tokens, planned.output_tokens)

@@ -4,7 +4,8 @@ A format (OpenAI chat.completions in :mod:`.server`, Anthropic Messages in
 :mod:`.anthropic`, and the others beside them) turns a request into ``(kind, text)`` chunks from a
 :class:`~.profiles.Plan` and knows how to frame them; everything about *when*
 bytes leave - the profile's TTFT and gaps scaled by ``speed``, ``stall_after``,
-``drop_after`` - and the ground truth kept about it (:class:`SendLog`) lives
+``drop_after``, the network conditions (latency, TTFT, jitter, a bandwidth cap,
+keep-alives) - and the ground truth kept about it (:class:`SendLog`) lives
 here, once, as does the making of a tool call's arguments. The options
 themselves are :class:`~.options.SimOptions`.
 """
@@ -200,9 +201,17 @@ class SendLog:
     """The wire format: ``chat.completions`` (OpenAI), ``messages`` (Anthropic),
     ``generateContent`` (Gemini), ``responses`` (OpenAI Responses), ``ollama-chat`` or
     ``ollama-generate`` (Ollama)."""
+    latency_ms: float | None = None
+    """The ``latency_ms`` option: the response (its headers too) starts that much after
+    ``t0_ns``."""
     sent_ns: list[int] = field(default_factory=list)
     chunks: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
+    due_ns: list[int] = field(default_factory=list)
+    """When each content chunk was due, in ns after ``t0_ns``: the planned timing, exact
+    for a seed (profile, speed and network conditions); empty when nothing is paced."""
+    keepalives: int = 0
+    """Keep-alive comments sent (``keepalive_ms``)."""
     status: str = "sending"
     """``sending``, then ``complete``, ``dropped`` (``drop_after``) or ``client_gone``."""
     finish_reason: str | None = None
@@ -234,6 +243,7 @@ class SendLog:
             include_usage=include_usage,
             t0_ns=t0_ns,
             api=api,
+            latency_ms=options.latency_ms,
         )
 
     def settle(self, prompt_tokens: int, completion_tokens: int, finish_reason: str) -> None:
@@ -251,11 +261,19 @@ class SendLog:
         data["sent_ns"] = list(self.sent_ns)
         data["chunks"] = list(self.chunks)
         data["kinds"] = list(self.kinds)
+        data["due_ns"] = list(self.due_ns)
         return data
 
 
 # --------------------------------------------------------------------------
 # Sending
+
+
+def wait_latency(log: SendLog) -> None:
+    """Hold a response until its ``latency_ms`` has passed since the request (headers
+    included); :class:`Schedule` counts it in every chunk's due time."""
+    if log.latency_ms:
+        sleep_until(log.t0_ns + int(log.latency_ms * 1e6))
 
 
 def sleep_until(deadline_ns: int) -> None:
@@ -270,6 +288,8 @@ def http_chunk(payload: bytes) -> bytes:
 
 
 LAST_CHUNK = b"0\r\n\r\n"
+SSE_KEEPALIVE = http_chunk(b": keep-alive\n\n")
+"""An SSE comment line as one HTTP chunk: what ``keepalive_ms`` sends on an SSE stream."""
 
 
 def drop(sock: socket.socket, log: SendLog) -> None:
@@ -280,6 +300,115 @@ def drop(sock: socket.socket, log: SendLog) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+class PacedSocket(socket.socket):
+    """A server connection whose ``sendall`` can be held to ``bandwidth`` bytes per second.
+
+    The server accepts every connection as one; :func:`cap_bandwidth` sets the cap
+    for one response. Capped, the bytes leave in slices of 20 ms worth, each when
+    the bytes before it would have got through: a client reads them no sooner.
+    """
+
+    bandwidth: int | None = None
+    _free_ns = 0
+    """When the bytes handed over so far will have got through at the cap."""
+
+    def sendall(self, data: Any, flags: int = 0, /) -> None:
+        rate = self.bandwidth
+        if rate is None:
+            super().sendall(data, flags)
+            return
+        view = memoryview(data).cast("B")
+        step = max(1, rate // 50)
+        for start in range(0, len(view), step):
+            piece = view[start : start + step]
+            self._free_ns = max(self._free_ns, time.perf_counter_ns()) + len(piece) * (
+                1_000_000_000 // rate
+            )
+            sleep_until(self._free_ns)
+            super().sendall(piece, flags)
+
+
+def cap_bandwidth(sock: socket.socket, bandwidth: int | None) -> None:
+    """Cap what ``sock`` sends from now on at ``bandwidth`` bytes/s (None: no cap)."""
+    if isinstance(sock, PacedSocket):
+        sock.bandwidth = bandwidth
+        sock._free_ns = 0
+
+
+class Schedule:
+    """When each chunk is due, in ns after the request (``t0``), forever.
+
+    The profile's TTFT and gaps divided by ``speed`` (or ``delays``, seconds, given
+    instead: a replay's own), then the network conditions, in real time:
+    ``ttft_ms`` in place of the first delay, ``latency_ms`` added to every chunk,
+    and a random 0 to ``jitter_ms`` more per chunk, seeded apart from the profile's
+    timing and never carried over: a late chunk bunches with the next, never
+    passes it. ``timed`` is False when every chunk is due at once.
+
+    >>> due = Schedule(SimOptions(speed=0, latency_ms=5, ttft_ms=20))
+    >>> [next(due) for _ in range(3)]
+    [25000000, 25000000, 25000000]
+    >>> due = Schedule(SimOptions(speed=2), delays=iter([0.5, 0.25, 1.0]))
+    >>> [next(due) for _ in range(3)]
+    [250000000, 375000000, 875000000]
+    """
+
+    def __init__(self, options: SimOptions, delays: Iterator[float] | None = None) -> None:
+        self._speed = options.speed
+        self._delays = None
+        if options.speed > 0:
+            self._delays = options.delays() if delays is None else delays
+        self._planned = int((options.latency_ms or 0) * 1e6)
+        self._ttft_ns = None if options.ttft_ms is None else int(options.ttft_ms * 1e6)
+        self._jitter_ms = options.jitter_ms or 0
+        self._jitter = profiles.rng_for(options.seed, "jitter") if self._jitter_ms else None
+        self.timed = bool(
+            self._delays is not None or self._planned or self._ttft_ns or self._jitter_ms
+        )
+
+    def __iter__(self) -> Iterator[int]:
+        return self
+
+    def __next__(self) -> int:
+        gap = 0
+        if self._delays is not None:
+            gap = int(next(self._delays) / self._speed * 1e9)
+        if self._ttft_ns is not None:
+            gap, self._ttft_ns = self._ttft_ns, None
+        self._planned += gap
+        if self._jitter is None:
+            return self._planned
+        return self._planned + int(self._jitter.uniform(0, self._jitter_ms) * 1e6)
+
+
+def _waiter(
+    send: Callable[[bytes], None],
+    log: SendLog,
+    options: SimOptions,
+    keepalive: Callable[[], bytes] | None,
+) -> Callable[[int], None]:
+    """``sleep_until``, or, with ``keepalive_ms`` and a format that has a keep-alive, a
+    wait that sends one whenever nothing has been sent for that long."""
+    if keepalive is None or options.keepalive_ms is None:
+        return sleep_until
+    interval = int(options.keepalive_ms * 1e6)
+    last_keepalive = time.perf_counter_ns()  # the headers have just gone
+
+    def wait(deadline_ns: int) -> None:
+        nonlocal last_keepalive
+        while True:
+            last = max(last_keepalive, log.sent_ns[-1] if log.sent_ns else 0)
+            if deadline_ns - last <= interval:
+                break
+            sleep_until(last + interval)
+            send(keepalive())
+            log.keepalives += 1
+            last_keepalive = time.perf_counter_ns()
+        sleep_until(deadline_ns)
+
+    return wait
+
+
 def send_paced(
     sock: socket.socket,
     log: SendLog,
@@ -287,31 +416,44 @@ def send_paced(
     chunks: Iterable[tuple[str, str]],
     frame: Callable[[str, str], bytes],
     opening: Callable[[str | None], bytes],
+    *,
+    keepalive: Callable[[], bytes] | None = None,
+    delays: Iterator[float] | None = None,
 ) -> bool:
-    """Send ``(kind, text)`` chunks at the times the profile plans; False after a drop.
+    """Send ``(kind, text)`` chunks at the times the :class:`Schedule` plans; False after
+    a drop.
 
-    Before chunk ``i`` the sender sleeps until ``t0`` plus the first ``i + 1``
-    delays (so a late start catches up instead of shifting everything), sends
+    Before chunk ``i`` the sender waits until ``t0`` plus the schedule's ``i``-th time
+    (so a late start catches up instead of shifting everything), sends
     ``opening(kind)`` (whatever the format sends before that chunk: its first
     events, a new block; often nothing), then ``frame(kind, text)``, and records
     the time in the send log. With no chunk at all, ``opening(None)`` goes out
     when the first chunk would have. ``drop_after`` closes the connection in
     place of chunk ``drop_after`` (or before the end when there are fewer);
-    ``stall_after`` waits ``stall_s`` real seconds before that chunk.
+    ``stall_after`` waits ``stall_s`` real seconds before that chunk, and the
+    chunks after it come that much later. ``bandwidth`` caps the connection for
+    the rest of the response. ``keepalive()`` makes the format's keep-alive
+    (None: it has none), sent during any wait once ``keepalive_ms`` have passed
+    without a send. ``delays`` replaces the profile's (a replay's own timing).
     """
     send = sock.sendall
     perf = time.perf_counter_ns
-    sent_ns, texts, kinds = log.sent_ns, log.chunks, log.kinds
-    delays = options.delays()
-    speed = options.speed
+    sent_ns, texts, kinds, due_ns = log.sent_ns, log.chunks, log.kinds, log.due_ns
+    cap_bandwidth(sock, options.bandwidth)
+    schedule = Schedule(options, delays)
+    timed = schedule.timed
+    wait = _waiter(send, log, options, keepalive)
     drop_after = options.drop_after
     stall_after = options.stall_after
-    due = log.t0_ns
+    t0 = log.t0_ns
+    due = t0
+    stalled_ns = 0  # the chunks after a stall come that much later
     i = -1
     for i, (kind, text) in enumerate(chunks):
-        if delays is not None:
-            due += int(next(delays) / speed * 1e9)
-            sleep_until(due)
+        if timed:
+            due = t0 + next(schedule) + stalled_ns
+            due_ns.append(due - t0)
+            wait(due)
         head = opening(kind)
         if head:
             send(head)
@@ -321,15 +463,15 @@ def send_paced(
         if i == stall_after:
             # A silent server: real seconds, whatever the speed, then carry on.
             stall_ns = int(options.stall_s * 1e9)
-            sleep_until(max(due, perf()) + stall_ns)
-            due += stall_ns
+            wait(max(due, perf()) + stall_ns)
+            stalled_ns += stall_ns
         send(frame(kind, text))
         sent_ns.append(perf())
         texts.append(text)
         kinds.append(kind)
     if i < 0:
-        if delays is not None:
-            sleep_until(due + int(next(delays) / speed * 1e9))
+        if timed:
+            wait(t0 + next(schedule))
         send(opening(None))
     if drop_after is not None:
         drop(sock, log)  # fewer chunks than drop_after: drop before the end
@@ -339,10 +481,10 @@ def send_paced(
 
 def wait_whole(sock: socket.socket, log: SendLog, options: SimOptions, n_chunks: int) -> bool:
     """For a non-streamed answer: wait as long as its stream would take; False after a drop."""
-    delays = options.delays()
-    if delays is not None:
-        total = sum(next(delays) for _ in range(max(n_chunks, 1)))
-        sleep_until(log.t0_ns + int(total / options.speed * 1e9))
+    cap_bandwidth(sock, options.bandwidth)
+    schedule = Schedule(options)
+    if schedule.timed:
+        sleep_until(log.t0_ns + max(next(schedule) for _ in range(max(n_chunks, 1))))
     if options.drop_after is not None:
         drop(sock, log)  # no response at all
         return False

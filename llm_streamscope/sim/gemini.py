@@ -191,6 +191,10 @@ class _Body:
         self.count += 1
         return self._chunk(payload.encode())
 
+    def keepalive(self) -> bytes:
+        """An SSE comment (``alt=sse`` only: a JSON array has no comments)."""
+        return self._chunk(b": keep-alive\r\n\r\n")
+
     def end(self) -> bytes:
         """The closing ``]`` (JSON array; ``[]`` if nothing was sent), the gzip trailer,
         the last chunk."""
@@ -317,7 +321,13 @@ def _stream(
 
     sock = handler.connection
     if not send_paced(
-        sock, log, request.options, _with_last(planned.chunks(), state), frame, opening
+        sock,
+        log,
+        request.options,
+        _with_last(planned.chunks(), state),
+        frame,
+        opening,
+        keepalive=out.keepalive if request.sse else None,
     ):
         return False
     log.settle(prompt_tokens, thoughts + completion, finish_reason)

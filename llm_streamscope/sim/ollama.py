@@ -266,6 +266,7 @@ def _stream(
 
     lines = _Lines(request)
     sock = handler.connection
+    # No keep-alive: an NDJSON line of whitespace would be no JSON object.
     if not send_paced(sock, log, request.options, planned.chunks(), lines.frame, lambda kind: b""):
         return False
     prompt_tokens = profiles.count_tokens(request.prompt)

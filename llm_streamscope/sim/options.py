@@ -7,8 +7,8 @@ description. The three places that take options read it:
   the same fields, unset (None) by default, so the server's defaults apply;
 * the server validates a request's ``"streamscope"`` object (and its own
   defaults) with :meth:`SimOptions.parse`, strictly, as JSON values;
-* ``python -m llm_streamscope.sim`` makes one flag per field
-  (:func:`add_arguments`) and validates the strings given with
+* ``llm streamscope serve`` (and ``python -m llm_streamscope.sim``) makes one
+  flag per field (:func:`flags`) and validates the strings given with
   :meth:`SimOptions.from_strings`.
 
 >>> SimOptions.parse({"profile": "claude-haiku", "speed": 0}).profile
@@ -24,14 +24,11 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from . import profiles
-
-if TYPE_CHECKING:
-    import argparse
 
 
 class InvalidOption(ValueError):
@@ -100,7 +97,11 @@ class SimOptions(_Checks):
     ``reasoning`` thinks that many hidden tokens before the first chunk;
     ``drop_after`` closes the connection after that many chunks, ``stall_after``
     goes silent there for ``stall_s`` real seconds; ``error`` answers with that
-    HTTP status instead.
+    HTTP status instead. The network conditions are in real milliseconds:
+    ``latency_ms`` shifts every chunk, ``ttft_ms`` replaces the profile's TTFT,
+    ``jitter_ms`` delays each chunk by a seeded random amount, ``bandwidth``
+    caps the body's bytes per second, ``keepalive_ms`` fills silences with SSE
+    comments (see :class:`~.engine.Schedule` and :func:`~.engine.send_paced`).
     """
 
     # defer_build: the llm plugin reads only the fields; the server validates.
@@ -145,6 +146,37 @@ class SimOptions(_Checks):
     )
     error: int | None = Field(
         default=None, ge=400, le=599, description="Answer with this HTTP status and an error body"
+    )
+    # The network between server and client: real milliseconds, whatever the speed.
+    latency_ms: float | None = Field(
+        default=None,
+        ge=0,
+        description="Network latency: the response, headers and every chunk, comes this many"
+        " ms later (real time)",
+    )
+    ttft_ms: float | None = Field(
+        default=None,
+        ge=0,
+        description="The first content chunk comes this many ms after the request, in place"
+        " of the profile's TTFT (real time)",
+    )
+    jitter_ms: float | None = Field(
+        default=None,
+        ge=0,
+        description="Delay each chunk by a random 0 to this many ms more (seeded; chunks"
+        " can bunch up, never reorder)",
+    )
+    bandwidth: int | None = Field(
+        default=None,
+        ge=1,
+        description="Cap the streamed body at this many bytes per second: the sender paces"
+        " its bytes",
+    )
+    keepalive_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="Send an SSE ': keep-alive' comment whenever the stream has been silent"
+        " this many ms (SSE formats only)",
     )
 
     @classmethod
@@ -233,10 +265,14 @@ def llm_options(base: type[BaseModel], **extra: Any) -> type[BaseModel]:
     return model
 
 
-def add_arguments(group: argparse._ArgumentGroup) -> None:
-    """One flag per option (``--stall-after``), its value checked later by
-    :meth:`SimOptions.from_strings`."""
-    for name in SimOptions.model_fields:
-        group.add_argument(
-            "--" + name.replace("_", "-"), dest=name, metavar=name.upper(), help=_with_default(name)
-        )
+def flags() -> list[tuple[str, str, str]]:
+    """``(flag, name, help)`` of each option, for a command line (``--stall-after``); the
+    values given are checked by :meth:`SimOptions.from_strings`.
+
+    >>> flags()[0]
+    ('--seed', 'seed', 'Seed for deterministic timing and chunking')
+    """
+    return [
+        ("--" + name.replace("_", "-"), name, _with_default(name))
+        for name in SimOptions.model_fields
+    ]

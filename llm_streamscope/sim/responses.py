@@ -46,6 +46,7 @@ from . import profiles
 from .engine import (
     LAST_CHUNK,
     REASONING,
+    SSE_KEEPALIVE,
     TEXT,
     THINKING_SAMPLE,
     TOOL_CALL_ARGS,
@@ -516,7 +517,15 @@ def _stream(handler: _Handler, request: ResponsesRequest, planned: Answer, log: 
 
     events = _Stream(request, planned, log)
     sock = handler.connection
-    if not send_paced(sock, log, request.options, planned.chunks(), events.frame, events.opening):
+    if not send_paced(
+        sock,
+        log,
+        request.options,
+        planned.chunks(),
+        events.frame,
+        events.opening,
+        keepalive=lambda: SSE_KEEPALIVE,
+    ):
         return False
     input_tokens = profiles.count_tokens(request.prompt_text())
     finish = "length" if planned.incomplete else "stop"

@@ -41,19 +41,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, repeat
 from typing import Any, Protocol, TypeVar
 
-from . import anthropic, gemini, ollama, profiles, responses
+from . import anthropic, gemini, ollama, profiles, replay, responses
 from .engine import (
     LAST_CHUNK,
+    SSE_KEEPALIVE,
     TEXT,
     TOOL_CALL_ARGS,
     TOOL_CALL_NAME,
+    PacedSocket,
     SendLog,
+    cap_bandwidth,
     http_chunk,
     int_or_none,
     new_id,
     plan_json,
     record_whole,
     send_paced,
+    wait_latency,
     wait_whole,
 )
 from .options import InvalidOption, SimOptions
@@ -428,9 +432,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, log: SendLog, respond: Callable[[], bool]) -> None:
         """Keep ``log`` (for the sendlog route) and run ``respond``, which sends the
-        response and returns False when it dropped the connection on purpose."""
+        response and returns False when it dropped the connection on purpose; not
+        before the response's latency has passed."""
         self.server.sim._add_log(log)
         try:
+            wait_latency(log)
             if not respond():
                 self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
@@ -459,10 +465,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.server.sim._count_post()
+        cap_bandwidth(self.connection, None)  # until this response says otherwise
         path = self._path()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         t0 = time.perf_counter_ns()
+        recording = self.server.sim.replay
+        # A replay leaves what it does not answer (an error to simulate) to the route.
+        if recording and recording.serves(path) and replay.handle(self, recording, raw, t0):
+            return
         if path in anthropic.PATHS:
             anthropic.handle(self, path, raw, t0)
             return
@@ -583,7 +594,15 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             return _frame(head + delta + content_tail + pad.for_content(len(escaped) - 2) + '"}')
 
-        if not send_paced(self.connection, log, request.options, planned.chunks(), frame, opening):
+        if not send_paced(
+            self.connection,
+            log,
+            request.options,
+            planned.chunks(),
+            frame,
+            opening,
+            keepalive=lambda: SSE_KEEPALIVE,
+        ):
             return False
 
         log.finish_reason = planned.finish_reason
@@ -665,6 +684,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
+        # The same connection, as a socket whose sends a response can cap (bandwidth).
+        sock = PacedSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
         # Without TCP_NODELAY a small write can wait for the previous one's ACK
         # (Nagle + delayed ACK): the first event stalls ~40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -689,6 +710,9 @@ class SimServer:
     e.g. ``{"profile": "claude-haiku", "seed": 1}``) for requests that do not set
     them, on both routes: clients such as llm-anthropic cannot send the
     ``"streamscope"`` object. A bad value raises :class:`~.options.InvalidOption`.
+
+    ``replay`` (a :class:`~.replay.Recording`) answers the POSTs to its route with
+    a captured stream instead of a simulated one.
     """
 
     def __init__(
@@ -698,7 +722,9 @@ class SimServer:
         host: str = "127.0.0.1",
         verbose: bool = False,
         defaults: Mapping[str, Any] | None = None,
+        replay: replay.Recording | None = None,
     ) -> None:
+        self.replay = replay
         self.defaults: dict[str, Any] = {k: v for k, v in (defaults or {}).items() if v is not None}
         SimOptions.parse(self.defaults, prefix="")  # fail here, not on every request
         self.verbose = verbose
