@@ -25,8 +25,10 @@ from .wire import FORMATS
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .inspection import Inspection, InspectSettings
     from .stats import RunTotals, Stats
     from .trace import Alignment, Trace
+    from .wire.sources import Source
 
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
@@ -543,21 +545,11 @@ def inspect_command(
     (Ollama's created_at); otherwise only the token and chunk analysis is shown.
     Each choice of an n>1 stream is a response of its own.
     """
-    from .wire.sources import SourceError, read_file, read_stdin
-
     # Standard input first: every read is timed as it arrives, so nothing else runs
     # before it (bytes that arrive while llm starts can only be timed when read).
-    try:
-        if file == "-":
-            source = read_stdin(sys.stdin.buffer, interaction=interaction)
-        else:
-            source = read_file(file, interaction=interaction)
-    except SourceError as ex:
-        raise click.ClickException(str(ex)) from None
-    from . import encodings
-    from .inspection import InspectSettings, inspect_source
+    source = _read_source(file, interaction)
+    from .inspection import InspectSettings
     from .render import inspect_line
-    from .wire.events import WireError
 
     _check_encoding(encoding_name)
     settings = InspectSettings(
@@ -566,12 +558,7 @@ def inspect_command(
         gap_ms=views.gap_ms,
         database=_prepared_log(database) if log else None,
     )
-    try:
-        inspection = inspect_source(source, settings)
-    except WireError as ex:
-        raise click.ClickException(f"{source.name}: {ex}") from None
-    except encodings.EncodingError as ex:
-        raise click.ClickException(str(ex)) from None
+    inspection = _inspect(source, settings)
     result = inspection.result
     if not views.json_:
         line = inspect_line(source.name, inspection.timing)
@@ -582,6 +569,32 @@ def inspect_command(
     if result.problems:
         click.echo(f"Error: {source.name}: " + "; ".join(result.problems), err=True)
         sys.exit(1)
+
+
+def _read_source(file: str, interaction: int | None = None) -> Source:
+    """A captured stream from FILE, or standard input for ``-``, or a one-line error."""
+    from .wire.sources import SourceError, read_file, read_stdin
+
+    try:
+        if file == "-":
+            return read_stdin(sys.stdin.buffer, interaction=interaction)
+        return read_file(file, interaction=interaction)
+    except SourceError as ex:
+        raise click.ClickException(str(ex)) from None
+
+
+def _inspect(source: Source, settings: InspectSettings) -> Inspection:
+    """``source`` decoded and analysed as a run, or a one-line error."""
+    from . import encodings
+    from .inspection import inspect_source
+    from .wire.events import WireError
+
+    try:
+        return inspect_source(source, settings)
+    except WireError as ex:
+        raise click.ClickException(f"{source.name}: {ex}") from None
+    except encodings.EncodingError as ex:
+        raise click.ClickException(str(ex)) from None
 
 
 # ====================
@@ -710,6 +723,114 @@ def show_command(
     """
     result = _load_run(database, trace_id, latest, views.gap_ms)
     present_run(result.run_id, _analysed(result), views, wire=wire)
+
+
+@streamscope.command(name="whatif")
+@trace_selector
+@click.option(
+    "file",
+    "--file",
+    metavar="FILE|-",
+    help="A captured stream, as `inspect` reads it, instead of a logged trace",
+)
+@click.option(
+    "policy_specs",
+    "--policy",
+    multiple=True,
+    metavar="POLICY",
+    help="token, tokens:N, ms:T, word or sentence; repeatable  "
+    "[default: token, tokens:2/4/8, ms:20/50/100, word, sentence]",
+)
+@click.option(
+    "stream_format",
+    "--format",
+    type=click.Choice(FORMATS),
+    help="The provider format: of the --file stream (default: detected), and whose "
+    "framing to count when the trace has no wire record (default: by the model)",
+)
+@click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of tables")
+@click.option(
+    "html_path",
+    "--html",
+    type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+    help="Also write the tables and a chart per figure into this HTML file",
+)
+@database_option
+def whatif_command(
+    trace_id: str | None,
+    latest: bool,
+    file: str | None,
+    policy_specs: tuple[str, ...],
+    stream_format: str | None,
+    json_: bool,
+    html_path: pathlib.Path | None,
+    database: pathlib.Path | None,
+) -> None:
+    """Re-chunk a logged run's answer under other streaming policies, and compare.
+
+    Each token is available when the chunk that completed it arrived; a policy
+    sends what has arrived when its rule fires. Per policy: the events, the bytes
+    on the wire (with the framing measured on the trace's wire when it was
+    recorded, else the provider's), TTFT, the p99 gap between events, and how long
+    the reader waits for text that had already arrived (per byte). The trace as
+    sent is the first row.
+
+    \b
+        llm streamscope whatif --latest
+        llm streamscope whatif 01k... --policy tokens:16 --policy ms:250 --json
+        llm streamscope whatif --file capture.sse   # with its capture.sse.times
+    """
+    from .whatif import AS_SENT, DEFAULT_POLICIES, WhatIfError, parse_policy, trace_framing, whatif
+
+    try:
+        policies = [AS_SENT, *map(parse_policy, policy_specs)] if policy_specs else DEFAULT_POLICIES
+    except WhatIfError as ex:
+        raise click.BadParameter(str(ex), param_hint="'--policy'") from None
+    if file is not None:
+        if trace_id or latest:
+            raise click.ClickException("Give a trace id, --latest or --file, not two of them")
+        from .inspection import InspectSettings
+
+        result = _inspect(_read_source(file), InspectSettings(format=stream_format)).result
+    else:
+        result = _load_run(database, trace_id, latest)
+    results = []
+    problems = []
+    for response in result.responses:
+        if response.alignment is None:
+            continue  # a response that could not be aligned has shown its own error
+        try:
+            framing = trace_framing(response.trace, stream_format)
+            results.append(whatif(response.trace, response.alignment, policies, framing))
+        except WhatIfError as ex:
+            problems.append(f"{response.trace.id}: {ex}")
+    if not results:
+        raise click.ClickException("; ".join(problems))
+    run_id = result.run_id or results[0].trace_id
+    if json_:
+        document = {"run_id": run_id, "responses": [r.to_dict() for r in results]}
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+    else:
+        from .render import whatif_notes, whatif_table
+
+        console = make_console()
+        for i, outcome in enumerate(results):
+            title = f"whatif · trace {outcome.trace_id}"
+            if len(results) > 1:
+                title = f"response {i + 1} of {len(results)} · " + title
+            console.rule(title, style="dim")
+            console.print(whatif_table(outcome))
+            for note in whatif_notes(outcome):
+                console.print(note, style="dim", markup=False)
+    for problem in problems:
+        click.echo(f"Note: skipped {problem}", err=True)
+    if html_path is not None:
+        from .report import whatif_html
+
+        try:
+            html_path.write_text(whatif_html(run_id, results), encoding="utf-8")
+        except OSError as ex:
+            raise click.ClickException(f"Cannot write {html_path}: {ex.strerror or ex}") from None
 
 
 @streamscope.command(name="replay")
