@@ -42,9 +42,9 @@ bytes ``Hel`` arrived at 10 ms but go out with ``Hello`` at 20 ms:
 >>> [(o.policy, o.events, o.ttft_ms, o.gap_ms.max, o.wait_byte_ms) for o in result.outcomes]
 [('as sent', 3, 10.0, 20.0, 0.0), ('each token', 6, 20.0, 20.0, 30.0)]
 >>> result.framing  # no wire record: OpenAI chat's framing, measured on real streams
-Framing(format='openai-chat', per_event=294.5, fixed=1113, source='documented')
->>> [o.bytes for o in result.outcomes]  # 1,113 + 294.5 per event + 22 of text
-[2018, 2902]
+Framing(format='openai-chat', per_event=301.0, fixed=1121, source='documented', events=2670)
+>>> [o.bytes for o in result.outcomes]  # 1,121 + 301 per event + 22 of text
+[2046, 2949]
 """
 
 from __future__ import annotations
@@ -160,19 +160,21 @@ class Framing:
     source: str
     """``measured``: from the trace's own wire record; ``documented``: the
     provider's, from real recordings (``DOCUMENTED_FRAMING``)."""
+    events: int
+    """The text events ``per_event`` was measured on."""
 
 
 DOCUMENTED_FRAMING = {
     framing.format: framing
     for framing in (
-        # Pooled over ../shared/realstreams by ``measured_framing`` (the
-        # ``framing B/text event`` column of benchmarks/realstreams.py); ``fixed``
-        # is the median file's.
-        Framing("openai-chat", 294.5, 1113, "documented"),
-        Framing("openai-responses", 256.2, 8745, "documented"),
-        Framing("anthropic", 122.4, 889, "documented"),
-        Framing("gemini", 520.7, 4173, "documented"),
-        Framing("ollama", 121.4, 292, "documented"),
+        # Per provider over ../shared/realstreams, by ``measured_framing``: the
+        # ``framing B/text event`` column of benchmarks/realstreams.py (OpenAI's own
+        # recordings for openai-chat); ``fixed`` is the median file's.
+        Framing("openai-chat", 301.0, 1121, "documented", 2670),
+        Framing("openai-responses", 256.2, 8745, "documented", 804),
+        Framing("anthropic", 122.4, 889, "documented", 310),
+        Framing("gemini", 520.7, 4173, "documented", 37),
+        Framing("ollama", 121.4, 292, "documented", 251),
     )
 }
 
@@ -194,6 +196,7 @@ def measured_framing(decoded: Decoded) -> Framing | None:
         (event_bytes - content) / len(text_events),
         decoded.body_bytes - event_bytes,
         "measured",
+        len(text_events),
     )
 
 

@@ -30,7 +30,7 @@ MS = 10**6
 # "Hello world. Bye now." is six o200k tokens: Hello | world | . | Bye | now | .
 # (bytes 0-5, 5-11, 11-12, 12-16, 16-20, 20-21). "Hello" arrives split in two.
 PIECES = [("Hel", 100), ("lo", 105), (" world", 130), (".", 131), (" Bye now", 200), (".", 260)]
-FRAMING = Framing("openai-chat", per_event=100.0, fixed=50, source="measured")
+FRAMING = Framing("openai-chat", per_event=100.0, fixed=50, source="measured", events=6)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_measured_framing_is_the_text_events_bytes_beside_their_text():
     body = role + event("Hi") + event(" there") + done
     framing = measured_framing(decode([Read(None, body.encode())], "openai-chat"))
     assert framing == Framing(
-        "openai-chat", per_event=len(event("")), fixed=len(role + done), source="measured"
+        "openai-chat", len(event("")), fixed=len(role + done), source="measured", events=2
     )
 
 
@@ -245,9 +245,10 @@ def test_whatif_on_the_latest_logged_run():
     assert threes["events"] == -(-shown["stats"]["tokens"] // 3)
     assert response["framing"] == {
         "format": "openai-chat",
-        "per_event": 294.5,
-        "fixed": 1113,
+        "per_event": 301.0,
+        "fixed": 1121,
         "source": "documented",
+        "events": 2670,
     }
 
 
@@ -304,6 +305,14 @@ def test_whatif_on_a_captured_file_with_its_times(tmp_path):
     result = streamscope("whatif", "--file", str(untimed))
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "carries no times" in result.stderr
+
+
+def test_a_tool_chain_shows_the_responses_with_text():
+    assert streamscope(*FAST, "-T", "llm_time", "What time is it?").exit_code == 0
+    result = streamscope("whatif", "--latest")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("─ whatif · trace") == 1  # the tool call has no text
+    assert result.stderr.startswith("Note: skipped ") and "no text" in result.stderr
 
 
 def test_bad_input_is_one_line():
