@@ -24,6 +24,7 @@ Percentiles interpolate linearly between ranks, as numpy's default does.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from operator import ne
@@ -196,7 +197,7 @@ def gap_threshold(given: float | None, stored: float | None = None) -> float:
     return stored if stored is not None else DEFAULT_GAP_MS
 
 
-def percentile(ordered: list[float], q: float) -> float:
+def percentile(ordered: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks of sorted ``ordered``."""
     pos = (len(ordered) - 1) * q / 100.0
     lo = int(pos)

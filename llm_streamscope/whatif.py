@@ -50,16 +50,21 @@ Framing(format='openai-chat', per_event=301.0, fixed=1121, source='documented', 
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from itertools import accumulate, chain, pairwise, repeat
-from typing import TYPE_CHECKING
+from itertools import accumulate, pairwise, repeat
+from operator import mul, sub
+from typing import TYPE_CHECKING, overload
 
-from .stats import Distribution, trace_clock
+from .stats import Distribution, percentile, trace_clock
 
 if TYPE_CHECKING:
     from .trace import Alignment, StreamAlignment, Trace
     from .wire.events import Decoded
+
+
+MS_PER_NS = 1e-6
 
 
 class WhatIfError(ValueError):
@@ -289,17 +294,13 @@ def whatif(
             "nothing says when its text arrived"
         )
     clock = trace_clock(trace)
-    on_wire = clock == "wire"
-    # A byte is there once it and everything before it has arrived (text comes in order).
-    arrived = list(
-        accumulate(
-            (
-                f.wire_t_ns if on_wire and f.wire_t_ns is not None else f.t_ns
-                for f in stream.fragments
-            ),
-            max,
-        )
-    )
+    # A byte is there once it and everything before it has arrived (text comes in
+    # order). On the wire every chunk has a time; an empty fragment, which brings
+    # nothing, may have none.
+    if clock == "wire":
+        arrived = list(accumulate((f.wire_t_ns or 0 for f in stream.fragments), max))
+    else:
+        arrived = list(accumulate((f.t_ns for f in stream.fragments), max))
     framing = framing or trace_framing(trace)
     content = stream.fragment_byte_ends[-1]
     outcomes = []
@@ -317,26 +318,28 @@ def _outcome(
     framing: Framing,
     clock: str,
 ) -> Outcome:
+    send_ends = [end for end, _ in sends]
     times = [t for _, t in sends]
-    content = stream.fragment_byte_ends[-1]
-    # Walk the fragments' and the events' byte ranges together: each stretch of
-    # bytes arrived with one fragment and went out with one event.
-    waits: list[float] = []
-    sizes: list[int] = []
-    start = 0
-    f = e = 0
-    ends = stream.fragment_byte_ends
-    while start < content:
-        while ends[f] <= start:
-            f += 1
-        while sends[e][0] <= start:
-            e += 1
-        end = min(ends[f], sends[e][0])
-        waits.append((sends[e][1] - arrived[f]) / 1e6)
-        sizes.append(end - start)
-        start = end
-    # One value per byte: a megabyte of text is a million floats, once per policy.
-    wait = Distribution.of(list(chain.from_iterable(map(repeat, waits, sizes))))
+    fragment_ends = stream.fragment_byte_ends
+    content = fragment_ends[-1]
+    # The bytes between two consecutive boundaries (a fragment's end or an event's)
+    # arrived with one fragment and went out with one event: the first of each to
+    # end at or after them. Every step a C-level map: a response can be a megabyte.
+    bounds = sorted({*fragment_ends, *send_ends} - {0})
+    sizes = list(map(sub, bounds, [0, *bounds[:-1]]))
+    arrival = map(arrived.__getitem__, map(bisect_left, repeat(fragment_ends), bounds))
+    sending = map(times.__getitem__, map(bisect_left, repeat(send_ends), bounds))
+    waits = list(map(MS_PER_NS.__mul__, map(sub, sending, arrival)))
+    total = sum(map(mul, waits, sizes))
+    runs = _Runs(waits, sizes)
+    wait = Distribution(
+        count=content,
+        mean=total / content,
+        p50=percentile(runs, 50),
+        p90=percentile(runs, 90),
+        p99=percentile(runs, 99),
+        max=runs[-1],
+    )
     return Outcome(
         policy=policy.name,
         spec=policy.spec,
@@ -345,9 +348,41 @@ def _outcome(
         ttft_ms=None if clock == "server" else times[0] / 1e6,
         gap_ms=Distribution.of([(b - a) / 1e6 for a, b in pairwise(times)]),
         wait_ms=wait,
-        wait_byte_ms=sum(w * size for w, size in zip(waits, sizes)),
+        wait_byte_ms=total,
         sends=tuple(sends),
     )
+
+
+class _Runs(Sequence[float]):
+    """Values each repeated a number of times, in order, as the sorted list of
+    them all would be: indexable without building that list (one float per byte
+    of a megabyte response, per policy), so ``stats.percentile`` reads it as is.
+
+    >>> runs = _Runs([5.0, 0.0], [3, 18])
+    >>> len(runs), runs[17], runs[18], runs[-1]
+    (21, 0.0, 5.0, 5.0)
+    """
+
+    def __init__(self, values: list[float], counts: list[int]):
+        order = sorted(range(len(values)), key=values.__getitem__)
+        self.values = list(map(values.__getitem__, order))
+        self.ends = list(accumulate(map(counts.__getitem__, order)))
+
+    def __len__(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    @overload
+    def __getitem__(self, i: int) -> float: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[float]: ...
+    def __getitem__(self, i: int | slice) -> float | list[float]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.values[bisect_right(self.ends, i)]
 
 
 def _sends(stream: StreamAlignment, arrived: list[int], policy: Policy) -> list[tuple[int, int]]:

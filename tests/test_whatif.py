@@ -100,6 +100,11 @@ def test_the_baseline_row_is_the_stats(tokenizer):
 def test_times_come_from_the_wire_when_every_chunk_has_one(tokenizer):
     wire = [(ms - 3) * MS for _, ms in PIECES]  # llm handed each over 3 ms late
     trace = make_trace(PIECES, wire_times=wire)
+    # an empty event llm handed over late, with no wire time, brings nothing
+    empty = Fragment(len(PIECES), "text", "", 999 * MS)
+    trace = Trace(
+        **{**trace.__dict__, "fragments": (*trace.fragments[:2], empty, *trace.fragments[2:])}
+    )
     alignment = align(trace, tokenizer)
     result = whatif.whatif(trace, alignment, [whatif.AS_SENT, Policy("tokens", 8)], FRAMING)
     assert result.clock == "wire"
