@@ -766,7 +766,7 @@ def whatif_command(
     html_path: pathlib.Path | None,
     database: pathlib.Path | None,
 ) -> None:
-    """Re-chunk a logged run's answer under other streaming policies, and compare.
+    """Re-chunk a logged (or captured) answer under other streaming policies, and compare.
 
     Each token is available when the chunk that completed it arrived; a policy
     sends what has arrived when its rule fires. Per policy: the events, the bytes
@@ -783,7 +783,8 @@ def whatif_command(
     from .whatif import AS_SENT, DEFAULT_POLICIES, WhatIfError, parse_policy, trace_framing, whatif
 
     try:
-        policies = [AS_SENT, *map(parse_policy, policy_specs)] if policy_specs else DEFAULT_POLICIES
+        chosen = [AS_SENT, *map(parse_policy, policy_specs)] if policy_specs else DEFAULT_POLICIES
+        policies = list(dict.fromkeys(chosen))  # as sent is the first row, once
     except WhatIfError as ex:
         raise click.BadParameter(str(ex), param_hint="'--policy'") from None
     if file is not None:

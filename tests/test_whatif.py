@@ -240,7 +240,11 @@ def test_whatif_on_the_latest_logged_run():
     assert "\x1b" not in out  # plain off a terminal
 
     shown = json.loads(streamscope("show", "--latest", "--json").stdout)["responses"][0]
-    doc = json.loads(streamscope("whatif", "--latest", "--json", "--policy", "tokens:3").stdout)
+    doc = json.loads(
+        streamscope(
+            "whatif", "--latest", "--json", "--policy", "tokens:3", "--policy", "as-sent"
+        ).stdout
+    )
     (response,) = doc["responses"]
     assert response["trace_id"] == shown["trace_id"]
     assert [o["spec"] for o in response["outcomes"]] == ["as-sent", "tokens:3"]
