@@ -404,12 +404,15 @@ def present_run(
     if html_path is not None:
         from .report import report_html
 
-        try:
-            html_path.write_text(
-                report_html(run_id or responses[0][0].id, responses), encoding="utf-8"
-            )
-        except OSError as ex:
-            raise click.ClickException(f"Cannot write {html_path}: {ex.strerror or ex}") from None
+        _write_file(html_path, report_html(run_id or responses[0][0].id, responses))
+
+
+def _write_file(path: pathlib.Path, text: str) -> None:
+    """Write a report, or a one-line error."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as ex:
+        raise click.ClickException(f"Cannot write {path}: {ex.strerror or ex}") from None
 
 
 def print_views(
@@ -780,33 +783,29 @@ def whatif_command(
         llm streamscope whatif 01k... --policy tokens:16 --policy ms:250 --json
         llm streamscope whatif --file capture.sse   # with its capture.sse.times
     """
-    from .whatif import AS_SENT, DEFAULT_POLICIES, WhatIfError, parse_policy, trace_framing, whatif
+    from .whatif import AS_SENT, DEFAULT_POLICIES, WhatIfError, parse_policy, whatif_responses
 
     try:
         chosen = [AS_SENT, *map(parse_policy, policy_specs)] if policy_specs else DEFAULT_POLICIES
         policies = list(dict.fromkeys(chosen))  # as sent is the first row, once
     except WhatIfError as ex:
         raise click.BadParameter(str(ex), param_hint="'--policy'") from None
+    problems: tuple[str, ...] = ()
     if file is not None:
         if trace_id or latest:
             raise click.ClickException("Give a trace id, --latest or --file, not two of them")
         from .inspection import InspectSettings
 
         result = _inspect(_read_source(file), InspectSettings(format=stream_format)).result
+        for warning in result.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        problems = tuple(f"{file}: {problem}" for problem in result.problems)
     else:
         result = _load_run(database, trace_id, latest)
-    results = []
-    problems = []
-    for response in result.responses:
-        if response.alignment is None:
-            continue  # a response that could not be aligned has shown its own error
-        try:
-            framing = trace_framing(response.trace, stream_format)
-            results.append(whatif(response.trace, response.alignment, policies, framing))
-        except WhatIfError as ex:
-            problems.append(f"{response.trace.id}: {ex}")
+    responses = [(r.trace, r.alignment) for r in result.responses if r.alignment is not None]
+    results, skipped = whatif_responses(responses, policies, stream_format)
     if not results:
-        raise click.ClickException("; ".join(problems))
+        raise click.ClickException("; ".join([*skipped, *problems]))
     run_id = result.run_id or results[0].trace_id
     if json_:
         document = {"run_id": run_id, "responses": [r.to_dict() for r in results]}
@@ -823,15 +822,15 @@ def whatif_command(
             console.print(whatif_table(outcome))
             for note in whatif_notes(outcome):
                 console.print(note, style="dim", markup=False)
-    for problem in problems:
-        click.echo(f"Note: skipped {problem}", err=True)
+    for skip in skipped:
+        click.echo(f"Note: skipped {skip}", err=True)
     if html_path is not None:
         from .report import whatif_html
 
-        try:
-            html_path.write_text(whatif_html(run_id, results), encoding="utf-8")
-        except OSError as ex:
-            raise click.ClickException(f"Cannot write {html_path}: {ex.strerror or ex}") from None
+        _write_file(html_path, whatif_html(run_id, results))
+    if problems:  # a captured stream that stopped decoding part way, as inspect says
+        click.echo("Error: " + "; ".join(problems), err=True)
+        sys.exit(1)
 
 
 @streamscope.command(name="replay")

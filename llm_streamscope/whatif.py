@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import accumulate, pairwise, repeat
 from operator import mul, sub
@@ -308,6 +308,24 @@ def whatif(
         sends = _sends(stream, arrived, policy)
         outcomes.append(_outcome(policy, sends, stream, arrived, framing, clock))
     return WhatIf(trace.id, clock, framing, stream.token_count, content, tuple(outcomes))
+
+
+def whatif_responses(
+    responses: Iterable[tuple[Trace, Alignment]],
+    policies: list[Policy] | tuple[Policy, ...] = DEFAULT_POLICIES,
+    format: str | None = None,
+) -> tuple[list[WhatIf], list[str]]:
+    """Each response of a run re-chunked, and why the others could not be (a tool
+    call has no text; a captured file may have no times). ``format``: as in
+    ``trace_framing``."""
+    results = []
+    skipped = []
+    for trace, alignment in responses:
+        try:
+            results.append(whatif(trace, alignment, policies, trace_framing(trace, format)))
+        except WhatIfError as ex:
+            skipped.append(f"{trace.id}: {ex}")
+    return results, skipped
 
 
 def _outcome(

@@ -309,6 +309,14 @@ def test_whatif_on_a_captured_file_with_its_times(tmp_path):
         assert got == pytest.approx(expected, abs=0.1), name
     assert outcomes["as sent"]["bytes"] == len(body)
 
+    # A stream that stops decoding part way: what decoded is re-chunked, then one error.
+    (tmp_path / "capture.sse").write_bytes(body + b"data: {not json\n\n")
+    result = streamscope("whatif", "--file", str(tmp_path / "capture.sse"))
+    assert result.exit_code == 1
+    assert "every 4 tokens " in result.stdout
+    *_, error = result.stderr.splitlines()  # after a warning: the .times stop short of it
+    assert error.startswith("Error: ") and "event 8: invalid JSON" in error
+
     untimed = tmp_path / "untimed.sse"
     untimed.write_bytes(body)
     result = streamscope("whatif", "--file", str(untimed))
