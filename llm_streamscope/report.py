@@ -213,9 +213,8 @@ def whatif_html(run_id: str, results: list[WhatIf]) -> str:
     for i, result in enumerate(results):
         if len(results) > 1:
             body.append(f"<h2>response {i + 1} of {len(results)}</h2>")
-        body.append(
-            "".join(f'<p class="meta">{html.escape(note)}</p>' for note in whatif_notes(result))
-        )
+        notes = map(html.escape, whatif_notes(result))
+        body.append('<p class="meta">' + "<br>".join(notes) + "</p>")
         body.append(_table_html(whatif_table(result)))
         body.append("<h2>by policy</h2>")
         names = [o.policy for o in result.outcomes]

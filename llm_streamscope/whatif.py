@@ -135,9 +135,13 @@ def parse_policy(spec: str) -> Policy:
             f"unknown policy {spec!r}; known: token, tokens:N, ms:T, word, sentence, as-sent"
         )
     if kind == "tokens":
-        if not size.isdigit() or int(size) < 1:
+        try:
+            n = int(size)
+        except ValueError:
+            n = 0
+        if n < 1:
             raise WhatIfError(f"tokens:N needs a whole N of at least 1, got {size!r}")
-        return Policy(kind, int(size))
+        return Policy(kind, n)
     if kind == "ms":
         try:
             ms = float(size)
@@ -222,17 +226,15 @@ def guess_format(model_id: str) -> str:
 def trace_framing(trace: Trace, format: str | None = None) -> Framing:
     """The trace's own framing when its wire was recorded, else its provider's.
 
-    ``format`` chooses the documented framing (a trace without a wire record
-    does not say its format): by default the inspected stream's, else a guess
-    from the model id.
+    ``format`` (one of ``wire.FORMATS``) chooses the documented framing, as a
+    trace without a wire record does not say its format; by default it is
+    guessed from the model id (``guess_format``).
     """
     if trace.wire is not None:
         measured = measured_framing(trace.wire.decoded)
         if measured is not None:
             return measured
-    if format is None:
-        format = trace.options.get("format") or guess_format(trace.model_id)
-    return DOCUMENTED_FRAMING[format]
+    return DOCUMENTED_FRAMING[format or guess_format(trace.model_id)]
 
 
 @dataclass(frozen=True)

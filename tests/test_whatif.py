@@ -152,6 +152,8 @@ def test_policies_parse_and_bad_ones_say_why():
     ]
     for bad, words in [
         ("tokens:x", "whole N"),
+        ("tokens:²", "whole N"),
+        ("tokens:2.5", "whole N"),
         ("ms:0", "above 0"),
         ("ms:nan", "above 0"),
         ("word:2", "takes no size"),
