@@ -326,6 +326,25 @@ def test_whatif_on_a_captured_file_with_its_times(tmp_path):
     assert result.stderr.count("\n") == 1 and "carries no times" in result.stderr
 
 
+def test_on_the_servers_clock_there_is_no_ttft(tmp_path):
+    def line(content, ms, done=False):
+        at = f"2025-08-20T13:47:54.{ms:03d}000000Z"
+        message = {"role": "assistant", "content": content}
+        return json.dumps({"model": "llama3", "created_at": at, "message": message, "done": done})
+
+    lines = [line("Hello", 0), line(" world", 20), line(".", 70), line("", 80, done=True)]
+    (tmp_path / "ollama.ndjson").write_text("\n".join(lines) + "\n")
+    result = streamscope("whatif", "--file", str(tmp_path / "ollama.ndjson"), "--json")
+    assert result.exit_code == 0, result.output
+    response = json.loads(result.stdout)["responses"][0]
+    assert response["clock"] == "server" and response["framing"]["format"] == "ollama"
+    outcomes = {o["policy"]: o for o in response["outcomes"]}
+    assert {o["ttft_ms"] for o in outcomes.values()} == {None}
+    # gaps are the server's: 20 and 50 ms as sent; every 2 tokens holds "Hello" for " world"
+    assert outcomes["as sent"]["gap_ms"]["max"] == pytest.approx(50)
+    assert outcomes["every 2 tokens"]["wait_byte_ms"] == pytest.approx(5 * 20)
+
+
 def test_a_tool_chain_shows_the_responses_with_text():
     assert streamscope(*FAST, "-T", "llm_time", "What time is it?").exit_code == 0
     result = streamscope("whatif", "--latest")
