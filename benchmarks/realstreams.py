@@ -2,6 +2,7 @@
 
     python benchmarks/realstreams.py                  # ../shared/realstreams beside the repo
     python benchmarks/realstreams.py DIR --files      # another folder; one row per file too
+    python benchmarks/realstreams.py --profiles       # and the simulator's profiles beside them
 
 Each recording (see its PROVENANCE.md; the data is never copied into the project)
 is decoded with ``wire.formats.decode``, its text pieces become one Trace per
@@ -19,11 +20,19 @@ file-name prefix), summed over its files:
   ``whatif`` counts for a trace without a wire record);
 - usage tok/chunk: the provider's own output token count over the chunks, where it
   gives one and no reasoning hides inside it (reasoning tokens subtracted).
+
+``--profiles`` adds what the simulator's profiles are calibrated against: each
+profile's chunking of the sample texts (prose, code, multilingual; seed 1) in the
+same columns, then the gaps between chunks in the recordings that carry times
+(Ollama's ``created_at``, the cookbook's receive times, 10 ms resolution) beside
+each profile's gaps (5,000, seed 1) and TTFT (median over seeds 0-199).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,28 +112,104 @@ def measure(path: Path) -> tuple[Counts, str]:
         counts.framing_bytes = round(framing.per_event * framing.events)
     for choice in decoded.choices:
         texts = [p.text for p in decoded.pieces if p.kind == "text" and p.choice == choice]
-        fragments = tuple(Fragment(i, "text", text, 0) for i, text in enumerate(texts))
-        trace = Trace(
-            id=f"{path.name}#{choice}",
-            model_id=decoded.model or "",
-            encoding_name=name,
-            encoding_exact=exact,
-            prompt=None,
-            system=None,
-            started_utc="",
-            fragments=fragments,
-        )
-        stream = align(trace, tokenizer).stream("text")
-        if stream is None:
-            continue
-        counts.chunks += len(fragments)
-        counts.tokens += stream.token_count
-        counts.on_boundary += stream.fragment_ends_mid_token.count(False)
-        counts.content_bytes += len(stream.text.encode())
+        add_chunks(counts, texts, tokenizer, f"{path.name}#{choice}", decoded.model or "", exact)
     if decoded.usage_output is not None:
         counts.usage_tokens = decoded.usage_output - (reasoning_tokens(decoded.usage_details) or 0)
         counts.usage_chunks = counts.chunks
     return counts, name + ("" if exact else "~")
+
+
+def add_chunks(
+    counts: Counts,
+    texts: list[str],
+    tokenizer: LocalTokenizer,
+    trace_id: str,
+    model: str,
+    exact: bool,
+) -> None:
+    """Align one stream's text chunks and add them to ``counts``."""
+    fragments = tuple(Fragment(i, "text", text, 0) for i, text in enumerate(texts))
+    trace = Trace(
+        id=trace_id,
+        model_id=model,
+        encoding_name=tokenizer.name,
+        encoding_exact=exact,
+        prompt=None,
+        system=None,
+        started_utc="",
+        fragments=fragments,
+    )
+    stream = align(trace, tokenizer).stream("text")
+    if stream is None:
+        return
+    counts.chunks += len(fragments)
+    counts.tokens += stream.token_count
+    counts.on_boundary += stream.fragment_ends_mid_token.count(False)
+    counts.content_bytes += len(stream.text.encode())
+
+
+PROFILE_SAMPLES = ("prose", "code", "multilingual")
+
+
+def profile_rows() -> list[list[str]]:
+    """Each simulator profile's chunking of the sample texts, in the recordings' columns."""
+    from llm_streamscope.sim import profiles
+
+    tokenizer = LocalTokenizer(encodings.get_encoding(profiles.ENCODING_NAME))
+    rows = []
+    for name, profile in profiles.PROFILES.items():
+        counts = Counts(files=len(PROFILE_SAMPLES))
+        for sample in PROFILE_SAMPLES:
+            chunks = profile.cut(profiles.sample_text(sample), seed=1)
+            add_chunks(counts, chunks, tokenizer, f"{name}:{sample}", name, True)
+        cells = row(name, counts, profiles.ENCODING_NAME)
+        cells[-3:] = [
+            "-",
+            "-",
+            "-",
+        ]  # no wire: framing and usage are the formats', not the profile's
+        rows.append(cells)
+    return rows
+
+
+def gap_cells(label: str, gaps_ms: list[float], ttft_ms: float | None) -> list[str]:
+    gaps = sorted(gaps_ms)
+    n = len(gaps)
+
+    def at(q: float) -> str:
+        return f"{gaps[min(n - 1, int(q * n))]:.1f}"
+
+    over = 100 * sum(g > 50 for g in gaps) / n
+    ttft = "-" if ttft_ms is None else f"{ttft_ms:.0f}"
+    mean = statistics.fmean(gaps)
+    return [label, str(n), at(0.1), at(0.5), at(0.9), at(0.99), f"{mean:.1f}", f"{over:.1f}%", ttft]
+
+
+def timing_rows(folder: Path) -> list[list[str]]:
+    """The gaps of the recordings that carry times, then each profile's."""
+    from llm_streamscope.sim import profiles
+
+    rows = []
+    for path in sorted(folder.glob("ollama_*.ndjson")):
+        decoded = decode([Read(None, path.read_bytes())])
+        times = [t for t in decoded.server_times_ns or () if t is not None]
+        gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(times)]
+        details = decoded.usage_details or {}
+        ttft = (details.get("load_duration", 0) + details.get("prompt_eval_duration", 0)) / 1e6
+        rows.append(gap_cells(path.name, gaps, ttft or None))
+    for path in sorted(folder.glob("timing_*.tsv")):
+        lines = path.read_text().splitlines()
+        seconds = [float(line.split("\t")[1]) for line in lines[3:] if line.strip()]
+        gaps = [(b - a) * 1000 for a, b in itertools.pairwise(seconds)]
+        rows.append(gap_cells(path.name, gaps, seconds[0] * 1000))
+    for name, profile in profiles.PROFILES.items():
+        gaps = [g * 1000 for g in profile.gaps(5000, seed=1)]
+        ttft = statistics.median(profile.ttft(seed) * 1000 for seed in range(200))
+        rows.append(gap_cells(name, gaps, ttft))
+    return rows
+
+
+TIMING_COLUMNS = ("gaps", "p10 ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "> 50 ms", "TTFT ms")
 
 
 def ratio(top: int, bottom: int, digits: int = 2) -> str:
@@ -158,8 +243,10 @@ def row(label: str, counts: Counts, encoding: str) -> list[str]:
     ]
 
 
-def table(title: str, rows: list[list[str]]) -> str:
-    header = [title, "encoding", *COLUMNS]
+def table(
+    title: str, rows: list[list[str]], columns: tuple[str, ...] = ("encoding", *COLUMNS)
+) -> str:
+    header = [title, *columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
@@ -169,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", type=Path, help="default: ../shared/realstreams")
     parser.add_argument("--files", action="store_true", help="a row per file as well")
+    parser.add_argument(
+        "--profiles", action="store_true", help="the simulator's profiles beside the recordings"
+    )
     args = parser.parse_args(argv)
     folder = args.folder or find_realstreams()
     if folder is None or not folder.is_dir():
@@ -196,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.files:
         print()
         print(table("file", file_rows))
+    if args.profiles:
+        print()
+        print(table("simulator profile", profile_rows()))
+        print()
+        print(table("source", timing_rows(folder), TIMING_COLUMNS))
     print()
     print("~ the model's tokenizer is not tiktoken's: o200k_base stands in for it.")
     return 0

@@ -13,7 +13,6 @@ import json
 import os
 import pathlib
 import sys
-import time
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +57,20 @@ def database_option(func: Any) -> Any:
 
 
 def timeline_option(func: Any) -> Any:
+    # Two switches of one value: an optional value (--timeline=time) would take the
+    # prompt in `--timeline "..."` for its value.
+    func = click.option(
+        "--timeline-by-time",
+        "timeline",
+        flag_value="time",
+        help="Also draw the timeline, its columns equal slices of time",
+    )(func)
     return click.option(
-        "--timeline", is_flag=True, help="Also draw the gaps between chunks as a timeline"
+        "--timeline",
+        "timeline",
+        flag_value="position",
+        default=None,
+        help="Also draw the gaps between chunks as a timeline, a column per chunk",
     )(func)
 
 
@@ -71,7 +82,8 @@ class Views:
     gap_ms: float | None = None
     json_: bool = False
     svg: pathlib.Path | None = None
-    timeline: bool = False
+    timeline: str | None = None
+    """None, or how the timeline is drawn: ``position`` or ``time``."""
     html_path: pathlib.Path | None = None
 
 
@@ -167,6 +179,12 @@ class _OneLineError(click.ClickException):
     help="Also record the socket reads of each request: the provider's events, "
     "and times from the wire",
 )
+@click.option(
+    "--no-live",
+    is_flag=True,
+    help="Stream plain text, as llm shows it, instead of the live view (plain text "
+    "is what a pipe, --json and NO_COLOR get)",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -174,15 +192,18 @@ def run(
     views: Views,
     timeout: float | None,
     wire: bool,
+    no_live: bool,
     **options: Any,
 ) -> None:
     """Run a prompt as `llm prompt` does, and show how every response arrived.
 
     Every option of `llm prompt` works, with llm's meaning: templates, fragments,
     attachments, conversations (-c), tools and chains (-T), schemas, --async. The
-    live text streams as llm shows it; then, for each response llm streamed, the
+    text streams live; then, for each response llm streamed, the
     alignment of its fragments with the model's tokens and its rate stats (a tool
-    chain streams several responses, with the time between them). The traces are
+    chain streams several responses, with the time between them). In a terminal the
+    live view shows the text with its tokens and chunks as it arrives, a status
+    line and a strip of the gaps between chunks. The traces are
     logged to llm's logs.db beside llm's own record, unless logging is off; see
     `llm streamscope logs`.
     """
@@ -222,6 +243,7 @@ def run(
         timeout_s=timeout,
         database=log_path if logging else None,
         live=not views.json_,
+        live_view=not (no_live or views.json_ or extract) and _can_draw(sys.stdout),
         extract=extract,
         wire=wire,
     )
@@ -279,6 +301,18 @@ def run(
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
         sys.exit(_exit_code(last))
+
+
+def _can_draw(stream: Any) -> bool:
+    """Whether the live view can draw on ``stream``: a terminal that takes colour."""
+    from .live import is_terminal
+
+    return (
+        is_terminal(stream)
+        and not os.environ.get("NO_COLOR")
+        and os.environ.get("TERM") != "dumb"
+        and hasattr(stream, "fileno")
+    )
 
 
 def _log_path(database: str | pathlib.Path | None) -> pathlib.Path:
@@ -422,7 +456,7 @@ def print_views(
     *,
     view: str,
     wire: bool,
-    timeline: bool = False,
+    timeline: str | None = None,
 ) -> None:
     """Each response's views, the time between them, and a run's totals."""
     from .render import between_line, response_label, run_table
@@ -458,7 +492,7 @@ def present(
     *,
     view: str,
     wire: bool = False,
-    timeline: bool = False,
+    timeline: str | None = None,
 ) -> None:
     """One response's views: the alignment and the stats (and the timeline, the wire).
 
@@ -480,7 +514,7 @@ def present(
         from .render import Timeline
 
         console.rule("timeline", style="dim")
-        console.print(Timeline(alignment, stats))
+        console.print(Timeline(alignment, stats, by=timeline))
     if wire:
         from .render import wire_table
 
@@ -850,35 +884,24 @@ def whatif_command(
     help="Show token boundaries, chunk boundaries or both",
 )
 @timeline_option
+@click.option("--no-live", is_flag=True, help="Plain text instead of the live view")
 @database_option
 def replay_command(
     trace_id: str | None,
     latest: bool,
     speed: float,
     view: str,
-    timeline: bool,
+    timeline: str | None,
+    no_live: bool,
     database: pathlib.Path | None,
 ) -> None:
-    """Replay a logged run or trace live, at the timing it arrived with, then its views."""
+    """Replay a logged run or trace live, at the timing it arrived with, then its views.
 
-    from llm.parts import StreamEvent
-
-    from .live import LiveText
-    from .render import LIVE_TABLE
+    In a terminal it replays in the live view, as a run shows it."""
+    from .replaying import replay
 
     result = _load_run(database, trace_id, latest)
-    live = LiveText(LIVE_TABLE)
-    start = time.perf_counter_ns()
-    for response in result.responses:
-        offset = response.trace.run_offset_ns or 0  # a chain's later responses start later
-        for fragment in response.trace.fragments:
-            if speed:
-                wait = start + (offset + fragment.t_ns) / speed - time.perf_counter_ns()
-                if wait > 0:
-                    time.sleep(wait / 1e9)
-            live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
-        live.flush()
-    live.close()
+    replay(result.responses, speed=speed, live_view=not no_live and _can_draw(sys.stdout))
     present_run(result.run_id, _analysed(result), Views(view=view, timeline=timeline))
 
 

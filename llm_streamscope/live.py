@@ -129,10 +129,8 @@ class LiveBatcher:
 class LiveText:
     """Writes a ``LiveBatcher``'s output to stdout and stderr.
 
-    The caller's thread writes whatever ``feed`` says is due. A helper thread only
-    catches text left over when the stream pauses; it wakes rarely, because every
-    wake-up of another thread costs the capture thread a GIL hand-off, and it does
-    nothing at all before the first event of a response (``flowing``). Reasoning is
+    The caller's thread writes whatever ``feed`` says is due; a ``StallFlusher``
+    catches text left over when the stream pauses. Reasoning is
     dimmed only when stderr is a terminal (llm's click.echo strips styles otherwise)
     and not with ``NO_COLOR`` set.
 
@@ -159,18 +157,20 @@ class LiveText:
         self.closed_by_reader = False
         self._closed = False
         self._lock = threading.Lock()  # the helper thread flushes too: keep pieces in order
-        self._stop = threading.Event()
-        self._flowing: threading.Event | None = None
-        self._flusher: threading.Thread | None = None
+        self._flusher = StallFlusher(self._flush_held, self.STALL_FLUSH_S)
 
-    def start(self, flowing: threading.Event) -> None:
-        """Start the stall flusher, which waits for ``flowing`` (the first event) first."""
-        self._flowing = flowing
-        if self._flusher is None:
-            self._flusher = threading.Thread(
-                target=self._flush_loop, name="streamscope-live", daemon=True
-            )
-            self._flusher.start()
+    @property
+    def show_reasoning(self) -> bool:
+        return self.batcher.show_reasoning
+
+    @show_reasoning.setter
+    def show_reasoning(self, value: bool) -> None:
+        self.batcher.show_reasoning = value
+
+    def start(self, record: Any, header: Any = None) -> None:
+        """A response's request is about to leave (a ``capture.Capture``): the stall
+        flusher waits for its first event before doing anything."""
+        self._flusher.start(record.arrivals.flowing)
 
     def write(self, event: Any, t_ns: int = 0) -> None:
         """Show one llm StreamEvent (a capture callback: ``t_ns`` is unused)."""
@@ -203,28 +203,58 @@ class LiveText:
             # any more, but the stream and its trace go on.
             self.closed_by_reader = True
 
-    def _flush_loop(self) -> None:
-        while True:
-            flowing = self._flowing
-            if flowing is not None:
-                flowing.wait()  # nothing to show, and nothing to run, before the first event
-            if self._stop.wait(self.STALL_FLUSH_S):
-                return
-            if self.batcher.holding:
-                self.flush()
+    def _flush_held(self) -> None:
+        if self.batcher.holding:
+            self.flush()
 
     def close(self, *, final_newline: bool = True) -> None:
         """Write what is left and stop the helper thread; later calls do nothing."""
         if self._closed:
             return
         self._closed = True
+        self._flusher.close()
+        with self._lock:
+            self._write(self.batcher.close(time.perf_counter_ns(), final_newline=final_newline))
+
+
+class StallFlusher:
+    """A helper thread that calls ``flush`` every ``interval_s`` while a stream flows,
+    for what a batching writer holds back when the stream pauses.
+
+    It wakes rarely, because every wake-up of another thread costs the capture
+    thread a GIL hand-off, and it does nothing at all before the first event of a
+    response (``start`` gives it that response's ``flowing``).
+    """
+
+    def __init__(self, flush: Any, interval_s: float) -> None:
+        self._flush = flush
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._flowing: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, flowing: threading.Event) -> None:
+        self._flowing = flowing
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="streamscope-live", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            flowing = self._flowing
+            if flowing is not None:
+                flowing.wait()  # nothing to show, and nothing to run, before the first event
+            if self._stop.wait(self._interval_s):
+                return
+            self._flush()
+
+    def close(self) -> None:
+        """Stop the thread (it flushes no more)."""
         self._stop.set()
         if self._flowing is not None:
             self._flowing.set()
-        if self._flusher is not None:
-            self._flusher.join()
-        with self._lock:
-            self._write(self.batcher.close(time.perf_counter_ns(), final_newline=final_newline))
+        if self._thread is not None:
+            self._thread.join()
 
 
 def is_terminal(stream: Any) -> bool:

@@ -9,6 +9,7 @@ or reorder text with bidi overrides.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import compress, count, pairwise
 from operator import ne
 from typing import TYPE_CHECKING, Any
@@ -724,11 +725,45 @@ def wire_document(trace: Trace) -> dict[str, Any] | None:
     }
 
 
+TIMELINE_MODES = ("position", "time")
+"""How ``Timeline`` lays out its columns: by chunk position, or by equal slices of time."""
+
+
+@dataclass(frozen=True)
+class TimelineColumn:
+    """One column of a ``Timeline``: what arrived in it."""
+
+    gap_ms: float | None
+    """The largest gap before a chunk in the column; None when no gap ends in it."""
+    burst: bool
+    """Whether a chunk in it came within a millisecond of the one before."""
+    tokens: int | None
+    """The tokens its chunks completed; None when no chunk arrived in it."""
+    chunks: int
+    """How many chunks it holds (by position: the chunks whose gaps it draws)."""
+
+
 class Timeline:
-    """The text stream's gaps as a chart, one column per chunk (or per few, on a long
-    stream): bar height is the gap before the chunk, stalls (gaps over the
-    threshold) and bursts (chunks within a millisecond of the one before) are
-    marked above, and the tokens each chunk completed are written below.
+    """The text stream's gaps as a chart: stalls (gaps over the threshold) and
+    bursts (chunks within a millisecond of the one before) marked above the bars
+    (a column holding both shows the stall), the tokens completed written below.
+
+    ``by="position"``: one column per chunk (or per few, on a long stream), from the
+    second chunk on (the first one's wait is the TTFT); the bar is the gap before
+    the chunk. ``by="time"``: the columns are equal slices of time from the request
+    to the last chunk, the bar is the largest gap that ends in a slice, so a pause
+    is a blank stretch ending in a tall bar, and a last row marks the TTFT::
+
+        # six chunks at 10, 10.5, 30, 130, 140 and 150 ms, by time, plain, 40 columns:
+                   =                       !
+          100 ms                           #
+                                           #
+                 --------------------------#---
+                                           #
+                                           #
+            0 ms       #                   # ##
+          tokens   1   1                   1 13
+            TTFT --|                   150.0 ms
 
     Plain characters when the console has no colour: ``#`` bars, ``-`` for the
     stall threshold, ``!`` a stall, ``=`` a burst.
@@ -739,7 +774,10 @@ class Timeline:
     """Columns of the labels on the left (``"1,234 ms "``)."""
     BLOCKS = " ▁▂▃▄▅▆▇█"
 
-    def __init__(self, alignment: Alignment, stats: Stats):
+    def __init__(self, alignment: Alignment, stats: Stats, by: str = "position"):
+        if by not in TIMELINE_MODES:
+            raise ValueError(f"by must be one of {TIMELINE_MODES}, not {by!r}")
+        self.by = by
         text = alignment.stream("text")
         chunks = text.chunk_indices() if text else []
         self.times = [text.fragments[j].t_ns for j in chunks] if text else []
@@ -755,15 +793,38 @@ class Timeline:
         )
         self.stats = stats
 
-    def _columns(self, width: int) -> list[tuple[float, int, int]]:
-        """(largest gap in ms, tokens, chunks) per column, from the second chunk on (the
-        first one's wait is the TTFT): chunks share a column when more than fit."""
+    def _columns(self, width: int) -> list[TimelineColumn]:
+        """Columns by position: from the second chunk on, chunks sharing a column
+        when more than fit."""
         gaps = [(b - a) / 1e6 for a, b in pairwise(self.times)]
         tokens = self.tokens[1:]
         per = max(1, -(-len(gaps) // width))
         return [
-            (max(gaps[i : i + per]), sum(tokens[i : i + per]), len(gaps[i : i + per]))
+            TimelineColumn(
+                max(gaps[i : i + per]),
+                min(gaps[i : i + per]) < 1,
+                sum(tokens[i : i + per]),
+                len(gaps[i : i + per]),
+            )
             for i in range(0, len(gaps), per)
+        ]
+
+    def _time_columns(self, width: int) -> list[TimelineColumn]:
+        """Columns by time: ``width`` equal slices from 0 to the last chunk (which
+        falls in the last one); a chunk falls in the slice its arrival lies in."""
+        end = self.times[-1]
+        gaps: list[list[float]] = [[] for _ in range(width)]
+        tokens: list[list[int]] = [[] for _ in range(width)]
+        for i, (t, n) in enumerate(zip(self.times, self.tokens)):
+            column = min(width - 1, t * width // end) if end > 0 else 0
+            tokens[column].append(n)
+            if i:
+                gaps[column].append((t - self.times[i - 1]) / 1e6)
+        return [
+            TimelineColumn(
+                max(g, default=None), min(g, default=1) < 1, sum(n) if n else None, len(n)
+            )
+            for g, n in zip(gaps, tokens)
         ]
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -772,24 +833,38 @@ class Timeline:
             yield Text("timeline: fewer than two text chunks, no gaps to draw", style="dim")
             return
         color = console.color_system is not None
-        columns = self._columns(max(10, options.max_width - self.LEFT - 1))
-        top = max(max(c[0] for c in columns), stats.stall_threshold_ms, 1e-9)
-        per = max(c[2] for c in columns)
+        width = max(10, options.max_width - self.LEFT - 1)
+        by_time = self.by == "time"
+        columns = self._time_columns(width) if by_time else self._columns(width)
+        top = max(*(c.gap_ms or 0 for c in columns), stats.stall_threshold_ms, 1e-9)
+        per = max(c.chunks for c in columns)
+        if by_time:
+            layout = (
+                f"timeline by time: {len(self.times):,} chunks in {_fmt_ms(self.times[-1] / 1e6)}"
+                f", {_fmt_ms(self.times[-1] / 1e6 / width)} per column"
+            )
+            bar = "the largest gap ending in a column"
+        else:
+            layout = f"timeline: {len(self.times):,} chunks" + (
+                f", {per} per column" if per > 1 else ""
+            )
+            bar = "the gap before a chunk"
         yield Text(
-            f"timeline: {len(self.times):,} chunks"
-            + (f", {per} per column" if per > 1 else "")
+            layout
             + f" · TTFT {_fmt_ms(stats.ttft_ms)}"
             + f" (tokens the first chunk completed: {self.tokens[0]})"
-            + " · bar: the gap before a chunk"
+            + f" · bar: {bar}"
             + f" · {'!' if not color else '▲'} stall > {stats.stall_threshold_ms:g} ms"
             + f" · {'=' if not color else '≈'} burst < 1 ms",
             style="dim",
         )
         marks = Text(" " * self.LEFT)
-        for gap, _, _ in columns:
-            if gap > stats.stall_threshold_ms:
+        for column in columns:
+            if column.gap_ms is None:
+                marks.append(" ")
+            elif column.gap_ms > stats.stall_threshold_ms:
                 marks.append("▲" if color else "!", style="bold red")
-            elif gap < 1:
+            elif column.burst:
                 marks.append("≈" if color else "=", style="cyan")
             else:
                 marks.append(" ")
@@ -798,10 +873,10 @@ class Timeline:
         for row in reversed(range(self.HEIGHT)):
             label = f"{top:,.0f} ms" if row == self.HEIGHT - 1 else "0 ms" if row == 0 else ""
             line = Text(f"{label:>{self.LEFT - 1}} ", style="dim")
-            for gap, _, _ in columns:
+            for column in columns:
+                gap = column.gap_ms or 0
                 eighths = round(gap / top * self.HEIGHT * 8) - row * 8
-                stall = gap > stats.stall_threshold_ms
-                style = "red" if stall else "green"
+                style = "red" if gap > stats.stall_threshold_ms else "green"
                 if eighths >= 8:
                     line.append("█" if color else "#", style=style)
                 elif eighths > 0 and color:
@@ -814,6 +889,24 @@ class Timeline:
                     line.append(" ")
             yield line
         tokens = Text(f"{'tokens':>{self.LEFT - 1}} ", style="dim")
-        for _, n, _ in columns:
-            tokens.append(str(n) if n < 10 else "+", style="bold" if n != 1 else "")
+        for column in columns:
+            n = column.tokens
+            if n is None:
+                tokens.append(" ")
+            else:
+                tokens.append(str(n) if n < 10 else "+", style="bold" if n != 1 else "")
         yield tokens
+        if by_time:
+            yield self._ttft_axis(columns, color)
+
+    def _ttft_axis(self, columns: list[TimelineColumn], color: bool) -> Text:
+        """The last row of a timeline by time: a line from the request to the column
+        of the first chunk, and the time of the last chunk at the right end."""
+        first = next(i for i, c in enumerate(columns) if c.chunks)
+        axis = Text(f"{'TTFT':>{self.LEFT - 1}} ", style="dim")
+        axis.append(("─" if color else "-") * first + ("┤" if color else "|"), style="bold")
+        end = _fmt_ms(self.times[-1] / 1e6)
+        room = len(columns) - first - 1
+        if room > len(end):
+            axis.append(f"{end:>{room}}", style="dim")
+        return axis

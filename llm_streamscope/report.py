@@ -120,7 +120,8 @@ def _bars(
         for i, name in enumerate(names or ())
     )
     return (
-        f'<svg class="chart" width="{width + 120}" height="{height + 18 + (16 if names else 0)}">'
+        # 200: room beside the bars for the longest label ("gap before each chunk (ms)")
+        f'<svg class="chart" width="{width + 200}" height="{height + 18 + (16 if names else 0)}">'
         f'<g transform="translate(0,4)">{rects}{dashed}{below}</g>'
         f'<text x="{width + 6}" y="12">{html.escape(label)}</text>'
         f'<text x="{width + 6}" y="{height}">max {top:,.1f}</text></svg>'

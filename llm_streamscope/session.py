@@ -56,6 +56,9 @@ class RunSettings:
     """Where traces are written; None: not written."""
     live: bool = True
     """Show the text as it arrives."""
+    live_view: bool = False
+    """Show it in the live view, drawn on stdout (a terminal) by the tokenizer process,
+    rather than as plain text (``liveview``)."""
     extract: str | None = None
     """``first`` or ``last``: show only that fenced code block of the answer (-x, --xl)."""
     wire: bool = False
@@ -111,7 +114,7 @@ class Session:
     _extracted: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.settings.live:
+        if self.settings.live and not self.settings.live_view:
             from .live import LiveText
             from .render import LIVE_TABLE
 
@@ -136,7 +139,22 @@ class Session:
         from .tokenizer import start_tokenizer
 
         if name not in self.tokenizers:
-            self.tokenizers[name] = start_tokenizer(name)
+            if self.settings.live and self.settings.live_view and self.live is None:
+                # The first tokenizer also draws the live view: one process, one load.
+                import sys
+
+                from .encodings import check_encoding_name
+                from .liveview import LiveView
+                from .stats import gap_threshold
+                from .tokenizer import TokenizerProcess
+
+                check_encoding_name(name)
+
+                process = TokenizerProcess(name, terminal=sys.stdout.fileno())
+                self.live = LiveView(process, stall_ms=gap_threshold(self.settings.gap_ms))
+                self.tokenizers[name] = process
+            else:
+                self.tokenizers[name] = start_tokenizer(name)
         return self.tokenizers[name]
 
     # -- while llm's command runs --------------------------------------------
@@ -191,7 +209,7 @@ class Session:
                 )
         self.watched.append(watched)
         if self.live is not None:
-            self.live.start(record.arrivals.flowing)
+            self.live.start(record, header)
         return record
 
     def ended(self, record: Capture) -> None:
@@ -254,14 +272,14 @@ class Session:
 
         def display_stream_events(events: Any, *, show_reasoning: bool = True) -> None:
             if session.live is not None:
-                session.live.batcher.show_reasoning = show_reasoning
+                session.live.show_reasoning = show_reasoning
             for event in events:
                 session.show(event)
             session.displayed()
 
         async def display_async_stream_events(events: Any, *, show_reasoning: bool = True) -> None:
             if session.live is not None:
-                session.live.batcher.show_reasoning = show_reasoning
+                session.live.show_reasoning = show_reasoning
             async for event in events:
                 session.show(event)
             session.displayed()

@@ -28,13 +28,16 @@ loaded anyway (the in-process simulator tokenizes its samples with it).
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import struct
 import subprocess
 import sys
+import threading
 from array import array
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import encodings
 from .encodings import EncodingError
@@ -48,6 +51,11 @@ Tokens = tuple[Sequence[int], Sequence[int]]
 _U32 = struct.Struct("=I")  # both ends are on one machine: native order
 _READY = b"R"
 _FAILED = b"E"
+_TOKENIZE = b"T"
+_LIVE = b"L"
+"""A message for the live view the process draws (``liveview``): answered by nothing,
+except ``CLOSED`` once the view is off the screen."""
+CLOSED = b"C"
 
 
 class Tokenizer(Protocol):
@@ -137,20 +145,38 @@ class TokenizerProcess:
     Started by the constructor; it loads at once. ``wait_ready`` (and ``tokenize``)
     wait for the load in a pipe read, which blocks in C holding no lock, and raise
     the load's EncodingError if it failed.
+
+    With ``terminal`` (a file descriptor, passed on to the process) it also draws
+    the live view there, from what ``send_live`` sends: the encoding the run
+    needs anyway colours the tokens, and no drawing runs in the capturing process.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, terminal: int | None = None) -> None:
         self.name = name
         self._ready = False
         self._error: EncodingError | None = None
+        self._live_lock = threading.Lock()  # the live view sends from two threads
+        self._closes_due = 0
+        """``CLOSED`` answers on their way: read before any tokens are."""
+        args = [sys.executable, "-m", "llm_streamscope.tokenizer", name]
+        passed: tuple[int, ...] = ()
+        if terminal is not None:
+            # A number of its own: in the process, 0 to 2 are its pipes.
+            passed = (os.dup(terminal),)
+            args += ["--live", str(passed[0])]
         # No preexec_fn: subprocess can then vfork, so the start costs this
         # process a fraction of a millisecond.
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "llm_streamscope.tokenizer", name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+        try:
+            self._process = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                pass_fds=passed,
+            )
+        finally:
+            for fd in passed:
+                os.close(fd)
 
     def wait_ready(self) -> None:
         if self._ready:
@@ -174,10 +200,11 @@ class TokenizerProcess:
 
     def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
         self.wait_ready()
+        self.wait_closed(None)  # the answers to the live view come first
         stdin = self._process.stdin
         assert stdin is not None
         try:
-            stdin.write(_U32.pack(len(texts)))
+            stdin.write(_TOKENIZE + _U32.pack(len(texts)))
             for text in texts:
                 data = text.encode("utf-8")
                 stdin.write(_U32.pack(len(data)))
@@ -186,6 +213,38 @@ class TokenizerProcess:
             return [_read_tokens(self._stdout) for _ in texts]
         except (OSError, ValueError, EncodingError) as ex:  # a broken or closed pipe
             raise self._gone() from ex
+
+    def send_live(self, message: bytes, *, closes: bool = False) -> bool:
+        """Send one message to the live view; False once the process is gone.
+
+        A pipe write of a few hundred bytes: the process reads its input at once
+        whatever the terminal does, so this never waits on a slow terminal.
+        ``closes``: the message takes the view off the screen, and the process
+        answers ``CLOSED`` once it has (``wait_closed``).
+        """
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            with self._live_lock:
+                stdin.write(_LIVE + _U32.pack(len(message)) + message)
+                stdin.flush()
+                self._closes_due += closes
+        except (OSError, ValueError):  # gone, or closed
+            return False
+        return True
+
+    def wait_closed(self, timeout_s: float | None) -> None:
+        """Wait (at most ``timeout_s``) until the live view has left the screen."""
+        import select
+
+        stdout = self._stdout
+        with contextlib.suppress(OSError, ValueError):
+            while self._closes_due:
+                if timeout_s is not None and not select.select([stdout], [], [], timeout_s)[0]:
+                    return
+                if stdout.read(1) != CLOSED:
+                    return
+                self._closes_due -= 1
 
     def _gone(self) -> EncodingError:
         code = self._process.poll()
@@ -229,7 +288,7 @@ def _read_tokens(stream: IO[bytes]) -> Tokens:
 # ====================
 
 
-def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes], terminal: int | None = None) -> None:
     try:
         encoding = encodings.get_encoding(name)
         token_sizes(encoding)  # built now, not on the first request
@@ -242,14 +301,32 @@ def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
         stdout.write(_FAILED + _U32.pack(len(data)) + data)
         stdout.flush()
         return
+    live = None
+    if terminal is not None:
+        from .liveview import LiveRenderer
+
+        live = LiveRenderer(terminal, encoding.name, lambda text: tokens_of(encoding, text))
     stdout.write(_READY)
     stdout.flush()
-    while header := stdin.read(4):
-        if len(header) != 4:
+    try:
+        _answer(encoding, stdin, stdout, live)
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _answer(encoding: tiktoken.Encoding, stdin: IO[bytes], stdout: IO[bytes], live: Any) -> None:
+    while tag := stdin.read(1):
+        if tag == _LIVE:
+            message = _read_exact(stdin, _read_u32(stdin))
+            if live is not None and live.receive(message):  # the view is off the screen
+                stdout.write(CLOSED)
+                stdout.flush()
+            continue
+        if tag != _TOKENIZE:
             return
         texts = [
-            _read_exact(stdin, _read_u32(stdin)).decode("utf-8")
-            for _ in range(_U32.unpack(header)[0])
+            _read_exact(stdin, _read_u32(stdin)).decode("utf-8") for _ in range(_read_u32(stdin))
         ]
         for text in texts:
             ids, sizes = tokens_of(encoding, text)
@@ -261,10 +338,16 @@ def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.exit("usage: python -m llm_streamscope.tokenizer ENCODING_NAME")
+    terminal = None
+    if len(args) == 3 and args[1] == "--live" and args[2].isdigit():
+        terminal = int(args[2])
+        # Ctrl-C reaches the whole foreground process group: the run decides what
+        # it means, and then says when the view is to leave the screen.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    elif len(args) != 1:
+        sys.exit("usage: python -m llm_streamscope.tokenizer ENCODING_NAME [--live FD]")
     with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
-        _serve(args[0], sys.stdin.buffer, sys.stdout.buffer)
+        _serve(args[0], sys.stdin.buffer, sys.stdout.buffer, terminal)
 
 
 if array("I").itemsize != 4:  # the pipe format is 32-bit ids and sizes

@@ -1,4 +1,42 @@
+import pathlib
+
 import pytest
+
+GOLDEN = pathlib.Path(__file__).parent / "golden"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="Write tests/golden/ from this run's output instead of comparing with it",
+    )
+
+
+@pytest.fixture
+def golden(request):
+    """``golden(name, text)``: ``text`` must equal the file ``tests/golden/name``.
+
+    After a change that is meant to change a view, regenerate the files and read
+    the diff before committing it::
+
+        .venv/bin/pytest tests/test_pictures.py --update-goldens && git diff tests/golden
+    """
+    update = request.config.getoption("--update-goldens")
+
+    def check(name, text):
+        path = GOLDEN / name
+        if update:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return
+        assert path.is_file(), f"no golden file {path}: run pytest --update-goldens"
+        expected = path.read_text(encoding="utf-8")
+        assert text.splitlines() == expected.splitlines(), (
+            f"differs from tests/golden/{name} (if meant: pytest --update-goldens)"
+        )
+
+    return check
 
 
 @pytest.fixture(scope="session")

@@ -304,6 +304,48 @@ def test_timeline_in_plain_characters(o200k):
     assert "TTFT 10.0 ms" in header and "stall > 50 ms" in header
 
 
+def test_timeline_by_time_in_plain_characters(o200k):
+    out = io.StringIO()
+    Console(file=out, width=40, color_system=None).print(
+        Timeline(*timeline_trace(o200k), by="time")
+    )
+    lines = [line.rstrip() for line in out.getvalue().splitlines()]
+    # 30 columns of 5 ms: the first chunk in the third, the stall a blank stretch
+    # ending in its bar, the last three chunks in the last four columns
+    assert lines[-9:] == [
+        "           =                       !",
+        "  100 ms                           #",
+        "                                   #",
+        "         --------------------------#---",
+        "                                   #",
+        "                                   #",
+        "    0 ms       #                   # ##",
+        "  tokens   1   1                   1 13",
+        "    TTFT --|                   150.0 ms",
+    ]
+    header = " ".join(lines[:-9])
+    assert "timeline by time: 6 chunks in 150.0 ms, 5.0 ms per column" in header
+    assert "TTFT 10.0 ms" in header and "largest gap ending in a column" in header
+
+
+def test_timeline_by_time_puts_chunks_of_one_instant_in_one_column(o200k):
+    """A run at speed 0: every chunk at the same time, in the last column, or all at 0."""
+    for ms, tokens, axis in (
+        (5.0, "  tokens" + " " * 30 + "3", "    TTFT " + "-" * 29 + "|"),
+        (0.0, "  tokens 3", "    TTFT |" + f"{'0.0 ms':>29}"),
+    ):
+        pieces = (" one", " two", " three")
+        fragments = tuple(Fragment(i, "text", p, int(ms * 1e6)) for i, p in enumerate(pieces))
+        trace = Trace("t", "m", "o200k_base", True, None, None, "", fragments)
+        alignment = align(trace, LocalTokenizer(o200k))
+        out = io.StringIO()
+        Console(file=out, width=40, color_system=None).print(
+            Timeline(alignment, compute_stats(trace, alignment), by="time")
+        )
+        lines = [line.rstrip() for line in out.getvalue().splitlines()]
+        assert lines[-2:] == [tokens, axis]
+
+
 def test_timeline_in_colour_and_with_too_few_chunks(o200k):
     out = io.StringIO()
     Console(file=out, width=40, color_system="truecolor").print(Timeline(*timeline_trace(o200k)))

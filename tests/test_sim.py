@@ -19,6 +19,8 @@ import openai
 import pydantic
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_streamscope.sim import profiles, server
 from llm_streamscope.sim.model import SimChat
@@ -120,6 +122,67 @@ def test_gemini_flash_cuts_about_100_characters_mid_token() -> None:
     assert len(inside) >= len(chunks) // 3
 
 
+@pytest.mark.parametrize("name", SAMPLES)
+def test_subtoken_cuts_inside_tokens_never_across_them(name: str) -> None:
+    text = sample_text(name)
+    profile = PROFILES["subtoken"]
+    lay = profiles.layout(text, profile, 2)
+    tt = lay.tokenized
+    ends = set(tt.token_ends)
+    inside = [p for p in lay.points if p not in ends]
+    assert len(inside) >= len(lay.points) // 3  # most tokens arrive in pieces
+    # every token end is a chunk end, unless o200k cut a character there
+    for end in tt.token_ends:
+        if profiles._is_char_boundary(tt.data, end):
+            assert end in lay.points
+    assert all(1 <= len(c) <= 3 or count_tokens(c) > 1 for c in lay.chunks)
+
+
+def test_subtoken_chunks_split_tokens_in_the_alignment() -> None:
+    from llm.cli import cli
+
+    args = ["-o", "profile", "subtoken", "-o", "speed", "0", "-o", "max_tokens", "40"]
+    result = CliRunner().invoke(
+        cli, ["streamscope", "-m", "streamscope-sim", *args, "--json", "hi"]
+    )
+    assert result.exit_code == 0, result.output
+    (doc,) = json.loads(result.stdout)["responses"]
+    stats = doc["stats"]
+    assert stats["tokens"] == 40 and stats["chunks"] > 80
+    assert stats["sub_token_chunks"] > 0 and stats["split_tokens"] > 20
+    assert stats["tokens_per_chunk"]["max"] <= 1  # no chunk completes two tokens
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_words_sends_one_word_per_chunk(name: str) -> None:
+    text = sample_text(name)
+    chunks = PROFILES["words"].cut(text)
+    assert all(len(c.split()) == 1 for c in chunks)
+    assert len(chunks) == len(text.split())
+    # spaces lead a word (" did"), line ends close one ("?\n\n"), as Ollama's lines do
+    assert not any(c.startswith("\n") for c in chunks[1:])
+    assert not any(c.endswith((" ", "\t")) for c in chunks[:-1])
+    assert PROFILES["words"].cut("Why did\n\nit go? ") == ["Why", " did\n\n", "it", " go? "]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(max_size=120), st.integers(0, 3))
+def test_subtoken_and_words_cut_any_text(text: str, seed: int) -> None:
+    """Any text, whitespace and emoji included: the chunks join back to it, and keep
+    their shape (no subtoken chunk spans a token end, every words chunk holds one word)."""
+    subtoken = profiles.layout(text, PROFILES["subtoken"], seed)
+    assert "".join(subtoken.chunks) == text and all(subtoken.chunks)
+    tt = subtoken.tokenized
+    starts = (0, *subtoken.points[:-1])
+    for start, end in zip(starts, subtoken.points):
+        inside = [e for e in tt.token_ends if start < e < end]
+        assert all(not profiles._is_char_boundary(tt.data, e) for e in inside)
+    words = PROFILES["words"].cut(text)
+    assert "".join(words) == text and all(words)
+    if text.split():
+        assert all(len(c.split()) == 1 for c in words)
+
+
 def test_same_seed_same_chunks_and_delays() -> None:
     text = sample_text("multilingual")
     for profile in PROFILES.values():
@@ -147,7 +210,12 @@ def test_gpt_4o_mini_timing_matches_published_figures() -> None:
 
 @pytest.mark.parametrize(
     ("name", "ttft_range", "gap_range"),
-    [("claude-haiku", (400, 700), (25, 40)), ("gemini-flash", (500, 900), (100, 250))],
+    [
+        ("claude-haiku", (400, 700), (25, 40)),
+        ("gemini-flash", (500, 900), (100, 250)),
+        ("subtoken", (40, 95), (4.0, 5.5)),  # gpt-4o-mini's 13 ms a token, at 0.35 a chunk
+        ("words", (250, 400), (31.0, 33.0)),  # the llama3 recording's steady 32 ms
+    ],
 )
 def test_other_profiles_timing(
     name: str, ttft_range: tuple[float, float], gap_range: tuple[float, float]
@@ -363,6 +431,22 @@ def dechunk(raw: bytes) -> tuple[dict[str, str], list[bytes]]:
             assert rest == b""
             return headers, chunks
         chunks.append(payload)
+
+
+def decode_and_inspect(chunks: list[bytes], path: Any) -> tuple[Any, dict[str, Any]]:
+    """A captured body as our wire decoder reads it, and the one response document of
+    ``llm streamscope inspect --json`` on it, written to ``path``."""
+    from llm.cli import cli
+
+    from llm_streamscope.wire.events import Read
+    from llm_streamscope.wire.formats import decode
+
+    decoded = decode([Read(None, c) for c in chunks])
+    path.write_bytes(b"".join(chunks))
+    result = CliRunner().invoke(cli, ["streamscope", "inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    (doc,) = json.loads(result.stdout)["responses"]
+    return decoded, doc
 
 
 @pytest.fixture(scope="module")

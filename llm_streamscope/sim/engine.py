@@ -1,7 +1,7 @@
 """What every wire format of the simulator shares: the send log, the paced send, tool calls.
 
 A format (OpenAI chat.completions in :mod:`.server`, Anthropic Messages in
-:mod:`.anthropic`) turns a request into ``(kind, text)`` chunks from a
+:mod:`.anthropic`, and the others beside them) turns a request into ``(kind, text)`` chunks from a
 :class:`~.profiles.Plan` and knows how to frame them; everything about *when*
 bytes leave - the profile's TTFT and gaps scaled by ``speed``, ``stall_after``,
 ``drop_after`` - and the ground truth kept about it (:class:`SendLog`) lives
@@ -17,7 +17,7 @@ import random
 import socket
 import string
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -118,6 +118,60 @@ def plan_json(
     return arguments, options.plan(text, max_tokens=max_tokens, whole=True)
 
 
+THINKING_SAMPLE = "thinking"
+"""The sample text an answer that thinks aloud streams as its thinking."""
+
+
+@dataclass(frozen=True)
+class ThoughtsThenText:
+    """An answer that may think aloud first: thinking chunks (maybe none), then text.
+
+    Gemini's thought parts and Ollama's ``thinking`` have this shape. ``max_tokens``
+    covers the thinking and the text together; the thinking streams the
+    ``thinking`` sample, the text the options' sample.
+    """
+
+    thinking: profiles.Plan | None
+    text: profiles.Plan
+    cut_short: bool
+    """``max_tokens`` ended the answer."""
+    thoughts_tokens: int
+    """The thinking streamed, and the hidden ``reasoning`` tokens."""
+
+    @classmethod
+    def of(cls, options: SimOptions, *, think: bool, max_tokens: int | None) -> ThoughtsThenText:
+        """The planned answer (nothing sent)."""
+        left = max_tokens
+        thinking = None
+        if think:
+            sample = profiles.sample_text(THINKING_SAMPLE)
+            thinking = options.plan(sample, max_tokens=left, whole=True)
+            if left is not None:
+                left = max(left - thinking.completion_tokens, 0)
+        thoughts_tokens = options.reasoning + (thinking.completion_tokens if thinking else 0)
+        if left == 0:
+            return cls(thinking, options.plan("", max_tokens=None), True, thoughts_tokens)
+        text = options.plan(profiles.sample_text(options.text), max_tokens=left)
+        return cls(thinking, text, text.finish_reason == "length", thoughts_tokens)
+
+    @property
+    def n_chunks(self) -> int:
+        return (self.thinking.n_chunks if self.thinking else 0) + self.text.n_chunks
+
+    @property
+    def tokens(self) -> int:
+        """Every token generated: the thoughts and the text."""
+        return self.thoughts_tokens + self.text.completion_tokens
+
+    def chunks(self) -> Iterator[tuple[str, str]]:
+        """``(kind, text)`` of each chunk, in order."""
+        if self.thinking is not None:
+            for chunk in self.thinking.chunks():
+                yield REASONING, chunk
+        for chunk in self.text.chunks():
+            yield TEXT, chunk
+
+
 # --------------------------------------------------------------------------
 # The send log
 
@@ -143,8 +197,9 @@ class SendLog:
     include_usage: bool
     t0_ns: int
     api: str = "chat.completions"
-    """The wire format: ``chat.completions`` (OpenAI), ``messages`` (Anthropic) or
-    ``generateContent`` (Gemini)."""
+    """The wire format: ``chat.completions`` (OpenAI), ``messages`` (Anthropic),
+    ``generateContent`` (Gemini), ``responses`` (OpenAI Responses), ``ollama-chat`` or
+    ``ollama-generate`` (Ollama)."""
     sent_ns: list[int] = field(default_factory=list)
     chunks: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)

@@ -38,7 +38,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import profiles
-from .engine import LAST_CHUNK, REASONING, TEXT, SendLog, http_chunk, new_id, send_paced
+from .engine import (
+    LAST_CHUNK,
+    REASONING,
+    SendLog,
+    ThoughtsThenText,
+    http_chunk,
+    new_id,
+    send_paced,
+)
 from .options import InvalidOption, SimOptions
 
 if TYPE_CHECKING:
@@ -46,7 +54,6 @@ if TYPE_CHECKING:
 
 PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):streamGenerateContent$")
 DEFAULT_PROFILE = "gemini-flash"
-THINKING_SAMPLE = "thinking"
 
 # Google's error status names, by HTTP status.
 _STATUS_NAMES = {
@@ -150,47 +157,6 @@ class GenerateRequest:
         return self.system + "".join(_text_of(c) for c in self.contents)
 
 
-@dataclass(frozen=True)
-class Answer:
-    """The planned answer: thought chunks (maybe none), then text chunks."""
-
-    thinking: profiles.Plan | None
-    text: profiles.Plan
-    finish_reason: str
-    thoughts_tokens: int
-
-    @property
-    def n_chunks(self) -> int:
-        return (self.thinking.n_chunks if self.thinking else 0) + self.text.n_chunks
-
-    def chunks(self) -> Iterator[tuple[str, str]]:
-        if self.thinking is not None:
-            for chunk in self.thinking.chunks():
-                yield REASONING, chunk
-        for chunk in self.text.chunks():
-            yield TEXT, chunk
-
-
-def answer(request: GenerateRequest) -> Answer:
-    """What the simulator answers ``request`` with (planned, nothing sent).
-    ``maxOutputTokens`` covers thoughts and answer together."""
-    options = request.options
-    left = request.max_tokens
-    thinking = None
-    if request.thoughts:
-        thinking = options.plan(profiles.sample_text(THINKING_SAMPLE), max_tokens=left, whole=True)
-        if left is not None:
-            left = max(left - thinking.completion_tokens, 0)
-    hidden = options.reasoning
-    thoughts_tokens = hidden + (thinking.completion_tokens if thinking else 0)
-    if left == 0:
-        text = options.plan("", max_tokens=None)
-        return Answer(thinking, text, "MAX_TOKENS", thoughts_tokens)
-    text = options.plan(profiles.sample_text(options.text), max_tokens=left)
-    finish = "MAX_TOKENS" if text.finish_reason == "length" else "STOP"
-    return Answer(thinking, text, finish, thoughts_tokens)
-
-
 # --------------------------------------------------------------------------
 # The wire
 
@@ -278,7 +244,9 @@ def handle(handler: _Handler, model: str, raw: bytes, t0: int) -> None:
         )
         _send_error(handler, error, sse)
         return
-    planned = answer(request)
+    planned = ThoughtsThenText.of(
+        request.options, think=request.thoughts, max_tokens=request.max_tokens
+    )
     log = SendLog.begin(
         new_id("", 23),
         request.options,
@@ -300,7 +268,11 @@ def _send_error(handler: _Handler, error: GeminiError, sse: bool) -> None:
 
 
 def _stream(
-    handler: _Handler, request: GenerateRequest, planned: Answer, log: SendLog, gzip: bool
+    handler: _Handler,
+    request: GenerateRequest,
+    planned: ThoughtsThenText,
+    log: SendLog,
+    gzip: bool,
 ) -> bool:
     handler.send_response(200)
     handler.send_header(
@@ -316,12 +288,13 @@ def _stream(
     prompt_tokens = profiles.count_tokens(request.prompt_text())
     thoughts = planned.thoughts_tokens
     completion = planned.text.completion_tokens
+    finish_reason = "MAX_TOKENS" if planned.cut_short else "STOP"
     state = {"last": False}
 
     def element(parts: list[dict[str, Any]], last: bool) -> bytes:
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if last:
-            candidate["finishReason"] = planned.finish_reason
+            candidate["finishReason"] = finish_reason
         candidate["index"] = 0
         return out.element(
             {
@@ -347,7 +320,7 @@ def _stream(
         sock, log, request.options, _with_last(planned.chunks(), state), frame, opening
     ):
         return False
-    log.settle(prompt_tokens, thoughts + completion, planned.finish_reason)
+    log.settle(prompt_tokens, thoughts + completion, finish_reason)
     sock.sendall(out.end())
     log.done_ns = time.perf_counter_ns()
     log.status = "complete"

@@ -13,6 +13,8 @@ The numbers behind the profiles come from the real recordings in
 ``../shared/realstreams`` (OpenAI chat: one token per content chunk, Anthropic:
 about 2.6 tokens per text delta, Gemini: about 100 characters per chunk) and
 from published latency figures for the models each profile is named after.
+``subtoken`` and ``words`` are synthetic shapes whose timing borrows a recorded
+or a published one (see each class, and ``benchmarks/realstreams.py --profiles``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import importlib.resources
 import itertools
 import math
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -379,12 +382,120 @@ class GeminiFlash(Profile):
         return points
 
 
+@dataclass(frozen=True)
+class Subtoken(Profile):
+    """Fragments smaller than tokens: every o200k token of two or more characters is cut.
+
+    A synthetic shape, for what no recording shows but a client must survive (an
+    incremental detokenizer or a proxy that re-chunks can send it): chunks of 1-3
+    characters (weights ``chars_per_chunk``, mean 1.8), always cut at a token's
+    end as well, so a chunk never spans two tokens and a long token arrives in
+    several pieces. Cuts fall only on character boundaries, so each chunk is
+    valid UTF-8; a character that o200k itself splits into several tokens stays
+    whole in one chunk. That is 0.32 tokens per chunk on the prose sample, 0.39
+    on code, 0.49 on multilingual.
+
+    Timing: gpt-4o-mini's TTFT, bursts and stall lengths, with the steady gap and
+    the stall share scaled by 0.35 tokens per chunk (median 2.7 ms, 2.5% stalls):
+    a mean gap of ~4.6 ms against gpt-4o-mini's 13 ms per token, so tokens per
+    second stay close to gpt-4o-mini's.
+    """
+
+    name: ClassVar[str] = "subtoken"
+    timing: Timing = Timing(
+        ttft_ms=(40.0, 55.0, 95.0),
+        median_ms=2.7,
+        sigma=0.45,
+        floor_ms=0.8,
+        burst_share=0.08,
+        burst_ms=(0.1, 1.0),
+        stall_share=0.025,
+        stall_min_ms=50.0,
+        stall_excess_ms=25.0,
+        max_ms=130.0,
+    )
+    chars_per_chunk: tuple[float, ...] = (0.4, 0.4, 0.2)
+    """Weights of 1, 2, 3 characters per chunk."""
+
+    def cut_points(self, tt: TokenizedText, rng: random.Random) -> list[int]:
+        data = tt.data
+        cumulative = list(itertools.accumulate(self.chars_per_chunk))
+        total = cumulative[-1]
+        token_ends = set(tt.token_ends)
+        points: list[int] = []
+        want = 1 + bisect.bisect(cumulative, rng.random() * total)
+        have = 0
+        for end in range(1, len(data) + 1):
+            if not _is_char_boundary(data, end):
+                continue
+            have += 1
+            if have >= want or end in token_ends:
+                points.append(end)
+                want = 1 + bisect.bisect(cumulative, rng.random() * total)
+                have = 0
+        if data and points[-1] != len(data):
+            points.append(len(data))
+        return points
+
+
+_WORD = re.compile(r"[^\S\n]*\S+(?:[^\S\n]*\n)*")
+"""A word: the spaces before it, its non-space run, and the line ends after it."""
+
+
+@dataclass(frozen=True)
+class Words(Profile):
+    """One chunk per word, whitespace attached as the providers attach it.
+
+    A synthetic shape, borrowed from the Ollama recordings, where nearly every
+    line holds one word (179 of 203 lines of gemma3:1b, 49 of 50 of llama3): the
+    spaces before a word lead its chunk (``" did"``), the line ends after it close
+    it (``"?\\n\\n"``). Any whitespace left over (a text's leading line ends) goes
+    with the next word. A run without spaces (CJK text, a URL) is one word.
+
+    Timing: the llama3 recording's (``ollama_llama3_openllmetry.ndjson``,
+    server-side ``created_at``): a steady local model, gaps of 31.7-33.8 ms
+    (median 32.0 ms, so ``sigma`` 0.03), no bursts or stalls, and a TTFT around its
+    ``load_duration`` + ``prompt_eval_duration``, 315 ms.
+    """
+
+    name: ClassVar[str] = "words"
+    random_chunking: ClassVar[bool] = False
+    timing: Timing = Timing(
+        ttft_ms=(250.0, 315.0, 400.0),
+        median_ms=32.0,
+        sigma=0.03,
+        floor_ms=30.0,
+        burst_share=0.0,
+        burst_ms=(0.0, 0.0),
+        stall_share=0.0,
+        stall_min_ms=40.0,
+        stall_excess_ms=1.0,
+        max_ms=40.0,
+    )
+
+    def cut_points(self, tt: TokenizedText, rng: random.Random) -> list[int]:
+        text = tt.text
+        points: list[int] = []
+        byte = 0
+        start = 0
+        for match in _WORD.finditer(text):
+            byte += len(text[start : match.end()].encode("utf-8"))
+            start = match.end()
+            points.append(byte)
+        if not points:  # nothing but whitespace (or nothing)
+            return [len(tt.data)] if tt.data else []
+        points[-1] = len(tt.data)  # whitespace after the last word closes it
+        return points
+
+
 def _constant(n: int) -> Iterator[int]:
     while True:
         yield n
 
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (Gpt4oMini(), ClaudeHaiku(), GeminiFlash())}
+PROFILES: dict[str, Profile] = {
+    p.name: p for p in (Gpt4oMini(), ClaudeHaiku(), GeminiFlash(), Subtoken(), Words())
+}
 """The profiles by name; ``gpt-4o-mini`` is the default."""
 
 

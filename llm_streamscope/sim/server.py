@@ -13,7 +13,9 @@ client's ``extra_body``); see :class:`SimRequest`. A server can be given default
 for them (``SimServer(defaults=...)``), used when a request does not say; the
 body wins. ``POST /v1/messages`` speaks Anthropic Messages instead
 (:mod:`.anthropic`), ``POST /v1beta/models/{model}:streamGenerateContent`` Gemini
-(:mod:`.gemini`), on the same engine (:mod:`.engine`) and profiles.
+(:mod:`.gemini`), ``POST /v1/responses`` OpenAI Responses (:mod:`.responses`),
+``POST /api/chat`` and ``/api/generate`` Ollama (:mod:`.ollama`), on the same
+engine (:mod:`.engine`) and profiles.
 
 Each response leaves a :class:`SendLog`: the ``perf_counter_ns`` taken right after
 each content chunk's ``sendall``, the ground truth for tests and benchmarks.
@@ -37,9 +39,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, repeat
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from . import anthropic, gemini, profiles
+from . import anthropic, gemini, ollama, profiles, responses
 from .engine import (
     LAST_CHUNK,
     TEXT,
@@ -64,6 +66,15 @@ SEND_LOGS_KEPT = 64
 """The server keeps the send logs of this many most recent responses."""
 
 _ALNUM = string.ascii_letters + string.digits
+
+
+class _WithOptions(Protocol):
+    @property
+    def options(self) -> SimOptions: ...
+
+
+_Parsed = TypeVar("_Parsed", bound=_WithOptions)
+"""A request of an OpenAI route (chat completions, responses)."""
 _ids = random.Random()  # fresh randomness for ids and padding; never the seeded streams
 
 
@@ -459,9 +470,22 @@ class _Handler(BaseHTTPRequestHandler):
         if gemini_route:
             gemini.handle(self, gemini_route["model"], raw, t0)
             return
+        if path in responses.PATHS:
+            responses.handle(self, raw, t0)
+            return
+        if path in ollama.PATHS:
+            ollama.handle(self, path, raw, t0)
+            return
         if path not in (COMPLETIONS_PATH, "/chat/completions"):
             self._send_error(ApiError(404, f"Invalid URL (POST {path})"))
             return
+        request = self._openai_request(raw, SimRequest.parse)
+        if request is not None:
+            self._complete(request, t0)
+
+    def _openai_request(self, raw: bytes, parse: Callable[[Any, Any], _Parsed]) -> _Parsed | None:
+        """The request of an OpenAI route, ``parse(body, defaults)`` of its JSON body; None
+        once it has been answered with an error (a bad body, or the ``error`` option)."""
         try:
             try:
                 body = json.loads(raw)
@@ -471,15 +495,16 @@ class _Handler(BaseHTTPRequestHandler):
                     "We could not parse the JSON body of your request. (HINT: This likely "
                     "means you aren't using your HTTP library correctly.)",
                 ) from None
-            request = SimRequest.parse(body, self.server.sim.defaults)
+            request = parse(body, self.server.sim.defaults)
         except ApiError as e:
             self._send_error(e)
-            return
-        if request.options.error is not None:
+            return None
+        status = request.options.error
+        if status is not None:
             # retry-after-ms keeps the openai client's automatic retries of 429/5xx short.
-            self._send_error(simulated_error(request.options.error), {"retry-after-ms": "1"})
-            return
-        self._complete(request, t0)
+            self._send_error(simulated_error(status), {"retry-after-ms": "1"})
+            return None
+        return request
 
     # ---- the completion
 

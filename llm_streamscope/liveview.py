@@ -1,0 +1,507 @@
+"""The live view: the answer filling in with its tokens and chunks, a status line and
+a strip of gaps, drawn while the response streams.
+
+Nothing of it draws in the capturing process. The run's tokenizer process (see
+``tokenizer``: it holds the encoding the run needs anyway) draws it on the
+terminal, from what ``LiveView`` sends it down a pipe: the fragments and their
+times, read from the capture's arrival lists (a fragment is timestamped and kept
+first, sent later), in batches at most 30 a second, and at most a tenth of a
+second late when the stream pauses. A slow terminal slows only that process's
+frames: it reads its pipe at once whatever the terminal does, so the capture
+never waits on the screen.
+
+Three layers, data flowing one way:
+
+- ``LiveView`` (capturing process): batches the arrivals into messages;
+- ``LiveRenderer`` (tokenizer process): receives them and draws frames at most 30
+  times a second, on rich's ``Live``, which it takes off the screen when a
+  response ends (the run then prints the full views);
+- ``LiveScreen``: what a frame shows, from the fragments so far and the time.
+  Pure: the tests drive it with a fixed-width console and a clock of their own.
+
+>>> from rich.console import Console
+>>> screen = LiveScreen(stall_ms=50)
+>>> screen.begin("gpt-4o-mini", start_ns=0)
+>>> screen.add([("text", "Hello", 300_000_000), ("text", " world", 320_000_000)], origin_ns=0)
+>>> console = Console(width=80, color_system=None)
+>>> with console.capture() as out:
+...     console.print(screen.frame(console, now_ns=400_000_000, height=8))
+>>> print(out.get().rstrip())
+Hello world
+gaps ▇
+● gpt-4o-mini  0.4 s · TTFT 300.0 ms · 2 chunks · gap 80.0 ms · 0 stalls
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.text import Text
+
+from .live import StallFlusher
+from .render import LIVE_TABLE, AlignmentView, _count, _fmt_ms
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from .capture import Capture
+    from .tokenizer import TokenizerProcess, Tokens
+    from .trace import Trace
+
+FRAME_NS = 1_000_000_000 // 30
+"""At most 30 frames (and 30 messages) a second."""
+SHOWN_KINDS = ("text", "reasoning")
+"""What llm shows of a stream, and so the live view: not tool-call arguments."""
+
+
+# =====================================================================
+# The capturing process: batches of what arrived, down the pipe
+# =====================================================================
+
+
+class LiveView:
+    """Sends each response's arrivals to the live view in ``process``.
+
+    The same calls as ``live.LiveText``. ``write`` runs in llm's display loop
+    right after the capture kept the event: it reads the clock and, at most 30
+    times a second, sends what arrived since the last message (one JSON line, one
+    pipe write). A ``StallFlusher`` sends what is left when the stream pauses.
+    """
+
+    STALL_FLUSH_S = 0.1
+
+    def __init__(self, process: TokenizerProcess, *, stall_ms: float):
+        self.process = process
+        self.stall_ms = stall_ms
+        self.show_reasoning = True
+        self._record: Capture | None = None
+        self._sent = 0
+        self._sent_ns = 0
+        self._origin_sent = False
+        self._on = True
+        self._lock = threading.Lock()  # the flusher sends too: keep batches in order
+        self._flusher = StallFlusher(self._send_rest, self.STALL_FLUSH_S)
+
+    def start(self, record: Capture, header: Trace) -> None:
+        """A response is about to be requested: its model, and the clock's start."""
+        with self._lock:
+            self._record, self._sent, self._origin_sent = record, 0, False
+            self._message(
+                {
+                    "begin": {
+                        "model": header.model_id,
+                        "encoding": header.encoding_name,
+                        "start_ns": time.perf_counter_ns(),
+                        "stall_ms": self.stall_ms,
+                    }
+                }
+            )
+        self._flusher.start(record.arrivals.flowing)
+
+    def write(self, event: Any, t_ns: int = 0) -> None:
+        """An event llm displays has arrived: send the batch if one is due."""
+        if time.perf_counter_ns() - self._sent_ns >= FRAME_NS:
+            self._send_rest()
+
+    def write_text(self, text: str) -> None:  # -x shows plain live text, never this view
+        pass
+
+    def flush(self) -> None:
+        """The response has ended: send the rest and how it ended, and wait (a frame
+        or so) until its view is off the screen, so that what llm prints next
+        (a tool's output) does not land in it."""
+        self._send_rest()
+        record = self._record
+        if record is None:
+            return
+        with self._lock:
+            self._record = None
+            sent = self._message(
+                {"end": {"status": record.status, "error": record.error}}, closes=True
+            )
+        if sent:
+            self.process.wait_closed(5.0)
+
+    def close(self, *, final_newline: bool = True) -> None:
+        """Take the view off the screen for good; later calls do nothing."""
+        self._flusher.close()
+        if self._record is not None:
+            self.flush()
+        with self._lock:
+            sent = self._message({"close": True}, closes=True)
+            self._on = False
+        if sent:
+            self.process.wait_closed(5.0)
+
+    def _send_rest(self) -> None:
+        with self._lock:
+            record = self._record
+            if record is None:
+                return
+            arrivals = record.arrivals
+            n = len(arrivals.times)  # appended after its event: both are there
+            self._sent_ns = time.perf_counter_ns()
+            if n == self._sent:
+                return
+            shown = SHOWN_KINDS if self.show_reasoning else SHOWN_KINDS[:1]
+            batch = [
+                (event.type, event.chunk, t)
+                for event, t in zip(arrivals.events[self._sent : n], arrivals.times[self._sent : n])
+                if event.type in shown and event.chunk
+            ]
+            self._sent = n
+            message: dict[str, Any] = {"add": batch}
+            if not self._origin_sent and record.origin_ns is not None:
+                message["origin_ns"] = record.origin_ns
+                self._origin_sent = True
+            if batch or "origin_ns" in message:
+                self._message(message)
+
+    def _message(self, message: dict[str, Any], *, closes: bool = False) -> bool:
+        if not self._on:
+            return False
+        self._on = self.process.send_live(json.dumps(message).encode("utf-8"), closes=closes)
+        return self._on
+
+
+# =====================================================================
+# The tokenizer process: frames on the terminal
+# =====================================================================
+
+
+class LiveRenderer:
+    """Draws ``LiveScreen`` on terminal ``fd`` from the messages ``LiveView`` sends.
+
+    ``receive`` (the process's reading thread) only updates the screen and wakes
+    the drawing thread; the drawing thread alone touches the terminal, at most 30
+    frames a second, and spends at most about a fifth of its time drawing (a long
+    answer, or a slow terminal, lowers the frame rate instead).
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        encoding_name: str,
+        tokenize: Callable[[str], Tokens],
+        *,
+        clock: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
+        from rich.console import Console
+
+        self.fd = fd
+        self.encoding_name = encoding_name
+        self._tokenize = tokenize
+        self._clock = clock
+        """The capture's clock: ``perf_counter_ns`` is the system's monotonic clock
+        (CLOCK_MONOTONIC, QueryPerformanceCounter), the same in both processes."""
+        self.screen = LiveScreen()
+        stream = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        self.console = Console(file=stream, force_terminal=True, highlight=False)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._urgent = threading.Event()  # the view is to leave the screen: no pause first
+        self._showing = False
+        self._want = False  # the view is to leave the screen
+        self._left = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._draw_loop, name="live-view", daemon=True)
+        self._thread.start()
+
+    def receive(self, data: bytes) -> bool:
+        """One message of ``LiveView``'s. Returns True once the view it ends has left
+        the screen."""
+        message = json.loads(data)
+        if "begin" in message:
+            self.begin(**message["begin"])
+        if "add" in message:
+            self.add(message["add"], origin_ns=message.get("origin_ns"))
+        if "end" in message or "close" in message:
+            self.end()
+            return True
+        return False
+
+    def begin(self, model: str, encoding: str, start_ns: int, stall_ms: float) -> None:
+        """A response's request leaves (``start_ns``, on the clock): show its view."""
+        with self._lock:
+            self.screen.tokenize = self._tokenize if encoding == self.encoding_name else None
+            self.screen.stall_ms = stall_ms
+            self.screen.begin(model, start_ns=start_ns)
+            self._showing = True
+        self._wake.set()
+
+    def add(self, fragments: Sequence[Sequence[Any]], origin_ns: int | None = None) -> None:
+        """Fragments that arrived (``LiveScreen.add``)."""
+        with self._lock:
+            self.screen.add(fragments, origin_ns=origin_ns)
+        self._wake.set()
+
+    def end(self) -> None:
+        """The response has ended: returns once its view has left the screen."""
+        with self._lock:
+            self._want = True
+            self._left.clear()
+            self._urgent.set()
+        self._wake.set()
+        self._left.wait(2.0)
+
+    def close(self) -> None:
+        """For good (the run is over, or its pipe has closed): leave the screen clean."""
+        with self._lock:
+            self._want, self._stop = True, True
+        self._urgent.set()
+        self._wake.set()
+        self._thread.join(2.0)
+
+    def _draw_loop(self) -> None:
+        from rich.live import Live
+
+        live: Live | None = None
+        while True:
+            self._wake.wait(0.1 if live is not None else None)
+            self._wake.clear()
+            started = time.perf_counter_ns()
+            frame = None
+            with self._lock:  # the screen's state only: the terminal is written outside
+                leave, stop, showing = self._want, self._stop, self._showing
+                if not leave and showing:
+                    width, height = _terminal_size(self.fd)
+                    self.console.size = (width, height)
+                    try:
+                        frame = self.screen.frame(self.console, self._clock(), height)
+                    except Exception:  # a bug of the view must not leave the screen in a mess
+                        leave = stop = True
+            try:
+                if frame is not None:
+                    if live is None:
+                        live = Live(
+                            console=self.console,
+                            auto_refresh=False,
+                            transient=True,
+                            redirect_stdout=False,
+                            redirect_stderr=False,
+                            vertical_overflow="crop",
+                        )
+                        live.start()
+                    live.update(frame, refresh=True)
+                if leave and live is not None:
+                    live.stop()  # erases the view and shows the cursor again
+                    live = None
+            except OSError:  # the terminal has gone: nothing left to draw on
+                live, stop = None, True
+            if leave:
+                with self._lock:
+                    self._want = self._showing = False
+                    self._urgent.clear()
+                self._left.set()
+            if stop:
+                return
+            spent = time.perf_counter_ns() - started
+            self._urgent.wait(max(FRAME_NS, 5 * spent) / 1e9)
+
+
+def _terminal_size(fd: int) -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(fd)
+        return max(20, size.columns), max(4, size.lines)
+    except OSError:
+        return 80, 24
+
+
+# =====================================================================
+# What a frame shows
+# =====================================================================
+
+
+class LiveScreen:
+    """The live view of one response, from the fragments so far.
+
+    A frame is the tail of the answer (as much as fits), its tokens in colour and
+    a ``│`` at every chunk boundary, exactly as the alignment view shows them; a
+    strip of the gaps before the latest chunks, one cell each, higher and redder
+    as a gap nears the stall threshold (on a log scale from 1 ms), a stall a red
+    ``▲``; and a status line: elapsed time, TTFT, chunks, tokens, tokens/s (the
+    stats' definitions: the final figures are the ones the stats table prints),
+    the gap since the last chunk, and the stalls so far.
+
+    Before the first text arrives the tail shows the reasoning, if any, dimmed.
+    ``tokenize`` (``text -> (ids, byte sizes)``) colours the tokens; without it,
+    the chunks alone are marked and tokens are not counted.
+    """
+
+    STRIP_LABEL = "gaps "
+
+    def __init__(
+        self, tokenize: Callable[[str], Tokens] | None = None, *, stall_ms: float = 50.0
+    ) -> None:
+        self.tokenize = tokenize
+        self.stall_ms = stall_ms
+        self.begin("", start_ns=0)
+
+    def begin(self, model: str, *, start_ns: int) -> None:
+        """A new response: forget the last one."""
+        self.model = model
+        self.start_ns = start_ns
+        self.origin_ns: int | None = None
+        self.texts: list[str] = []
+        self.chunk_times: list[int] = []
+        self.reasoning: list[str] = []
+        self.stalls = 0
+        self._chars = 0
+        self._ends: list[int] = []  # character end offset of each text chunk
+        self._prefix = (0, 0)  # (offset, tokens before it): counted once, then added to
+
+    def add(self, fragments: Sequence[Sequence[Any]], origin_ns: int | None = None) -> None:
+        """Fragments that arrived, as ``(kind, text, t_ns)`` with times from the origin."""
+        if origin_ns is not None:
+            self.origin_ns = origin_ns
+        for kind, text, t_ns in fragments:
+            if kind == "reasoning":
+                self.reasoning.append(text)
+            elif kind == "text" and text:
+                if self.chunk_times and t_ns - self.chunk_times[-1] > self.stall_ms * 1e6:
+                    self.stalls += 1
+                self.texts.append(text)
+                self.chunk_times.append(t_ns)
+                self._chars += len(text)
+                self._ends.append(self._chars)
+
+    # -- the frame -----------------------------------------------------------
+
+    def frame(self, console: Console, now_ns: int, height: int) -> RenderableType:
+        """What to draw at ``now_ns`` (the capture's clock) on ``height`` rows."""
+        width = console.width
+        rows = max(1, height - 3)
+        tail, tokens = self._tail(console, width, rows)
+        return Group(*tail, self._strip(width), self._status(now_ns, tokens))
+
+    def _tail(self, console: Console, width: int, rows: int) -> tuple[list[Text], int | None]:
+        """The last ``rows`` rows of the answer, and its token count."""
+        if not self.texts:
+            if not self.reasoning:
+                return [], None
+            recent = "".join(self.reasoning)[-rows * width :].translate(LIVE_TABLE)
+            return list(Text(recent, style="dim").wrap(console, width))[-rows:], None
+        from .align import align_fragments
+        from .trace import Fragment
+
+        text = "".join(self.texts)
+        # A screenful of characters fills at least the rows (a row holds at most
+        # `width` of them), so only that much is aligned and drawn each frame.
+        screenful = (rows + 1) * width
+        want = len(text) - screenful
+        start = _safe_start(text, want)
+        safe = want <= 0 or (start > 0 and want - start < 4 * screenful)
+        if not safe:  # no newline to cut at near it: the cut's first tokens may differ,
+            start = text.rfind(" ", 0, want) + 1 or want  # off screen
+        first = bisect_right(self._ends, start)  # the first chunk that ends after it
+        fragments = [
+            Fragment(j, "text", text[max(start, self._ends[j - 1] if j else 0) : end], 0)
+            for j, end in enumerate(self._ends[first:], first)
+        ]
+        tokens = None
+        tokenize = self.tokenize
+        if tokenize is not None:
+            region = tokenize(text[start:])
+            if safe:
+                tokens = self._tokens_before(text, start) + len(region[0])
+            else:
+                tokens = len(tokenize(text)[0])
+        else:  # one "token": the chunks alone
+            region = (array("I", [0]), array("I", [len(text[start:].encode("utf-8"))]))
+        stream = align_fragments(fragments, region)
+        view = AlignmentView(stream, "both" if tokenize else "chunks", color=True)
+        lines: list[Text] = []
+        for line in view.lines():
+            lines.extend(line.wrap(console, width))
+        return lines[-rows:], tokens
+
+    def _tokens_before(self, text: str, offset: int) -> int:
+        """How many tokens ``text[:offset]`` is, at a safe offset (see ``_safe_start``)."""
+        assert self.tokenize is not None
+        counted, tokens = self._prefix
+        if offset < counted or not _is_safe(text, counted):
+            counted, tokens = 0, 0
+        if offset > counted:
+            tokens += len(self.tokenize(text[counted:offset])[0])
+            self._prefix = (offset, tokens)
+        return tokens
+
+    def _strip(self, width: int) -> Text:
+        times = self.chunk_times
+        cells = max(1, width - len(self.STRIP_LABEL))
+        strip = Text(no_wrap=True, overflow="crop")
+        strip.append(self.STRIP_LABEL, style="dim")
+        top = math.log(max(self.stall_ms, 2.0))
+        recent = times[-cells - 1 :]
+        for a, b in pairwise(recent):
+            gap_ms = (b - a) / 1e6
+            if gap_ms > self.stall_ms:
+                strip.append("▲", style="bold red")
+                continue
+            level = 0 if gap_ms <= 1 else math.log(gap_ms) / top
+            style = "green" if level < 0.5 else "yellow" if level < 0.8 else "red"
+            strip.append(_BLOCKS[min(7, int(level * 8))], style=style)
+        return strip
+
+    def _status(self, now_ns: int, tokens: int | None) -> Text:
+        origin = self.origin_ns
+        status = Text(no_wrap=True, overflow="ellipsis")
+        status.append("● ", style="bold green")
+        status.append(self.model, style="bold")
+        status.append("  ")
+        times = self.chunk_times
+        if origin is None or not times:
+            waited = (now_ns - (origin if origin is not None else self.start_ns)) / 1e9
+            status.append(f"{waited:.1f} s", style="bold")
+            status.append(" · waiting for the first token", style="dim")
+            if self.reasoning:
+                status.append(" · reasoning", style="dim")
+            return status
+        parts = [f"TTFT {_fmt_ms(times[0] / 1e6)}", _count(len(times), "chunk")]
+        if tokens is not None:
+            parts.append(_count(tokens, "token"))
+            if tokens >= 2 and times[-1] > times[0]:
+                parts.append(f"{(tokens - 1) / ((times[-1] - times[0]) / 1e9):,.1f} tok/s")
+        gap_ms = max(0.0, (now_ns - origin - times[-1]) / 1e6)
+        status.append(f"{(now_ns - origin) / 1e9:.1f} s", style="bold")
+        status.append(" · " + " · ".join(parts))
+        status.append(" · ")
+        status.append(f"gap {_fmt_ms(gap_ms)}", style="bold red" if gap_ms > self.stall_ms else "")
+        status.append(" · ")
+        status.append(_count(self.stalls, "stall"), style="bold red" if self.stalls else "")
+        return status
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def _is_safe(text: str, offset: int) -> bool:
+    """True where tiktoken's pre-tokenizer always starts a piece: the start of the
+    text, or a non-space character right after a newline (no piece of cl100k's or
+    o200k's pattern runs from a newline into one). BPE never merges across
+    pieces, so the tokens of the text are those of the two sides, cut there."""
+    return offset == 0 or (
+        0 < offset < len(text) and text[offset - 1] == "\n" and not text[offset].isspace()
+    )
+
+
+def _safe_start(text: str, want: int) -> int:
+    """A safe offset at or before ``want`` (0 when there is none): where the tail that
+    is drawn begins, so that its tokens are exactly the whole text's."""
+    if want <= 0:
+        return 0
+    at = want
+    while (at := text.rfind("\n", 0, at)) >= 0:
+        if _is_safe(text, at + 1):
+            return at + 1
+    return 0

@@ -1,0 +1,296 @@
+"""The live view, end to end: the real CLI in a pseudo-terminal against the simulator,
+its screen read through a terminal emulator (pyte) while the answer streams and after.
+
+The simulator runs in a process of its own (``python -m llm_streamscope.sim``): in
+this one, the emulator's work would hold its sending back. Its send log, the ground
+truth of when each chunk left, is read over HTTP and compared with the times the run
+recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from itertools import pairwise
+
+import pytest
+
+from llm_streamscope.liveview import LiveScreen
+
+pyte = pytest.importorskip("pyte")
+pty = pytest.importorskip("pty")
+fcntl = pytest.importorskip("fcntl")
+termios = pytest.importorskip("termios")
+
+LLM = [sys.executable, "-m", "llm"]
+STATUS = re.compile(
+    r"● streamscope-sim +[\d.]+ s · TTFT [\d.,]+ ms · (\d+) chunks? · (\d+) tokens? · "
+    r"[\d.,]+ tok/s · gap [\d.,]+ ms · \d+ stalls?"
+)
+
+
+class Simulator:
+    def __init__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llm_streamscope.sim", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.url = self.process.stdout.readline().strip()  # the first line: its base URL
+
+    def send_log(self, completion_id: str) -> dict:
+        with urllib.request.urlopen(f"{self.url}/streamscope/sendlog/{completion_id}") as r:
+            return json.load(r)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    server = Simulator()
+    yield server
+    server.process.terminate()
+    server.process.wait(10)
+
+
+class Terminal:
+    """A command on a pseudo-terminal of ``cols`` x ``rows``, read by a thread into a
+    pyte screen. ``read_delay`` makes it a slow terminal: it takes ``read_size`` bytes
+    at a time with a pause between reads, and the program's writes block meanwhile."""
+
+    def __init__(self, cmd, env, *, cols=100, rows=30, read_delay=0.0, read_size=65536):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.screen = pyte.Screen(cols, rows)
+        self._stream = pyte.ByteStream(self.screen)
+        self.raw = bytearray()
+        self._lock = threading.Lock()
+        self.process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self._master = master
+        self._reader = threading.Thread(
+            target=self._read, args=(read_delay, read_size), daemon=True
+        )
+        self._reader.start()
+
+    def _read(self, delay, size):
+        while True:
+            try:
+                data = os.read(self._master, size)
+            except OSError:  # EIO: the program has closed the terminal
+                return
+            if not data:
+                return
+            with self._lock:
+                self.raw.extend(data)
+                self._stream.feed(data)
+            if delay:
+                time.sleep(delay)
+
+    def text(self) -> str:
+        with self._lock:
+            return "\n".join(line.rstrip() for line in self.screen.display)
+
+    def wait_for(self, pattern, timeout=60.0):
+        """The screen once ``pattern`` (a regex) is on it, with the match."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.text()
+            found = re.search(pattern, text)
+            if found:
+                return text, found
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"{pattern!r} never showed; the screen:\n{self.text()}")
+
+    def finish(self, timeout=60.0) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(10)
+        os.close(self._master)
+        return code
+
+
+def live_run(tmp_path, sim, *args, env=None, **terminal):
+    env = {
+        **os.environ,
+        "LLM_USER_PATH": str(tmp_path / "user"),
+        "STREAMSCOPE_SIM_URL": sim.url,
+        "TERM": "xterm-256color",
+        **(env or {}),
+    }
+    cmd = [*LLM, "streamscope", "-m", "streamscope-sim", *args, "Why?"]
+    return Terminal(cmd, env, **terminal)
+
+
+def logged(tmp_path):
+    """The last trace's text fragments (t_ns), status and the simulator's completion id."""
+    db = sqlite3.connect(tmp_path / "user" / "logs.db")
+    trace_id, status, completion_id = db.execute(
+        "select t.id, t.status, json_extract(turns.response_json, '$.id') "
+        "from streamscope_traces t left join turns on turns.id = t.turn_id "
+        "order by t.started_utc desc limit 1"
+    ).fetchone()
+    times = [
+        t
+        for (t,) in db.execute(
+            "select t_ns from streamscope_fragments where trace_id = ? and kind = 'text' "
+            "and text != '' order by idx",
+            [trace_id],
+        )
+    ]
+    db.close()
+    return times, status, completion_id
+
+
+def left_on_screen(text: str) -> bool:
+    """Whether a line of the live view (the strip, the status line) is on the screen."""
+    return bool(re.search(r"^(gaps |● streamscope-sim )", text, re.M))
+
+
+def cursor_shown_at_end(raw: bytes) -> bool:
+    return raw.rfind(b"\x1b[?25l") < raw.rfind(b"\x1b[?25h")
+
+
+def test_the_screen_mid_stream_and_at_the_end(tmp_path, sim):
+    term = live_run(tmp_path, sim, "-o", "chunks", "60", "-o", "seed", "3", "-o", "speed", "0.4")
+    screen, status = term.wait_for(STATUS.pattern)
+    assert term.process.poll() is None, "the stream was over before the screen was read"
+    chunks, tokens = int(status[1]), int(status[2])
+    assert 1 <= chunks < 60 and tokens >= chunks  # mid-stream; one token per chunk here
+    lines = screen.splitlines()
+    at = next(i for i, line in enumerate(lines) if STATUS.search(line))
+    assert lines[at - 1].startswith("gaps ")  # the strip, right above the status line
+    assert len(lines[at - 1]) == len("gaps ") + chunks - 1  # one cell per gap so far
+    assert "When│ you" in screen  # the answer (the prose sample) filling in, chunks marked
+    assert term.finish() == 0
+    end = term.text()
+    assert "alignment" in end and "stats" in end  # the full views, printed after
+    assert not left_on_screen(end), end  # the live view has left the screen
+    assert cursor_shown_at_end(bytes(term.raw))
+    times, status_logged, _ = logged(tmp_path)
+    assert len(times) == 60 and status_logged == "complete"
+
+
+def test_a_slow_terminal_never_delays_a_timestamp(tmp_path, sim):
+    # The terminal takes 256 bytes every 10 ms, ~25 kB/s: far less than the frames
+    # need, so the view's writes block; the capture must not notice.
+    term = live_run(
+        tmp_path,
+        sim,
+        "-o",
+        "chunks",
+        "150",
+        "-o",
+        "seed",
+        "5",
+        "-o",
+        "speed",
+        "1",
+        read_delay=0.01,
+        read_size=256,
+    )
+    assert term.finish() == 0
+    times, status, completion_id = logged(tmp_path)
+    sent = sim.send_log(completion_id)["sent_ns"]
+    assert status == "complete" and len(times) == len(sent) == 150
+    errors = [
+        abs((b - a) - (d - c)) / 1e6 for (a, b), (c, d) in zip(pairwise(times), pairwise(sent))
+    ]
+    # A view drawn in the capturing process would hold the next read back by whole
+    # frames of a blocked write (tens of ms each); the gaps match the sender's
+    # instead, within this busy machine's noise.
+    assert statistics.median(errors) < 2.0, errors
+    assert sorted(errors)[int(0.95 * len(errors))] < 15.0, errors
+
+
+def test_ctrl_c_leaves_the_terminal_clean_and_keeps_the_trace(tmp_path, sim):
+    term = live_run(tmp_path, sim, "-o", "chunks", "400", "-o", "speed", "0.3")
+    term.wait_for(STATUS.pattern)
+    os.killpg(term.process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+    assert term.finish() == 130
+    end = term.text()
+    assert not left_on_screen(end), end
+    assert "interrupted" in end
+    assert cursor_shown_at_end(bytes(term.raw))
+    times, status, _ = logged(tmp_path)
+    assert status == "interrupted" and 0 < len(times) < 400
+
+
+@pytest.mark.parametrize(
+    "args, env", [(("--no-live",), {}), ((), {"NO_COLOR": "1"}), ((), {"TERM": "dumb"})]
+)
+def test_plain_text_where_the_view_is_off(tmp_path, sim, args, env):
+    term = live_run(tmp_path, sim, "-o", "chunks", "20", "-o", "speed", "0", *args, env=env)
+    assert term.finish() == 0
+    raw = bytes(term.raw)
+    assert b"\x1b[?25l" not in raw  # the live view hides the cursor while it draws
+    assert raw.startswith(b"When you ask")  # the text as llm shows it, then the views
+
+
+def test_live_screen_frames(tmp_path):
+    """LiveScreen alone: tokens coloured as the final view colours them, the tail of
+    a long answer, the strip's stall, and the status line's figures."""
+    from rich.console import Console
+
+    from llm_streamscope import encodings
+    from llm_streamscope.tokenizer import tokens_of
+
+    encoding = encodings.get_encoding("o200k_base")
+    screen = LiveScreen(lambda text: tokens_of(encoding, text), stall_ms=50)
+    screen.begin("m", start_ns=0)
+    lines = [f"Line {i} of the answer.\n" for i in range(200)]
+    ms = 1_000_000
+    screen.add([("text", line, (100 + 10 * i) * ms) for i, line in enumerate(lines)], origin_ns=0)
+    screen.add([("text", "The end", 2_200 * ms)])  # a 110 ms stall before it
+    console = Console(width=100, color_system=None, record=True)
+    console.print(screen.frame(console, now_ns=2_210 * ms, height=10))
+    shown = console.export_text().splitlines()
+    assert len(shown) == 9  # the height, less the row the cursor rests on
+    # The tail, as the alignment view shows it: ↵ for a newline, │ between chunks.
+    assert shown[:7] == [f"│Line {i} of the answer.↵" for i in range(194, 200)] + ["│The end"]
+    strip, status = shown[-2], shown[-1]
+    assert strip.startswith("gaps ") and strip.endswith("▲")  # the stall, last
+    whole = len(encoding.encode_ordinary("".join(lines) + "The end"))
+    assert f"{whole:,} tokens" in status and "1 stall" in status
+    assert "TTFT 100.0 ms" in status and "201 chunks" in status
+
+
+def test_a_live_view_of_another_encoding_marks_chunks_only():
+    from rich.console import Console
+
+    screen = LiveScreen(None, stall_ms=50)
+    screen.begin("m", start_ns=0)
+    screen.add([("text", "ab", 1_000_000), ("text", "cd", 2_000_000)], origin_ns=0)
+    console = Console(width=40, color_system=None, record=True)
+    console.print(screen.frame(console, now_ns=3_000_000, height=6))
+    text = console.export_text()
+    assert "abcd" in text and "tokens" not in text and "2 chunks" in text
+
+
+def test_replay_plays_in_the_live_view(tmp_path, sim):
+    run = live_run(tmp_path, sim, "--no-live", "-o", "chunks", "40", "-o", "speed", "0.4")
+    assert run.finish() == 0
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path / "user"), "TERM": "xterm-256color"}
+    term = Terminal([*LLM, "streamscope", "replay", "--latest"], env)
+    screen, status = term.wait_for(STATUS.pattern)
+    assert int(status[1]) < 40 and "When│ you" in screen  # mid-replay
+    assert term.finish() == 0
+    assert not left_on_screen(term.text()) and "alignment" in term.text()
+    assert cursor_shown_at_end(bytes(term.raw))
