@@ -86,22 +86,27 @@ class SimServer:
 
 
 def child_env(user_path: Path, sim: SimServer) -> dict[str, str]:
-    return {**os.environ, "LLM_USER_PATH": str(user_path), "STREAMSCOPE_SIM_URL": sim.url}
+    # A colour terminal: the pty runs have the live view on, as a user's terminal does.
+    env = {**os.environ, "LLM_USER_PATH": str(user_path), "STREAMSCOPE_SIM_URL": sim.url}
+    return env | {"TERM": "xterm-256color"} if env.get("TERM") in (None, "dumb") else env
 
 
-def run_in_pty(cmd: list[str], env: dict[str, str]) -> tuple[int, int, float, int]:
+def run_in_pty(cmd: list[str], env: dict[str, str]) -> tuple[int, int, float, int, bool]:
     """Run with stdout and stderr on a 100x40 pseudo-terminal, reading it as a terminal
-    would. Returns (exit code, peak RSS in KiB, wall seconds, perf_counter_ns at exit)."""
+    would. Returns (exit code, peak RSS in KiB, wall seconds, perf_counter_ns at exit,
+    whether the live view drew: it hides the cursor while it does)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
     os.close(slave)
 
+    drew = [False]
+
     def drain() -> None:
         try:
-            while os.read(master, 65536):
-                pass
+            while data := os.read(master, 65536):
+                drew[0] = drew[0] or b"\x1b[?25l" in data
         except OSError:
             pass  # EIO: the child closed the terminal
 
@@ -112,7 +117,7 @@ def run_in_pty(cmd: list[str], env: dict[str, str]) -> tuple[int, int, float, in
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(5)
     os.close(master)
-    return proc.returncode, usage.ru_maxrss, time.perf_counter() - start, exited_ns
+    return proc.returncode, usage.ru_maxrss, time.perf_counter() - start, exited_ns, drew[0]
 
 
 SIM_MODEL = "streamscope-sim"
@@ -149,9 +154,11 @@ def run_streamscope(
     clock (``clock`` says which clock they are on)."""
     cmd = [*LLM, "streamscope", "-m", model, *(["--wire"] if wire else []), *option_args(options)]
     cmd.append("x")
-    code, maxrss, wall, exited_ns = run_in_pty(cmd, env)
+    code, maxrss, wall, exited_ns, drew = run_in_pty(cmd, env)
     if code != 0:
         raise RuntimeError(f"llm streamscope exited {code}")
+    if not drew:
+        raise RuntimeError("the live view did not draw in the pseudo-terminal")
     db = sqlite3.connect(Path(env["LLM_USER_PATH"]) / "logs.db")
     trace_id, stats, completion_id = db.execute(
         "select t.id, t.stats_json, json_extract(turns.response_json, '$.id') "
@@ -184,7 +191,7 @@ def run_streamscope(
 
 def run_llm_prompt(env: dict[str, str], options: dict, model: str = SIM_MODEL) -> dict:
     """Plain `llm prompt` in a pty, logging on: (exit code, peak RSS, exit time, completion id)."""
-    code, maxrss, _, exited_ns = run_in_pty([*LLM, "-m", model, *option_args(options), "x"], env)
+    code, maxrss, _, exited_ns, _ = run_in_pty([*LLM, "-m", model, *option_args(options), "x"], env)
     if code != 0:
         raise RuntimeError(f"llm prompt exited {code}")
     db = sqlite3.connect(Path(env["LLM_USER_PATH"]) / "logs.db")

@@ -27,15 +27,14 @@ Three layers, data flowing one way:
 >>> with console.capture() as out:
 ...     console.print(screen.frame(console, now_ns=400_000_000, height=8))
 >>> print(out.get().rstrip())
-Hello world
-gaps ▇
-● gpt-4o-mini  0.4 s · TTFT 300.0 ms · 2 chunks · gap 80.0 ms · 0 stalls
+Hello│ world
+gaps ▄
+● 0.4 s  TTFT 300 ms  2 chunks  gap 80 ms  0 stalls  gpt-4o-mini
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -49,7 +48,7 @@ from rich.console import Group
 from rich.text import Text
 
 from .live import StallFlusher
-from .render import LIVE_TABLE, AlignmentView, _count, _fmt_ms
+from .render import LIVE_TABLE, AlignmentView, _count
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -419,7 +418,9 @@ class LiveScreen:
         else:  # one "token": the chunks alone
             region = (array("I", [0]), array("I", [len(text[start:].encode("utf-8"))]))
         stream = align_fragments(fragments, region)
-        view = AlignmentView(stream, "both" if tokenize else "chunks", color=True)
+        view = AlignmentView(
+            stream, "both" if tokenize else "chunks", color=console.color_system is not None
+        )
         lines: list[Text] = []
         for line in view.lines():
             lines.extend(line.wrap(console, width))
@@ -437,48 +438,49 @@ class LiveScreen:
         return tokens
 
     def _strip(self, width: int) -> Text:
-        times = self.chunk_times
+        """One cell per gap, the latest on the right: its height the gap against the
+        stall threshold (a full cell is the threshold), a stall a red ``▲``."""
         cells = max(1, width - len(self.STRIP_LABEL))
         strip = Text(no_wrap=True, overflow="crop")
         strip.append(self.STRIP_LABEL, style="dim")
-        top = math.log(max(self.stall_ms, 2.0))
-        recent = times[-cells - 1 :]
+        threshold_ns = max(self.stall_ms * 1e6, 1.0)
+        recent = self.chunk_times[-cells - 1 :]
         for a, b in pairwise(recent):
-            gap_ms = (b - a) / 1e6
-            if gap_ms > self.stall_ms:
+            share = (b - a) / threshold_ns
+            if share > 1:
                 strip.append("▲", style="bold red")
-                continue
-            level = 0 if gap_ms <= 1 else math.log(gap_ms) / top
-            style = "green" if level < 0.5 else "yellow" if level < 0.8 else "red"
-            strip.append(_BLOCKS[min(7, int(level * 8))], style=style)
+            else:
+                style = "green" if share < 0.5 else "yellow"
+                strip.append(_BLOCKS[min(7, int(share * 8))], style=style)
         return strip
 
     def _status(self, now_ns: int, tokens: int | None) -> Text:
+        """Elapsed, TTFT, chunks, tokens, tok/s, the gap since the last chunk, stalls
+        and the model, in that order: a narrow terminal cuts the model's name first."""
         origin = self.origin_ns
         status = Text(no_wrap=True, overflow="ellipsis")
         status.append("● ", style="bold green")
-        status.append(self.model, style="bold")
-        status.append("  ")
         times = self.chunk_times
         if origin is None or not times:
             waited = (now_ns - (origin if origin is not None else self.start_ns)) / 1e9
             status.append(f"{waited:.1f} s", style="bold")
-            status.append(" · waiting for the first token", style="dim")
+            status.append("  waiting for the first token", style="dim")
             if self.reasoning:
-                status.append(" · reasoning", style="dim")
+                status.append("  reasoning", style="dim")
+            status.append(f"  {self.model}", style="dim")
             return status
-        parts = [f"TTFT {_fmt_ms(times[0] / 1e6)}", _count(len(times), "chunk")]
+        parts = [f"TTFT {times[0] / 1e6:,.0f} ms", _count(len(times), "chunk")]
         if tokens is not None:
             parts.append(_count(tokens, "token"))
             if tokens >= 2 and times[-1] > times[0]:
                 parts.append(f"{(tokens - 1) / ((times[-1] - times[0]) / 1e9):,.1f} tok/s")
         gap_ms = max(0.0, (now_ns - origin - times[-1]) / 1e6)
         status.append(f"{(now_ns - origin) / 1e9:.1f} s", style="bold")
-        status.append(" · " + " · ".join(parts))
-        status.append(" · ")
-        status.append(f"gap {_fmt_ms(gap_ms)}", style="bold red" if gap_ms > self.stall_ms else "")
-        status.append(" · ")
+        status.append("  " + "  ".join(parts) + "  ")
+        status.append(f"gap {gap_ms:,.0f} ms", style="bold red" if gap_ms > self.stall_ms else "")
+        status.append("  ")
         status.append(_count(self.stalls, "stall"), style="bold red" if self.stalls else "")
+        status.append(f"  {self.model}", style="dim")
         return status
 
 

@@ -23,8 +23,11 @@ from .stats import Distribution, RunTotals, Stats
 from .trace import Alignment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from rich.console import Console, ConsoleOptions, RenderResult
 
+    from .comparison import ModelSummary
     from .whatif import WhatIf
 
 VIEWS = ("both", "tokens", "chunks")
@@ -282,13 +285,16 @@ def _usage_parts(stats: Stats) -> list[str]:
         reported += (
             f" \u2212 {stats.usage_reasoning_tokens:,} reasoning = {stats.usage_compared_tokens:,}"
         )
-    diff = stats.tokens_minus_usage or 0
-    sign = "\u2212" if diff < 0 else "+"
     return [
         reported,
         f"streamed {stats.streamed_compared} {stats.streamed_compared_tokens or 0:,} "
-        f"({sign}{abs(diff):,})",
+        f"({_signed(stats.tokens_minus_usage or 0)})",
     ]
+
+
+def _signed(n: int) -> str:
+    """``+3``, ``−2`` (a minus sign), ``+0``."""
+    return ("\u2212" if n < 0 else "+") + f"{abs(n):,}"
 
 
 def _label(name: str, width: int = 14) -> str:
@@ -552,6 +558,61 @@ def run_document(
         "responses": [trace_document(*response) for response in responses],
         "totals": totals.to_dict(),
     }
+
+
+def compare_table(summaries: Sequence[ModelSummary]) -> Table:
+    """Models side by side: one column per model, one row per figure (see
+    ``comparison.AGGREGATION`` for how each is taken across runs)."""
+    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
+    table.add_column("", style="bold", no_wrap=True)
+    for summary in summaries:
+        table.add_column(Text(visible(summary.label)), overflow="fold")
+
+    def row(name: str, values: Iterable[str]) -> None:
+        table.add_row(name, *(Text(visible(v)) for v in values))
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}%"
+
+    row(
+        "runs",
+        (
+            f"{s.complete}" if s.complete == s.runs else f"{s.complete} of {s.runs} complete"
+            for s in summaries
+        ),
+    )
+    row(
+        "encoding",
+        (
+            "-" if s.encoding is None else s.encoding + ("" if s.encoding_exact else " (approx.)")
+            for s in summaries
+        ),
+    )
+    row("TTFT p50", (_fmt_ms(s.ttft_ms.p50) for s in summaries))
+    row("TTFT p90", (_fmt_ms(s.ttft_ms.p90) for s in summaries))
+    row("ITL p50", (_fmt_ms(s.itl_ms.p50) for s in summaries))
+    row("ITL p99", (_fmt_ms(s.itl_ms.p99) for s in summaries))
+    row("tokens/s", (_fmt_num(s.tokens_per_s.mean) for s in summaries))
+    row("tokens/chunk", (_fmt_num(s.tokens_per_chunk, 2) for s in summaries))
+    row("1-token chunks", (pct(s.whole_token_chunks_pct) for s in summaries))
+    row(
+        "stalls",
+        (
+            "-" if s.stall_threshold_ms is None else f"{s.stalls:,} > {s.stall_threshold_ms:g} ms"
+            for s in summaries
+        ),
+    )
+    row(
+        "usage/tiktoken",
+        (
+            "-"
+            if s.usage_output_tokens is None
+            else f"{s.usage_output_tokens:,} / {s.tiktoken_tokens or 0:,} "
+            f"({_signed(s.tokens_minus_usage or 0)})"
+            for s in summaries
+        ),
+    )
+    return table
 
 
 def _ms(ns: int) -> float:

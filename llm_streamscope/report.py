@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 from bisect import bisect_right
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from .stats import Stats
 from .trace import Alignment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
+    from .comparison import ModelRuns, ModelSummary
     from .whatif import WhatIf
 
 STYLE = """
@@ -128,6 +130,78 @@ def _bars(
     )
 
 
+SERIES_COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
+"""One colour per model in an overlaid chart, in the order the models were named."""
+
+
+def arrival_steps(stream: StreamAlignment) -> list[tuple[float, int]]:
+    """(arrival in ms, tokens complete once it arrived) for each chunk of ``stream``.
+
+    A token cut across chunks counts once its last byte arrived, as in the stats.
+    """
+    done = 0
+    steps = []
+    for j in stream.chunk_indices():
+        done += (
+            stream.fragment_token_end[j]
+            - stream.fragment_token_start[j]
+            - stream.fragment_ends_mid_token[j]
+        )
+        steps.append((stream.fragments[j].t_ns / 1e6, done))
+    return steps
+
+
+def _paths(
+    series: list[tuple[str, list[list[tuple[float, int]]]]],
+    *,
+    width: int = 760,
+    height: int = 260,
+    x_label: str,
+    y_label: str,
+) -> str:
+    """Step lines overlaid in one chart: one ``<path>`` per series, a sub-path per
+    run of it, each in its colour, with a legend. Points are (x, y), ascending x."""
+    points = [p for _, runs in series for run in runs for p in run]
+    right = max([x for x, _ in points] + [1e-9])
+    top = max([y for _, y in points] + [1])
+
+    def at(x: float, y: float) -> str:
+        return f"{x / right * width:.1f},{height - y / top * height:.1f}"
+
+    lines = []
+    legend = []
+    for i, (label, runs) in enumerate(series):
+        color = SERIES_COLORS[i % len(SERIES_COLORS)]
+        d = []
+        for run in runs:
+            if not run:
+                continue
+            # From the request (0, 0): flat until a chunk arrives, then up by its tokens.
+            d.append(f"M{at(0, 0)}")
+            previous = 0
+            for x, y in run:
+                d.append(f"L{at(x, previous)} L{at(x, y)}")
+                previous = y
+        lines.append(
+            f'<path d="{" ".join(d)}" fill="none" stroke="{color}" stroke-width="1.5" '
+            f'stroke-opacity="0.8"><title>{html.escape(label)}</title></path>'
+        )
+        y = 16 * i + 12
+        legend.append(
+            f'<rect x="{width + 10}" y="{y - 9}" width="12" height="10" fill="{color}"/>'
+            f'<text x="{width + 28}" y="{y}">{html.escape(label)}</text>'
+        )
+    return (
+        f'<svg class="chart" width="{width + 320}" height="{height + 40}">'
+        f'<g transform="translate(0,4)">'
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="none" stroke="#d1d9e0"/>'
+        f"{''.join(lines)}</g>{''.join(legend)}"
+        f'<text x="0" y="{height + 20}">0 · {html.escape(x_label)} → '
+        f"{right:,.1f}</text>"
+        f'<text x="{width + 10}" y="{height}">{html.escape(y_label)}: max {top:,}</text></svg>'
+    )
+
+
 def charts_html(stream: StreamAlignment, stats: Stats) -> str:
     """Arrival of each chunk, the gap before it, and the tokens it completed."""
     chunks = stream.chunk_indices()
@@ -205,6 +279,42 @@ def _document(title: str, body: list[str]) -> str:
         f"<title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+def compare_html(
+    runs: Sequence[ModelRuns],
+    summaries: Sequence[ModelSummary],
+    *,
+    prompt: str | None,
+    note: str | None = None,
+) -> str:
+    """``compare --html``: each model's runs overlaid in one chart (tokens complete
+    against the time each chunk arrived, one colour per model) and the table."""
+    from .render import compare_table
+
+    series = []
+    for model in runs:
+        steps = []
+        for response in model.responses:
+            alignment = response.alignment
+            text = alignment.stream("text") if alignment is not None else None
+            if text is not None and response.trace.timed:
+                steps.append(arrival_steps(text))
+        series.append((model.spec.label, steps))
+    body = ["<h1>llm streamscope · compare</h1>"]
+    if prompt is not None:
+        body.append(f'<p class="meta">prompt: {html.escape(prompt)}</p>')
+    if note:
+        body.append(f'<p class="meta">{html.escape(note)}</p>')
+    body.append(
+        "<h2>tokens as they arrived</h2>"
+        '<p class="meta">One line per run: flat while waiting, a step up at each chunk by '
+        "the tokens it completed. Steeper is faster; long flats are stalls; tall steps "
+        "are chunks of many tokens.</p>"
+    )
+    body.append(_paths(series, x_label="ms from the request", y_label="tokens"))
+    body.append("<h2>side by side</h2>" + _table_html(compare_table(summaries)))
+    return _document("llm streamscope · compare", body)
 
 
 def whatif_html(run_id: str, results: list[WhatIf]) -> str:

@@ -9,6 +9,7 @@ recorded.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -34,8 +35,8 @@ termios = pytest.importorskip("termios")
 
 LLM = [sys.executable, "-m", "llm"]
 STATUS = re.compile(
-    r"● streamscope-sim +[\d.]+ s · TTFT [\d.,]+ ms · (\d+) chunks? · (\d+) tokens? · "
-    r"[\d.,]+ tok/s · gap [\d.,]+ ms · \d+ stalls?"
+    r"● [\d.]+ s  TTFT [\d,]+ ms  (\d+) chunks?  (\d+) tokens?  "
+    r"[\d.,]+ tok/s  gap [\d,]+ ms  \d+ stalls?  streamscope-sim"
 )
 
 
@@ -161,7 +162,7 @@ def logged(tmp_path):
 
 def left_on_screen(text: str) -> bool:
     """Whether a line of the live view (the strip, the status line) is on the screen."""
-    return bool(re.search(r"^(gaps |● streamscope-sim )", text, re.M))
+    return bool(re.search(r"^(gaps |● [\d.]+ s  )", text, re.M))
 
 
 def cursor_shown_at_end(raw: bytes) -> bool:
@@ -233,15 +234,28 @@ def test_ctrl_c_leaves_the_terminal_clean_and_keeps_the_trace(tmp_path, sim):
     assert status == "interrupted" and 0 < len(times) < 400
 
 
-@pytest.mark.parametrize(
-    "args, env", [(("--no-live",), {}), ((), {"NO_COLOR": "1"}), ((), {"TERM": "dumb"})]
-)
-def test_plain_text_where_the_view_is_off(tmp_path, sim, args, env):
-    term = live_run(tmp_path, sim, "-o", "chunks", "20", "-o", "speed", "0", *args, env=env)
+def test_plain_text_with_no_live(tmp_path, sim):
+    term = live_run(tmp_path, sim, "-o", "chunks", "20", "-o", "speed", "0", "--no-live")
     assert term.finish() == 0
     raw = bytes(term.raw)
     assert b"\x1b[?25l" not in raw  # the live view hides the cursor while it draws
     assert raw.startswith(b"When you ask")  # the text as llm shows it, then the views
+
+
+@pytest.mark.parametrize(
+    "env, drawn",
+    [({}, True), ({"NO_COLOR": "1"}, False), ({"TERM": "dumb"}, False), ({"NO_COLOR": ""}, True)],
+)
+def test_where_the_view_can_draw(monkeypatch, env, drawn):
+    from llm_streamscope.cli import _can_draw
+
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w") as terminal, os.fdopen(master):
+        assert _can_draw(terminal) is drawn
+        assert not _can_draw(io.StringIO())  # a pipe or a file never
 
 
 def test_live_screen_frames(tmp_path):
@@ -259,7 +273,7 @@ def test_live_screen_frames(tmp_path):
     ms = 1_000_000
     screen.add([("text", line, (100 + 10 * i) * ms) for i, line in enumerate(lines)], origin_ns=0)
     screen.add([("text", "The end", 2_200 * ms)])  # a 110 ms stall before it
-    console = Console(width=100, color_system=None, record=True)
+    console = Console(width=100, color_system="truecolor", record=True, file=io.StringIO())
     console.print(screen.frame(console, now_ns=2_210 * ms, height=10))
     shown = console.export_text().splitlines()
     assert len(shown) == 9  # the height, less the row the cursor rests on
@@ -269,7 +283,7 @@ def test_live_screen_frames(tmp_path):
     assert strip.startswith("gaps ") and strip.endswith("▲")  # the stall, last
     whole = len(encoding.encode_ordinary("".join(lines) + "The end"))
     assert f"{whole:,} tokens" in status and "1 stall" in status
-    assert "TTFT 100.0 ms" in status and "201 chunks" in status
+    assert "TTFT 100 ms" in status and "201 chunks" in status
 
 
 def test_a_live_view_of_another_encoding_marks_chunks_only():
@@ -281,13 +295,17 @@ def test_a_live_view_of_another_encoding_marks_chunks_only():
     console = Console(width=40, color_system=None, record=True)
     console.print(screen.frame(console, now_ns=3_000_000, height=6))
     text = console.export_text()
-    assert "abcd" in text and "tokens" not in text and "2 chunks" in text
+    assert "ab│cd" in text and "tokens" not in text and "2 chunks" in text
 
 
-def test_replay_plays_in_the_live_view(tmp_path, sim):
-    run = live_run(tmp_path, sim, "--no-live", "-o", "chunks", "40", "-o", "speed", "0.4")
-    assert run.finish() == 0
-    env = {**os.environ, "LLM_USER_PATH": str(tmp_path / "user"), "TERM": "xterm-256color"}
+def test_replay_plays_in_the_live_view(isolated_env):
+    from click.testing import CliRunner
+    from llm.cli import cli
+
+    logged_run = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "40"]
+    logged_run += ["-o", "speed", "0.4"]
+    assert CliRunner().invoke(cli, [*logged_run, "Why?"]).exit_code == 0
+    env = {**os.environ, "TERM": "xterm-256color"}  # LLM_USER_PATH: the run's
     term = Terminal([*LLM, "streamscope", "replay", "--latest"], env)
     screen, status = term.wait_for(STATUS.pattern)
     assert int(status[1]) < 40 and "When│ you" in screen  # mid-replay

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 import zlib
 from collections import Counter
 from html.parser import HTMLParser
-from itertools import accumulate, islice
+from itertools import accumulate, islice, pairwise
 
 import pytest
 from click.testing import CliRunner
@@ -503,3 +503,42 @@ def test_golden_svg_and_html_of_a_seeded_simulator_run(seeded_capture, golden, t
     assert result.exit_code == 0, result.output
     golden("seeded-views.svg.txt", anonymous(svg_lines(drawn)) + "\n")
     golden("seeded-report.html.txt", anonymous("\n".join(Outline(report.read_text()).lines)) + "\n")
+
+
+def test_golden_live_view_of_a_seeded_simulator_run(seeded_capture, golden):
+    """The live view's frames (``LiveScreen``, as the tokenizer process draws them)
+    part way through the seeded run, in one of its stalls, and at its last chunk."""
+    from rich.console import Console
+
+    from llm_streamscope import encodings
+    from llm_streamscope.liveview import LiveScreen
+    from llm_streamscope.tokenizer import tokens_of
+
+    result = run("inspect", str(seeded_capture), "--json")
+    assert result.exit_code == 0, result.output
+    (response,) = json.loads(result.stdout)["responses"]
+    fragments = [
+        (f["kind"], f["text"], round(f["t_ms"] * 1e6))
+        for f in response["fragments"]
+        if f["kind"] == "text" and f["text"]
+    ]
+    encoding = encodings.get_encoding("o200k_base")
+    screen = LiveScreen(lambda text: tokens_of(encoding, text), stall_ms=50)
+    screen.begin("gpt-4o-mini", start_ns=0)
+    frames = []
+    shown = 0
+    ms = 1_000_000
+    instants = [("before the first chunk", fragments[0][2] - 100 * ms)]
+    instants += [("just after chunk 10", fragments[9][2] + 2 * ms)]
+    gaps = [b[2] - a[2] for a, b in pairwise(fragments)]
+    stall = max(range(len(gaps)), key=gaps.__getitem__)  # mid-way through the longest gap
+    instants += [("in the longest gap", fragments[stall][2] + gaps[stall] // 2)]
+    instants += [("at the last chunk", fragments[-1][2])]
+    for label, now in sorted(instants, key=lambda instant: instant[1]):
+        while shown < len(fragments) and fragments[shown][2] <= now:
+            screen.add([fragments[shown]], origin_ns=0)
+            shown += 1
+        console = Console(width=80, color_system=None, record=True)
+        console.print(screen.frame(console, now_ns=now, height=10))
+        frames.append(f"── {label} ──\n" + console.export_text().rstrip() + "\n")
+    golden("seeded-live.txt", "\n".join(frames))
