@@ -15,6 +15,9 @@ file-name prefix), summed over its files:
 - events/fragment: every event on the wire (SSE events and comments, NDJSON lines,
   array elements) over the fragments llm would yield (pieces of every kind);
 - wire B/content B: body bytes over the UTF-8 bytes of the text;
+- framing B/text event: the bytes of the events that carry text, beside the
+  text, per such event (``whatif.measured_framing``: the documented framing
+  ``whatif`` counts for a trace without a wire record);
 - usage tok/chunk: the provider's own output token count over the chunks, where it
   gives one and no reasoning hides inside it (reasoning tokens subtracted).
 
@@ -43,6 +46,7 @@ from llm_streamscope.align import align  # noqa: E402
 from llm_streamscope.stats import reasoning_tokens  # noqa: E402
 from llm_streamscope.tokenizer import LocalTokenizer  # noqa: E402
 from llm_streamscope.trace import Fragment, Trace  # noqa: E402
+from llm_streamscope.whatif import measured_framing  # noqa: E402
 from llm_streamscope.wire.events import Read  # noqa: E402
 from llm_streamscope.wire.formats import decode  # noqa: E402
 
@@ -62,6 +66,9 @@ class Counts:
     fragments: int = 0
     body_bytes: int = 0
     content_bytes: int = 0
+    text_events: int = 0
+    framing_bytes: int = 0
+    """Bytes of the events that carry text, beside the text (``measured_framing``)."""
     usage_tokens: int = 0
     usage_chunks: int = 0
     """Chunks of the files whose usage is counted in ``usage_tokens``."""
@@ -99,6 +106,10 @@ def measure(path: Path) -> tuple[Counts, str]:
         body_bytes=decoded.body_bytes,
         approximate=not exact,
     )
+    framing = measured_framing(decoded)
+    if framing is not None:
+        counts.text_events = framing.events
+        counts.framing_bytes = round(framing.per_event * framing.events)
     for choice in decoded.choices:
         texts = [p.text for p in decoded.pieces if p.kind == "text" and p.choice == choice]
         add_chunks(counts, texts, tokenizer, f"{path.name}#{choice}", decoded.model or "", exact)
@@ -212,6 +223,7 @@ COLUMNS = (
     "on boundary",
     "events/fragment",
     "wire B/content B",
+    "framing B/text event",
     "usage tok/chunk",
 )
 
@@ -226,6 +238,7 @@ def row(label: str, counts: Counts, encoding: str) -> list[str]:
         f"{ratio(100 * counts.on_boundary, counts.chunks, 1)}%" if counts.chunks else "-",
         ratio(counts.events, counts.fragments),
         ratio(counts.body_bytes, counts.content_bytes, 1),
+        ratio(counts.framing_bytes, counts.text_events, 1),
         ratio(counts.usage_tokens, counts.usage_chunks),
     ]
 

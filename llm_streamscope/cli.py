@@ -25,8 +25,10 @@ from .wire import FORMATS
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .inspection import Inspection, InspectSettings
     from .stats import RunTotals, Stats
     from .trace import Alignment, Trace
+    from .wire.sources import Source
 
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
@@ -82,6 +84,16 @@ def gap_ms_option(func: Any) -> Any:
     )(func)
 
 
+def html_option(help: str) -> Any:
+    """``--html FILE``: where a command also writes its HTML report."""
+    return click.option(
+        "html_path",
+        "--html",
+        type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+        help=help,
+    )
+
+
 @dataclass(frozen=True)
 class Views:
     """How a run is shown: what ``view_options`` give a command, in one value."""
@@ -105,12 +117,9 @@ def view_options(command: Any) -> Any:
         return command(*args, views=views, **kwargs)
 
     func = timeline_option(gathered)
-    func = click.option(
-        "html_path",
-        "--html",
-        type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
-        help="Also write one self-contained HTML report (opens offline) to this file",
-    )(func)
+    func = html_option("Also write one self-contained HTML report (opens offline) to this file")(
+        func
+    )
     func = click.option(
         "--svg",
         type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
@@ -442,12 +451,15 @@ def present_run(
     if html_path is not None:
         from .report import report_html
 
-        try:
-            html_path.write_text(
-                report_html(run_id or responses[0][0].id, responses), encoding="utf-8"
-            )
-        except OSError as ex:
-            raise click.ClickException(f"Cannot write {html_path}: {ex.strerror or ex}") from None
+        _write_file(html_path, report_html(run_id or responses[0][0].id, responses))
+
+
+def _write_file(path: pathlib.Path, text: str) -> None:
+    """Write a report, or a one-line error."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as ex:
+        raise click.ClickException(f"Cannot write {path}: {ex.strerror or ex}") from None
 
 
 def print_views(
@@ -583,21 +595,11 @@ def inspect_command(
     (Ollama's created_at); otherwise only the token and chunk analysis is shown.
     Each choice of an n>1 stream is a response of its own.
     """
-    from .wire.sources import SourceError, read_file, read_stdin
-
     # Standard input first: every read is timed as it arrives, so nothing else runs
     # before it (bytes that arrive while llm starts can only be timed when read).
-    try:
-        if file == "-":
-            source = read_stdin(sys.stdin.buffer, interaction=interaction)
-        else:
-            source = read_file(file, interaction=interaction)
-    except SourceError as ex:
-        raise click.ClickException(str(ex)) from None
-    from . import encodings
-    from .inspection import InspectSettings, inspect_source
+    source = _read_source(file, interaction)
+    from .inspection import InspectSettings
     from .render import inspect_line
-    from .wire.events import WireError
 
     _check_encoding(encoding_name)
     settings = InspectSettings(
@@ -606,12 +608,7 @@ def inspect_command(
         gap_ms=views.gap_ms,
         database=_prepared_log(database) if log else None,
     )
-    try:
-        inspection = inspect_source(source, settings)
-    except WireError as ex:
-        raise click.ClickException(f"{source.name}: {ex}") from None
-    except encodings.EncodingError as ex:
-        raise click.ClickException(str(ex)) from None
+    inspection = _inspect(source, settings)
     result = inspection.result
     if not views.json_:
         line = inspect_line(source.name, inspection.timing)
@@ -622,6 +619,32 @@ def inspect_command(
     if result.problems:
         click.echo(f"Error: {source.name}: " + "; ".join(result.problems), err=True)
         sys.exit(1)
+
+
+def _read_source(file: str, interaction: int | None = None) -> Source:
+    """A captured stream from FILE, or standard input for ``-``, or a one-line error."""
+    from .wire.sources import SourceError, read_file, read_stdin
+
+    try:
+        if file == "-":
+            return read_stdin(sys.stdin.buffer, interaction=interaction)
+        return read_file(file, interaction=interaction)
+    except SourceError as ex:
+        raise click.ClickException(str(ex)) from None
+
+
+def _inspect(source: Source, settings: InspectSettings) -> Inspection:
+    """``source`` decoded and analysed as a run, or a one-line error."""
+    from . import encodings
+    from .inspection import inspect_source
+    from .wire.events import WireError
+
+    try:
+        return inspect_source(source, settings)
+    except WireError as ex:
+        raise click.ClickException(f"{source.name}: {ex}") from None
+    except encodings.EncodingError as ex:
+        raise click.ClickException(str(ex)) from None
 
 
 # ====================
@@ -864,6 +887,106 @@ def show_command(
     present_run(result.run_id, _analysed(result), views, wire=wire)
 
 
+@streamscope.command(name="whatif")
+@trace_selector
+@click.option(
+    "file",
+    "--file",
+    metavar="FILE|-",
+    help="A captured stream, as `inspect` reads it, instead of a logged trace",
+)
+@click.option(
+    "policy_specs",
+    "--policy",
+    multiple=True,
+    metavar="POLICY",
+    help="token, tokens:N, ms:T, word or sentence; repeatable  "
+    "[default: token, tokens:2/4/8, ms:20/50/100, word, sentence]",
+)
+@click.option(
+    "stream_format",
+    "--format",
+    type=click.Choice(FORMATS),
+    help="The provider format: of the --file stream (default: detected), and whose "
+    "framing to count when the trace has no wire record (default: by the model)",
+)
+@click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of tables")
+@html_option("Also write the tables and a chart per figure into this HTML file")
+@database_option
+def whatif_command(
+    trace_id: str | None,
+    latest: bool,
+    file: str | None,
+    policy_specs: tuple[str, ...],
+    stream_format: str | None,
+    json_: bool,
+    html_path: pathlib.Path | None,
+    database: pathlib.Path | None,
+) -> None:
+    """Re-chunk a logged (or captured) answer under other streaming policies, and compare.
+
+    Each token is available when the chunk that completed it arrived; a policy
+    sends what has arrived when its rule fires. Per policy: the events, the bytes
+    on the wire (with the framing measured on the trace's wire when it was
+    recorded, else the provider's), TTFT, the p99 gap between events, and how long
+    the reader waits for text that had already arrived (per byte). The trace as
+    sent is the first row.
+
+    \b
+        llm streamscope whatif --latest
+        llm streamscope whatif 01k... --policy tokens:16 --policy ms:250 --json
+        llm streamscope whatif --file capture.sse   # with its capture.sse.times
+    """
+    from .whatif import AS_SENT, DEFAULT_POLICIES, WhatIfError, parse_policy, whatif_responses
+
+    try:
+        chosen = [AS_SENT, *map(parse_policy, policy_specs)] if policy_specs else DEFAULT_POLICIES
+        policies = list(dict.fromkeys(chosen))  # as sent is the first row, once
+    except WhatIfError as ex:
+        raise click.BadParameter(str(ex), param_hint="'--policy'") from None
+    problems: tuple[str, ...] = ()
+    if file is not None:
+        if trace_id or latest:
+            raise click.ClickException("Give a trace id, --latest or --file, not two of them")
+        from .inspection import InspectSettings
+
+        result = _inspect(_read_source(file), InspectSettings(format=stream_format)).result
+        for warning in result.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        problems = tuple(f"{file}: {problem}" for problem in result.problems)
+    else:
+        result = _load_run(database, trace_id, latest)
+    responses = [(r.trace, r.alignment) for r in result.responses if r.alignment is not None]
+    results, skipped = whatif_responses(responses, policies, stream_format)
+    if not results:
+        raise click.ClickException("; ".join([*skipped, *problems]))
+    run_id = result.run_id or results[0].trace_id
+    if json_:
+        document = {"run_id": run_id, "responses": [r.to_dict() for r in results]}
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+    else:
+        from .render import whatif_notes, whatif_table
+
+        console = make_console()
+        for i, outcome in enumerate(results):
+            title = f"whatif · trace {outcome.trace_id}"
+            if len(results) > 1:
+                title = f"response {i + 1} of {len(results)} · " + title
+            console.rule(title, style="dim")
+            console.print(whatif_table(outcome))
+            for note in whatif_notes(outcome):
+                console.print(note, style="dim", markup=False)
+    for skip in skipped:
+        click.echo(f"Note: skipped {skip}", err=True)
+    if html_path is not None:
+        from .report import whatif_html
+
+        _write_file(html_path, whatif_html(run_id, results))
+    if problems:  # a captured stream that stopped decoding part way, as inspect says
+        click.echo("Error: " + "; ".join(problems), err=True)
+        sys.exit(1)
+
+
 @streamscope.command(name="replay")
 @trace_selector
 @click.option(
@@ -1030,12 +1153,7 @@ class _CompareCommand(click.Command):
     help="End a run as an error if nothing arrives for this many seconds",
 )
 @click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of the table")
-@click.option(
-    "html_path",
-    "--html",
-    type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
-    help="Also write a self-contained HTML report (the runs overlaid in a chart) to this file",
-)
+@html_option("Also write a self-contained HTML report (the runs overlaid in a chart) to this file")
 @database_option
 def compare_command(
     prompt: str | None,
@@ -1162,12 +1280,7 @@ def compare_command(
     if html_path is not None:
         from .report import compare_html
 
-        try:
-            html_path.write_text(
-                compare_html(results, summaries, prompt=prompt, note=note), encoding="utf-8"
-            )
-        except OSError as ex:
-            raise click.ClickException(f"Cannot write {html_path}: {ex.strerror or ex}") from None
+        _write_file(html_path, compare_html(results, summaries, prompt=prompt, note=note))
     failures = [line for r in results for line in r.failures]
     if failures:
         click.echo("Error: " + "; ".join(failures), err=True)

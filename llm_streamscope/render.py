@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
     from .comparison import ModelSummary
+    from .whatif import WhatIf
 
 VIEWS = ("both", "tokens", "chunks")
 
@@ -469,6 +470,44 @@ def wire_table(trace: Trace, stats: Stats) -> Table:
     if ws.error:
         row("decode error", ws.error)
     return table
+
+
+def whatif_table(result: WhatIf) -> Table:
+    """A trace re-chunked under each policy, one row each, the trace as sent first."""
+    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
+    table.add_column("policy", no_wrap=True)
+    for name in ("events", "bytes", "TTFT", "p99 gap", "wait mean", "wait p99"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for o in result.outcomes:
+        table.add_row(
+            o.policy,
+            f"{o.events:,}",
+            f"{o.bytes:,}",
+            _fmt_ms(o.ttft_ms),
+            _fmt_ms(o.gap_ms.p99),
+            _fmt_ms(o.wait_ms.mean),
+            _fmt_ms(o.wait_ms.p99),
+        )
+    return table
+
+
+_CLOCKS = {"llm": "llm handing each chunk over", "wire": "the wire", "server": "the server's"}
+
+
+def whatif_notes(result: WhatIf) -> list[str]:
+    """What the figures of ``whatif_table`` count, and where the framing comes from."""
+    framing = result.framing
+    if framing.source == "measured":
+        source = f"measured on this trace's wire ({framing.format})"
+    else:
+        source = f"{framing.format}'s, from real recordings (--wire measures a run's own)"
+    return [
+        f"text: {result.tokens:,} tokens, {result.content_bytes:,} bytes; "
+        f"times from {_CLOCKS.get(result.clock, result.clock)}",
+        f"bytes: {framing.fixed:,} + {framing.per_event:,.1f} per event + the text",
+        f"framing: {source}",
+        "wait: per byte, when the policy sends it minus when it arrived",
+    ]
 
 
 def response_label(trace: Trace) -> str:

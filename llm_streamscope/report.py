@@ -6,7 +6,8 @@ chunk boundary (hover a token for its id, bytes, arrival and gap), three inline
 SVG charts (the arrival of each chunk, the gap before it, the tokens it
 completed), and the stats table, rendered by ``render.stats_table`` through
 rich's own HTML export. Model text is escaped: a ``<script>`` in an answer is
-shown, never run.
+shown, never run. ``whatif --html`` writes its own report in the same style
+(``whatif_html``): the policies' table and a chart of each figure by policy.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from .render import stats_table, wire_table
+from .render import stats_table, whatif_notes, whatif_table, wire_table
 from .stats import Stats
 from .trace import Alignment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
     from .comparison import ModelRuns, ModelSummary
+    from .whatif import WhatIf
 
 STYLE = """
 body { font: 14px/1.5 system-ui, sans-serif; margin: 2em; color: #1f2328; background: #fff; }
@@ -36,6 +38,10 @@ svg { display: block; margin: .6em 0; }
 .chart text { font: 11px system-ui, sans-serif; fill: #59636e; }
 pre.stats { font: 12px/1.4 ui-monospace, monospace; }
 """
+
+
+NAMED_BAR = 96
+"""Pixels per bar when bars are named: room for a name such as ``every 100 ms``."""
 
 
 def _char_index(text: str) -> list[int]:
@@ -80,14 +86,27 @@ def token_html(stream: StreamAlignment) -> str:
     return "".join(parts)
 
 
-def _bars(values: list[float], *, height: int, color: str, label: str, line: float | None) -> str:
-    """A bar per value, scaled to the largest (and ``line``, drawn dashed)."""
-    width = max(300, min(1000, 4 * len(values)))
+def _bars(
+    values: list[float],
+    *,
+    height: int,
+    color: str,
+    label: str,
+    line: float | None,
+    names: list[str] | None = None,
+) -> str:
+    """A bar per value, scaled to the largest (and ``line``, drawn dashed).
+
+    With ``names``, each bar is wide enough to be named below it, and hovering it
+    shows its name and value.
+    """
+    width = max(300, min(1000, 4 * len(values)), NAMED_BAR * len(names or ()))
     top = max([*values, line or 0, 1e-9])
     step = width / max(1, len(values))
     rects = "".join(
         f'<rect x="{i * step:.1f}" y="{height - v / top * height:.1f}" '
-        f'width="{max(step - 0.5, 0.5):.1f}" height="{v / top * height:.1f}" fill="{color}"/>'
+        f'width="{max(step - 0.5, 0.5):.1f}" height="{v / top * height:.1f}" fill="{color}"'
+        + ("/>" if names is None else f"><title>{html.escape(names[i])}: {v:,.1f}</title></rect>")
         for i, v in enumerate(values)
     )
     dashed = ""
@@ -97,10 +116,15 @@ def _bars(values: list[float], *, height: int, color: str, label: str, line: flo
             f'<line x1="0" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dc2626" '
             'stroke-dasharray="4 3"/>'
         )
+    below = "".join(
+        f'<text x="{(i + 0.5) * step:.1f}" y="{height + 16}" text-anchor="middle">'
+        f"{html.escape(name)}</text>"
+        for i, name in enumerate(names or ())
+    )
     return (
         # 200: room beside the bars for the longest label ("gap before each chunk (ms)")
-        f'<svg class="chart" width="{width + 200}" height="{height + 18}">'
-        f'<g transform="translate(0,4)">{rects}{dashed}</g>'
+        f'<svg class="chart" width="{width + 200}" height="{height + 18 + (16 if names else 0)}">'
+        f'<g transform="translate(0,4)">{rects}{dashed}{below}</g>'
         f'<text x="{width + 6}" y="12">{html.escape(label)}</text>'
         f'<text x="{width + 6}" y="{height}">max {top:,.1f}</text></svg>'
     )
@@ -245,9 +269,14 @@ def report_html(run_id: str, responses: list[tuple[Trace, Alignment, Stats]]) ->
         body.append("<h2>stats</h2>" + _table_html(stats_table(trace, stats)))
         if trace.wire is not None:
             body.append("<h2>wire</h2>" + _table_html(wire_table(trace, stats)))
+    return _document(f"llm streamscope · {run_id}", body)
+
+
+def _document(title: str, body: list[str]) -> str:
+    """One HTML document of ``body``'s parts, with the report's style."""
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>llm streamscope · {html.escape(run_id)}</title>"
+        f"<title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 
@@ -285,8 +314,30 @@ def compare_html(
     )
     body.append(_paths(series, x_label="ms from the request", y_label="tokens"))
     body.append("<h2>side by side</h2>" + _table_html(compare_table(summaries)))
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        "<title>llm streamscope · compare</title>"
-        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
+    return _document("llm streamscope · compare", body)
+
+
+def whatif_html(run_id: str, results: list[WhatIf]) -> str:
+    """``whatif --html``: per response, the policies' table and a chart of each
+    figure by policy (events, bytes, p99 gap, the reader's mean wait)."""
+    body = [f"<h1>llm streamscope whatif · run {html.escape(run_id)}</h1>"]
+    for i, result in enumerate(results):
+        if len(results) > 1:
+            body.append(f"<h2>response {i + 1} of {len(results)}</h2>")
+        notes = map(html.escape, whatif_notes(result))
+        body.append('<p class="meta">' + "<br>".join(notes) + "</p>")
+        body.append(_table_html(whatif_table(result)))
+        body.append("<h2>by policy</h2>")
+        names = [o.policy for o in result.outcomes]
+        for label, values, color in (
+            ("events", [float(o.events) for o in result.outcomes], "#2563eb"),
+            ("bytes on the wire", [float(o.bytes) for o in result.outcomes], "#9333ea"),
+            ("p99 gap (ms)", [o.gap_ms.p99 or 0.0 for o in result.outcomes], "#16a34a"),
+            (
+                "mean wait (ms)",
+                [o.wait_ms.mean or 0.0 for o in result.outcomes],
+                "#dc2626",
+            ),
+        ):
+            body.append(_bars(values, height=80, color=color, label=label, line=None, names=names))
+    return _document(f"llm streamscope whatif · {run_id}", body)

@@ -24,6 +24,7 @@ Percentiles interpolate linearly between ranks, as numpy's default does.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from operator import ne
@@ -196,7 +197,7 @@ def gap_threshold(given: float | None, stored: float | None = None) -> float:
     return stored if stored is not None else DEFAULT_GAP_MS
 
 
-def percentile(ordered: list[float], q: float) -> float:
+def percentile(ordered: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks of sorted ``ordered``."""
     pos = (len(ordered) - 1) * q / 100.0
     lo = int(pos)
@@ -222,12 +223,13 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
     a wire time, else on llm's (see the module's docstring), or on the server's for
     an inspected stream timed by the times the server wrote into its events."""
     wire = wire_stats(trace)
-    if not trace.wire_timed:
-        if trace.timed and trace.wire is not None and trace.wire.source != "socket":
-            # Ollama's created_at: gaps are the server's, but t=0 is its first event,
-            # not a request start, so there is no TTFT to report.
-            stats = _stats(trace, alignment, gap_ms, wire=wire, clock="server")
-            return replace(stats, ttft_ms=None, ttft_band=None)
+    clock = trace_clock(trace)
+    if clock == "server":
+        # Ollama's created_at: gaps are the server's, but t=0 is its first event,
+        # not a request start, so there is no TTFT to report.
+        stats = _stats(trace, alignment, gap_ms, wire=wire, clock="server")
+        return replace(stats, ttft_ms=None, ttft_band=None)
+    if clock == "llm":
         return _stats(trace, alignment, gap_ms, wire=wire)
     on_wire = trace.on_wire_clock()
     retimed = {f.index: f for f in on_wire.fragments}
@@ -239,6 +241,17 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
         ),
     )
     return _stats(on_wire, alignment, gap_ms, wire=wire, clock="wire")
+
+
+def trace_clock(trace: Trace) -> str:
+    """The clock a trace's times count by (``Stats.clock``): ``wire`` when every
+    text chunk has a wire time, ``server`` for an inspected stream timed by the
+    times its server wrote into it, else ``llm``."""
+    if trace.wire_timed:
+        return "wire"
+    if trace.timed and trace.wire is not None and trace.wire.source != "socket":
+        return "server"
+    return "llm"
 
 
 def wire_stats(trace: Trace) -> WireStats | None:
