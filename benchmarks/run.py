@@ -144,7 +144,12 @@ def run_plain(env: dict[str, str], options: dict, model: str = SIM_MODEL) -> dic
 
 
 def run_streamscope(
-    env: dict[str, str], options: dict, model: str = SIM_MODEL, *, wire: bool = False
+    env: dict[str, str],
+    options: dict,
+    model: str = SIM_MODEL,
+    *,
+    wire: bool = False,
+    live: bool = True,
 ) -> dict:
     """One `llm streamscope` run, logging on, live view on in a pty; its trace from logs.db.
 
@@ -152,13 +157,14 @@ def run_streamscope(
     the clock the simulator's send log uses). ``wire`` runs it with ``--wire``: then
     ``wire_times_ns`` are the fragments' wire times and the stats are on the wire's
     clock (``clock`` says which clock they are on)."""
-    cmd = [*LLM, "streamscope", "-m", model, *(["--wire"] if wire else []), *option_args(options)]
+    flags = (["--wire"] if wire else []) + ([] if live else ["--no-live"])
+    cmd = [*LLM, "streamscope", "-m", model, *flags, *option_args(options)]
     cmd.append("x")
     code, maxrss, wall, exited_ns, drew = run_in_pty(cmd, env)
     if code != 0:
         raise RuntimeError(f"llm streamscope exited {code}")
-    if not drew:
-        raise RuntimeError("the live view did not draw in the pseudo-terminal")
+    if drew != live:
+        raise RuntimeError(f"the live view {'did not draw' if live else 'drew'} in the pty")
     db = sqlite3.connect(Path(env["LLM_USER_PATH"]) / "logs.db")
     trace_id, stats, completion_id = db.execute(
         "select t.id, t.stats_json, json_extract(turns.response_json, '$.id') "
@@ -728,28 +734,34 @@ def p8_fidelity(
 ) -> list[dict]:
     """setup, TTFT and TTST of `llm streamscope` against plain llm's Python API in a
     process of its own, both timed from the client's socket connect; cold processes,
-    interleaved (which goes first alternates), the same seeded stream every time."""
-    scope: dict[str, list[float]] = {"setup": [], "ttft": [], "ttst": []}
-    plain: dict[str, list[float]] = {"setup": [], "ttft": [], "ttst": []}
+    interleaved (which goes first rotates), the same seeded stream every time. A third
+    side runs streamscope with ``--no-live``: the live view's own cost, in the same run."""
+    sides = ("plain", "scope", "nolive")
+    times: dict[str, dict[str, list[float]]] = {
+        side: {"setup": [], "ttft": [], "ttst": []} for side in sides
+    }
     for i in range(rounds):
         env = env_for(tmp / f"p8-{label}-{i}")
-        for side in ("plain", "scope") if i % 2 == 0 else ("scope", "plain"):
+        for side in sides[i % 3 :] + sides[: i % 3]:
             if side == "plain":
                 p = run_plain(env, options, model)
-                times = p["times_ns"]
-                plain["setup"].append(p["setup_ns"] / 1e6)
-                plain["ttft"].append(times[0] / 1e6)
-                plain["ttst"].append((times[1] - times[0]) / 1e6)
+                runs = p["times_ns"]
+                times[side]["setup"].append(p["setup_ns"] / 1e6)
+                times[side]["ttft"].append(runs[0] / 1e6)
+                times[side]["ttst"].append((runs[1] - runs[0]) / 1e6)
             else:
-                s = run_streamscope(env, options, model)
-                for key in scope:
-                    scope[key].append(s[f"{key}_ms"])
+                s = run_streamscope(env, options, model, live=side == "scope")
+                for key in times[side]:
+                    times[side][key].append(s[f"{key}_ms"])
     med = statistics.median
+    scope, plain, nolive = times["scope"], times["plain"], times["nolive"]
     setup = med(scope["setup"]) - med(plain["setup"])
     ttft = med(scope["ttft"]) - med(plain["ttft"])
     ttst = med(scope["ttst"]) / med(plain["ttst"]) - 1
-    detail = {"streamscope_ms": scope, "plain_llm_ms": plain}
-    where = f"{label}, {rounds} cold runs each"
+    detail = {"streamscope_ms": scope, "plain_llm_ms": plain, "streamscope_no_live_ms": nolive}
+    where = f"{label}, {rounds} cold runs each, live view on"
+    live_ttft = med(scope["ttft"]) - med(nolive["ttft"])
+    live_ttst = med(scope["ttst"]) - med(nolive["ttst"])
     return [
         {
             "id": "P8",
@@ -775,6 +787,15 @@ def p8_fidelity(
             "unit": "%",
             "target": "within 10%",
             "ok": abs(ttst) <= 0.10,
+        },
+        {
+            "id": "P8",
+            "measure": f"TTFT / TTST, live view - --no-live ({label}, the same rounds)",
+            "value": live_ttft,
+            "unit": "ms",
+            "target": "<= 1 ms",
+            "ok": abs(live_ttft) <= 1 and abs(live_ttst) <= 1,
+            "ttst_ms": live_ttst,
         },
     ]
 
@@ -874,6 +895,7 @@ def p8_anthropic(tmp: Path, rounds: int) -> list[dict]:
                 "LLM_USER_PATH": str(user_path),
                 "ANTHROPIC_BASE_URL": claude.root,
                 "ANTHROPIC_API_KEY": "sk-ant-simulated",
+                "TERM": "xterm-256color",  # the live view draws, as in child_env
             }
 
         label = "simulator, Anthropic format through llm-anthropic"

@@ -215,8 +215,25 @@ class LiveRenderer:
         self._want = False  # the view is to leave the screen
         self._left = threading.Event()
         self._stop = False
+        self._warm_up()
         self._thread = threading.Thread(target=self._draw_loop, name="live-view", daemon=True)
         self._thread.start()
+
+    def _warm_up(self) -> None:
+        """Draw a frame off screen now, while the run still waits for the tokenizer
+        (before the request leaves): the first frame's imports and caches otherwise
+        cost milliseconds of CPU right when the first chunk arrives, beside llm's
+        client on a machine of two cores."""
+        import io
+
+        from rich.console import Console
+        from rich.live import Live  # noqa: F401 (imported now, not at the first frame)
+
+        screen = LiveScreen(self._tokenize)
+        screen.begin("", start_ns=0)
+        screen.add([("text", "Warm-up text\nof two lines.", 1), ("text", "!", 2)], origin_ns=0)
+        console = Console(file=io.StringIO(), force_terminal=True, width=80)
+        console.print(screen.frame(console, 3, 10))
 
     def receive(self, data: bytes) -> bool:
         """One message of ``LiveView``'s. Returns True once the view it ends has left

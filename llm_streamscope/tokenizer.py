@@ -344,6 +344,10 @@ def main(argv: list[str] | None = None) -> None:
         # Ctrl-C reaches the whole foreground process group: the run decides what
         # it means, and then says when the view is to leave the screen.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Drawing yields the CPU to llm's client: on two cores, a frame drawn as a
+        # chunk arrives otherwise delayed the next one (llm-anthropic's TTST tail).
+        with contextlib.suppress(OSError):
+            os.nice(10)
     elif len(args) != 1:
         sys.exit("usage: python -m llm_streamscope.tokenizer ENCODING_NAME [--live FD]")
     with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
