@@ -170,11 +170,11 @@ def cursor_shown_at_end(raw: bytes) -> bool:
 
 
 def test_the_screen_mid_stream_and_at_the_end(tmp_path, sim):
-    term = live_run(tmp_path, sim, "-o", "chunks", "60", "-o", "seed", "3", "-o", "speed", "0.4")
+    term = live_run(tmp_path, sim, "-o", "chunks", "40", "-o", "seed", "3", "-o", "speed", "0.5")
     screen, status = term.wait_for(STATUS.pattern)
     assert term.process.poll() is None, "the stream was over before the screen was read"
     chunks, tokens = int(status[1]), int(status[2])
-    assert 1 <= chunks < 60 and tokens >= chunks  # mid-stream; one token per chunk here
+    assert 1 <= chunks < 40 and tokens >= chunks  # mid-stream; one token per chunk here
     lines = screen.splitlines()
     at = next(i for i, line in enumerate(lines) if STATUS.search(line))
     assert lines[at - 1].startswith("gaps ")  # the strip, right above the status line
@@ -191,31 +191,18 @@ def test_the_screen_mid_stream_and_at_the_end(tmp_path, sim):
     db.close()
     frames = bytes(term.raw).count("● ".encode())  # a status line a frame
     assert 10 <= frames <= 30 * shown_s + 2, (frames, shown_s)  # at most 30 a second
-    assert len(times) == 60 and status_logged == "complete"
+    assert len(times) == 40 and status_logged == "complete"
 
 
 def test_a_slow_terminal_never_delays_a_timestamp(tmp_path, sim):
     # The terminal takes 256 bytes every 10 ms, ~25 kB/s: far less than the frames
     # need, so the view's writes block; the capture must not notice.
-    term = live_run(
-        tmp_path,
-        sim,
-        "-o",
-        "chunks",
-        "150",
-        "-o",
-        "seed",
-        "5",
-        "-o",
-        "speed",
-        "1",
-        read_delay=0.01,
-        read_size=256,
-    )
+    options = ["-o", "chunks", "100", "-o", "seed", "5", "-o", "speed", "1"]
+    term = live_run(tmp_path, sim, *options, read_delay=0.01, read_size=256)
     assert term.finish() == 0
     times, status, completion_id = logged(tmp_path)
     sent = sim.send_log(completion_id)["sent_ns"]
-    assert status == "complete" and len(times) == len(sent) == 150
+    assert status == "complete" and len(times) == len(sent) == 100
     errors = [
         abs((b - a) - (d - c)) / 1e6 for (a, b), (c, d) in zip(pairwise(times), pairwise(sent))
     ]
@@ -240,7 +227,7 @@ def test_ctrl_c_leaves_the_terminal_clean_and_keeps_the_trace(tmp_path, sim):
 
 
 def test_plain_text_with_no_live(tmp_path, sim):
-    term = live_run(tmp_path, sim, "-o", "chunks", "20", "-o", "speed", "0", "--no-live")
+    term = live_run(tmp_path, sim, "-o", "chunks", "5", "-o", "speed", "0", "--no-live")
     assert term.finish() == 0
     raw = bytes(term.raw)
     assert b"\x1b[?25l" not in raw  # the live view hides the cursor while it draws
@@ -307,13 +294,13 @@ def test_replay_plays_in_the_live_view(isolated_env):
     from click.testing import CliRunner
     from llm.cli import cli
 
-    logged_run = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "40"]
+    logged_run = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "25"]
     logged_run += ["-o", "speed", "0.4"]
     assert CliRunner().invoke(cli, [*logged_run, "Why?"]).exit_code == 0
     env = {**os.environ, "TERM": "xterm-256color"}  # LLM_USER_PATH: the run's
     term = Terminal([*LLM, "streamscope", "replay", "--latest"], env)
     screen, status = term.wait_for(STATUS.pattern)
-    assert int(status[1]) < 40 and "When│ you" in screen  # mid-replay
+    assert int(status[1]) < 25 and "When│ you" in screen  # mid-replay
     assert term.finish() == 0
     assert not left_on_screen(term.text()) and "alignment" in term.text()
     assert cursor_shown_at_end(bytes(term.raw))
