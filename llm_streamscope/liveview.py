@@ -243,7 +243,7 @@ class LiveRenderer:
         drawing thread takes them at its next frame: the process's reading thread
         never waits on a frame, so the pipe is read as fast as it is written.
         """
-        if data.startswith(b'{"add"'):
+        if data.startswith(b'{"add"'):  # LiveView writes a batch's key first
             self._arrived.append(data)
             self._wake.set()
             return False
