@@ -387,6 +387,9 @@ class LiveScreen:
         self._chars = 0
         self._ends: list[int] = []  # character end offset of each text chunk
         self._prefix = (0, 0)  # (offset, tokens before it): counted once, then added to
+        self._drawn: tuple[tuple, list[Text], int | None] | None = None
+        """The last tail drawn, and what it was drawn from: while nothing arrives (the
+        wait for the first token, a stall) a frame redraws only the clock."""
 
     def add(self, fragments: Sequence[Sequence[Any]], origin_ns: int | None = None) -> None:
         """Fragments that arrived, as ``(kind, text, t_ns)`` with times from the origin."""
@@ -409,7 +412,10 @@ class LiveScreen:
         """What to draw at ``now_ns`` (the capture's clock) on ``height`` rows."""
         width = console.width
         rows = max(1, height - 3)
-        tail, tokens = self._tail(console, width, rows)
+        drawn_from = (len(self.texts), len(self.reasoning), width, rows, self.tokenize)
+        if self._drawn is None or self._drawn[0] != drawn_from:
+            self._drawn = (drawn_from, *self._tail(console, width, rows))
+        _, tail, tokens = self._drawn
         return Group(*tail, self._strip(width), self._status(now_ns, tokens))
 
     def _tail(self, console: Console, width: int, rows: int) -> tuple[list[Text], int | None]:
