@@ -222,12 +222,17 @@ def test_ctrl_c_leaves_the_terminal_clean_and_keeps_the_trace(tmp_path, sim):
     assert status == "interrupted" and 0 < len(times) < 400
 
 
-def test_plain_text_with_no_live(tmp_path, sim):
-    term = live_run(tmp_path, sim, "-o", "chunks", "5", "-o", "speed", "0", "--no-live")
-    assert term.finish() == 0
-    raw = bytes(term.raw)
-    assert b"\x1b[?25l" not in raw  # the live view hides the cursor while it draws
-    assert raw.startswith(b"When you ask")  # the text as llm shows it, then the views
+def test_no_live_keeps_the_plain_text_where_the_view_could_draw(monkeypatch):
+    from click.testing import CliRunner
+    from llm.cli import cli
+
+    from llm_streamscope import cli as streamscope_cli
+
+    monkeypatch.setattr(streamscope_cli, "_can_draw", lambda stream: True)
+    args = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "5", "-o", "speed", "0"]
+    result = CliRunner().invoke(cli, [*args, "--no-live", "Why?"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("When you ask")  # the text as llm shows it, then the views
 
 
 @pytest.mark.parametrize(
