@@ -89,6 +89,7 @@ class LiveView:
         self._sent_ns = 0
         self._origin_sent = False
         self._on = True
+        self._shown = False  # a response has begun: there is a view to take off the screen
         self._lock = threading.Lock()  # the flusher sends too: keep batches in order
         self._flusher = StallFlusher(self._send_rest, self.STALL_FLUSH_S)
 
@@ -96,6 +97,7 @@ class LiveView:
         """A response is about to be requested: its model, and the clock's start."""
         with self._lock:
             self._record, self._sent, self._origin_sent = record, 0, False
+            self._shown = True
             self._message(
                 {
                     "begin": {
@@ -138,7 +140,9 @@ class LiveView:
         if self._record is not None:
             self.flush()
         with self._lock:
-            sent = self._message({"close": True}, closes=True)
+            # Nothing drawn yet (llm stopped before a request): no need to wait for a
+            # process that may still be loading its encoding.
+            sent = self._shown and self._message({"close": True}, closes=True)
             self._on = False
         if sent:
             self.process.wait_closed(5.0)
