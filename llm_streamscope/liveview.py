@@ -39,7 +39,7 @@ import os
 import threading
 import time
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import pairwise
@@ -391,6 +391,8 @@ class LiveScreen:
         self._chars = 0
         self._ends: list[int] = []  # character end offset of each text chunk
         self._prefix = (0, 0)  # (offset, tokens before it): counted once, then added to
+        self._settled: tuple[tuple, list[Text], int] | None = None
+        """The settled part of the tail (see ``_tail``), and what it was drawn from."""
         self._drawn: tuple[tuple, list[Text], int | None] | None = None
         """The last tail drawn, and what it was drawn from: while nothing arrives (the
         wait for the first token, a stall) a frame redraws only the clock."""
@@ -429,9 +431,6 @@ class LiveScreen:
                 return [], None
             recent = "".join(self.reasoning)[-rows * width :].translate(LIVE_TABLE)
             return list(Text(recent, style="dim").wrap(console, width))[-rows:], None
-        from .align import align_fragments
-        from .trace import Fragment
-
         text = "".join(self.texts)
         # A screenful of characters fills at least the rows (a row holds at most
         # `width` of them), so only that much is aligned and drawn each frame.
@@ -441,29 +440,73 @@ class LiveScreen:
         safe = want <= 0 or (start > 0 and want - start < 4 * screenful)
         if not safe:  # no newline to cut at near it: the cut's first tokens may differ,
             start = text.rfind(" ", 0, want) + 1 or want  # off screen
-        first = bisect_right(self._ends, start)  # the first chunk that ends after it
-        fragments = [
-            Fragment(j, "text", text[max(start, self._ends[j - 1] if j else 0) : end], 0)
-            for j, end in enumerate(self._ends[first:], first)
-        ]
+        # Drawn in two parts cut where the text last started a piece (`_safe_start`):
+        # what comes before that cut is settled, drawn once and kept; only the line
+        # being written is drawn again each frame.
+        cut = max(start, _safe_start(text, len(text)))
+        counted = safe and self.tokenize is not None
+        before = self._tokens_before(text, start) if counted else 0
+        drawn_from = (start, cut, width, self.tokenize, console.color_system)
+        if self._settled is None or self._settled[0] != drawn_from:
+            # The colours go on from the text's start, as in the final view.
+            first = self._continues(start, before) if safe and start else None
+            rows_before, tokens_before, _ = self._part(console, text, start, cut, first)
+            # The cut follows a newline: the empty row the view starts after it is the
+            # first row of the part being written.
+            self._settled = (drawn_from, rows_before[:-1], tokens_before)
+        _, settled, settled_tokens = self._settled
+        goes_on = self._continues(cut, before + settled_tokens) if cut > start else None
+        writing, writing_tokens = self._part(console, text, cut, len(text), goes_on)[:2]
         tokens = None
-        tokenize = self.tokenize
-        if tokenize is not None:
-            region = tokenize(text[start:])
-            if safe:
-                tokens = self._tokens_before(text, start) + len(region[0])
-            else:
-                tokens = len(tokenize(text)[0])
+        if counted:
+            tokens = before + settled_tokens + writing_tokens
+        elif self.tokenize is not None:
+            tokens = len(self.tokenize(text)[0])
+        return (settled + writing)[-rows:], tokens
+
+    def _continues(self, cut: int, tokens_before: int) -> tuple[int, int, bool]:
+        """How the view goes on at ``cut`` (a safe offset), as ``AlignmentView``'s
+        ``continues``: the tokens and chunks before it, and whether a chunk ends there."""
+        at = bisect_left(self._ends, cut)
+        ends_chunk = at < len(self._ends) and self._ends[at] == cut
+        return tokens_before, at + ends_chunk, ends_chunk
+
+    def _part(
+        self,
+        console: Console,
+        text: str,
+        start: int,
+        end: int,
+        continues: tuple[int, int, bool] | None,
+    ) -> tuple[list[Text], int, int]:
+        """``text[start:end]`` as the alignment view draws it, wrapped to the console:
+        its rows, its tokens and its chunks (both ends are where tiktoken starts a
+        piece, so its tokens are the whole text's)."""
+        from .align import align_fragments
+        from .trace import Fragment
+
+        if start >= end:
+            return [], 0, 0
+        first = bisect_right(self._ends, start)  # the first chunk that ends after it
+        last = bisect_right(self._ends, end - 1)  # the chunk holding the last character
+        fragments = [
+            Fragment(j, "text", text[max(start, self._ends[j - 1] if j else 0) : min(e, end)], 0)
+            for j, e in enumerate(self._ends[first : last + 1], first)
+        ]
+        if self.tokenize is not None:
+            region = self.tokenize(text[start:end])
         else:  # one "token": the chunks alone
-            region = (array("I", [0]), array("I", [len(text[start:].encode("utf-8"))]))
-        stream = align_fragments(fragments, region)
+            region = (array("I", [0]), array("I", [len(text[start:end].encode("utf-8"))]))
         view = AlignmentView(
-            stream, "both" if tokenize else "chunks", color=console.color_system is not None
+            align_fragments(fragments, region),
+            "both" if self.tokenize is not None else "chunks",
+            color=console.color_system is not None,
+            continues=continues,
         )
-        lines: list[Text] = []
+        rows: list[Text] = []
         for line in view.lines():
-            lines.extend(line.wrap(console, width))
-        return lines[-rows:], tokens
+            rows.extend(line.wrap(console, console.width))
+        return rows, len(region[0]), len(fragments)
 
     def _tokens_before(self, text: str, offset: int) -> int:
         """How many tokens ``text[:offset]`` is, at a safe offset (see ``_safe_start``)."""

@@ -82,12 +82,24 @@ class AlignmentView:
     bytes span two tokens is shown once, underlined, with the token it starts in.
     """
 
-    def __init__(self, stream: StreamAlignment, view: str = "both", color: bool = True):
+    def __init__(
+        self,
+        stream: StreamAlignment,
+        view: str = "both",
+        color: bool = True,
+        *,
+        continues: tuple[int, int, bool] | None = None,
+    ):
+        """``continues``: this view goes on from another one cut at a token boundary
+        (the live view draws a text in two parts), as ``(tokens, chunks, chunk_ends)``:
+        the tokens and chunks before it, which keep the colours alternating, and
+        whether a chunk ends at the cut, which is marked like any other boundary."""
         if view not in VIEWS:
             raise ValueError(f"view must be one of {', '.join(VIEWS)}")
         self.stream = stream
         self.view = view
         self.color = color
+        self.continues = continues
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield from self.lines()
@@ -114,6 +126,7 @@ class AlignmentView:
         line = Text(no_wrap=False, end="\n")
         segment: list[str] = []
         segment_style = ""
+        tokens_before, chunks_before, cut_ends_chunk = self.continues or (0, 0, False)
         for char in s.text:
             size = len(char.encode("utf-8"))
             new_token = new_chunk = False
@@ -123,8 +136,10 @@ class AlignmentView:
             while ci < len(chunk_ends) and chunk_ends[ci] <= offset:
                 ci += 1
                 new_chunk = True
+            if not offset and self.continues:  # the cut: a token boundary, maybe a chunk's
+                new_token, new_chunk = True, cut_ends_chunk
             mark = None
-            if offset and (new_token or new_chunk):
+            if (offset or self.continues) and (new_token or new_chunk):
                 if show_chunks and new_chunk and (show_tokens or not self.color):
                     mark = (CHUNK_MARK, CHUNK_MARK_STYLE if self.color else None)
                 elif show_tokens and new_token and not self.color:
@@ -132,9 +147,10 @@ class AlignmentView:
             style = ""
             if self.color:
                 if show_tokens:
-                    style = SPLIT_STYLE if ti in split else TOKEN_STYLES[ti % len(TOKEN_STYLES)]
+                    shade = TOKEN_STYLES[(tokens_before + ti) % len(TOKEN_STYLES)]
+                    style = SPLIT_STYLE if ti in split else shade
                 else:
-                    style = CHUNK_STYLES[ci % len(CHUNK_STYLES)]
+                    style = CHUNK_STYLES[(chunks_before + ci) % len(CHUNK_STYLES)]
                 if ti < len(token_ends) and token_ends[ti] < offset + size:
                     style += " underline"  # this character's bytes span tokens
             if segment and (mark or style != segment_style):

@@ -25,6 +25,8 @@ import urllib.request
 from itertools import pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_streamscope.liveview import LiveScreen
 
@@ -327,3 +329,41 @@ def test_while_nothing_arrives_a_frame_redraws_only_the_clock():
     screen.add([("text", "d", 95_000_000)])
     console.print(screen.frame(console, now_ns=96_000_000, height=6))
     assert len(calls) == 2 and "4 tokens" in console.export_text()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=400),
+    rows=st.integers(min_value=3, max_value=12),
+)
+def test_the_tail_is_the_final_views_tail_colours_and_all(cuts, rows):
+    """Drawn in two parts (settled, and the line being written) from part of the
+    text, the tail is still the final alignment view's last rows, styles included."""
+    from rich.console import Console
+
+    from llm_streamscope import encodings
+    from llm_streamscope.align import align_fragments
+    from llm_streamscope.render import AlignmentView
+    from llm_streamscope.tokenizer import tokens_of
+    from llm_streamscope.trace import Fragment
+
+    encoding = encodings.get_encoding("o200k_base")
+    text = "".join(f"Para {i}: streams, tokens and  chunks.\n\n- item {i}\n" for i in range(40))
+    pieces, at = [], 0
+    for size in cuts:
+        if at < len(text):
+            pieces.append(text[at : at + size])
+            at += size
+    screen = LiveScreen(lambda t: tokens_of(encoding, t), stall_ms=50)
+    screen.begin("m", start_ns=0)
+    screen.add([("text", p, i) for i, p in enumerate(pieces)], origin_ns=0)
+    console = Console(width=30, color_system="truecolor", file=io.StringIO(), record=True)
+    tail, tokens = screen._tail(console, 30, rows)
+    streamed = "".join(pieces)
+    whole = align_fragments(
+        [Fragment(i, "text", p, i) for i, p in enumerate(pieces)], tokens_of(encoding, streamed)
+    )
+    expected = [row for line in AlignmentView(whole).lines() for row in line.wrap(console, 30)]
+    assert tokens == whole.token_count
+    assert [row.markup for row in tail] == [row.markup for row in expected[-len(tail) :]]
+    assert len(tail) == min(rows, len(expected))
