@@ -212,7 +212,8 @@ class LiveRenderer:
         stream = open(fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
         self.console = Console(file=stream, force_terminal=True, highlight=False)
         self._lock = threading.Lock()
-        self._arrived: deque[bytes] = deque()  # messages of fragments, not yet on the screen
+        self._arrived: deque[tuple[Sequence[Sequence[Any]], int | None]] = deque()
+        """Fragments not yet on the screen (``add``)."""
         self._wake = threading.Event()
         self._urgent = threading.Event()  # the view is to leave the screen: no pause first
         self._showing = False
@@ -241,19 +242,12 @@ class LiveRenderer:
 
     def receive(self, data: bytes) -> bool:
         """One message of ``LiveView``'s. Returns True once the view it ends has left
-        the screen.
-
-        Fragments are only queued here (a deque's append takes no lock), and the
-        drawing thread takes them at its next frame: the process's reading thread
-        never waits on a frame, so the pipe is read as fast as it is written.
-        """
-        if data.startswith(b'{"add"'):  # LiveView writes a batch's key first
-            self._arrived.append(data)
-            self._wake.set()
-            return False
+        the screen."""
         message = json.loads(data)
         if "begin" in message:
             self.begin(**message["begin"])
+        if "add" in message:
+            self.add(message["add"], origin_ns=message.get("origin_ns"))
         if "end" in message or "close" in message:
             self.end()
             return True
@@ -269,9 +263,11 @@ class LiveRenderer:
         self._wake.set()
 
     def add(self, fragments: Sequence[Sequence[Any]], origin_ns: int | None = None) -> None:
-        """Fragments that arrived (``LiveScreen.add``)."""
-        with self._lock:
-            self.screen.add(fragments, origin_ns=origin_ns)
+        """Fragments that arrived (``LiveScreen.add``). Only queued (a deque's append
+        takes no lock): the drawing thread takes them at its next frame, so the
+        process's reading thread never waits on a frame and the pipe is read as fast
+        as it is written."""
+        self._arrived.append((fragments, origin_ns))
         self._wake.set()
 
     def end(self) -> None:
@@ -302,8 +298,8 @@ class LiveRenderer:
             frame = None
             with self._lock:  # the screen's state only: the terminal is written outside
                 while self._arrived:
-                    message = json.loads(self._arrived.popleft())
-                    self.screen.add(message["add"], origin_ns=message.get("origin_ns"))
+                    fragments, origin_ns = self._arrived.popleft()
+                    self.screen.add(fragments, origin_ns=origin_ns)
                 leave, stop, showing = self._want, self._stop, self._showing
                 if not leave and showing:
                     width, height = _terminal_size(self.fd)
