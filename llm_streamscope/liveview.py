@@ -188,7 +188,7 @@ class LiveRenderer:
 
     ``receive`` (the process's reading thread) only updates the screen and wakes
     the drawing thread; the drawing thread alone touches the terminal, at most 30
-    frames a second, and spends at most about a fifth of its time drawing (a long
+    frames a second, and spends at most about a tenth of its time drawing (a long
     answer, or a slow terminal, lowers the frame rate instead).
     """
 
@@ -334,7 +334,7 @@ class LiveRenderer:
             if stop:
                 return
             spent = time.perf_counter_ns() - started
-            self._urgent.wait(max(FRAME_NS, 5 * spent) / 1e9)
+            self._urgent.wait(max(FRAME_NS, 10 * spent) / 1e9)
 
 
 def _terminal_size(fd: int) -> tuple[int, int]:
