@@ -105,7 +105,8 @@ def encoding_for_model(model: object) -> tuple[str, bool]:
 
     `model` is anything with a `model_id` and optionally `model_name` and `tiktoken_encoding`
     attributes. In order: a declared `tiktoken_encoding` (a plugin or the simulator may set
-    one), then tiktoken's own model table on `model_name` and then on `model_id`. Otherwise
+    one), then tiktoken's own model table on `model_name` and then on `model_id` (each as
+    written, then without its provider prefix: see `encoding_for_model_name`). Otherwise
     `(DEFAULT_ENCODING, False)`: the counts are only an approximation.
 
     ```
@@ -121,11 +122,35 @@ def encoding_for_model(model: object) -> tuple[str, bool]:
     for attribute in ("model_name", "model_id"):
         candidate = getattr(model, attribute, None)
         if isinstance(candidate, str) and candidate:
-            try:
-                return tiktoken.model.encoding_name_for_model(candidate), True
-            except KeyError:
-                pass
+            found = encoding_for_model_name(candidate)
+            if found is not None:
+                return found, True
     return DEFAULT_ENCODING, False
+
+
+def encoding_for_model_name(name: str) -> str | None:
+    """The encoding tiktoken's model table gives `name`, or None if it knows none.
+
+    Routers and gateways write a model with its provider in front (OpenRouter's
+    `openai/o3`, LiteLLM's `azure/gpt-4`, llm-openrouter's `openrouter/openai/gpt-4`):
+    the name is tried as written, then with its leading `provider/` parts dropped one
+    at a time, so a prefixed name resolves exactly as the bare one does.
+
+    >>> encoding_for_model_name("openrouter/openai/gpt-4")
+    'cl100k_base'
+    >>> encoding_for_model_name("openai/o3")
+    'o200k_base'
+    >>> encoding_for_model_name("anthropic/claude-sonnet-4") is None
+    True
+    """
+    while True:
+        try:
+            return tiktoken.model.encoding_name_for_model(name)
+        except KeyError:
+            pass
+        _, slash, name = name.partition("/")
+        if not slash or not name:
+            return None
 
 
 # ====================

@@ -281,6 +281,15 @@ def test_offline_encodings_constants():
         ("claude-3.5-haiku", (DEFAULT_ENCODING, False)),
         ("gemini-2.5-flash", (DEFAULT_ENCODING, False)),
         ("streamscope-sim", (DEFAULT_ENCODING, False)),
+        # Provider prefixes as routers and gateways write them: as the bare name.
+        ("openai/o3", ("o200k_base", True)),
+        ("openai/gpt-4", ("cl100k_base", True)),
+        ("azure/gpt-4", ("cl100k_base", True)),
+        ("azure/gpt-4o-mini", ("o200k_base", True)),
+        ("openrouter/openai/gpt-4", ("cl100k_base", True)),
+        ("openrouter/openai/gpt-3.5-turbo-0125", ("cl100k_base", True)),
+        ("openrouter/anthropic/claude-sonnet-4", (DEFAULT_ENCODING, False)),
+        ("openai/", (DEFAULT_ENCODING, False)),
     ],
 )
 def test_encoding_for_model_ids(model_id, expected):
