@@ -103,7 +103,7 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
         wire_timed=source.timed,
     )
     problems: list[str] = []
-    warnings = list(source.notes)
+    warnings = [*source.notes, *decoded.warnings]
     if len(traces) > 1 and decoded.usage_output is not None:
         warnings.append(
             f"the usage ({decoded.usage_output:,} output tokens) counts all "

@@ -262,7 +262,6 @@ def wire_stats(trace: Trace) -> WireStats | None:
     decoded = wire.decoded
     events = decoded.events
     content = sorted({p.event_index for p in decoded.pieces if p.kind == "text"})
-    labels = Counter(decoded.labels)
     output_events = {p.event_index for p in decoded.pieces}
     content_bytes = sum(len(p.text.encode("utf-8", "surrogatepass")) for p in decoded.pieces)
     # Only a live run has a client handing fragments over; an inspected stream has none.
@@ -287,7 +286,7 @@ def wire_stats(trace: Trace) -> WireStats | None:
         first_content_ms=None if first_content is None else _ms(first_content),
         events=len(events),
         fragments=len(decoded.pieces),
-        events_by_label=dict(labels.most_common()),
+        events_by_label=decoded.label_counts(),
         events_without_output=len(events) - len(output_events),
         reads=len(wire.reads),
         reads_per_event=Distribution.of([float(e.last_read - e.first_read + 1) for e in events]),

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_streamscope.trace import KINDS
-from llm_streamscope.wire import formats
+from llm_streamscope.wire import formats, framing, mappers
 from llm_streamscope.wire.events import Read, WireError
 from llm_streamscope.wire.formats import FORMATS, decode, format_of, rfc3339_ns
 
@@ -107,6 +107,8 @@ def chunk(delta: dict | None = None, *, index: int = 0, finish=None, **extra) ->
 
 def test_doctests():
     assert doctest.testmod(formats).failed == 0
+    assert doctest.testmod(mappers).failed == 0
+    assert doctest.testmod(framing, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 # ====================
@@ -389,7 +391,7 @@ def test_anthropic_thinking_tool_use_text_and_usage():
         "other",
         "ping",
         "reasoning",
-        "other",
+        "signature",
         "other",
         "tool_call_name",
         "empty",
@@ -619,9 +621,9 @@ def test_sse_event_type_tells_the_format():
 def test_given_format_overrides_detection():
     body = sse({"choices": [{"index": 0, "delta": {"content": "x"}}]})
     assert decode([Read(None, body)], format="openai-chat").format == "openai-chat"
-    # Read as the wrong format, the same events carry nothing, and nothing fails.
-    decoded = decode([Read(None, body)], format="anthropic")
-    assert decoded.labels == ("other",) and decoded.error is None
+    # Read as the wrong format, not one event is of it: there is nothing to analyse.
+    with pytest.raises(WireError, match=re.escape("they look like openai-chat")):
+        decode([Read(None, body)], format="anthropic")
     with pytest.raises(WireError, match="unknown format 'sse'"):
         decode([Read(None, body)], format="sse")
 
@@ -662,11 +664,12 @@ def test_invalid_json_midway_keeps_what_came_before():
     assert "(at line 5, byte " in str(decoded.error)
 
 
-def test_unexpected_shape_midway():
+def test_unexpected_shape_midway_is_a_warning_naming_the_event():
     body = sse(chunk({"content": "Hi"}), {"choices": ["not a choice"]}, chunk({"content": "x"}))
     decoded = decode([Read(None, body)])
-    assert decoded.labels == ("text", "error") and [p.text for p in decoded.pieces] == ["Hi"]
-    assert "not a openai-chat event" in str(decoded.error)
+    assert decoded.labels == ("text", "other", "text") and decoded.error is None
+    assert [p.text for p in decoded.pieces] == ["Hi", "x"]
+    assert decoded.warnings == ("event 1 does not fit the openai-chat format: it carried nothing",)
 
 
 def test_error_chunk_in_an_openai_stream():
@@ -793,10 +796,13 @@ def test_any_json_events_decode_or_fail_clearly(payloads, format):
     body = sse(*(json.dumps(p) for p in payloads))
     try:
         decoded = decode([Read(None, body)], format=format)
-    except WireError:
-        assert format is None
+    except WireError as error:
+        # A given format fails only when not one event is of it.
+        assert format is None or "data events" in str(error)
         return
     assert len(decoded.labels) == len(decoded.events) <= len(payloads)
+    # What carried nothing of the format says so, naming its events.
+    assert len(decoded.warnings) <= 2 and all("event" in w for w in decoded.warnings)
     if decoded.error is None:
         assert len(decoded.events) == len(payloads) and "error" not in decoded.labels
     else:  # the event that stopped decoding is the last one kept

@@ -99,7 +99,7 @@ def test_the_wire_is_logged_and_read_back(isolated_env):
     assert events[0]["label"] == "role"
     exported = run("export", "--latest", "--wire", "-f", "csv")
     lines = exported.stdout.splitlines()
-    assert lines[0].startswith("trace_id,index,t_ms,label,event")
+    assert lines[0].startswith("trace_id,index,t_ms,label,carried,event")
     assert len(lines) == 1 + len(events)
     fragments = run("export", "--latest", "-f", "jsonl").stdout.splitlines()
     assert all("wire_t_ms" in json.loads(line) for line in fragments)

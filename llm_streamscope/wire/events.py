@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -38,7 +39,8 @@ class Read:
 
 # Event and Piece are not frozen: a frozen dataclass's __init__ sets each field
 # through object.__setattr__, which cost as much as the event's json.loads, and a
-# 10 MB body has 30,000 events (benchmarks: inspect). They are never changed.
+# 10 MB body has 30,000 events (benchmarks: inspect). Once ``decode`` has handed
+# them out they are never changed.
 @dataclass(slots=True)
 class Event:
     """One event as the provider framed it: an SSE event, an SSE comment line,
@@ -50,9 +52,13 @@ class Event:
     index: int
     t_ns: int | None
     byte_start: int
-    """Body offset of its first byte (for SSE, of its first field line)."""
+    """Body offset of its first byte (for SSE, of its first field line). Once
+    decoded, the events cover the body end to end: the bytes before an event that
+    belong to none (blank lines, a JSON array's ``[`` and ``,``) are its own."""
     byte_end: int
-    """Body offset one past its last byte, its terminating line end included."""
+    """Body offset one past its last byte, its terminating line end included. Once
+    decoded: a comment's blank line is its own, and the last event owns the body's
+    end (trailing blank lines, a JSON array's closing ``]``)."""
     first_read: int
     last_read: int
     data: str
@@ -92,8 +98,10 @@ class Decoded:
     labels: tuple[str, ...]
     """Per event, what it carried: a Piece kind (``text``, ``reasoning``,
     ``tool_call_name``, ``tool_call_args``) or ``role``, ``usage``, ``finish``,
-    ``ping``, ``keep-alive``, ``done`` (``[DONE]``), ``start``, ``stop``, ``error``,
-    ``empty``, ``other``. An event with several pieces is labelled by its first."""
+    ``signature``, ``encrypted-reasoning``, ``citation``, ``ping``, ``keep-alive``,
+    ``done`` (``[DONE]``), ``start``, ``stop``, ``error``, ``empty``, ``other``. An
+    event that carried several things is labelled by the first (its first piece's
+    kind, if any); ``also_carried`` holds the rest."""
     pieces: tuple[Piece, ...]
     model: str | None = None
     usage_input: int | None = None
@@ -107,6 +115,24 @@ class Decoded:
     body_bytes: int = 0
     reads: int = 0
     choices: tuple[int, ...] = field(default=(0,))
+    also_carried: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """Event index -> what else the event carried beside its label (usage in a
+    chunk that also finishes, a signature beside text), only for such events."""
+    warnings: tuple[str, ...] = ()
+    """What did not fit the format, each naming its event: events of another
+    format, a field of the wrong type where model text belongs. Decoding went on."""
+
+    def carried(self, index: int) -> tuple[str, ...]:
+        """Everything event ``index`` carried, its label first."""
+        return (self.labels[index], *self.also_carried.get(index, ()))
+
+    def label_counts(self) -> dict[str, int]:
+        """How many events carried each thing, most first: an event that carried
+        usage beside a finish counts once under each."""
+        counts = Counter(self.labels)
+        for more in self.also_carried.values():
+            counts.update(more)
+        return dict(counts.most_common())
 
 
 @dataclass(frozen=True)
