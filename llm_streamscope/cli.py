@@ -568,6 +568,13 @@ def make_console() -> Console:
     type=click.IntRange(min=1),
     help="Which interaction of a cassette, from 1 (default: the first that streamed)",
 )
+@click.option(
+    "--max-event-mb",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    help="Refuse a stream with one event (or run of bytes between events) over this many MiB",
+)
 @view_options
 @click.option("log", "--log", is_flag=True, help="Log the traces (not logged unless given)")
 @database_option
@@ -576,6 +583,7 @@ def inspect_command(
     stream_format: str | None,
     encoding_name: str | None,
     interaction: int | None,
+    max_event_mb: int,
     views: Views,
     log: bool,
     database: pathlib.Path | None,
@@ -597,7 +605,7 @@ def inspect_command(
     """
     # Standard input first: every read is timed as it arrives, so nothing else runs
     # before it (bytes that arrive while llm starts can only be timed when read).
-    source = _read_source(file, interaction)
+    source = _read_source(file, interaction, max_event_mb * 2**20, stream_format)
     from .inspection import InspectSettings
     from .render import inspect_line
 
@@ -621,14 +629,26 @@ def inspect_command(
         sys.exit(1)
 
 
-def _read_source(file: str, interaction: int | None = None) -> Source:
-    """A captured stream from FILE, or standard input for ``-``, or a one-line error."""
+def _read_source(
+    file: str,
+    interaction: int | None = None,
+    max_event_bytes: int | None = None,
+    stream_format: str | None = None,
+) -> Source:
+    """A captured stream from FILE, or standard input for ``-``, or a one-line error.
+
+    What is no event stream is refused from its first bytes; one event over
+    ``max_event_bytes`` (default: ``wire.intake.MAX_EVENT_BYTES``) stops the reading."""
+    from .wire.intake import MAX_EVENT_BYTES
     from .wire.sources import SourceError, read_file, read_stdin
 
+    cap = max_event_bytes or MAX_EVENT_BYTES
     try:
         if file == "-":
-            return read_stdin(sys.stdin.buffer, interaction=interaction)
-        return read_file(file, interaction=interaction)
+            return read_stdin(
+                sys.stdin.buffer, interaction=interaction, max_event_bytes=cap, format=stream_format
+            )
+        return read_file(file, interaction=interaction, max_event_bytes=cap, format=stream_format)
     except SourceError as ex:
         raise click.ClickException(str(ex)) from None
 

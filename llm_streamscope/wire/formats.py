@@ -63,7 +63,7 @@ def decode(reads: Iterable[Read], format: str | None = None) -> Decoded:
     if format is None:
         if not any(not e.comment for e in events) and error is not None:
             raise error
-        format = _detect_format(events, reads)
+        format = detect_format(events, reads)
     mapper = MAPPERS[format]()
     labels, stop = mapper.map_all(events)
     if stop is not None:
@@ -185,7 +185,7 @@ def _line_at(reads: tuple[Read, ...], offset: int) -> int:
     return ends + 1
 
 
-def _detect_format(events: list[Event], reads: tuple[Read, ...]) -> str:
+def detect_format(events: list[Event], reads: tuple[Read, ...]) -> str:
     """The format of the first JSON event; raises WireError when it tells none."""
     for event in events:
         if event.comment or event.data == "[DONE]":

@@ -35,10 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .events import Read
+from .events import Read, WireError
+from .intake import MAX_EVENT_BYTES, SourceCheck, read_checked
 
 READ_SIZE = 65536
 """Bytes asked for per read of standard input: a pipe hands over what it has."""
+FILE_READ_SIZE = 1 << 20
+"""Bytes per read of a file read under a check (one that may be large or never end)."""
 
 SIDECAR_SUFFIX = ".times"
 
@@ -93,12 +96,23 @@ class Source:
 # ====================
 
 
-def read_file(path: str | os.PathLike[str], *, interaction: int | None = None) -> Source:
+def read_file(
+    path: str | os.PathLike[str],
+    *,
+    interaction: int | None = None,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+    format: str | None = None,
+) -> Source:
     """The stream in ``path``: a body (timed by ``path.times`` if present), a
-    cassette or an httprr trace. ``interaction`` (from 1) picks a cassette's."""
+    cassette or an httprr trace. ``interaction`` (from 1) picks a cassette's.
+
+    A file that may be larger than one event's cap, or never end (``/dev/zero``, a
+    FIFO), is read under a ``BodyCheck``: refused from its first bytes when it is no
+    event stream, stopped when one event outgrows ``max_event_bytes``."""
     path = pathlib.Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = _read_limited(str(path), file, max_event_bytes, format)
     except OSError as ex:
         raise SourceError(f"{path}: {ex.strerror or ex}") from None
     source = read_bytes(str(path), data, interaction=interaction)
@@ -124,11 +138,7 @@ def read_bytes(name: str, data: bytes, *, interaction: int | None = None) -> Sou
     """An untimed source from bytes already read: a cassette, an httprr trace or a body."""
     if data.startswith(_HTTPRR_MAGIC):
         return _choose(name, _httprr_interactions(name, data), interaction)
-    if (
-        _CASSETTE_START.match(data[:4096])
-        or name.endswith((".yaml", ".yml"))  # no body is YAML: a cassette, or nothing
-        or (name.endswith(".json") and _JSON_CASSETTE_START.match(data[:4096]))
-    ):
+    if _is_cassette(name, data[:4096]):
         return _choose(name, _cassette_interactions(name, data), interaction)
     if interaction is not None:
         raise SourceError(f"{name}: --interaction applies to a cassette, and this is a plain body")
@@ -141,22 +151,28 @@ def read_stdin(
     *,
     interaction: int | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+    format: str | None = None,
 ) -> Source:
     """Standard input as it arrives, every read timed from when reading began.
 
     Each ``os.read`` of the stream's file descriptor is timestamped the moment it
     returns, before anything else looks at its bytes. A regular file redirected
     into standard input (``< capture.sse``) is read like a file, untimed: how fast
-    a disk hands it over says nothing about the stream.
+    a disk hands it over says nothing about the stream. What is no event stream is
+    refused from its first bytes, and one event may not outgrow ``max_event_bytes``
+    (``intake.BodyCheck``).
     """
     fd = _fileno(stream)
     if fd is not None:
         mode = os.fstat(fd).st_mode
         if stat.S_ISREG(mode):
-            return read_bytes("-", stream.read(), interaction=interaction)
+            data = _read_limited("-", stream, max_event_bytes, format)
+            return read_bytes("-", data, interaction=interaction)
         if os.isatty(fd):
             raise SourceError("standard input is a terminal: pipe a stream into inspect -")
     waiting = _waiting(fd)
+    check = SourceCheck(lambda head: _is_recording("-", head), max_event_bytes, format)
     start = clock()
     reads = []
     while True:
@@ -165,8 +181,13 @@ def read_stdin(
         if not data:
             break
         reads.append(Read(t - start, data))
+        try:  # after the time is taken: a few microseconds per read of a streaming body
+            if not check.add(data):
+                break
+        except WireError as ex:
+            raise SourceError(f"-: {ex}") from None
     head = b"".join(r.data for r in reads[:4])[:4096]
-    if head.startswith(_HTTPRR_MAGIC) or _CASSETTE_START.match(head):
+    if _is_recording("-", head):
         # A recording piped in: its own contents say what the stream was, not the pipe.
         return read_bytes("-", b"".join(r.data for r in reads), interaction=interaction)
     if interaction is not None:
@@ -184,6 +205,33 @@ def read_stdin(
         timed=True,
         origin="stdin: when inspect began reading",
         notes=notes,
+    )
+
+
+def _read_limited(name: str, file: IO[bytes], max_event_bytes: int, format: str | None) -> bytes:
+    """All of ``file``: at once when it is a regular file no larger than one event's
+    cap, else under a ``SourceCheck`` (it may be huge, or never end)."""
+    status = os.fstat(file.fileno())
+    if stat.S_ISREG(status.st_mode) and status.st_size <= max_event_bytes:
+        return file.read()
+    check = SourceCheck(lambda head: _is_recording(name, head), max_event_bytes, format)
+    try:
+        return b"".join(read_checked(lambda: file.read(FILE_READ_SIZE), check))
+    except WireError as ex:
+        raise SourceError(f"{name}: {ex}") from None
+
+
+def _is_recording(name: str, head: bytes) -> bool:
+    """Whether a body starting with ``head`` is a recording: an httprr trace, a cassette."""
+    return head.startswith(_HTTPRR_MAGIC) or _is_cassette(name, head)
+
+
+def _is_cassette(name: str, head: bytes) -> bool:
+    """Whether a body starting with ``head`` is a cassette (YAML, or JSON by name)."""
+    return bool(
+        _CASSETTE_START.match(head)
+        or name.endswith((".yaml", ".yml"))  # no body is YAML: a cassette, or nothing
+        or (name.endswith(".json") and _JSON_CASSETTE_START.match(head))
     )
 
 
