@@ -309,3 +309,19 @@ def test_encoding_for_model_prefers_declared_then_model_name():
     assert encoding_for_model(named) == ("o200k_base", True)
     unnamed = SimpleNamespace(model_id="gpt-4", model_name=None, tiktoken_encoding=None)
     assert encoding_for_model(unnamed) == ("cl100k_base", True)
+
+
+def test_inspect_resolves_a_provider_prefixed_model_as_the_bare_name(tmp_path):
+    """A stream through OpenRouter names the model as `openai/gpt-4`: exact cl100k_base."""
+    import json
+
+    from click.testing import CliRunner
+    from llm.cli import cli
+
+    chunk = {"model": "openai/gpt-4", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}
+    path = tmp_path / "openrouter.sse"
+    path.write_text(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n")
+    result = CliRunner().invoke(cli, ["streamscope", "inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    (response,) = json.loads(result.stdout)["responses"]
+    assert (response["encoding"], response["encoding_exact"]) == ("cl100k_base", True)
