@@ -109,17 +109,15 @@ def _require_some_of(
 ) -> None:
     """Raise WireError when not one data event of the body is of ``format`` (a format
     given that is not the stream's): there is nothing of it to analyse."""
-    data_events = [
-        e for e, label in zip(events, labels) if label not in ("keep-alive", "done", "error")
-    ]
-    if len(unfit) < len(data_events) or labels[-1:] == ["error"]:
+    not_data = sum(labels.count(label) for label in ("keep-alive", "done", "error"))
+    if len(unfit) < len(labels) - not_data or labels[-1:] == ["error"]:
         return
-    if not data_events:
+    if not unfit:
         raise WireError(f"no data events: nothing of the {format} format in it", offset=0)
     looks = next((f for _, f in unfit if f is not None), None)
-    first = data_events[0]
+    first = events[unfit[0][0]]
     raise WireError(
-        f"not one of its {len(data_events):,} data events fits the {format} format"
+        f"not one of its {len(unfit):,} data events fits the {format} format"
         + (f" (they look like {looks}: leave out --format, or give that)" if looks else ""),
         offset=first.byte_start,
         line=_line_at(reads, first.byte_start),

@@ -179,10 +179,11 @@ class Mapper:
                 continue
             else:
                 added = len(pieces) - before
-                if index in carried or (added and (added > 1 or label != "empty")):
+                if added == 1 and label == "empty" and not carried:
+                    labels.append(pieces[before].kind)  # the hot path: one piece, nothing else
+                    continue
+                if added or label != "empty" or carried:
                     label = self._label(index, label, before)
-                elif added:  # the hot path: one piece, nothing else
-                    label = pieces[before].kind
                 if label in ("empty", "other") and not self.fits(payload, event.event):
                     self.also_carried.pop(index, None)
                     self.unfit.append((index, format_of(payload, event.event)))
