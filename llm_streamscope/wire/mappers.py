@@ -520,7 +520,6 @@ class Gemini(Mapper):
         if payload.get("error"):
             raise ProviderError(error_message(payload))
         self.take_model(payload.get("modelVersion"))
-        label = "empty"
         candidates = payload.get("candidates") or ()
         if candidates:
             candidate = candidates[0]
@@ -541,7 +540,7 @@ class Gemini(Mapper):
                 self.carry(index, "finish")
         if self.take_usage(payload.get("usageMetadata")):  # in every chunk, as Gemini sends it
             self.carry(index, "usage")
-        return label
+        return "empty"
 
 
 _OLLAMA_USAGE = (
