@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click_default_group import DefaultGroup
 
+from .reportfile import overwrite_option, replaceable
 from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
 from .wire import FORMATS
 
@@ -90,6 +91,7 @@ def html_option(help: str) -> Any:
         "html_path",
         "--html",
         type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+        callback=replaceable,
         help=help,
     )
 
@@ -105,6 +107,7 @@ class Views:
     timeline: str | None = None
     """None, or how the timeline is drawn: ``position`` or ``time``."""
     html_path: pathlib.Path | None = None
+    overwrite: bool = False
 
 
 def view_options(command: Any) -> Any:
@@ -123,8 +126,10 @@ def view_options(command: Any) -> Any:
     func = click.option(
         "--svg",
         type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+        callback=replaceable,
         help="Also draw the views, in colour, into this SVG file",
     )(func)
+    func = overwrite_option(func)
     func = click.option(
         "json_", "--json", is_flag=True, help="Output one JSON document instead of views"
     )(func)
@@ -434,6 +439,8 @@ def present_run(
 
         from rich.console import Console
 
+        from .reportfile import marked_svg
+
         drawing = Console(
             file=io.StringIO(),
             record=True,
@@ -444,22 +451,23 @@ def present_run(
             soft_wrap=False,
         )
         print_views(drawing, responses, totals, view=view, wire=wire, timeline=timeline)
-        try:
-            drawing.save_svg(str(svg), title=f"llm streamscope · {run_id or responses[0][0].id}")
-        except OSError as ex:
-            raise click.ClickException(f"Cannot write {svg}: {ex.strerror or ex}") from None
+        title = f"llm streamscope · {run_id or responses[0][0].id}"
+        _write_file(svg, marked_svg(drawing.export_svg(title=title)), views.overwrite)
     if html_path is not None:
         from .report import report_html
 
-        _write_file(html_path, report_html(run_id or responses[0][0].id, responses))
+        report = report_html(run_id or responses[0][0].id, responses)
+        _write_file(html_path, report, views.overwrite)
 
 
-def _write_file(path: pathlib.Path, text: str) -> None:
-    """Write a report, or a one-line error."""
+def _write_file(path: pathlib.Path, text: str, overwrite: bool) -> None:
+    """Write a report, or a one-line error (a file not ours is kept: ``reportfile``)."""
+    from .reportfile import ReportFileError, write_report
+
     try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as ex:
-        raise click.ClickException(f"Cannot write {path}: {ex.strerror or ex}") from None
+        write_report(path, text, overwrite)
+    except ReportFileError as ex:
+        raise click.ClickException(str(ex)) from None
 
 
 def print_views(
@@ -912,6 +920,7 @@ def show_command(
 )
 @click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of tables")
 @html_option("Also write the tables and a chart per figure into this HTML file")
+@overwrite_option
 @database_option
 def whatif_command(
     trace_id: str | None,
@@ -921,6 +930,7 @@ def whatif_command(
     stream_format: str | None,
     json_: bool,
     html_path: pathlib.Path | None,
+    overwrite: bool,
     database: pathlib.Path | None,
 ) -> None:
     """Re-chunk a logged (or captured) answer under other streaming policies, and compare.
@@ -981,7 +991,7 @@ def whatif_command(
     if html_path is not None:
         from .report import whatif_html
 
-        _write_file(html_path, whatif_html(run_id, results))
+        _write_file(html_path, whatif_html(run_id, results), overwrite)
     if problems:  # a captured stream that stopped decoding part way, as inspect says
         click.echo("Error: " + "; ".join(problems), err=True)
         sys.exit(1)
@@ -1154,6 +1164,7 @@ class _CompareCommand(click.Command):
 )
 @click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of the table")
 @html_option("Also write a self-contained HTML report (the runs overlaid in a chart) to this file")
+@overwrite_option
 @database_option
 def compare_command(
     prompt: str | None,
@@ -1170,6 +1181,7 @@ def compare_command(
     timeout: float | None,
     json_: bool,
     html_path: pathlib.Path | None,
+    overwrite: bool,
     database: pathlib.Path | None,
 ) -> None:
     """Run models side by side on one prompt, and compare how their answers arrive.
@@ -1280,7 +1292,8 @@ def compare_command(
     if html_path is not None:
         from .report import compare_html
 
-        _write_file(html_path, compare_html(results, summaries, prompt=prompt, note=note))
+        report = compare_html(results, summaries, prompt=prompt, note=note)
+        _write_file(html_path, report, overwrite)
     failures = [line for r in results for line in r.failures]
     if failures:
         click.echo("Error: " + "; ".join(failures), err=True)

@@ -19,6 +19,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from .render import stats_table, whatif_notes, whatif_table, wire_table
+from .reportfile import MARK
 from .stats import Stats
 from .trace import Alignment, StreamAlignment, Trace
 
@@ -275,7 +276,7 @@ def report_html(run_id: str, responses: list[tuple[Trace, Alignment, Stats]]) ->
 def _document(title: str, body: list[str]) -> str:
     """One HTML document of ``body``'s parts, with the report's style."""
     return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html>\n{MARK}\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
