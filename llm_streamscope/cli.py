@@ -9,7 +9,6 @@ inside the commands so that ``llm --help`` does not pay for them.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import pathlib
 import sys
@@ -19,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from click_default_group import DefaultGroup
 
-from .reportfile import overwrite_option, replaceable
+from .reportfile import html_option, overwrite_option, replaceable
+from .sanitize import echo_line, json_text, terminal_line, with_safe_errors
 from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
 from .wire import FORMATS
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
 
-@click.group(cls=DefaultGroup, default="run", default_if_no_args=False)
+@click.group(cls=with_safe_errors(DefaultGroup), default="run", default_if_no_args=False)
 def streamscope() -> None:
     """See how a model's answer actually arrives.
 
@@ -83,17 +83,6 @@ def gap_ms_option(func: Any) -> Any:
         default=None,
         help="Gaps between chunks longer than this count as stalls  [default: 50]",
     )(func)
-
-
-def html_option(help: str) -> Any:
-    """``--html FILE``: where a command also writes its HTML report."""
-    return click.option(
-        "html_path",
-        "--html",
-        type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
-        callback=replaceable,
-        help=help,
-    )
 
 
 @dataclass(frozen=True)
@@ -283,7 +272,7 @@ def run(
     result = run_session(
         invoke,
         settings,
-        notify=lambda message: click.echo(f"Note: {message}", err=True),
+        notify=lambda message: echo_line(f"Note: {message}"),
         expected_model=expected_model,
     )
     failure = result.failure
@@ -306,7 +295,7 @@ def run(
     if analysed:
         present_run(result.run_id, analysed, views, wire=wire)
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        echo_line(f"Warning: {warning}")
     problems = list(result.problems)
     last = result.responses[-1].trace
     if last.status != "complete":
@@ -316,7 +305,7 @@ def run(
     elif failure is not None and not _exited_cleanly(failure):
         problems.insert(0, _one_line_error(failure))
     if problems:
-        click.echo("Error: " + "; ".join(problems), err=True)
+        echo_line("Error: " + "; ".join(problems))
         sys.exit(_exit_code(last))
 
 
@@ -431,7 +420,7 @@ def present_run(
     totals = run_totals(responses)
     if views.json_:
         document = run_document(run_id or responses[0][0].id, responses, totals)
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+        click.echo(json_text(document, indent=2, default=str))
     else:
         print_views(make_console(), responses, totals, view=view, wire=wire, timeline=timeline)
     if svg is not None:
@@ -480,22 +469,23 @@ def print_views(
     timeline: str | None = None,
 ) -> None:
     """Each response's views, the time between them, and a run's totals."""
+    from rich.text import Text  # a rule's title as text, not markup (a tool's name)
+
     from .render import between_line, response_label, run_table
 
     approximate = next((t for t, _, _ in responses if not t.encoding_exact), None)
     if approximate is not None:
         console.print(
             f"Encoding {approximate.encoding_name} is approximate: tiktoken does not know "
-            f"{approximate.model_id}'s tokenizer (set one with --encoding).",
+            f"{terminal_line(approximate.model_id)}'s tokenizer (set one with --encoding).",
             style="yellow",
             markup=False,
         )
     count = len(responses)
     for i, (trace, alignment, stats) in enumerate(responses):
         if count > 1:
-            console.rule(
-                f"response {i + 1} of {count}: {response_label(trace)}", style="bold", align="left"
-            )
+            title = Text(f"response {i + 1} of {count}: {response_label(trace)}")
+            console.rule(title, style="bold", align="left")
         present(console, trace, alignment, stats, view=view, wire=wire, timeline=timeline)
         if i + 1 < count and totals.between_ms[i] is not None:
             # None: no time between them (the choices of one stream, side by side)
@@ -623,9 +613,9 @@ def inspect_command(
         make_console().print(line, style="dim", markup=False, soft_wrap=True)
     present_run(result.run_id, _analysed(result), views, wire=True)
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        echo_line(f"Warning: {warning}")
     if result.problems:
-        click.echo(f"Error: {source.name}: " + "; ".join(result.problems), err=True)
+        echo_line(f"Error: {source.name}: " + "; ".join(result.problems))
         sys.exit(1)
 
 
@@ -735,18 +725,18 @@ def serve_command(
         llm streamscope serve --format anthropic --ttft-ms 400 --stall-after 5 --stall-s 2
         llm streamscope serve --replay capture.sse --timing capture.sse.times
     """
+    from .sanitize import visible
     from .serving import ServeError, ServeSettings, Serving, exposed, instructions, serve
 
     def announce(serving: Serving) -> None:
         click.echo(serving.base_url)
         if exposed(host):
-            click.echo(
+            echo_line(
                 f"Warning: listening on {host}: other machines can reach the simulator "
-                "(no key, no TLS)",
-                err=True,
+                "(no key, no TLS)"
             )
-        for line in instructions(serving):
-            click.echo(line, err=True)
+        for line in instructions(serving):  # with newlines: the lines of a YAML file
+            click.echo(visible(line), err=True)
 
     settings = ServeSettings(
         format=serve_format,
@@ -811,7 +801,7 @@ def _load_run(
     except sqlite3.Error as ex:
         raise click.ClickException(f"Cannot read the trace: {ex}") from None
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        echo_line(f"Warning: {warning}")
     return result
 
 
@@ -835,7 +825,7 @@ def logs_command(
     count: int, model_id: str | None, json_: bool, database: pathlib.Path | None
 ) -> None:
     """List logged traces, newest first, one line each."""
-    from .render import visible
+    from .sanitize import visible
     from .store import decode_json_columns, recent_traces
 
     db = _open_log(database, need_traces=False)
@@ -852,9 +842,9 @@ def logs_command(
         for row in rows:
             row, problems = decode_json_columns(row)
             for problem in problems:
-                click.echo(f"Warning: {problem}", err=True)
+                echo_line(f"Warning: {problem}")
             decoded.append(row)
-        click.echo(json.dumps(decoded, ensure_ascii=False, indent=2))
+        click.echo(json_text(decoded, indent=2))
         return
     for row in rows:
         ttft = "-" if row["ttft_ms"] is None else f"{row['ttft_ms']:.0f} ms"
@@ -867,10 +857,11 @@ def logs_command(
         run = ""
         if (row.get("run_size") or 1) > 1:
             run = f"response {row['run_index'] + 1}/{row['run_size']} of run {row['run_id']}  "
-        click.echo(
+        echo_line(
             f"{row['id']}  {row['started_utc'][:19].replace('T', ' ')}  {row['model']}  "
             f"{run}{row['status']}  TTFT {ttft}  {row['chunks']} chunks  "
-            f"{tokens} tokens  {rate} tok/s  {prompt!r}"
+            f"{tokens} tokens  {rate} tok/s  {prompt!r}",
+            err=False,
         )
 
 
@@ -962,7 +953,7 @@ def whatif_command(
 
         result = _inspect(_read_source(file), InspectSettings(format=stream_format)).result
         for warning in result.warnings:
-            click.echo(f"Warning: {warning}", err=True)
+            echo_line(f"Warning: {warning}")
         problems = tuple(f"{file}: {problem}" for problem in result.problems)
     else:
         result = _load_run(database, trace_id, latest)
@@ -973,8 +964,10 @@ def whatif_command(
     run_id = result.run_id or results[0].trace_id
     if json_:
         document = {"run_id": run_id, "responses": [r.to_dict() for r in results]}
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        click.echo(json_text(document, indent=2))
     else:
+        from rich.text import Text
+
         from .render import whatif_notes, whatif_table
 
         console = make_console()
@@ -982,18 +975,18 @@ def whatif_command(
             title = f"whatif · trace {outcome.trace_id}"
             if len(results) > 1:
                 title = f"response {i + 1} of {len(results)} · " + title
-            console.rule(title, style="dim")
+            console.rule(Text(terminal_line(title)), style="dim")
             console.print(whatif_table(outcome))
             for note in whatif_notes(outcome):
-                console.print(note, style="dim", markup=False)
+                console.print(terminal_line(note), style="dim", markup=False)
     for skip in skipped:
-        click.echo(f"Note: skipped {skip}", err=True)
+        echo_line(f"Note: skipped {skip}")
     if html_path is not None:
         from .report import whatif_html
 
         _write_file(html_path, whatif_html(run_id, results), overwrite)
     if problems:  # a captured stream that stopped decoding part way, as inspect says
-        click.echo("Error: " + "; ".join(problems), err=True)
+        echo_line("Error: " + "; ".join(problems))
         sys.exit(1)
 
 
@@ -1074,15 +1067,17 @@ def export_command(
     rows = export_event_rows(_analysed(result)) if wire else export_rows(_analysed(result))
     if export_format == "jsonl":
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json_text(row))
     else:
         import csv
+
+        from .sanitize import rows_for
 
         writer = csv.DictWriter(
             sys.stdout, fieldnames=EXPORT_EVENT_COLUMNS if wire else EXPORT_COLUMNS
         )
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(rows_for(sys.stdout, rows))
 
 
 # ====================
@@ -1236,7 +1231,7 @@ def compare_command(
         except comparison.CompareError as ex:
             raise click.ClickException(str(ex)) from None
         for warning in warnings:
-            click.echo(f"Warning: {warning}", err=True)
+            echo_line(f"Warning: {warning}")
         missing = [r.spec.label for r in results if not r.responses]
         if missing:
             raise click.ClickException(f"No logged traces of {', '.join(missing)}")
@@ -1266,14 +1261,14 @@ def compare_command(
         )
         if parallel:
             note = comparison.PARALLEL_NOTE
-            click.echo(f"Note: {note}", err=True)
+            echo_line(f"Note: {note}")
         ctx = click.get_current_context()
         try:
             results = comparison.run_models(
                 specs,
                 settings,
                 lambda params: ctx.invoke(llm.cli.prompt, **params),
-                progress=lambda line: click.echo(line, err=True),
+                progress=echo_line,
             )
         except comparison.CompareError as ex:
             raise click.ClickException(str(ex)) from None
@@ -1286,7 +1281,7 @@ def compare_command(
             system=system,
             parallel=parallel,
         )
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        click.echo(json_text(document, indent=2))
     else:
         make_console().print(compare_table(summaries))
     if html_path is not None:
@@ -1296,5 +1291,5 @@ def compare_command(
         _write_file(html_path, report, overwrite)
     failures = [line for r in results for line in r.failures]
     if failures:
-        click.echo("Error: " + "; ".join(failures), err=True)
+        echo_line("Error: " + "; ".join(failures))
         sys.exit(1)

@@ -49,7 +49,8 @@ from rich.console import Group
 from rich.text import Text
 
 from .live import StallFlusher
-from .render import LIVE_TABLE, AlignmentView, _count
+from .render import AlignmentView, _count
+from .sanitize import LIVE_TABLE
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

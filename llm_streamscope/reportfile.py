@@ -73,6 +73,17 @@ def write_report(path: pathlib.Path, text: str, overwrite: bool = False) -> None
         raise ReportFileError(f"Cannot write {path}: {ex.strerror or ex}") from None
 
 
+def html_option(help: str) -> Any:
+    """``--html FILE``: where a command also writes its HTML report."""
+    return click.option(
+        "html_path",
+        "--html",
+        type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+        callback=replaceable,
+        help=help,
+    )
+
+
 def overwrite_option(func: Any) -> Any:
     """``--overwrite``, for a command with ``--html``/``--svg``."""
     # Eager: read before --html and --svg, whose callbacks (replaceable) look at it.
