@@ -194,3 +194,18 @@ def test_json_text_escapes_losslessly_over_every_code_point():
     text = json_text({"every": every})
     assert raw_in(text) == []
     assert json.loads(text)["every"] == every
+
+
+def test_the_live_views_status_line_shows_the_model_id_by_the_rule():
+    from rich.console import Console
+
+    from llm_streamscope.liveview import LiveScreen
+
+    screen = LiveScreen(None, stall_ms=50)
+    screen.begin("sly\x1b]0;pwned\x07\u202e", start_ns=0)
+    screen.add([("text", "ab", 1_000_000)], origin_ns=0)
+    console = Console(width=80, color_system=None, file=io.StringIO())
+    with console.capture() as out:
+        console.print(screen.frame(console, now_ns=2_000_000, height=6))
+    shown = out.get()
+    assert "sly␛]0;pwned␇<U+202E>" in shown and raw_in(shown.replace("\n", "")) == []

@@ -29,6 +29,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ..sanitize import terminal_line
 from .engine import PacedSocket
 
 _REFUSED_KEPT_S = 1.0
@@ -208,6 +209,11 @@ class LimitedHandler(BaseHTTPRequestHandler):
     under the idle timeout; ``read_body`` reads only a body within the limits."""
 
     server: LimitedHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """A request logged (``--verbose``) by the terminal rule: its path is the client's."""
+        line = f"{self.address_string()} - - [{self.log_date_time_string()}] {format % args}"
+        sys.stderr.write(terminal_line(line) + "\n")
 
     def handle_one_request(self) -> None:
         self.connection.settimeout(self.server.limits.idle_timeout_s)
