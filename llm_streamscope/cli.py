@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from click_default_group import DefaultGroup
 
-from .reportfile import html_option, overwrite_option, replaceable
-from .sanitize import echo_line, json_text, terminal_line, with_safe_errors
+from .reportfile import html_option, marked_svg, overwrite_option, replaceable, write_report
+from .sanitize import echo_line, json_text, rows_for, terminal_line, visible, with_safe_errors
 from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
 from .wire import FORMATS
 
@@ -428,8 +428,6 @@ def present_run(
 
         from rich.console import Console
 
-        from .reportfile import marked_svg
-
         drawing = Console(
             file=io.StringIO(),
             record=True,
@@ -441,22 +439,12 @@ def present_run(
         )
         print_views(drawing, responses, totals, view=view, wire=wire, timeline=timeline)
         title = f"llm streamscope · {run_id or responses[0][0].id}"
-        _write_file(svg, marked_svg(drawing.export_svg(title=title)), views.overwrite)
+        write_report(svg, marked_svg(drawing.export_svg(title=title)), views.overwrite)
     if html_path is not None:
         from .report import report_html
 
         report = report_html(run_id or responses[0][0].id, responses)
-        _write_file(html_path, report, views.overwrite)
-
-
-def _write_file(path: pathlib.Path, text: str, overwrite: bool) -> None:
-    """Write a report, or a one-line error (a file not ours is kept: ``reportfile``)."""
-    from .reportfile import ReportFileError, write_report
-
-    try:
-        write_report(path, text, overwrite)
-    except ReportFileError as ex:
-        raise click.ClickException(str(ex)) from None
+        write_report(html_path, report, views.overwrite)
 
 
 def print_views(
@@ -725,7 +713,6 @@ def serve_command(
         llm streamscope serve --format anthropic --ttft-ms 400 --stall-after 5 --stall-s 2
         llm streamscope serve --replay capture.sse --timing capture.sse.times
     """
-    from .sanitize import visible
     from .serving import ServeError, ServeSettings, Serving, exposed, instructions, serve
 
     def announce(serving: Serving) -> None:
@@ -825,7 +812,6 @@ def logs_command(
     count: int, model_id: str | None, json_: bool, database: pathlib.Path | None
 ) -> None:
     """List logged traces, newest first, one line each."""
-    from .sanitize import visible
     from .store import decode_json_columns, recent_traces
 
     db = _open_log(database, need_traces=False)
@@ -984,7 +970,7 @@ def whatif_command(
     if html_path is not None:
         from .report import whatif_html
 
-        _write_file(html_path, whatif_html(run_id, results), overwrite)
+        write_report(html_path, whatif_html(run_id, results), overwrite)
     if problems:  # a captured stream that stopped decoding part way, as inspect says
         echo_line("Error: " + "; ".join(problems))
         sys.exit(1)
@@ -1070,8 +1056,6 @@ def export_command(
             click.echo(json_text(row))
     else:
         import csv
-
-        from .sanitize import rows_for
 
         writer = csv.DictWriter(
             sys.stdout, fieldnames=EXPORT_EVENT_COLUMNS if wire else EXPORT_COLUMNS
@@ -1288,7 +1272,7 @@ def compare_command(
         from .report import compare_html
 
         report = compare_html(results, summaries, prompt=prompt, note=note)
-        _write_file(html_path, report, overwrite)
+        write_report(html_path, report, overwrite)
     failures = [line for r in results for line in r.failures]
     if failures:
         echo_line("Error: " + "; ".join(failures))

@@ -5,8 +5,9 @@ A report replaces a file only when that file is one of ours (it carries
 :data:`MARK` near its start), is empty, or is not a regular file (``/dev/null``,
 a pipe); anything else, a SQLite database above all (``--html logs.db``), is
 refused unless the user says ``--overwrite``. Commands check when the option is
-read, so a refusal comes before a run rather than after it, and again just
-before writing: the file may have appeared in between (a run creates logs.db).
+read (the options and their check are here, beside the rule), so a refusal comes
+before a run rather than after it, and again just before writing: the file may
+have appeared in between (a run creates logs.db).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ _HEAD_BYTES = 512
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-class ReportFileError(Exception):
-    """A report that was not written, in one line fit for the user."""
+class ReportFileError(click.ClickException):
+    """A report that was not written, in one line fit for the user (``Error: ...``, exit 1)."""
 
 
 def marked_svg(svg: str) -> str:
@@ -98,9 +99,6 @@ def overwrite_option(func: Any) -> Any:
 def replaceable(ctx: click.Context, param: click.Parameter, path: Any) -> Any:
     """The callback of ``--html``/``--svg``: a file not ours is refused as the
     option is read, not after a whole run."""
-    try:
-        if path is not None:
-            check_replaceable(path, ctx.params.get("overwrite", False))
-    except ReportFileError as ex:
-        raise click.ClickException(str(ex)) from None
+    if path is not None:
+        check_replaceable(path, ctx.params.get("overwrite", False))
     return path
