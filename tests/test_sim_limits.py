@@ -118,3 +118,29 @@ def test_connections_over_the_cap_get_a_clear_503_and_hold_no_thread():
             time.sleep(0.05)
         else:
             raise AssertionError("never served again")
+
+
+def test_a_client_that_stops_reading_mid_stream_is_let_go(capfd):
+    """The response's sends are under the kernel's send timeout: a stuck reader's
+    connection ends (quietly) instead of holding its thread."""
+    body = json.dumps(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    )
+    threads_before = threading.active_count()
+    with (
+        SimServer(
+            defaults={"speed": 0, "chunks": 200_000}, limits=Limits(idle_timeout_s=0.3)
+        ) as server,
+        socket.socket() as stuck,
+    ):
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect(("127.0.0.1", server.port))
+        stuck.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body.encode())
+        )
+        deadline = time.monotonic() + 30
+        while threading.active_count() > threads_before + 1:  # the server's own
+            assert time.monotonic() < deadline, "the stuck connection's thread lives on"
+            time.sleep(0.05)
+    assert "Traceback" not in capfd.readouterr().err
