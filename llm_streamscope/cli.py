@@ -9,7 +9,6 @@ inside the commands so that ``llm --help`` does not pay for them.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import pathlib
 import sys
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from click_default_group import DefaultGroup
 
+from .reportfile import html_option, marked_svg, overwrite_option, replaceable, write_report
+from .sanitize import echo_line, json_text, rows_for, terminal_line, visible, with_safe_errors
 from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
 from .wire import FORMATS
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
 
-@click.group(cls=DefaultGroup, default="run", default_if_no_args=False)
+@click.group(cls=with_safe_errors(DefaultGroup), default="run", default_if_no_args=False)
 def streamscope() -> None:
     """See how a model's answer actually arrives.
 
@@ -84,16 +85,6 @@ def gap_ms_option(func: Any) -> Any:
     )(func)
 
 
-def html_option(help: str) -> Any:
-    """``--html FILE``: where a command also writes its HTML report."""
-    return click.option(
-        "html_path",
-        "--html",
-        type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
-        help=help,
-    )
-
-
 @dataclass(frozen=True)
 class Views:
     """How a run is shown: what ``view_options`` give a command, in one value."""
@@ -105,6 +96,7 @@ class Views:
     timeline: str | None = None
     """None, or how the timeline is drawn: ``position`` or ``time``."""
     html_path: pathlib.Path | None = None
+    overwrite: bool = False
 
 
 def view_options(command: Any) -> Any:
@@ -123,8 +115,10 @@ def view_options(command: Any) -> Any:
     func = click.option(
         "--svg",
         type=click.Path(dir_okay=False, writable=True, path_type=pathlib.Path),
+        callback=replaceable,
         help="Also draw the views, in colour, into this SVG file",
     )(func)
+    func = overwrite_option(func)
     func = click.option(
         "json_", "--json", is_flag=True, help="Output one JSON document instead of views"
     )(func)
@@ -278,7 +272,7 @@ def run(
     result = run_session(
         invoke,
         settings,
-        notify=lambda message: click.echo(f"Note: {message}", err=True),
+        notify=lambda message: echo_line(f"Note: {message}"),
         expected_model=expected_model,
     )
     failure = result.failure
@@ -301,7 +295,7 @@ def run(
     if analysed:
         present_run(result.run_id, analysed, views, wire=wire)
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        echo_line(f"Warning: {warning}")
     problems = list(result.problems)
     last = result.responses[-1].trace
     if last.status != "complete":
@@ -311,7 +305,7 @@ def run(
     elif failure is not None and not _exited_cleanly(failure):
         problems.insert(0, _one_line_error(failure))
     if problems:
-        click.echo("Error: " + "; ".join(problems), err=True)
+        echo_line("Error: " + "; ".join(problems))
         sys.exit(_exit_code(last))
 
 
@@ -426,7 +420,7 @@ def present_run(
     totals = run_totals(responses)
     if views.json_:
         document = run_document(run_id or responses[0][0].id, responses, totals)
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+        click.echo(json_text(document, indent=2, default=str))
     else:
         print_views(make_console(), responses, totals, view=view, wire=wire, timeline=timeline)
     if svg is not None:
@@ -444,22 +438,13 @@ def present_run(
             soft_wrap=False,
         )
         print_views(drawing, responses, totals, view=view, wire=wire, timeline=timeline)
-        try:
-            drawing.save_svg(str(svg), title=f"llm streamscope · {run_id or responses[0][0].id}")
-        except OSError as ex:
-            raise click.ClickException(f"Cannot write {svg}: {ex.strerror or ex}") from None
+        title = f"llm streamscope · {run_id or responses[0][0].id}"
+        write_report(svg, marked_svg(drawing.export_svg(title=title)), views.overwrite)
     if html_path is not None:
         from .report import report_html
 
-        _write_file(html_path, report_html(run_id or responses[0][0].id, responses))
-
-
-def _write_file(path: pathlib.Path, text: str) -> None:
-    """Write a report, or a one-line error."""
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as ex:
-        raise click.ClickException(f"Cannot write {path}: {ex.strerror or ex}") from None
+        report = report_html(run_id or responses[0][0].id, responses)
+        write_report(html_path, report, views.overwrite)
 
 
 def print_views(
@@ -472,22 +457,23 @@ def print_views(
     timeline: str | None = None,
 ) -> None:
     """Each response's views, the time between them, and a run's totals."""
+    from rich.text import Text  # a rule's title as text, not markup (a tool's name)
+
     from .render import between_line, response_label, run_table
 
     approximate = next((t for t, _, _ in responses if not t.encoding_exact), None)
     if approximate is not None:
         console.print(
             f"Encoding {approximate.encoding_name} is approximate: tiktoken does not know "
-            f"{approximate.model_id}'s tokenizer (set one with --encoding).",
+            f"{terminal_line(approximate.model_id)}'s tokenizer (set one with --encoding).",
             style="yellow",
             markup=False,
         )
     count = len(responses)
     for i, (trace, alignment, stats) in enumerate(responses):
         if count > 1:
-            console.rule(
-                f"response {i + 1} of {count}: {response_label(trace)}", style="bold", align="left"
-            )
+            title = Text(f"response {i + 1} of {count}: {response_label(trace)}")
+            console.rule(title, style="bold", align="left")
         present(console, trace, alignment, stats, view=view, wire=wire, timeline=timeline)
         if i + 1 < count and totals.between_ms[i] is not None:
             # None: no time between them (the choices of one stream, side by side)
@@ -623,9 +609,9 @@ def inspect_command(
         make_console().print(line, style="dim", markup=False, soft_wrap=True)
     present_run(result.run_id, _analysed(result), views, wire=True)
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        echo_line(f"Warning: {warning}")
     if result.problems:
-        click.echo(f"Error: {source.name}: " + "; ".join(result.problems), err=True)
+        echo_line(f"Error: {source.name}: " + "; ".join(result.problems))
         sys.exit(1)
 
 
@@ -752,13 +738,12 @@ def serve_command(
     def announce(serving: Serving) -> None:
         click.echo(serving.base_url)
         if exposed(host):
-            click.echo(
+            echo_line(
                 f"Warning: listening on {host}: other machines can reach the simulator "
-                "(no key, no TLS)",
-                err=True,
+                "(no key, no TLS)"
             )
-        for line in instructions(serving):
-            click.echo(line, err=True)
+        for line in instructions(serving):  # with newlines: the lines of a YAML file
+            click.echo(visible(line), err=True)
 
     settings = ServeSettings(
         format=serve_format,
@@ -823,7 +808,7 @@ def _load_run(
     except sqlite3.Error as ex:
         raise click.ClickException(f"Cannot read the trace: {ex}") from None
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        echo_line(f"Warning: {warning}")
     return result
 
 
@@ -847,7 +832,6 @@ def logs_command(
     count: int, model_id: str | None, json_: bool, database: pathlib.Path | None
 ) -> None:
     """List logged traces, newest first, one line each."""
-    from .render import visible
     from .store import decode_json_columns, recent_traces
 
     db = _open_log(database, need_traces=False)
@@ -864,9 +848,9 @@ def logs_command(
         for row in rows:
             row, problems = decode_json_columns(row)
             for problem in problems:
-                click.echo(f"Warning: {problem}", err=True)
+                echo_line(f"Warning: {problem}")
             decoded.append(row)
-        click.echo(json.dumps(decoded, ensure_ascii=False, indent=2))
+        click.echo(json_text(decoded, indent=2))
         return
     for row in rows:
         ttft = "-" if row["ttft_ms"] is None else f"{row['ttft_ms']:.0f} ms"
@@ -879,10 +863,11 @@ def logs_command(
         run = ""
         if (row.get("run_size") or 1) > 1:
             run = f"response {row['run_index'] + 1}/{row['run_size']} of run {row['run_id']}  "
-        click.echo(
+        echo_line(
             f"{row['id']}  {row['started_utc'][:19].replace('T', ' ')}  {row['model']}  "
             f"{run}{row['status']}  TTFT {ttft}  {row['chunks']} chunks  "
-            f"{tokens} tokens  {rate} tok/s  {prompt!r}"
+            f"{tokens} tokens  {rate} tok/s  {prompt!r}",
+            err=False,
         )
 
 
@@ -932,6 +917,7 @@ def show_command(
 )
 @click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of tables")
 @html_option("Also write the tables and a chart per figure into this HTML file")
+@overwrite_option
 @database_option
 def whatif_command(
     trace_id: str | None,
@@ -941,6 +927,7 @@ def whatif_command(
     stream_format: str | None,
     json_: bool,
     html_path: pathlib.Path | None,
+    overwrite: bool,
     database: pathlib.Path | None,
 ) -> None:
     """Re-chunk a logged (or captured) answer under other streaming policies, and compare.
@@ -972,7 +959,7 @@ def whatif_command(
 
         result = _inspect(_read_source(file), InspectSettings(format=stream_format)).result
         for warning in result.warnings:
-            click.echo(f"Warning: {warning}", err=True)
+            echo_line(f"Warning: {warning}")
         problems = tuple(f"{file}: {problem}" for problem in result.problems)
     else:
         result = _load_run(database, trace_id, latest)
@@ -983,8 +970,10 @@ def whatif_command(
     run_id = result.run_id or results[0].trace_id
     if json_:
         document = {"run_id": run_id, "responses": [r.to_dict() for r in results]}
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        click.echo(json_text(document, indent=2))
     else:
+        from rich.text import Text
+
         from .render import whatif_notes, whatif_table
 
         console = make_console()
@@ -992,18 +981,18 @@ def whatif_command(
             title = f"whatif · trace {outcome.trace_id}"
             if len(results) > 1:
                 title = f"response {i + 1} of {len(results)} · " + title
-            console.rule(title, style="dim")
+            console.rule(Text(terminal_line(title)), style="dim")
             console.print(whatif_table(outcome))
             for note in whatif_notes(outcome):
-                console.print(note, style="dim", markup=False)
+                console.print(terminal_line(note), style="dim", markup=False)
     for skip in skipped:
-        click.echo(f"Note: skipped {skip}", err=True)
+        echo_line(f"Note: skipped {skip}")
     if html_path is not None:
         from .report import whatif_html
 
-        _write_file(html_path, whatif_html(run_id, results))
+        write_report(html_path, whatif_html(run_id, results), overwrite)
     if problems:  # a captured stream that stopped decoding part way, as inspect says
-        click.echo("Error: " + "; ".join(problems), err=True)
+        echo_line("Error: " + "; ".join(problems))
         sys.exit(1)
 
 
@@ -1084,7 +1073,7 @@ def export_command(
     rows = export_event_rows(_analysed(result)) if wire else export_rows(_analysed(result))
     if export_format == "jsonl":
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json_text(row))
     else:
         import csv
 
@@ -1092,7 +1081,7 @@ def export_command(
             sys.stdout, fieldnames=EXPORT_EVENT_COLUMNS if wire else EXPORT_COLUMNS
         )
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(rows_for(sys.stdout, rows))
 
 
 # ====================
@@ -1174,6 +1163,7 @@ class _CompareCommand(click.Command):
 )
 @click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of the table")
 @html_option("Also write a self-contained HTML report (the runs overlaid in a chart) to this file")
+@overwrite_option
 @database_option
 def compare_command(
     prompt: str | None,
@@ -1190,6 +1180,7 @@ def compare_command(
     timeout: float | None,
     json_: bool,
     html_path: pathlib.Path | None,
+    overwrite: bool,
     database: pathlib.Path | None,
 ) -> None:
     """Run models side by side on one prompt, and compare how their answers arrive.
@@ -1244,7 +1235,7 @@ def compare_command(
         except comparison.CompareError as ex:
             raise click.ClickException(str(ex)) from None
         for warning in warnings:
-            click.echo(f"Warning: {warning}", err=True)
+            echo_line(f"Warning: {warning}")
         missing = [r.spec.label for r in results if not r.responses]
         if missing:
             raise click.ClickException(f"No logged traces of {', '.join(missing)}")
@@ -1274,14 +1265,14 @@ def compare_command(
         )
         if parallel:
             note = comparison.PARALLEL_NOTE
-            click.echo(f"Note: {note}", err=True)
+            echo_line(f"Note: {note}")
         ctx = click.get_current_context()
         try:
             results = comparison.run_models(
                 specs,
                 settings,
                 lambda params: ctx.invoke(llm.cli.prompt, **params),
-                progress=lambda line: click.echo(line, err=True),
+                progress=echo_line,
             )
         except comparison.CompareError as ex:
             raise click.ClickException(str(ex)) from None
@@ -1294,14 +1285,15 @@ def compare_command(
             system=system,
             parallel=parallel,
         )
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        click.echo(json_text(document, indent=2))
     else:
         make_console().print(compare_table(summaries))
     if html_path is not None:
         from .report import compare_html
 
-        _write_file(html_path, compare_html(results, summaries, prompt=prompt, note=note))
+        report = compare_html(results, summaries, prompt=prompt, note=note)
+        write_report(html_path, report, overwrite)
     failures = [line for r in results for line in r.failures]
     if failures:
-        click.echo("Error: " + "; ".join(failures), err=True)
+        echo_line("Error: " + "; ".join(failures))
         sys.exit(1)

@@ -49,7 +49,8 @@ from rich.console import Group
 from rich.text import Text
 
 from .live import StallFlusher
-from .render import LIVE_TABLE, AlignmentView, _count
+from .render import AlignmentView, _count
+from .sanitize import LIVE_TABLE, terminal_line
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -377,7 +378,7 @@ class LiveScreen:
 
     def begin(self, model: str, *, start_ns: int) -> None:
         """A new response: forget the last one."""
-        self.model = model
+        self.model = terminal_line(model)  # a stored or captured model id is data too
         self.start_ns = start_ns
         self.origin_ns: int | None = None
         self.texts: list[str] = []

@@ -2,8 +2,8 @@
 
 Nothing here prints. Model output is data: it only ever enters a ``rich.text.Text``
 through ``append`` (never markup), and every control character in it is swapped
-for a visible stand-in first, so a model cannot clear the screen, move the cursor
-or reorder text with bidi overrides.
+for a visible stand-in first (``sanitize``), so a model cannot clear the screen,
+move the cursor or reorder text with bidi overrides.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from .sanitize import VIEW_TABLE, visible
 from .stats import Distribution, RunTotals, Stats
 from .trace import Alignment, StreamAlignment, Trace
 
@@ -31,30 +32,6 @@ if TYPE_CHECKING:
     from .whatif import WhatIf
 
 VIEWS = ("both", "tokens", "chunks")
-
-
-def _control_pictures() -> dict[int, str]:
-    table = {c: chr(0x2400 + c) for c in range(0x20)}  # ␀ .. ␟ (ESC shows as ␛)
-    table[0x7F] = "\u2421"  # ␡
-    for c in range(0x80, 0xA0):  # C1 controls, e.g. the 8-bit CSI
-        table[c] = f"\\x{c:02x}"
-    for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C):
-        table[c] = f"<U+{c:04X}>"  # bidi controls ("Trojan Source")
-    for c in range(0xD800, 0xE000):
-        table[c] = "\ufffd"  # a lone surrogate has no UTF-8 form: printing it would fail
-    return table
-
-
-_VISIBLE = _control_pictures()
-LIVE_TABLE = {**_VISIBLE, ord("\n"): "\n", ord("\t"): "\t"}
-"""For live text: as ``llm`` shows it, but with controls made visible."""
-VIEW_TABLE = {**_VISIBLE, ord("\t"): "\u21e5"}
-"""For the alignment view: tabs are visible too (⇥); AlignmentView shows newlines as ↵."""
-
-
-def visible(text: str, table: dict[int, str] = LIVE_TABLE) -> str:
-    """Replace control characters in model output with visible stand-ins."""
-    return text.translate(table)
 
 
 # Light backgrounds of four different hues, so that neighbouring tokens (and the

@@ -33,7 +33,7 @@ def replay(responses: Sequence[Analysed], *, speed: float, live_view: bool) -> N
     from llm.parts import StreamEvent
 
     from .live import LiveText
-    from .render import LIVE_TABLE
+    from .sanitize import LIVE_TABLE
 
     live = LiveText(LIVE_TABLE)
     for response in responses:

@@ -19,6 +19,8 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from .render import stats_table, whatif_notes, whatif_table, wire_table
+from .reportfile import MARK
+from .sanitize import visible
 from .stats import Stats
 from .trace import Alignment, StreamAlignment, Trace
 
@@ -38,6 +40,16 @@ svg { display: block; margin: .6em 0; }
 .chart text { font: 11px system-ui, sans-serif; fill: #59636e; }
 pre.stats { font: 12px/1.4 ui-monospace, monospace; }
 """
+
+
+def _text(value: str) -> str:
+    """Text as HTML: controls as visible stand-ins first (the terminal's rule), so
+    none reaches the page raw (ESC, NUL, a bidi override inside a token).
+
+    >>> _text("<b>\x1b[2J\u202e")
+    '&lt;b&gt;␛[2J&lt;U+202E&gt;'
+    """
+    return html.escape(visible(value))
 
 
 NAMED_BAR = 96
@@ -80,9 +92,7 @@ def token_html(stream: StreamAlignment) -> str:
             + ("" if gap is None else f" · gap {gap / 1e6:.1f} ms")
         )
         css = "split" if stream.token_first_fragment[token] != last else f"t{token % 2}"
-        parts.append(
-            f'<span class="{css}" title="{html.escape(title)}">{html.escape(piece)}</span>'
-        )
+        parts.append(f'<span class="{css}" title="{_text(title)}">{_text(piece)}</span>')
     return "".join(parts)
 
 
@@ -106,7 +116,7 @@ def _bars(
     rects = "".join(
         f'<rect x="{i * step:.1f}" y="{height - v / top * height:.1f}" '
         f'width="{max(step - 0.5, 0.5):.1f}" height="{v / top * height:.1f}" fill="{color}"'
-        + ("/>" if names is None else f"><title>{html.escape(names[i])}: {v:,.1f}</title></rect>")
+        + ("/>" if names is None else f"><title>{_text(names[i])}: {v:,.1f}</title></rect>")
         for i, v in enumerate(values)
     )
     dashed = ""
@@ -118,14 +128,14 @@ def _bars(
         )
     below = "".join(
         f'<text x="{(i + 0.5) * step:.1f}" y="{height + 16}" text-anchor="middle">'
-        f"{html.escape(name)}</text>"
+        f"{_text(name)}</text>"
         for i, name in enumerate(names or ())
     )
     return (
         # 200: room beside the bars for the longest label ("gap before each chunk (ms)")
         f'<svg class="chart" width="{width + 200}" height="{height + 18 + (16 if names else 0)}">'
         f'<g transform="translate(0,4)">{rects}{dashed}{below}</g>'
-        f'<text x="{width + 6}" y="12">{html.escape(label)}</text>'
+        f'<text x="{width + 6}" y="12">{_text(label)}</text>'
         f'<text x="{width + 6}" y="{height}">max {top:,.1f}</text></svg>'
     )
 
@@ -184,21 +194,21 @@ def _paths(
                 previous = y
         lines.append(
             f'<path d="{" ".join(d)}" fill="none" stroke="{color}" stroke-width="1.5" '
-            f'stroke-opacity="0.8"><title>{html.escape(label)}</title></path>'
+            f'stroke-opacity="0.8"><title>{_text(label)}</title></path>'
         )
         y = 16 * i + 12
         legend.append(
             f'<rect x="{width + 10}" y="{y - 9}" width="12" height="10" fill="{color}"/>'
-            f'<text x="{width + 28}" y="{y}">{html.escape(label)}</text>'
+            f'<text x="{width + 28}" y="{y}">{_text(label)}</text>'
         )
     return (
         f'<svg class="chart" width="{width + 320}" height="{height + 40}">'
         f'<g transform="translate(0,4)">'
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="none" stroke="#d1d9e0"/>'
         f"{''.join(lines)}</g>{''.join(legend)}"
-        f'<text x="0" y="{height + 20}">0 · {html.escape(x_label)} → '
+        f'<text x="0" y="{height + 20}">0 · {_text(x_label)} → '
         f"{right:,.1f}</text>"
-        f'<text x="{width + 10}" y="{height}">{html.escape(y_label)}: max {top:,}</text></svg>'
+        f'<text x="{width + 10}" y="{height}">{_text(y_label)}: max {top:,}</text></svg>'
     )
 
 
@@ -245,22 +255,20 @@ def _table_html(renderable: object) -> str:
 
 def report_html(run_id: str, responses: list[tuple[Trace, Alignment, Stats]]) -> str:
     """The whole report of a run, as one HTML document."""
-    body = [f"<h1>llm streamscope · run {html.escape(run_id)}</h1>"]
+    body = [f"<h1>llm streamscope · run {_text(run_id)}</h1>"]
     for i, (trace, alignment, stats) in enumerate(responses):
         if len(responses) > 1:
             body.append(f"<h2>response {i + 1} of {len(responses)}</h2>")
         encoding = trace.encoding_name + ("" if trace.encoding_exact else " (approximate)")
         body.append(
             '<p class="meta">'
-            + html.escape(
-                f"{trace.model_id} · {encoding} · {trace.status} · started {trace.started_utc}"
-            )
+            + _text(f"{trace.model_id} · {encoding} · {trace.status} · started {trace.started_utc}")
             + "</p>"
         )
         for stream in alignment.streams:
             name = stream.kind + (f" {stream.tool_call_id}" if stream.tool_call_id else "")
             body.append(
-                f"<h2>{html.escape(name)}: {stream.token_count:,} tokens, "
+                f"<h2>{_text(name)}: {stream.token_count:,} tokens, "
                 f"{len(stream.chunk_indices()):,} chunks</h2>"
             )
             body.append(f'<div class="text">{token_html(stream)}</div>')
@@ -275,8 +283,8 @@ def report_html(run_id: str, responses: list[tuple[Trace, Alignment, Stats]]) ->
 def _document(title: str, body: list[str]) -> str:
     """One HTML document of ``body``'s parts, with the report's style."""
     return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title>"
+        f'<!doctype html>\n{MARK}\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_text(title)}</title>"
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 
@@ -303,9 +311,9 @@ def compare_html(
         series.append((model.spec.label, steps))
     body = ["<h1>llm streamscope · compare</h1>"]
     if prompt is not None:
-        body.append(f'<p class="meta">prompt: {html.escape(prompt)}</p>')
+        body.append(f'<p class="meta">prompt: {_text(prompt)}</p>')
     if note:
-        body.append(f'<p class="meta">{html.escape(note)}</p>')
+        body.append(f'<p class="meta">{_text(note)}</p>')
     body.append(
         "<h2>tokens as they arrived</h2>"
         '<p class="meta">One line per run: flat while waiting, a step up at each chunk by '
@@ -320,11 +328,11 @@ def compare_html(
 def whatif_html(run_id: str, results: list[WhatIf]) -> str:
     """``whatif --html``: per response, the policies' table and a chart of each
     figure by policy (events, bytes, p99 gap, the reader's mean wait)."""
-    body = [f"<h1>llm streamscope whatif · run {html.escape(run_id)}</h1>"]
+    body = [f"<h1>llm streamscope whatif · run {_text(run_id)}</h1>"]
     for i, result in enumerate(results):
         if len(results) > 1:
             body.append(f"<h2>response {i + 1} of {len(results)}</h2>")
-        notes = map(html.escape, whatif_notes(result))
+        notes = map(_text, whatif_notes(result))
         body.append('<p class="meta">' + "<br>".join(notes) + "</p>")
         body.append(_table_html(whatif_table(result)))
         body.append("<h2>by policy</h2>")

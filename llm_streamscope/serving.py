@@ -176,6 +176,8 @@ def start(settings: ServeSettings) -> Serving:
     from .sim.server import SimServer
 
     given = SimOptions.from_strings(settings.defaults or {})  # InvalidOption: bad input
+    if not settings.host.strip():  # the socket module would take it for 0.0.0.0
+        raise ServeError("--host is empty: give an address (0.0.0.0 or :: listens on every one)")
     if settings.timing is not None and settings.replay is None:
         raise ServeError("--timing goes with --replay FILE: it says when FILE's bytes arrived")
     chosen = SERVE_FORMATS[settings.format]

@@ -116,7 +116,7 @@ class Session:
     def __post_init__(self) -> None:
         if self.settings.live and not self.settings.live_view:
             from .live import LiveText
-            from .render import LIVE_TABLE
+            from .sanitize import LIVE_TABLE
 
             self.live = LiveText(LIVE_TABLE)
 

@@ -11,7 +11,7 @@ from llm.parts import StreamEvent
 
 from llm_streamscope import live
 from llm_streamscope.live import ERR, OUT, LiveBatcher, LiveText
-from llm_streamscope.render import LIVE_TABLE
+from llm_streamscope.sanitize import LIVE_TABLE
 
 
 def test_module_example_runs():

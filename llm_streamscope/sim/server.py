@@ -29,15 +29,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import socket
 import string
-import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, repeat
 from typing import Any, Protocol, TypeVar
 
@@ -48,7 +45,6 @@ from .engine import (
     TEXT,
     TOOL_CALL_ARGS,
     TOOL_CALL_NAME,
-    PacedSocket,
     SendLog,
     cap_bandwidth,
     http_chunk,
@@ -60,6 +56,7 @@ from .engine import (
     wait_latency,
     wait_whole,
 )
+from .limits import DEFAULT_LIMITS, BodyError, LimitedHandler, LimitedHTTPServer, Limits, url_host
 from .options import InvalidOption, SimOptions
 
 __all__ = ["ApiError", "SendLog", "SimOptions", "SimRequest", "SimServer", "get_server"]
@@ -376,7 +373,7 @@ def _fingerprint(profile: str) -> str:
     return "fp_" + hashlib.sha1(profile.encode()).hexdigest()[:10]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LimitedHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
 
@@ -467,8 +464,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.sim._count_post()
         cap_bandwidth(self.connection, None)  # until this response says otherwise
         path = self._path()
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        try:
+            raw = self.read_body()
+        except BodyError as ex:  # the body left unread: this connection cannot go on
+            self._send_error(ApiError(ex.status, str(ex)), {"Connection": "close"})
+            return
         t0 = time.perf_counter_ns()
         recording = self.server.sim.replay
         # A replay leaves what it does not answer (an error to simulate) to the route.
@@ -677,27 +677,8 @@ class _Handler(BaseHTTPRequestHandler):
 # The server
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class _HTTPServer(LimitedHTTPServer):
     sim: SimServer
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = super().get_request()
-        # The same connection, as a socket whose sends a response can cap (bandwidth).
-        sock = PacedSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        # Without TCP_NODELAY a small write can wait for the previous one's ACK
-        # (Nagle + delayed ACK): the first event stalls ~40 ms.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, address
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up (the SDKs close a connection after an error status
-        # and retry on a new one) is not the server's error: no traceback on stderr,
-        # which in tests is the stderr of the very run being checked.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
 
 class SimServer:
@@ -712,7 +693,8 @@ class SimServer:
     ``"streamscope"`` object. A bad value raises :class:`~.options.InvalidOption`.
 
     ``replay`` (a :class:`~.replay.Recording`) answers the POSTs to its route with
-    a captured stream instead of a simulated one.
+    a captured stream instead of a simulated one. ``limits``: what a client can
+    hold (:mod:`.limits`); ``host`` may be IPv6 (``::1``).
     """
 
     def __init__(
@@ -723,12 +705,13 @@ class SimServer:
         verbose: bool = False,
         defaults: Mapping[str, Any] | None = None,
         replay: replay.Recording | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.replay = replay
         self.defaults: dict[str, Any] = {k: v for k, v in (defaults or {}).items() if v is not None}
         SimOptions.parse(self.defaults, prefix="")  # fail here, not on every request
         self.verbose = verbose
-        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd = _HTTPServer((host, port), _Handler, limits)
         self._httpd.sim = self
         self._thread: threading.Thread | None = None
         self._logs: OrderedDict[str, SendLog] = OrderedDict()
@@ -749,7 +732,7 @@ class SimServer:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     @property
     def base_url(self) -> str:
