@@ -523,7 +523,7 @@ def present(
         console.print(line)
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
-    if timeline and trace.timed:
+    if timeline:
         from .render import Timeline
 
         console.rule("timeline", style="dim")

@@ -9,7 +9,9 @@ that is ``decode``'s job, on the reads.
   bytes up to that offset had arrived by that time. The reads are cut there.
 - Standard input is read as it arrives: every ``os.read`` is timestamped with
   ``perf_counter_ns`` the moment it returns, counted from when reading began, so
-  ``curl -N ... | llm streamscope inspect -`` is timed as the stream came in.
+  ``curl -N ... | llm streamscope inspect -`` is timed as the stream came in; the
+  bytes already waiting in the pipe when reading began have no time (``Read.t_ns``
+  None): they arrived while llm started, when is not known.
 - A vcrpy / pytest-recording cassette (YAML, as llm and its plugins keep in their
   tests; also Ruby VCR's ``http_interactions``) holds whole request/response pairs,
   with no times: one interaction's response body is the source, by default the
@@ -159,12 +161,16 @@ def read_stdin(
     waiting = _waiting(fd)
     start = clock()
     reads = []
+    untimed = waiting
     while True:
-        data = os.read(fd, READ_SIZE) if fd is not None else _read_some(stream)
+        # What was already waiting arrived at some time before now, unknown: no time.
+        size = min(untimed, READ_SIZE) if untimed else READ_SIZE
+        data = os.read(fd, size) if fd is not None else _read_some(stream)
         t = clock()
         if not data:
             break
-        reads.append(Read(t - start, data))
+        reads.append(Read(None if untimed else t - start, data))
+        untimed -= min(untimed, len(data))
     head = b"".join(r.data for r in reads[:4])[:4096]
     if head.startswith(_HTTPRR_MAGIC) or _CASSETTE_START.match(head):
         # A recording piped in: its own contents say what the stream was, not the pipe.
@@ -175,7 +181,8 @@ def read_stdin(
     if waiting:
         notes = (
             f"{waiting:,} bytes had arrived before inspect began reading (while llm "
-            "started): they are timed when read, not when they arrived",
+            "started): they have no arrival time, and no figure counts them as timed "
+            "(inspect -- CMD starts the command once inspect is reading)",
         )
     return Source(
         name="-",
