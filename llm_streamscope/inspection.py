@@ -6,8 +6,9 @@ each choice of the stream (OpenAI's ``n>1``) becomes one trace, aligned and
 measured by the same functions as a live run's responses, so the views and the
 ``--json`` document are a run's. Only the times differ in where they come from:
 
-- from standard input, or a file with a sidecar ``FILE.times``, a fragment's time
-  is the arrival of the last byte of the event that carried it;
+- from standard input, a command's output (``inspect -- CMD``), or a file with a
+  sidecar ``FILE.times``, a fragment's time is the arrival of the last byte of the
+  event that carried it (none for bytes already waiting when reading began);
 - from Ollama's stream, the server's own ``created_at`` of that event, counted from
   the first event's;
 - from anything else there are none: the trace is untimed (``Trace.timed`` False,
@@ -27,7 +28,15 @@ from types import SimpleNamespace
 
 from .capture import new_trace, new_trace_id
 from .session import Analysed, RunResult
-from .trace import STATUS_COMPLETE, STATUS_ERROR, Fragment, Trace, clean_text, is_clean
+from .trace import (
+    STATUS_COMPLETE,
+    STATUS_ERROR,
+    STATUS_INTERRUPTED,
+    Fragment,
+    Trace,
+    clean_text,
+    is_clean,
+)
 from .wire.events import Decoded, Wire
 from .wire.sources import Source
 
@@ -102,6 +111,10 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
         wire=wire,
         wire_timed=source.timed,
     )
+    if source.stopped is not None:  # Ctrl-C: what arrived until then, marked as cut short
+        traces = [
+            dataclasses.replace(t, status=STATUS_INTERRUPTED, error=source.stopped) for t in traces
+        ]
     problems: list[str] = []
     warnings = list(source.notes)
     if len(traces) > 1 and decoded.usage_output is not None:

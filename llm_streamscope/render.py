@@ -19,7 +19,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .stats import Distribution, RunTotals, Stats, document_clock, time_ns
+from .clock import document_clock, time_ns
+from .stats import Distribution, RunTotals, Stats
 from .trace import Alignment, Fragment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
@@ -317,7 +318,12 @@ def _label(name: str, width: int = 14) -> str:
     return name if len(name) <= width else name[: width - 1] + "\u2026"
 
 
-_READ_FROM = {"socket": "the socket", "stdin": "standard input", "sidecar": "the .times file"}
+_READ_FROM = {
+    "socket": "the socket",
+    "stdin": "standard input",
+    "sidecar": "the .times file",
+    "command": "the command's standard output",
+}
 """Where a wire-clocked trace's bytes were read from, by ``Wire.source``."""
 
 

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
+from .clock import document_clock, time_ns
 from .render import stats_table, whatif_notes, whatif_table, wire_table
-from .stats import Stats, document_clock, time_ns
+from .stats import Stats
 from .trace import Alignment, StreamAlignment, Trace
 
 if TYPE_CHECKING:

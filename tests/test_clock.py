@@ -7,9 +7,14 @@ already waiting when ``inspect -`` began reading have no arrival time.
 
 import csv
 import io
+import itertools
 import json
 import os
 import re
+import signal
+import statistics
+import subprocess
+import sys
 import threading
 import time
 
@@ -172,3 +177,119 @@ def test_an_untimed_file_invents_no_times_in_html_and_says_why_in_the_timeline(t
     doc = json.loads(streamscope("inspect", path, "--json"))["responses"][0]
     assert doc["stats"]["untimed_chunks"] == 6 and doc["stats"]["ttft_ms"] is None
     assert all(f["t_ms"] is None and f["llm_t_ms"] is None for f in doc["fragments"])
+
+
+# -- inspect -- CMD ------------------------------------------------------------
+
+WRITER = r"""
+import os, sys, time
+events, pause, log = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+body = open(events, "rb").read()
+with open(log, "w") as times:
+    times.write(f"pid {os.getpid()}\n")
+    for i, event in enumerate(e + b"\n\n" for e in body.split(b"\n\n") if e.strip()):
+        time.sleep(pause)
+        os.write(1, event)
+        times.write(f"{time.perf_counter_ns()}\n")  # when this write was done
+        times.flush()
+        if os.environ.get("HANG_AFTER") == str(i):
+            time.sleep(60)
+sys.stderr.write("writer: wrote everything\n")
+sys.exit(int(os.environ.get("EXIT_CODE", "0")))
+"""
+
+
+def writer_command(tmp_path, body, pause_s):
+    """A command that writes ``body`` event by event, logging when each write was done."""
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    events = write(tmp_path, "body.sse", body)
+    log = tmp_path / "writes.log"
+    return [sys.executable, str(script), events, str(pause_s), str(log)], log
+
+
+def many_events(n):
+    return sse_body([chunk({"content": f" w{i}"}) for i in range(n)])
+
+
+def sse_body(values):
+    return b"".join(b"data: " + json.dumps(v).encode() + b"\n\n" for v in values) + (
+        b"data: [DONE]\n\n"
+    )
+
+
+def chunk(delta):
+    return {"id": "c1", "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": delta}]}
+
+
+def test_a_commands_output_is_timed_as_the_command_wrote_it(tmp_path):
+    command, log = writer_command(tmp_path, many_events(100), 0.003)
+    doc = json.loads(streamscope("inspect", "--json", "--", *command))["responses"][0]
+    assert [f["text"] for f in text_chunks(doc)] == [f" w{i}" for i in range(100)]
+    assert doc["wire"]["source"] == "command" and doc["stats"]["clock"] == "wire"
+    assert doc["stats"]["untimed_chunks"] == 0 and doc["stats"]["ttft_ms"] is not None
+    check_one_clock(doc)
+    # Each event is one write; the gaps between reads are the gaps between writes.
+    written = [int(line) / 1e6 for line in log.read_text().splitlines()[1:]]
+    read = [e["t_ms"] for e in doc["wire"]["events"]]
+    assert len(read) == len(written) == 101
+    off = [
+        abs((r1 - r0) - (w1 - w0))
+        for (r0, r1), (w0, w1) in zip(itertools.pairwise(read), itertools.pairwise(written))
+    ]
+    # Robust to this machine's load (a reader scheduled late moves two gaps): the
+    # p99 target itself (2 ms) is measured by benchmarks/run.py's P11.
+    assert statistics.median(off) <= 0.5 and sum(o <= 2 for o in off) >= 0.9 * len(off)
+
+
+def test_a_failing_command_is_reported_with_its_status_and_standard_error(tmp_path, monkeypatch):
+    command, _ = writer_command(tmp_path, OPENAI, 0)
+    monkeypatch.setenv("EXIT_CODE", "3")
+    result = CliRunner().invoke(cli, ["streamscope", "inspect", "--json", "--", *command])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)["responses"][0]
+    assert [f["text"] for f in text_chunks(doc)] == TEXTS  # what it wrote is shown
+    assert "wrote to standard error:\n  writer: wrote everything" in result.stderr
+    assert f"Error: {os.path.basename(sys.executable)} exited with status 3" in result.stderr
+    # A command that cannot start, and one that writes nothing and fails: one line each.
+    missing = CliRunner().invoke(cli, ["streamscope", "inspect", "--", str(tmp_path / "nope")])
+    assert (
+        missing.exit_code == 1
+        and missing.stderr == "Error: cannot run nope: No such file or directory\n"
+    )
+    failed = CliRunner().invoke(
+        cli, ["streamscope", "inspect", "--", sys.executable, "-c", "import sys; sys.exit(7)"]
+    )
+    assert failed.exit_code == 1 and failed.stderr.endswith("exited with status 7\n")
+    both = CliRunner().invoke(cli, ["streamscope", "inspect", "x.sse", "--", "true"])
+    assert both.exit_code == 2 and "Give FILE, - (standard input) or -- CMD" in both.stderr
+
+
+def test_ctrl_c_stops_the_command_and_keeps_what_arrived(tmp_path):
+    command, log = writer_command(tmp_path, OPENAI, 0.01)
+    env = os.environ | {"HANG_AFTER": "3"}  # the role event and three text chunks, then wait
+    llm = [sys.executable, "-m", "llm", "streamscope", "inspect", "--json", "--", *command]
+    process = subprocess.Popen(llm, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 30
+    while len(log.read_text().splitlines() if log.exists() else []) < 5:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    doc = json.loads(out)["responses"][0]
+    assert [f["text"] for f in text_chunks(doc)] == TEXTS[:3]
+    assert doc["status"] == "interrupted" and "Ctrl-C" in doc["error"]
+    writer_pid = int(log.read_text().split()[1])
+    with pytest.raises(ProcessLookupError):
+        os.kill(writer_pid, 0)  # the command was stopped (and reaped) too
+
+
+def test_the_docstring_examples_hold():
+    import doctest
+
+    from llm_streamscope import clock
+    from llm_streamscope.wire import command
+
+    for module in (clock, command):
+        assert doctest.testmod(module).failed == 0, module.__name__
