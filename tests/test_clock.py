@@ -151,6 +151,19 @@ def test_bytes_waiting_before_reading_began_are_never_timed():
     assert any("no arrival time" in w for w in inspection.result.warnings)
 
 
+def test_whatif_does_not_pretend_the_waiting_chunks_arrived_at_zero():
+    from llm_streamscope.whatif import AS_SENT, WhatIfError, whatif
+
+    events = OPENAI.split(b"\n\n")
+    stream, thread = waiting_pipe(b"\n\n".join(events[:3]) + b"\n\n", [events[3] + b"\n\n"])
+    with stream:
+        source = read_stdin(stream)
+    thread.join()
+    (response,) = inspect_source(source, InspectSettings()).result.responses
+    with pytest.raises(WhatIfError, match="2 of its text chunks had arrived before"):
+        whatif(response.trace, response.alignment, [AS_SENT])
+
+
 def test_a_stream_all_waiting_has_no_times_at_all():
     stream, thread = waiting_pipe(OPENAI, [])
     with stream:
