@@ -154,22 +154,22 @@ class Trace:
 
     def on_wire_clock(self) -> Trace:
         """This trace with each fragment timed by the wire (``wire_t_ns``) where known,
-        llm's own time kept as ``llm_t_ns`` (doing it twice changes nothing).
+        llm's own time kept as ``llm_t_ns`` (doing it twice changes nothing). A
+        fragment the wire did not time (an empty event) keeps llm's time in both.
 
         >>> t = Trace("t", "m", "o200k_base", True, None, None, "",
-        ...           (Fragment(0, "text", "Hi", 90, wire_t_ns=80),))
-        >>> f = t.on_wire_clock().on_wire_clock().fragments[0]
-        >>> f.t_ns, f.wire_t_ns, f.llm_t_ns
-        (80, 80, 90)
+        ...           (Fragment(0, "text", "Hi", 90, wire_t_ns=80),
+        ...            Fragment(1, "reasoning", "", 95)))
+        >>> f, empty = t.on_wire_clock().on_wire_clock().fragments
+        >>> (f.t_ns, f.wire_t_ns, f.llm_t_ns), (empty.t_ns, empty.wire_t_ns, empty.llm_t_ns)
+        ((80, 80, 90), (95, None, 95))
         """
         return dataclasses.replace(
             self,
             fragments=tuple(
-                f
-                if f.wire_t_ns is None
-                else dataclasses.replace(
+                dataclasses.replace(
                     f,
-                    t_ns=f.wire_t_ns,
+                    t_ns=f.t_ns if f.wire_t_ns is None else f.wire_t_ns,
                     llm_t_ns=f.t_ns if f.llm_t_ns is None else f.llm_t_ns,
                 )
                 for f in self.fragments
