@@ -42,6 +42,8 @@ def on_clock(trace: Trace, alignment: Alignment) -> tuple[Trace, Alignment]:
     """
     if trace_clock(trace) != "wire" or (trace.wire is not None and trace.wire.source != "socket"):
         return trace, alignment
+    if trace.fragments and trace.fragments[0].llm_t_ns is not None:
+        return trace, alignment  # on it already: every fragment has llm's time put aside
     on_wire = trace.on_wire_clock()
     retimed = {f.index: f for f in on_wire.fragments}
     alignment = replace(

@@ -242,8 +242,8 @@ def measure(
 ) -> tuple[Trace, Alignment, Stats]:
     """The trace and alignment on the clock of their stats (``on_clock``), and the stats:
     what every document of a response (views, JSON, HTML, export) is made from."""
-    stats = compute_stats(trace, alignment, gap_ms)
-    return (*on_clock(trace, alignment), stats)
+    trace, alignment = on_clock(trace, alignment)
+    return trace, alignment, compute_stats(trace, alignment, gap_ms)
 
 
 def wire_stats(trace: Trace) -> WireStats | None:

@@ -164,13 +164,18 @@ class Trace:
         >>> (f.t_ns, f.wire_t_ns, f.llm_t_ns), (empty.t_ns, empty.wire_t_ns, empty.llm_t_ns)
         ((80, 80, 90), (95, None, 95))
         """
+        # Built directly: dataclasses.replace costs 6 us a fragment (0.6 s for 100k).
         return dataclasses.replace(
             self,
             fragments=tuple(
-                dataclasses.replace(
-                    f,
-                    t_ns=f.t_ns if f.wire_t_ns is None else f.wire_t_ns,
-                    llm_t_ns=f.t_ns if f.llm_t_ns is None else f.llm_t_ns,
+                Fragment(
+                    f.index,
+                    f.kind,
+                    f.text,
+                    f.t_ns if f.wire_t_ns is None else f.wire_t_ns,
+                    f.tool_call_id,
+                    f.wire_t_ns,
+                    f.t_ns if f.llm_t_ns is None else f.llm_t_ns,
                 )
                 for f in self.fragments
             ),
