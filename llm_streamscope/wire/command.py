@@ -110,11 +110,12 @@ def run_command(
         fd = process.stdout.fileno()
         try:
             timed_reads(lambda size: os.read(fd, size), reads, start, clock=clock)
+            status = process.wait()  # a terminal's Ctrl-C can end the command first
         except KeyboardInterrupt:
             interrupted = True
             _stop(process)
             _drain(fd, reads, start, clock)
-        status = process.wait()
+            status = process.wait()
         process.stdout.close()
         errors.seek(0)
         stderr = errors.read()
