@@ -48,6 +48,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import command_capture  # noqa: E402
 import raw_client  # noqa: E402
 
 PY = sys.executable
@@ -600,6 +601,24 @@ def p10_inspect(sim: SimServer, tmp: Path, size: int, rounds: int) -> list[dict]
     ]
 
 
+def p11_command(sim: SimServer, tmp: Path, chunks: int, pause_s: float) -> dict:
+    read, written = command_capture.command_gaps(LLM, sim_body(sim, chunks), tmp / "p11", pause_s)
+    errors = gap_errors_ms(read, written)
+    body = sim_body(sim, chunks)
+    raw = gap_errors_ms(*command_capture.raw_pipe_gaps(body, tmp / "p11", pause_s))
+    return {
+        "id": "P11",
+        "measure": f"`inspect -- CMD`: p99 |gap between reads - gap between the command's "
+        f"writes|, {len(written)} events {pause_s * 1000:g} ms apart",
+        "value": p99(errors),
+        "unit": "ms",
+        "target": "<= 2 ms",
+        "ok": p99(errors) <= 2,
+        "median_ms": statistics.median(errors),
+        "raw_pipe_reader_p99_ms": p99(raw),
+    }
+
+
 def p3_alignment(sizes: list[int]) -> list[dict]:
     from llm_streamscope.align import align_fragments
     from llm_streamscope.encodings import get_encoding
@@ -957,6 +976,7 @@ def main() -> int:
                 *p8_anthropic(tmp, p8_rounds),
             ],
             "P9": lambda: p9_ttft_vs_aiperf(sim, tmp, 1 if quick else 6, 2 if quick else 3),
+            "P11": lambda: [p11_command(sim, tmp, 100 if quick else 1_000, 0.003)],
             "P10": lambda: p10_inspect(
                 sim, tmp, 1_000_000 if quick else 10_000_000, 3 if quick else 9
             ),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .inspection import Inspection, InspectSettings
     from .stats import RunTotals, Stats
     from .trace import Alignment, Trace
+    from .wire.command import CommandRun
     from .wire.sources import Source
 
 VIEW_CHOICES = ("both", "tokens", "chunks")
@@ -509,7 +510,7 @@ def present(
         console.print(line)
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
-    if timeline and trace.timed:
+    if timeline:
         from .render import Timeline
 
         console.rule("timeline", style="dim")
@@ -536,8 +537,21 @@ def make_console() -> Console:
 # ====================
 
 
-@streamscope.command(name="inspect")
-@click.argument("file", metavar="FILE|-")
+class _InspectCommand(click.Command):
+    """``inspect``: everything after ``--`` is a command to run and time (``CMD``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            args, ctx.meta["streamscope.command"] = args[:at], args[at + 1 :]
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [self.options_metavar or "", "FILE|-", "|", "-- CMD [ARGS]..."]
+
+
+@streamscope.command(name="inspect", cls=_InspectCommand)
+@click.argument("file", metavar="FILE|-", required=False)
 @click.option(
     "stream_format",
     "--format",
@@ -564,8 +578,10 @@ def make_console() -> Console:
 @view_options
 @click.option("log", "--log", is_flag=True, help="Log the traces (not logged unless given)")
 @database_option
+@click.pass_context
 def inspect_command(
-    file: str,
+    ctx: click.Context,
+    file: str | None,
     stream_format: str | None,
     encoding_name: str | None,
     interaction: int | None,
@@ -579,19 +595,32 @@ def inspect_command(
     FILE is a response body as the provider sent it (SSE, NDJSON or a JSON-array
     stream of OpenAI chat or Responses, Anthropic, Gemini or Ollama: detected),
     a vcrpy / pytest-recording cassette (or a Go httprr trace), or - for standard
-    input, timed read by read as it arrives:
+    input, timed read by read as it arrives. After --, a command to run: it starts
+    once inspect is ready and its standard output is timed as it arrives (its exit
+    status and standard error are reported; Ctrl-C stops it and keeps what arrived):
 
     \b
-        curl -N https://api.openai.com/v1/chat/completions ... | llm streamscope inspect -
+        llm streamscope inspect -- curl -sN https://api.openai.com/v1/chat/completions ...
+
+    Bytes already waiting on standard input when inspect began reading (it takes a
+    second or more to start) have no arrival time, and no figure counts them.
 
     A file carries no times unless a sidecar FILE.times says when its bytes
     arrived (lines of t_seconds<TAB>byte_offset) or the stream holds them
     (Ollama's created_at); otherwise only the token and chunk analysis is shown.
     Each choice of an n>1 stream is a response of its own.
     """
+    command = ctx.meta.get("streamscope.command")
+    if (file is None) == (command is None):
+        raise click.UsageError("Give FILE, - (standard input) or -- CMD [ARGS]..., one of them")
     # Standard input first: every read is timed as it arrives, so nothing else runs
     # before it (bytes that arrive while llm starts can only be timed when read).
-    source = _read_source(file, interaction, max_event_mb * 2**20, stream_format)
+    ran = None
+    if command is not None:
+        ran = _run_command(command, interaction)
+        source = ran.source
+    else:
+        source = _read_source(file or "-", interaction, max_event_mb * 2**20, stream_format)
     from .inspection import InspectSettings
     from .render import inspect_line
 
@@ -610,9 +639,34 @@ def inspect_command(
     present_run(result.run_id, _analysed(result), views, wire=True)
     for warning in result.warnings:
         echo_line(f"Warning: {warning}")
+    if ran is not None:
+        _report_command(ran)
     if result.problems:
         echo_line(f"Error: {source.name}: " + "; ".join(result.problems))
+    if ran is not None and ran.interrupted:
+        sys.exit(130)
+    if result.problems or (ran is not None and ran.ending()):
         sys.exit(1)
+
+
+def _run_command(command: list[str], interaction: int | None) -> CommandRun:
+    """``inspect -- CMD``: the command run and its output read, or a one-line error."""
+    from .wire.command import run_command
+    from .wire.sources import SourceError
+
+    try:
+        ran = run_command(command, interaction=interaction)
+    except SourceError as ex:
+        raise click.ClickException(str(ex)) from None
+    if not ran.source.reads and (ran.status or ran.interrupted):
+        _report_command(ran)  # it failed before writing anything: say how, and stop
+        sys.exit(130 if ran.interrupted else 1)
+    return ran
+
+
+def _report_command(ran: CommandRun) -> None:
+    for line in ran.report():
+        echo_line(line)
 
 
 def _read_source(

@@ -6,8 +6,9 @@ each choice of the stream (OpenAI's ``n>1``) becomes one trace, aligned and
 measured by the same functions as a live run's responses, so the views and the
 ``--json`` document are a run's. Only the times differ in where they come from:
 
-- from standard input, or a file with a sidecar ``FILE.times``, a fragment's time
-  is the arrival of the last byte of the event that carried it;
+- from standard input, a command's output (``inspect -- CMD``), or a file with a
+  sidecar ``FILE.times``, a fragment's time is the arrival of the last byte of the
+  event that carried it (none for bytes already waiting when reading began);
 - from Ollama's stream, the server's own ``created_at`` of that event, counted from
   the first event's;
 - from anything else there are none: the trace is untimed (``Trace.timed`` False,
@@ -27,7 +28,15 @@ from types import SimpleNamespace
 
 from .capture import new_trace, new_trace_id
 from .session import Analysed, RunResult
-from .trace import STATUS_COMPLETE, STATUS_ERROR, Fragment, Trace, clean_text, is_clean
+from .trace import (
+    STATUS_COMPLETE,
+    STATUS_ERROR,
+    STATUS_INTERRUPTED,
+    Fragment,
+    Trace,
+    clean_text,
+    is_clean,
+)
 from .wire.events import Decoded, Wire
 from .wire.sources import Source
 
@@ -66,7 +75,7 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
     """
     from . import encodings
     from .align import align
-    from .stats import compute_stats, gap_threshold
+    from .stats import gap_threshold, measure
     from .tokenizer import LocalTokenizer
     from .wire.formats import decode
 
@@ -76,7 +85,7 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
     if source.timed and source.reads:
         end_ns = source.reads[-1].t_ns
     elif times:
-        end_ns = max(times)
+        end_ns = max((t for t in times if t is not None), default=None)
     model_id = decoded.model or source.model or UNKNOWN_MODEL
     if settings.encoding_name:
         encoding_name, exact = settings.encoding_name, True
@@ -102,6 +111,10 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
         wire=wire,
         wire_timed=source.timed,
     )
+    if source.stopped is not None:  # Ctrl-C: what arrived until then, marked as cut short
+        traces = [
+            dataclasses.replace(t, status=STATUS_INTERRUPTED, error=source.stopped) for t in traces
+        ]
     problems: list[str] = []
     warnings = [*source.notes, *decoded.warnings]
     if len(traces) > 1 and decoded.usage_output is not None:
@@ -116,9 +129,7 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
     threshold = gap_threshold(settings.gap_ms)
     responses = []
     for trace in traces:
-        alignment = align(trace, tokenizer)
-        stats = compute_stats(trace, alignment, gap_ms=threshold)
-        responses.append(Analysed(trace, alignment, stats))
+        responses.append(Analysed(*measure(trace, align(trace, tokenizer), gap_ms=threshold)))
     if settings.database is not None:
         problems += log_traces(settings.database, responses)
     result = RunResult(
@@ -130,7 +141,7 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
     return Inspection(source, decoded, result, timing)
 
 
-def event_times(source: Source, decoded: Decoded) -> tuple[list[int] | None, str | None]:
+def event_times(source: Source, decoded: Decoded) -> tuple[list[int | None] | None, str | None]:
     """Each event's time in ns, and where the times come from; (None, None) when untimed.
 
     An event's time is the arrival of its last byte when the source was timed;
@@ -138,9 +149,10 @@ def event_times(source: Source, decoded: Decoded) -> tuple[list[int] | None, str
     taking the time of the one before.
     """
     if source.timed:
-        return [e.t_ns or 0 for e in decoded.events], source.origin
+        # None: the event's last byte was already waiting when reading began.
+        return [e.t_ns for e in decoded.events], source.origin
     if decoded.server_times_ns is not None:
-        times = []
+        times: list[int | None] = []
         last = 0
         for t in decoded.server_times_ns:
             last = last if t is None else t
@@ -151,7 +163,7 @@ def event_times(source: Source, decoded: Decoded) -> tuple[list[int] | None, str
 
 def stream_traces(
     decoded: Decoded,
-    times: list[int] | None,
+    times: list[int | None] | None,
     end_ns: int | None = None,
     *,
     model_id: str,
@@ -165,7 +177,8 @@ def stream_traces(
 
     Every trace belongs to one run; a choice's usage is known only when the stream
     has one choice (the provider counts every choice's tokens together). ``times``
-    are the events' (``event_times``), None for an untimed trace; ``end_ns`` when
+    are the events' (``event_times``: None for one that arrived before reading
+    began), None for an untimed trace; ``end_ns`` when
     the stream ended. ``wire_timed``: the times are the arrivals of the events'
     bytes, so each fragment's ``wire_t_ns`` is its time too (the stats then say
     they count by the wire); the server's own times are not arrivals.
@@ -181,9 +194,11 @@ def stream_traces(
     traces = []
     for index, choice in enumerate(decoded.choices):
         pieces = [p for p in decoded.pieces if p.choice == choice]
-        at = [0 if times is None else times[p.event_index] for p in pieces]
+        at = [None if times is None else times[p.event_index] for p in pieces]
+        # An untimed piece (its bytes were waiting when reading began) has no wire
+        # time, so no time on the wire's clock (``stats.time_ns``).
         fragments = tuple(
-            Fragment(i, p.kind, p.text, t, p.tool_call_id, t if wire_timed else None)
+            Fragment(i, p.kind, p.text, t or 0, p.tool_call_id, t if wire_timed else None)
             for i, (p, t) in enumerate(zip(pieces, at))
         )
         if not is_clean("".join(f.text for f in fragments)):

@@ -19,9 +19,10 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from .clock import document_clock, time_ns
 from .sanitize import VIEW_TABLE, visible
 from .stats import Distribution, RunTotals, Stats
-from .trace import Alignment, StreamAlignment, Trace
+from .trace import Alignment, Fragment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -294,7 +295,12 @@ def _label(name: str, width: int = 14) -> str:
     return name if len(name) <= width else name[: width - 1] + "\u2026"
 
 
-_READ_FROM = {"socket": "the socket", "stdin": "standard input", "sidecar": "the .times file"}
+_READ_FROM = {
+    "socket": "the socket",
+    "stdin": "standard input",
+    "sidecar": "the .times file",
+    "command": "the command's standard output",
+}
 """Where a wire-clocked trace's bytes were read from, by ``Wire.source``."""
 
 
@@ -319,6 +325,14 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     )
     if not trace.timed:
         row("timing", "no timing in this file", "token and chunk counts only")
+    elif stats.untimed_chunks:
+        timed = stats.chunks - stats.untimed_chunks
+        row(
+            "timing",
+            f"{stats.untimed_chunks:,} of {_count(stats.chunks, 'text chunk')} untimed: "
+            "their bytes had arrived before inspect began reading",
+            f"times and rates from the other {timed:,}" if timed else "no times or rates",
+        )
     if stats.setup_ms is not None:
         row("setup", f"{_fmt_ms(stats.setup_ms)} in llm before the request left")
     if stats.clock == "wire":
@@ -618,6 +632,7 @@ FRAGMENT_COLUMNS = (
     "tool_call_id",
     "text",
     "t_ms",
+    "llm_t_ms",
     "wire_t_ms",
     "byte_start",
     "byte_end",
@@ -629,20 +644,29 @@ FRAGMENT_COLUMNS = (
 """The keys of a ``fragment_rows`` row, in order (the CSV header, even with no rows):
 the fragment, then its ``Placement`` under the same names, with ``byte_end`` beside
 ``byte_start``."""
-_TOKEN_FIELDS = FRAGMENT_COLUMNS[6:]
+_TOKEN_FIELDS = FRAGMENT_COLUMNS[7:]
 """The place among the tokens: null for a fragment that is not model output."""
 
 
 def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]]:
-    """One dict per fragment, in arrival order, with its place among the tokens."""
+    """One dict per fragment, in arrival order, with its place among the tokens.
+
+    ``t_ms`` is on the clock the stats name (``stats.trace_clock``; null where the
+    fragment has no time on it); ``llm_t_ms`` and ``wire_t_ms`` are the two clocks
+    by name, each null where it did not time the fragment.
+    """
     positions = alignment.fragment_positions()
+    clock = document_clock(trace)
     for f in trace.fragments:
+        t_ms = _time_ms(f, clock)
+        llm_t_ms = t_ms if clock == "llm" else None  # else llm's, once it was put aside
         row = {
             "index": f.index,
             "kind": f.kind,
             "tool_call_id": f.tool_call_id,
             "text": f.text,
-            "t_ms": _ms(f.t_ns) if trace.timed else None,
+            "t_ms": t_ms,
+            "llm_t_ms": llm_t_ms if f.llm_t_ns is None else _ms(f.llm_t_ns),
             "wire_t_ms": None if f.wire_t_ns is None else _ms(f.wire_t_ns),
         }
         if f.index not in positions:  # not model output: not aligned
@@ -671,8 +695,15 @@ def export_rows(responses: list[tuple[Trace, Alignment, Stats]]) -> Iterator[dic
             yield {"trace_id": trace.id} | row
 
 
+def _time_ms(fragment: Fragment, clock: str | None) -> float | None:
+    t = time_ns(fragment, clock)
+    return None if t is None else _ms(t)
+
+
 def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str, Any]:
-    """The ``--json`` document: the trace, its alignment and its stats."""
+    """The ``--json`` document: the trace, its alignment and its stats, every time on
+    the clock ``stats.clock`` names (a token's is its last fragment's)."""
+    clock = document_clock(trace)
     return {
         "trace_id": trace.id,
         "turn_id": trace.turn_id,
@@ -702,7 +733,7 @@ def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str
                         "byte_end": t.byte_end,
                         "first_fragment": s.fragments[t.first_fragment].index,
                         "last_fragment": s.fragments[t.last_fragment].index,
-                        "t_ms": _ms(t.t_ns) if trace.timed else None,
+                        "t_ms": _time_ms(s.fragments[t.last_fragment], clock),
                     }
                     for t in s.tokens()
                 ],
@@ -835,7 +866,14 @@ class Timeline:
             raise ValueError(f"by must be one of {TIMELINE_MODES}, not {by!r}")
         self.by = by
         text = alignment.stream("text")
-        chunks = text.chunk_indices() if text else []
+        # Only the chunks with a time on the stats' clock are drawn: none when the
+        # trace has no times at all, the later ones when inspect found the first waiting.
+        clock = None if stats.untimed_chunks >= stats.chunks else stats.clock
+        chunks = (
+            [j for j in text.chunk_indices() if time_ns(text.fragments[j], clock) is not None]
+            if text
+            else []
+        )
         self.times = [text.fragments[j].t_ns for j in chunks] if text else []
         self.tokens = (
             [
@@ -885,8 +923,16 @@ class Timeline:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         stats = self.stats
+        if stats.chunks and not self.times:
+            have = "has no time" if stats.chunks == 1 else "have no times"
+            yield Text(
+                f"timeline: its {_count(stats.chunks, 'text chunk')} {have} "
+                "(see the stats' timing row), no gaps to draw",
+                style="dim",
+            )
+            return
         if len(self.times) < 2:
-            yield Text("timeline: fewer than two text chunks, no gaps to draw", style="dim")
+            yield Text("timeline: fewer than two text chunks timed, no gaps to draw", style="dim")
             return
         color = console.color_system is not None
         width = max(10, options.max_width - self.LEFT - 1)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
+from .clock import document_clock, time_ns
 from .render import stats_table, whatif_notes, whatif_table, wire_table
 from .reportfile import MARK
 from .sanitize import visible
@@ -64,15 +65,16 @@ def _char_index(text: str) -> list[int]:
     return offsets
 
 
-def token_html(stream: StreamAlignment) -> str:
+def token_html(stream: StreamAlignment, clock: str | None = "llm") -> str:
     """The stream's text as token spans, a chunk bar at every fragment boundary.
 
     Boundaries are byte offsets; one inside a character (BPE can cut one) is drawn
-    at the start of that character.
+    at the start of that character. A token's time and gap are on ``clock``
+    (``stats.document_clock``), left out where it gives none.
     """
     text = stream.text
     starts = _char_index(text)
-    times = [f.t_ns for f in stream.fragments]
+    times = [time_ns(f, clock) for f in stream.fragments]
     chunk_ends = set(stream.fragment_byte_ends[:-1])
     cuts = sorted({0, *stream.token_byte_ends, *chunk_ends})
     parts = []
@@ -84,12 +86,12 @@ def token_html(stream: StreamAlignment) -> str:
             continue  # inside one character, drawn with the piece before
         token = bisect_right(stream.token_byte_ends, a)
         last = stream.token_last_fragment[token]
-        gap = times[last] - times[last - 1] if last else None
+        done, before = times[last], times[last - 1] if last else None
         title = (
             f"token {token} · id {stream.token_ids[token]} · "
-            f"bytes {stream.token_byte_start(token)}–{stream.token_byte_ends[token]} · "
-            f"complete at {times[last] / 1e6:.1f} ms"
-            + ("" if gap is None else f" · gap {gap / 1e6:.1f} ms")
+            f"bytes {stream.token_byte_start(token)}–{stream.token_byte_ends[token]}"
+            + ("" if done is None else f" · complete at {done / 1e6:.1f} ms")
+            + ("" if done is None or before is None else f" · gap {(done - before) / 1e6:.1f} ms")
         )
         css = "split" if stream.token_first_fragment[token] != last else f"t{token % 2}"
         parts.append(f'<span class="{css}" title="{_text(title)}">{_text(piece)}</span>')
@@ -144,8 +146,9 @@ SERIES_COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2
 """One colour per model in an overlaid chart, in the order the models were named."""
 
 
-def arrival_steps(stream: StreamAlignment) -> list[tuple[float, int]]:
-    """(arrival in ms, tokens complete once it arrived) for each chunk of ``stream``.
+def arrival_steps(stream: StreamAlignment, clock: str | None = "llm") -> list[tuple[float, int]]:
+    """(arrival in ms, tokens complete once it arrived) for each chunk of ``stream``
+    that has a time on ``clock``.
 
     A token cut across chunks counts once its last byte arrived, as in the stats.
     """
@@ -157,7 +160,9 @@ def arrival_steps(stream: StreamAlignment) -> list[tuple[float, int]]:
             - stream.fragment_token_start[j]
             - stream.fragment_ends_mid_token[j]
         )
-        steps.append((stream.fragments[j].t_ns / 1e6, done))
+        t = time_ns(stream.fragments[j], clock)
+        if t is not None:
+            steps.append((t / 1e6, done))
     return steps
 
 
@@ -212,33 +217,36 @@ def _paths(
     )
 
 
-def charts_html(stream: StreamAlignment, stats: Stats) -> str:
-    """Arrival of each chunk, the gap before it, and the tokens it completed."""
+def charts_html(stream: StreamAlignment, stats: Stats, clock: str | None = "llm") -> str:
+    """Arrival of each chunk and the gap before it, for the chunks timed on ``clock``
+    (none on an untimed trace), and the tokens each chunk completed."""
     chunks = stream.chunk_indices()
-    times = [stream.fragments[j].t_ns / 1e6 for j in chunks]
-    gaps = [b - a for a, b in pairwise(times)]
+    at = [time_ns(stream.fragments[j], clock) for j in chunks]
+    times = [t / 1e6 for t in at if t is not None]
+    gaps = [(b - a) / 1e6 for a, b in pairwise(at) if a is not None and b is not None]
     completed = [
         stream.fragment_token_end[j]
         - stream.fragment_token_start[j]
         - stream.fragment_ends_mid_token[j]
         for j in chunks
     ]
-    return (
-        _bars(times, height=80, color="#2563eb", label="arrival of each chunk (ms)", line=None)
-        + _bars(
+    timed = ""
+    if times:
+        timed = _bars(
+            times, height=80, color="#2563eb", label="arrival of each chunk (ms)", line=None
+        ) + _bars(
             gaps,
             height=80,
             color="#16a34a",
             label="gap before each chunk (ms)",
             line=stats.stall_threshold_ms,
         )
-        + _bars(
-            [float(n) for n in completed],
-            height=40,
-            color="#9333ea",
-            label="tokens each chunk completed",
-            line=None,
-        )
+    return timed + _bars(
+        [float(n) for n in completed],
+        height=40,
+        color="#9333ea",
+        label="tokens each chunk completed",
+        line=None,
     )
 
 
@@ -259,6 +267,7 @@ def report_html(run_id: str, responses: list[tuple[Trace, Alignment, Stats]]) ->
     for i, (trace, alignment, stats) in enumerate(responses):
         if len(responses) > 1:
             body.append(f"<h2>response {i + 1} of {len(responses)}</h2>")
+        clock = document_clock(trace)
         encoding = trace.encoding_name + ("" if trace.encoding_exact else " (approximate)")
         body.append(
             '<p class="meta">'
@@ -271,9 +280,9 @@ def report_html(run_id: str, responses: list[tuple[Trace, Alignment, Stats]]) ->
                 f"<h2>{_text(name)}: {stream.token_count:,} tokens, "
                 f"{len(stream.chunk_indices()):,} chunks</h2>"
             )
-            body.append(f'<div class="text">{token_html(stream)}</div>')
-            if stream.kind == "text" and trace.timed:
-                body.append(charts_html(stream, stats))
+            body.append(f'<div class="text">{token_html(stream, clock)}</div>')
+            if stream.kind == "text":
+                body.append(charts_html(stream, stats, clock))
         body.append("<h2>stats</h2>" + _table_html(stats_table(trace, stats)))
         if trace.wire is not None:
             body.append("<h2>wire</h2>" + _table_html(wire_table(trace, stats)))
@@ -307,7 +316,7 @@ def compare_html(
             alignment = response.alignment
             text = alignment.stream("text") if alignment is not None else None
             if text is not None and response.trace.timed:
-                steps.append(arrival_steps(text))
+                steps.append(arrival_steps(text, document_clock(response.trace)))
         series.append((model.spec.label, steps))
     body = ["<h1>llm streamscope · compare</h1>"]
     if prompt is not None:

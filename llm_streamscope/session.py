@@ -308,7 +308,7 @@ class Session:
         """Align, measure and store every response; close the helpers."""
         from . import encodings
         from .align import align
-        from .stats import compute_stats, gap_threshold
+        from .stats import gap_threshold, measure
         from .store import StoreError
 
         for watched in self.watched:
@@ -343,12 +343,13 @@ class Session:
                     if problem:
                         warnings.append(problem)
                 alignment = stats = None
+                shown = trace  # on the clock of its stats; the log keeps both clocks apart
                 try:
                     alignment = align(trace, watched.tokenizer)
                 except encodings.EncodingError as ex:
                     problems.append(str(ex))
                 else:
-                    stats = compute_stats(
+                    shown, shown_alignment, stats = measure(
                         trace, alignment, gap_ms=gap_threshold(self.settings.gap_ms)
                     )
                 if watched.writer is not None:
@@ -360,12 +361,12 @@ class Session:
                         turn_id = watched.writer.finish(
                             trace, alignment, stats, watched.response if complete else None
                         )
-                        trace = dataclasses.replace(trace, turn_id=turn_id)
+                        shown = dataclasses.replace(shown, turn_id=turn_id)
                     except StoreError as ex:
                         problems.append(f"trace not saved: {ex}")
                     if watched.writer.warning:
                         warnings.append(watched.writer.warning)
-                responses.append(Analysed(trace, alignment, stats))
+                responses.append(Analysed(shown, None if stats is None else shown_alignment, stats))
         finally:
             for tokenizer in self.tokenizers.values():
                 tokenizer.close()
@@ -454,7 +455,7 @@ def load_run(
     """
     from . import encodings
     from .align import align
-    from .stats import compute_stats, gap_threshold
+    from .stats import gap_threshold, measure
     from .store import (
         alignment_matches,
         decode_json_columns,
@@ -477,8 +478,7 @@ def load_run(
                 f"tiktoken {row.get('tiktoken_version')}); showing the recomputed one"
             )
         threshold = gap_threshold(gap_ms, row["stall_threshold_ms"])
-        stats = compute_stats(trace, alignment, gap_ms=threshold)
-        responses.append(Analysed(trace, alignment, stats))
+        responses.append(Analysed(*measure(trace, alignment, gap_ms=threshold)))
     first = responses[0].trace
     return RunResult(
         run_id=first.run_id or first.id,

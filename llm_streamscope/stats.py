@@ -30,7 +30,8 @@ from itertools import pairwise
 from operator import ne
 from typing import Any, NamedTuple
 
-from .trace import KINDS, Alignment, StreamAlignment, Trace
+from .clock import on_clock, time_ns, trace_clock
+from .trace import KINDS, Alignment, Fragment, StreamAlignment, Trace
 
 # Perceived-latency bands for TTFT, from interaction research: under 50 ms feels
 # instant, under 100 ms responsive, under 1 s keeps the flow, past 1 s the wait is
@@ -147,6 +148,9 @@ class Stats:
     bytes were read (from the socket, standard input or a sidecar's times; see
     ``WireStats``); ``server``: the time the server wrote into each event (an
     inspected Ollama stream), with no TTFT."""
+    untimed_chunks: int = 0
+    """Text chunks with no time on the clock (bytes inspect found already waiting when
+    it began reading): counted in every count, in no time or rate."""
     wire: WireStats | None = None
 
     def to_dict(self) -> dict:
@@ -224,34 +228,22 @@ def compute_stats(trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GA
     an inspected stream timed by the times the server wrote into its events."""
     wire = wire_stats(trace)
     clock = trace_clock(trace)
+    trace, alignment = on_clock(trace, alignment)
     if clock == "server":
         # Ollama's created_at: gaps are the server's, but t=0 is its first event,
         # not a request start, so there is no TTFT to report.
         stats = _stats(trace, alignment, gap_ms, wire=wire, clock="server")
         return replace(stats, ttft_ms=None, ttft_band=None)
-    if clock == "llm":
-        return _stats(trace, alignment, gap_ms, wire=wire)
-    on_wire = trace.on_wire_clock()
-    retimed = {f.index: f for f in on_wire.fragments}
-    alignment = replace(
-        alignment,
-        streams=tuple(
-            replace(s, fragments=tuple(retimed[f.index] for f in s.fragments))
-            for s in alignment.streams
-        ),
-    )
-    return _stats(on_wire, alignment, gap_ms, wire=wire, clock="wire")
+    return _stats(trace, alignment, gap_ms, wire=wire, clock=clock)
 
 
-def trace_clock(trace: Trace) -> str:
-    """The clock a trace's times count by (``Stats.clock``): ``wire`` when every
-    text chunk has a wire time, ``server`` for an inspected stream timed by the
-    times its server wrote into it, else ``llm``."""
-    if trace.wire_timed:
-        return "wire"
-    if trace.timed and trace.wire is not None and trace.wire.source != "socket":
-        return "server"
-    return "llm"
+def measure(
+    trace: Trace, alignment: Alignment, gap_ms: float = DEFAULT_GAP_MS
+) -> tuple[Trace, Alignment, Stats]:
+    """The trace and alignment on the clock of their stats (``on_clock``), and the stats:
+    what every document of a response (views, JSON, HTML, export) is made from."""
+    trace, alignment = on_clock(trace, alignment)
+    return trace, alignment, compute_stats(trace, alignment, gap_ms)
 
 
 def wire_stats(trace: Trace) -> WireStats | None:
@@ -267,7 +259,7 @@ def wire_stats(trace: Trace) -> WireStats | None:
     # Only a live run has a client handing fragments over; an inspected stream has none.
     delays = (
         [
-            _ms(f.t_ns - f.wire_t_ns)
+            _ms((f.t_ns if f.llm_t_ns is None else f.llm_t_ns) - f.wire_t_ns)
             for f in trace.fragments
             if f.kind == "text" and f.is_chunk and f.wire_t_ns is not None
         ]
@@ -309,12 +301,16 @@ def _stats(
 ) -> Stats:
     text = alignment.stream("text")
     chunk_indices = text.chunk_indices() if text else []
-    times = [text.fragments[j].t_ns for j in chunk_indices] if text else []
+    # Only what has a time on the clock is measured: bytes inspect found already
+    # waiting have none (``time_ns``), and no figure may pass them off as timed.
+    chunk_times = [time_ns(text.fragments[j], clock) for j in chunk_indices] if text else []
+    timed = [k for k, t in enumerate(chunk_times) if t is not None]
+    times = [t for t in chunk_times if t is not None]
     end_ns = trace.end_ns
     if end_ns is None and trace.fragments:
-        end_ns = trace.fragments[-1].t_ns
+        end_ns = time_ns(trace.fragments[-1], clock)
 
-    gaps = [_ms(b - a) for a, b in pairwise(times)]
+    gaps = [_ms(b - a) for a, b in pairwise(chunk_times) if a is not None and b is not None]
     stall_gaps = [g for g in gaps if g > gap_ms]
     tokens = text.token_count if text else 0
     chars = len(text.text) if text else 0
@@ -347,29 +343,36 @@ def _stats(
             elif span == 1:
                 sub_token += 1
         split = sum(map(ne, text.token_first_fragment, text.token_last_fragment))
+    if text and times:
+        # Rates count from the first timed chunk: the first of all when every chunk
+        # is timed; else the untimed are the first ones (what was already waiting).
+        first = timed[0]
         window_ms = _ms(times[-1] - times[0])
-        if tokens >= 2:
+        timed_tokens = sum(completed[first:])
+        if timed_tokens >= 2:
             # The first token counts from the first chunk (it started there, as TTFT
             # says); the last completes with the last chunk. So the intervals add
             # up to the window, and their mean is AIPerf's ITL: set it exactly.
-            token_times = text.token_times_ns()
+            token_times = text.token_times_ns()[tokens - timed_tokens :]
             token_times[0] = times[0]
             intervals = [_ms(b - a) for a, b in pairwise(token_times)]
-            itl = replace(Distribution.of(intervals), mean=window_ms / (tokens - 1))
+            itl = replace(Distribution.of(intervals), mean=window_ms / (timed_tokens - 1))
         if window_ms > 0:
             if itl.mean:
                 tokens_per_s = 1000 / itl.mean
-            after_first_chunk = (tokens - completed[0]) / (window_ms / 1000)
-            chars_per_s = (chars - len(text.fragments[chunk_indices[0]].text)) / (window_ms / 1000)
+            after_first_chunk = (timed_tokens - completed[first]) / (window_ms / 1000)
+            timed_chars = sum(len(text.fragments[chunk_indices[k]].text) for k in timed[1:])
+            chars_per_s = timed_chars / (window_ms / 1000)
 
-    ttft = _ms(times[0]) if times else None
+    ttft = _ms(chunk_times[0]) if chunk_times and chunk_times[0] is not None else None
     usage = compare_usage(trace, alignment)
     stats = Stats(
         setup_ms=_ms(trace.setup_ns) if trace.setup_ns is not None else None,
         ttft_ms=ttft,
         ttft_band=ttft_band(ttft),
-        ttst_ms=gaps[0] if gaps else None,
-        total_ms=_ms(end_ns) if end_ns is not None else None,
+        ttst_ms=gaps[0] if len(timed) >= 2 and timed[1] == 1 else None,
+        # From an unknown start when the first chunks' arrivals are unknown too.
+        total_ms=_ms(end_ns) if end_ns is not None and len(timed) == len(chunk_times) else None,
         chunks=len(chunk_indices),
         chars=chars,
         bytes=text.fragment_byte_ends[-1] if text and text.fragments else 0,
@@ -397,18 +400,19 @@ def _stats(
         tokens_per_s=tokens_per_s,
         tokens_per_s_after_first_chunk=after_first_chunk,
         chars_per_s=chars_per_s,
-        other_streams=tuple(_summary(s) for s in alignment.streams if s.kind != "text"),
+        other_streams=tuple(_summary(s, clock) for s in alignment.streams if s.kind != "text"),
         other_kinds=tuple(
             KindSummary(
                 kind=kind,
                 events=len(fragments),
                 chars=sum(len(f.text) for f in fragments),
-                first_ms=_ms(fragments[0].t_ns),
-                last_ms=_ms(fragments[-1].t_ns),
+                first_ms=_first_ms(fragments, clock),
+                last_ms=_first_ms(fragments[::-1], clock),
             )
             for kind, fragments in trace.other_kinds().items()
         ),
         clock=clock,
+        untimed_chunks=len(chunk_indices) - len(timed),
         wire=wire,
     )
     return stats if trace.timed else _untimed(stats)
@@ -432,10 +436,11 @@ def _untimed(stats: Stats) -> Stats:
         chars_per_s=None,
         other_streams=tuple(replace(s, first_ms=None, last_ms=None) for s in stats.other_streams),
         other_kinds=tuple(replace(k, first_ms=None, last_ms=None) for k in stats.other_kinds),
+        untimed_chunks=stats.chunks,
     )
 
 
-def _summary(stream: StreamAlignment) -> StreamSummary:
+def _summary(stream: StreamAlignment, clock: str) -> StreamSummary:
     nonempty = [stream.fragments[j] for j in stream.chunk_indices()]
     return StreamSummary(
         kind=stream.kind,
@@ -443,9 +448,14 @@ def _summary(stream: StreamAlignment) -> StreamSummary:
         chunks=len(nonempty),
         chars=len(stream.text),
         tokens=stream.token_count,
-        first_ms=_ms(nonempty[0].t_ns) if nonempty else None,
-        last_ms=_ms(nonempty[-1].t_ns) if nonempty else None,
+        first_ms=_first_ms(nonempty, clock),
+        last_ms=_first_ms(nonempty[::-1], clock),
     )
+
+
+def _first_ms(fragments: Sequence[Fragment], clock: str) -> float | None:
+    """The time of the first of ``fragments`` that has one on ``clock``."""
+    return next((_ms(t) for f in fragments if (t := time_ns(f, clock)) is not None), None)
 
 
 # Where providers put their reasoning-token count in llm's ``token_details``:

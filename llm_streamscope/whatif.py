@@ -57,7 +57,8 @@ from itertools import accumulate, pairwise, repeat
 from operator import mul, sub
 from typing import TYPE_CHECKING, overload
 
-from .stats import Distribution, percentile, trace_clock
+from .clock import time_ns, trace_clock
+from .stats import Distribution, percentile
 
 if TYPE_CHECKING:
     from .trace import Alignment, StreamAlignment, Trace
@@ -296,6 +297,12 @@ def whatif(
             "nothing says when its text arrived"
         )
     clock = trace_clock(trace)
+    untimed = sum(time_ns(stream.fragments[j], clock) is None for j in stream.chunk_indices())
+    if untimed:
+        raise WhatIfError(
+            f"{untimed:,} of its text chunks had arrived before inspect began reading: "
+            "nothing says when (inspect -- CMD times a command's output from its start)"
+        )
     # A byte is there once it and everything before it has arrived (text comes in
     # order). On the wire every chunk has a time; an empty fragment, which brings
     # nothing, may have none.

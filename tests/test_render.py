@@ -147,6 +147,7 @@ def test_json_document_schema(o200k):
         "tool_call_id": None,
         "text": "Stre",
         "t_ms": 1.0,
+        "llm_t_ms": 1.0,
         "wire_t_ms": None,
         "byte_start": 0,
         "byte_end": 4,

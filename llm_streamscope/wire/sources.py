@@ -9,7 +9,9 @@ that is ``decode``'s job, on the reads.
   bytes up to that offset had arrived by that time. The reads are cut there.
 - Standard input is read as it arrives: every ``os.read`` is timestamped with
   ``perf_counter_ns`` the moment it returns, counted from when reading began, so
-  ``curl -N ... | llm streamscope inspect -`` is timed as the stream came in.
+  ``curl -N ... | llm streamscope inspect -`` is timed as the stream came in; the
+  bytes already waiting in the pipe when reading began have no time (``Read.t_ns``
+  None): they arrived while llm started, when is not known.
 - A vcrpy / pytest-recording cassette (YAML, as llm and its plugins keep in their
   tests; also Ruby VCR's ``http_interactions``) holds whole request/response pairs,
   with no times: one interaction's response body is the source, by default the
@@ -68,8 +70,9 @@ class Source:
     name: str
     """The file's path, ``-`` for standard input; a cassette's says which interaction."""
     kind: str
-    """``file``, ``sidecar`` (a file timed by its ``.times``), ``stdin`` or ``cassette``
-    (an httprr trace too): ``Wire.source`` of the traces built from it."""
+    """``file``, ``sidecar`` (a file timed by its ``.times``), ``stdin``, ``command``
+    (``inspect -- CMD``) or ``cassette`` (an httprr trace too): ``Wire.source`` of the
+    traces built from it."""
     reads: tuple[Read, ...]
     timed: bool
     """Whether the reads carry arrival times (``Read.t_ns`` set)."""
@@ -85,6 +88,8 @@ class Source:
     content_type: str | None = None
     notes: tuple[str, ...] = ()
     """What the user should know that does not stop the analysis."""
+    stopped: str | None = None
+    """Why reading stopped before the stream's end (Ctrl-C), None when it ran to it."""
 
     @property
     def body(self) -> bytes:
@@ -173,38 +178,21 @@ def read_stdin(
             raise SourceError("standard input is a terminal: pipe a stream into inspect -")
     waiting = _waiting(fd)
     check = SourceCheck(lambda head: _is_recording("-", head), max_event_bytes, format)
-    start = clock()
-    reads = []
-    while True:
-        data = os.read(fd, READ_SIZE) if fd is not None else _read_some(stream)
-        t = clock()
-        if not data:
-            break
-        reads.append(Read(t - start, data))
-        try:  # after the time is taken: a few microseconds per read of a streaming body
-            if not check.add(data):
-                break
-        except WireError as ex:
-            raise SourceError(f"-: {ex}") from None
-    head = b"".join(r.data for r in reads[:4])[:4096]
-    if _is_recording("-", head):
-        # A recording piped in: its own contents say what the stream was, not the pipe.
-        return read_bytes("-", b"".join(r.data for r in reads), interaction=interaction)
-    if interaction is not None:
-        raise SourceError("-: --interaction applies to a cassette, and this is a plain body")
+    reads: list[Read] = []
+    read = (lambda size: os.read(fd, size)) if fd is not None else _read_some(stream)
+    try:
+        timed_reads(read, reads, clock(), clock=clock, untimed=waiting, check=check)
+    except WireError as ex:
+        raise SourceError(f"-: {ex}") from None
     notes: tuple[str, ...] = ()
     if waiting:
         notes = (
             f"{waiting:,} bytes had arrived before inspect began reading (while llm "
-            "started): they are timed when read, not when they arrived",
+            "started): they have no arrival time, and no figure counts them as timed "
+            "(inspect -- CMD starts the command once inspect is reading)",
         )
-    return Source(
-        name="-",
-        kind="stdin",
-        reads=tuple(reads),
-        timed=True,
-        origin="stdin: when inspect began reading",
-        notes=notes,
+    return piped_source(
+        "-", "stdin", reads, "stdin: when inspect began reading", interaction, notes
     )
 
 
@@ -233,6 +221,53 @@ def _is_cassette(name: str, head: bytes) -> bool:
         or name.endswith((".yaml", ".yml"))  # no body is YAML: a cassette, or nothing
         or (name.endswith(".json") and _JSON_CASSETTE_START.match(head))
     )
+def timed_reads(
+    read: Callable[[int], bytes],
+    reads: list[Read],
+    start: int,
+    *,
+    clock: Callable[[], int] = time.perf_counter_ns,
+    untimed: int = 0,
+    check: SourceCheck | None = None,
+) -> None:
+    """Append to ``reads`` every read of ``read`` until it returns nothing, each
+    timed by ``clock`` the moment it returns, from ``start``; the first ``untimed``
+    bytes (already waiting when reading began) get no time.
+
+    Nothing else runs between two reads: a stream's gaps are the reads' gaps. The
+    list is the caller's, so what arrived is kept when a read is interrupted.
+    ``check`` (after each read's time is taken) ends the reading early where the
+    stream can be no event stream, or raises ``WireError`` for an event over its cap.
+    """
+    while True:
+        # What was already waiting arrived at some time before now, unknown: no time.
+        data = read(min(untimed, READ_SIZE) if untimed else READ_SIZE)
+        t = clock()
+        if not data:
+            return
+        reads.append(Read(None if untimed else t - start, data))
+        untimed -= min(untimed, len(data))
+        if check is not None and not check.add(data):
+            return
+
+
+def piped_source(
+    name: str,
+    kind: str,
+    reads: list[Read],
+    origin: str,
+    interaction: int | None = None,
+    notes: tuple[str, ...] = (),
+) -> Source:
+    """The source of a stream read from a pipe (standard input, a command's output):
+    timed reads, unless what came through is a recording, which says what it holds."""
+    head = b"".join(r.data for r in reads[:4])[:4096]
+    if _is_recording(name, head):
+        # A recording piped in: its own contents say what the stream was, not the pipe.
+        return read_bytes(name, b"".join(r.data for r in reads), interaction=interaction)
+    if interaction is not None:
+        raise SourceError(f"{name}: --interaction applies to a cassette, and this is a plain body")
+    return Source(name=name, kind=kind, reads=tuple(reads), timed=True, origin=origin, notes=notes)
 
 
 def _fileno(stream: IO[bytes]) -> int | None:
@@ -258,9 +293,9 @@ def _waiting(fd: int | None) -> int:
     return count[0]
 
 
-def _read_some(stream: IO[bytes]) -> bytes:
+def _read_some(stream: IO[bytes]) -> Callable[[int], bytes]:
     read1 = getattr(stream, "read1", None)
-    return read1(READ_SIZE) if read1 is not None else stream.read(READ_SIZE)
+    return read1 if read1 is not None else stream.read
 
 
 # ====================
