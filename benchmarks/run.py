@@ -601,13 +601,13 @@ def p10_inspect(sim: SimServer, tmp: Path, size: int, rounds: int) -> list[dict]
     ]
 
 
-def p11_command(sim: SimServer, tmp: Path, chunks: int, pause_s: float) -> dict:
+def p13_command(sim: SimServer, tmp: Path, chunks: int, pause_s: float) -> dict:
     read, written = command_capture.command_gaps(LLM, sim_body(sim, chunks), tmp / "p11", pause_s)
     errors = gap_errors_ms(read, written)
     body = sim_body(sim, chunks)
     raw = gap_errors_ms(*command_capture.raw_pipe_gaps(body, tmp / "p11", pause_s))
     return {
-        "id": "P11",
+        "id": "P13",
         "measure": f"`inspect -- CMD`: p99 |gap between reads - gap between the command's "
         f"writes|, {len(written)} events {pause_s * 1000:g} ms apart",
         "value": p99(errors),
@@ -976,7 +976,7 @@ def main() -> int:
                 *p8_anthropic(tmp, p8_rounds),
             ],
             "P9": lambda: p9_ttft_vs_aiperf(sim, tmp, 1 if quick else 6, 2 if quick else 3),
-            "P11": lambda: [p11_command(sim, tmp, 100 if quick else 1_000, 0.003)],
+            "P13": lambda: [p13_command(sim, tmp, 100 if quick else 1_000, 0.003)],
             "P10": lambda: p10_inspect(
                 sim, tmp, 1_000_000 if quick else 10_000_000, 3 if quick else 9
             ),

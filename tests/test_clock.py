@@ -251,7 +251,7 @@ def test_a_commands_output_is_timed_as_the_command_wrote_it(tmp_path):
         for (r0, r1), (w0, w1) in zip(itertools.pairwise(read), itertools.pairwise(written))
     ]
     # Robust to this machine's load (a reader scheduled late moves two gaps): the
-    # p99 target itself (2 ms) is measured by benchmarks/run.py's P11.
+    # p99 target itself (2 ms) is measured by benchmarks/run.py's P13.
     assert statistics.median(off) <= 0.5 and sum(o <= 2 for o in off) >= 0.9 * len(off)
 
 
