@@ -94,6 +94,40 @@ def html_option(help: str) -> Any:
     )
 
 
+def otel_option(func: Any) -> Any:
+    return click.option(
+        "--otel",
+        is_flag=True,
+        help="Also send the traces to an OpenTelemetry collector (OTLP, set by the "
+        "OTEL_* environment variables) once the stream has ended",
+    )(func)
+
+
+def _check_otel(otel: bool) -> None:
+    """--otel without the OpenTelemetry SDK: say how to install it, before any request."""
+    if otel:
+        from .otlp import missing
+
+        hint = missing()
+        if hint:
+            raise click.ClickException(hint)
+
+
+def _send_otel(runs: list[list[tuple[Trace, Alignment, Stats]]], database: Any) -> None:
+    """Send finished runs, waiting at most ``RUN_BUDGET_S``: a collector that is down or
+    slow costs one warning line, never the run's exit status."""
+    from .otlp import RUN_BUDGET_S, export_runs
+
+    sent = export_runs(runs, database, metrics=True, budget_s=RUN_BUDGET_S)
+    if sent.error is not None:
+        later = "; the traces stay in logs.db (`llm streamscope export --otel` sends them later)"
+        click.echo(
+            f"Warning: --otel could not send to {sent.endpoint}: {sent.error}"
+            + (later if database is not None else ""),
+            err=True,
+        )
+
+
 @dataclass(frozen=True)
 class Views:
     """How a run is shown: what ``view_options`` give a command, in one value."""
@@ -197,6 +231,7 @@ class _OneLineError(click.ClickException):
     help="Stream plain text, as llm shows it, instead of the live view (plain text "
     "is what a pipe, --json and NO_COLOR get)",
 )
+@otel_option
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -205,6 +240,7 @@ def run(
     timeout: float | None,
     wire: bool,
     no_live: bool,
+    otel: bool,
     **options: Any,
 ) -> None:
     """Run a prompt as `llm prompt` does, and show how every response arrived.
@@ -239,6 +275,7 @@ def run(
         ctx.invoke(llm.cli.prompt, **options)
         return
     _check_encoding(encoding_name)
+    _check_otel(otel)
     log_path = _prepared_log(options["database"])
     # -x and --xl make llm wait for the whole answer: streamscope streams it, and
     # shows the code block at the end instead of the live text.
@@ -300,6 +337,8 @@ def run(
     ]
     if analysed:
         present_run(result.run_id, analysed, views, wire=wire)
+    if otel and analysed:
+        _send_otel([analysed], log_path if logging else None)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     problems = list(result.problems)
@@ -1042,21 +1081,46 @@ def replay_command(
     is_flag=True,
     help="jsonl and csv: one row per event on the wire instead of per fragment",
 )
+@click.option(
+    "--otel",
+    is_flag=True,
+    help="Send the runs to an OpenTelemetry collector (set by the OTEL_* environment "
+    "variables) instead of writing them out",
+)
+@click.option("all_", "--all", is_flag=True, help="--otel: every logged run")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")),
+    help="--otel --all: only runs started at this UTC date (or time) or later",
+)
 @database_option
 def export_command(
     trace_id: str | None,
     latest: bool,
     export_format: str,
     wire: bool,
+    otel: bool,
+    all_: bool,
+    since: Any,
     database: pathlib.Path | None,
 ) -> None:
-    """Export a logged run or trace to standard output.
+    """Export a logged run or trace to standard output, or to a collector.
 
     The json document always holds the wire (for runs with --wire); with --wire,
-    jsonl and csv give the wire's events, each with its trace_id.
+    jsonl and csv give the wire's events, each with its trace_id. --otel sends
+    the run (or --latest, or --all runs) as OpenTelemetry spans, and says how
+    many it sent.
     """
     from .render import EXPORT_COLUMNS, EXPORT_EVENT_COLUMNS, export_event_rows, export_rows
 
+    if otel:
+        source = click.get_current_context().get_parameter_source("export_format")
+        if wire or source is not click.core.ParameterSource.DEFAULT:
+            raise click.ClickException("--otel sends the runs: it takes no --format or --wire")
+        _export_otel(database, trace_id, latest, all_, since)
+        return
+    if all_ or since is not None:
+        raise click.ClickException("--all and --since select the runs --otel sends")
     result = _load_run(database, trace_id, latest)
     if export_format == "json":
         present_run(result.run_id, _analysed(result), Views(json_=True))
@@ -1073,6 +1137,37 @@ def export_command(
         )
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _export_otel(
+    database: pathlib.Path | None, trace_id: str | None, latest: bool, all_: bool, since: Any
+) -> None:
+    """``export --otel``: the chosen logged runs, sent; how many, said."""
+    import datetime
+
+    from .otel import epoch_ns
+    from .otlp import export_runs, stored_run_ids
+
+    _check_otel(True)
+    if sum((trace_id is not None, latest, all_)) != 1:
+        raise click.ClickException("--otel sends a TRACE_ID, the --latest run or --all runs")
+    if since is not None and not all_:
+        raise click.ClickException("--since goes with --all")
+    if all_:
+        since_ns = None
+        if since is not None:
+            since_ns = epoch_ns(since.replace(tzinfo=datetime.timezone.utc).isoformat())
+        run_ids, running = stored_run_ids(_open_log(database), since_ns)
+        if running:
+            click.echo(f"Note: {running} run(s) still streaming are left out", err=True)
+    else:
+        run_ids = [trace_id] if trace_id is not None else [None]  # type: ignore[list-item]
+    runs = [_analysed(_load_run(database, run_id, latest)) for run_id in run_ids]
+    sent = export_runs(runs, _log_path(database), metrics=False, budget_s=None)
+    if sent.error is not None:
+        done = f" (sent {sent.spans} spans before that)" if sent.spans else ""
+        raise click.ClickException(f"Could not send to {sent.endpoint}: {sent.error}{done}")
+    click.echo(sent.summary())
 
 
 # ====================
@@ -1154,6 +1249,7 @@ class _CompareCommand(click.Command):
 )
 @click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of the table")
 @html_option("Also write a self-contained HTML report (the runs overlaid in a chart) to this file")
+@otel_option
 @database_option
 def compare_command(
     prompt: str | None,
@@ -1170,6 +1266,7 @@ def compare_command(
     timeout: float | None,
     json_: bool,
     html_path: pathlib.Path | None,
+    otel: bool,
     database: pathlib.Path | None,
 ) -> None:
     """Run models side by side on one prompt, and compare how their answers arrive.
@@ -1207,6 +1304,7 @@ def compare_command(
     if not specs:
         raise click.ClickException("Give at least one model to compare with -m")
     _check_encoding(encoding_name)
+    _check_otel(otel)
     note = None
     if from_logs:
         ctx = click.get_current_context()
@@ -1215,6 +1313,8 @@ def compare_command(
             for flag, name in (("-n", "runs"), ("--parallel", "parallel"), ("--timeout", "timeout"))
             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         ]
+        if otel:
+            given.append("--otel (`llm streamscope export --otel` sends logged runs)")
         if prompt is not None or given:
             what = " or ".join(given + (["prompt"] if prompt is not None else []))
             raise click.ClickException(f"--from-logs makes no request: it takes no {what}")
@@ -1265,6 +1365,8 @@ def compare_command(
             )
         except comparison.CompareError as ex:
             raise click.ClickException(str(ex)) from None
+        if otel:
+            _send_otel(comparison.runs_of(results), settings.run.database)
     summaries = [comparison.summarize(r) for r in results]
     if json_:
         document = comparison.comparison_document(
