@@ -113,12 +113,14 @@ def _check_otel(otel: bool) -> None:
             raise click.ClickException(hint)
 
 
-def _send_otel(runs: list[list[tuple[Trace, Alignment, Stats]]], database: Any) -> None:
+def _send_otel(
+    runs: list[list[tuple[Trace, Alignment, Stats]]], database: Any, models: list[Any]
+) -> None:
     """Send finished runs, waiting at most ``RUN_BUDGET_S``: a collector that is down or
     slow costs one warning line, never the run's exit status."""
     from .otlp import RUN_BUDGET_S, export_runs
 
-    sent = export_runs(runs, database, metrics=True, budget_s=RUN_BUDGET_S)
+    sent = export_runs(runs, database, metrics=True, budget_s=RUN_BUDGET_S, models=models)
     if sent.error is not None:
         later = "; the traces stay in logs.db (`llm streamscope export --otel` sends them later)"
         click.echo(
@@ -338,7 +340,7 @@ def run(
     if analysed:
         present_run(result.run_id, analysed, views, wire=wire)
     if otel and analysed:
-        _send_otel([analysed], log_path if logging else None)
+        _send_otel([analysed], log_path if logging else None, [expected_model])
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     problems = list(result.problems)
@@ -1366,7 +1368,7 @@ def compare_command(
         except comparison.CompareError as ex:
             raise click.ClickException(str(ex)) from None
         if otel:
-            _send_otel(comparison.runs_of(results), settings.run.database)
+            _send_otel(comparison.runs_of(results), settings.run.database, [])
     summaries = [comparison.summarize(r) for r in results]
     if json_:
         document = comparison.comparison_document(

@@ -23,9 +23,10 @@ SDK's spans and metrics and exports them::
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
@@ -133,19 +134,18 @@ def epoch_ns(iso: str) -> int:
     return since // datetime.timedelta(microseconds=1) * 1000
 
 
-def provider_name(model_id: str) -> str:
+def provider_name(model_id: str, module: str | None = None) -> str:
     """The conventions' ``gen_ai.provider.name`` for an llm model: by the plugin
-    that serves it, else guessed from the id.
+    that serves it (``module``: its class's module, when the caller has the model),
+    else guessed from the id.
 
     >>> provider_name("claude-3.5-haiku-made-up"), provider_name("no-such-model")
     ('anthropic', 'no-such-model')
+    >>> provider_name("x", "llm_gemini")
+    'gcp.gemini'
     """
-    import llm
-
-    try:
-        module = type(llm.get_model(model_id)).__module__
-    except llm.UnknownModelError:
-        module = ""
+    if module is None:
+        module = _model_module(model_id)
     for prefix, name in PROVIDERS:
         if module == prefix or module.startswith(prefix + "."):
             return name
@@ -154,6 +154,18 @@ def provider_name(model_id: str) -> str:
         if part in lowered:
             return name
     return module.split(".")[0] or model_id
+
+
+@functools.cache
+def _model_module(model_id: str) -> str:
+    """The module of the class llm serves ``model_id`` with ("" when llm does not
+    know it). Once per model: llm builds every plugin's models to find one."""
+    import llm
+
+    try:
+        return type(llm.get_model(model_id)).__module__
+    except llm.UnknownModelError:
+        return ""
 
 
 def _end_ns(trace: Trace) -> int:
@@ -282,14 +294,21 @@ def _tool_calls(trace: Trace) -> dict[str, tuple[str, str]]:
 
 
 def response_attributes(
-    trace: Trace, alignment: Alignment, stats: Stats, facts: LlmFacts, content: bool
+    trace: Trace,
+    alignment: Alignment,
+    stats: Stats,
+    facts: LlmFacts,
+    content: bool,
+    module: str | None = None,
 ) -> dict[str, Any]:
-    """A response span's attributes: the conventions' ``gen_ai.*``, then streamscope's."""
+    """A response span's attributes: the conventions' ``gen_ai.*``, then streamscope's.
+
+    ``module``: the module of the model's class, when known (see ``provider_name``)."""
     from .render import trace_document
 
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": provider_name(trace.model_id),
+        "gen_ai.provider.name": provider_name(trace.model_id, module),
         "gen_ai.request.model": trace.model_id,
         "gen_ai.response.model": facts.response_model or trace.model_id,
     }
@@ -345,11 +364,16 @@ def response_attributes(
 
 
 def plan_run(
-    responses: Sequence[Response], llm_facts: dict[str, LlmFacts], content: bool
+    responses: Sequence[Response],
+    llm_facts: dict[str, LlmFacts],
+    content: bool,
+    modules: Mapping[str, str] | None = None,
 ) -> PlannedRun:
     """The spans and metric points of one run, its responses in run order.
 
-    ``llm_facts``: llm's record of each response by trace id (``read_llm_facts``).
+    ``llm_facts``: llm's record of each response by trace id (``read_llm_facts``);
+    ``modules``: the module of each model's class by model id, where the caller
+    has the model (else llm is asked, see ``provider_name``).
     """
     first = responses[0][0]
     run_id = first.run_id or first.id
@@ -361,7 +385,8 @@ def plan_run(
         parent = "run"
     for i, ((trace, alignment, stats), origin) in enumerate(zip(responses, origins)):
         facts = llm_facts.get(trace.id, LlmFacts())
-        attributes = response_attributes(trace, alignment, stats, facts, content)
+        module = (modules or {}).get(trace.model_id)
+        attributes = response_attributes(trace, alignment, stats, facts, content, module)
         error = None if trace.status == STATUS_COMPLETE else (trace.error or trace.status)
         spans.append(
             PlannedSpan(

@@ -328,12 +328,16 @@ def export_runs(
     *,
     metrics: bool,
     budget_s: float | None,
+    models: Sequence[Any] = (),
 ) -> Sent:
     """Plan and send ``runs`` (each its responses in run order): what ``--otel`` does.
 
     ``database``: the logs.db the runs are logged in, for llm's record of each
     response (the provider's response id, finish reasons); None: not logged.
+    ``models``: llm models the caller holds, which tell their provider without
+    asking llm to build every plugin's models.
     """
+    modules = {m.model_id: type(m).__module__ for m in models if m is not None}
     facts: dict[str, LlmFacts] = {}
     if database is not None and pathlib.Path(database).is_file():
         import sqlite_utils
@@ -343,7 +347,7 @@ def export_runs(
             facts = read_llm_facts(db, (t for run in runs for t, _, _ in run))
             db.close()
     content = content_on()
-    plans = [plan_run(run, facts, content) for run in runs if run]
+    plans = [plan_run(run, facts, content, modules) for run in runs if run]
     return send(plans, metrics=metrics, budget_s=budget_s)
 
 

@@ -326,3 +326,13 @@ def test_compare_sends_every_run(collector):
     assert all(s.name == "chat streamscope-sim" for s in spans)
     per_chunk = collector.metrics()["gen_ai.client.operation.time_per_output_chunk"]
     assert sum(point.count for _, point in per_chunk) == 2 * (3 - 1)
+
+
+def test_the_worked_examples_in_the_docstrings_hold():
+    import doctest
+
+    from llm_streamscope import otel, otlp
+
+    for module in (otel, otlp):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
