@@ -128,6 +128,12 @@ def _send_otel(
             + (later if database is not None else ""),
             err=True,
         )
+    elif sent.metrics_error is not None:
+        click.echo(
+            f"Warning: --otel sent the traces, but not the metrics to {sent.metrics_endpoint}: "
+            f"{sent.metrics_error} (OTEL_METRICS_EXPORTER=none: send no metrics)",
+            err=True,
+        )
 
 
 @dataclass(frozen=True)

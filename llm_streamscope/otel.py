@@ -412,11 +412,7 @@ def plan_run(
                 kind="internal",
                 start_ns=origins[0] - (first.setup_ns or 0),
                 end_ns=max(s.end_ns for s in spans),
-                attributes={
-                    "streamscope.run_id": run_id,
-                    "streamscope.responses": len(responses),
-                    "gen_ai.request.model": first.model_id,
-                },
+                attributes={"streamscope.run_id": run_id, "streamscope.responses": len(responses)},
                 error=next((s.error for s in reversed(spans) if s.error), None),
             ),
         )

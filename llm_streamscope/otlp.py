@@ -65,6 +65,10 @@ class Sent:
     metric_points: int = 0
     endpoint: str = ""
     error: str | None = None
+    """Why the spans were not all sent."""
+    metrics_endpoint: str = ""
+    metrics_error: str | None = None
+    """Why the metrics were not sent (the spans were)."""
 
     def summary(self) -> str:
         """What was sent, in words.
@@ -262,7 +266,8 @@ def send(
     batch_spans: int = 512,
 ) -> Sent:
     """Export the planned runs' spans (and metric points) with the SDK's OTLP/HTTP
-    exporters, configured by the OTEL_* variables.
+    exporters, configured by the OTEL_* variables (OTEL_TRACES_EXPORTER or
+    OTEL_METRICS_EXPORTER ``none``: that signal is not sent).
 
     ``budget_s``: the most this waits in all; the export runs in a thread that is
     left behind (a daemon) when the collector has not answered by then. None: the
@@ -272,14 +277,12 @@ def send(
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     resource = _resource()
-    spans = _sdk_spans(plans, resource)
+    spans = _sdk_spans(plans, resource) if _wanted("OTEL_TRACES_EXPORTER") else []
+    metrics = metrics and _wanted("OTEL_METRICS_EXPORTER")
     data = _sdk_metrics(plans, resource) if metrics else None
     timeout = None if budget_s is None else max(budget_s, 0.01)
     span_exporter = OTLPSpanExporter(timeout=timeout)
     sent = Sent(endpoint=span_exporter._endpoint)
-    runs_by_trace: dict[int, set[int]] = {}
-    for span in spans:
-        runs_by_trace.setdefault(span.context.trace_id, set()).add(span.context.span_id)
 
     def export() -> None:
         from opentelemetry.sdk.metrics.export import MetricExportResult
@@ -294,8 +297,11 @@ def send(
         sent.traces = len({s.context.trace_id for s in spans})
         if data is not None:
             metric_exporter = OTLPMetricExporter(timeout=timeout)
+            sent.metrics_endpoint = metric_exporter._endpoint
             if metric_exporter.export(data) is not MetricExportResult.SUCCESS:
-                sent.error = _reason(collected.messages) or "the collector refused the metrics"
+                sent.metrics_error = (
+                    _reason(collected.messages) or "the collector refused the metrics"
+                )
                 return
             sent.metric_points = sum(len(p.metrics) for p in plans)
 
@@ -305,13 +311,21 @@ def send(
     worker.join(budget_s)
     if worker.is_alive():
         # Left behind: its later complaints stay collected, never printed.
-        sent.error = f"the collector did not answer within {budget_s:g} s"
+        late = f"the collector did not answer within {budget_s:g} s"
+        if sent.traces or not spans:
+            sent.metrics_error = late
+        else:
+            sent.error, sent.spans = late, 0  # only what was sent completely counts
     else:
         collected.close()
-    # Only what was sent completely counts.
-    if sent.error is not None and sent.traces == 0:
-        sent.spans = 0
     return sent
+
+
+def _wanted(variable: str) -> bool:
+    """Whether a signal is to be sent: the SDK's exporter variables, where ``none`` says not."""
+    import os
+
+    return os.environ.get(variable, "").strip().lower() != "none"
 
 
 def _reason(messages: list[str]) -> str | None:

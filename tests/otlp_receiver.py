@@ -14,8 +14,10 @@ class Receiver:
     """``with Receiver() as receiver:`` serves on 127.0.0.1; ``receiver.endpoint`` is
     the base URL for OTEL_EXPORTER_OTLP_ENDPOINT. ``delay_s`` makes it a slow collector."""
 
-    def __init__(self, delay_s: float = 0.0):
+    def __init__(self, delay_s: float = 0.0, refuse: tuple[str, ...] = ()):
         self.delay_s = delay_s
+        self.refuse = refuse
+        """Paths answered 405, as a backend that takes only traces answers /v1/metrics."""
         self.requests: list[tuple[str, bytes]] = []
         receiver = self
 
@@ -29,6 +31,11 @@ class Receiver:
                     body = zlib.decompress(body)
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
+                if self.path in receiver.refuse:
+                    self.send_response(405)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 receiver.requests.append((self.path, body))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

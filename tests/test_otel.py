@@ -297,6 +297,25 @@ def test_a_slow_collector_is_left_behind_after_a_second(monkeypatch):
     assert waited < 5  # not the collector's 5 s
 
 
+def test_a_backend_without_metrics_gets_the_traces_and_one_warning(monkeypatch):
+    with Receiver(refuse=("/v1/metrics",)) as traces_only:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", traces_only.endpoint)
+        result = streamscope(*FAST, "-o", "max_tokens", "3", "--otel", "hi")
+        assert result.exit_code == 0
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(
+            f"Warning: --otel sent the traces, but not the metrics to {traces_only.endpoint}"
+            "/v1/metrics: "
+        )
+        assert "405" in line and "OTEL_METRICS_EXPORTER=none" in line
+        assert len(traces_only.spans()) == 1
+        # The SDK's own switch: no metrics asked for, none sent, nothing to warn about.
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        result = streamscope(*FAST, "-o", "max_tokens", "3", "--otel", "hi")
+        assert result.exit_code == 0 and result.stderr == ""
+        assert len(traces_only.spans()) == 2
+
+
 def test_without_the_sdk_one_line_says_how_to_install(monkeypatch, isolated_env):
     from llm_streamscope import otlp
 
