@@ -1170,7 +1170,12 @@ def _export_otel(
             click.echo(f"Note: {running} run(s) still streaming are left out", err=True)
     else:
         run_ids = [trace_id] if trace_id is not None else [None]  # type: ignore[list-item]
-    runs = [_analysed(_load_run(database, run_id, latest)) for run_id in run_ids]
+    runs = []
+    for run_id in run_ids:
+        result = _load_run(database, run_id, latest)
+        if run_id not in (None, result.run_id):  # a trace of a run: the run is one trace
+            result = _load_run(database, result.run_id, False)
+        runs.append(_analysed(result))
     sent = export_runs(runs, _log_path(database), metrics=False, budget_s=None)
     if sent.error is not None:
         done = f" (sent {sent.spans} spans before that)" if sent.spans else ""

@@ -26,6 +26,7 @@ import datetime
 import functools
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -54,6 +55,9 @@ REQUEST_OPTIONS = {
     "seed": "gen_ai.request.seed",
     "stop": "gen_ai.request.stop_sequences",
 }
+
+SECRET_OPTION = re.compile(r"key|secret|password|auth|credential|bearer", re.IGNORECASE)
+"""Options never sent, whatever a plugin calls them."""
 
 # llm plugins by the module their model classes live in, and the conventions'
 # provider name for each (the simulator subclasses llm's OpenAI model: first).
@@ -357,7 +361,8 @@ def response_attributes(
         flatten(f"streamscope.{key}", document[key], attributes)
     attributes["streamscope.timed"] = trace.timed
     if trace.options:
-        attributes["streamscope.options"] = json.dumps(trace.options, default=str)
+        options = {k: v for k, v in trace.options.items() if not SECRET_OPTION.search(k)}
+        attributes["streamscope.options"] = json.dumps(options, default=str)
     flatten("streamscope", document["stats"], attributes)
     attributes |= timeline(trace, alignment, content)
     return attributes
@@ -390,7 +395,7 @@ def plan_run(
         error = None if trace.status == STATUS_COMPLETE else (trace.error or trace.status)
         spans.append(
             PlannedSpan(
-                key=f"response-{i}",
+                key=f"response-{trace.id}",
                 name=f"chat {trace.model_id}",
                 kind="client",
                 start_ns=origin,
@@ -402,7 +407,7 @@ def plan_run(
         )
         metrics += _metric_points(trace, stats, attributes)
         if i + 1 < len(responses):
-            spans += _tool_spans(i, trace, responses[i + 1][0], spans[-1], origins[i + 1], content)
+            spans += _tool_spans(trace, responses[i + 1][0], spans[-1], origins[i + 1], content)
     if parent is not None:
         spans.insert(
             0,
@@ -420,9 +425,9 @@ def plan_run(
 
 
 def _tool_spans(
-    i: int, trace: Trace, following: Trace, span: PlannedSpan, next_origin: int, content: bool
+    trace: Trace, following: Trace, span: PlannedSpan, next_origin: int, content: bool
 ) -> list[PlannedSpan]:
-    """The tools run between response ``i`` and the next: llm runs them one after
+    """The tools run between ``trace`` and the ``following`` response: llm runs them one after
     another in that time, which the trace records only as a whole, so each call's
     span covers all of it (``streamscope.tool.calls_in_window`` says how many share it)."""
     calls = _tool_calls(trace)
@@ -442,7 +447,7 @@ def _tool_spans(
             attributes["gen_ai.tool.call.arguments"] = arguments
         planned.append(
             PlannedSpan(
-                key=f"tool-{i}-{j}",
+                key=f"tool-{trace.id}-{j}",
                 name=f"execute_tool {name}",
                 kind="internal",
                 start_ns=start,
