@@ -104,13 +104,13 @@ def otel_option(func: Any) -> Any:
 
 
 def _check_otel(otel: bool) -> None:
-    """--otel without the OpenTelemetry SDK: say how to install it, before any request."""
+    """--otel that cannot work (no SDK: how to install it): one line, before any request."""
     if otel:
-        from .otlp import missing
+        from .otlp import unusable
 
-        hint = missing()
-        if hint:
-            raise click.ClickException(hint)
+        problem = unusable()
+        if problem:
+            raise click.ClickException(problem)
 
 
 def _send_otel(

@@ -1,7 +1,7 @@
 """Sending planned runs (``otel.plan_run``) with the OpenTelemetry SDK's OTLP/HTTP exporters.
 
 The SDK is imported inside the functions, so llm's start-up never pays for it;
-``missing`` tells, without importing it, whether it is installed. Everything is
+``unusable`` tells, without importing it, whether it is installed. Everything is
 configured by the standard ``OTEL_*`` variables, which the SDK reads itself.
 """
 
@@ -42,9 +42,11 @@ INSTALL_HINT = (
 )
 
 
-def missing() -> str | None:
-    """The one-line install hint when the SDK or the exporter is not installed, else None."""
+def unusable() -> str | None:
+    """Why ``--otel`` cannot work here, on one line (the SDK or the exporter is not
+    installed, a protocol other than OTLP/HTTP is asked for), else None. Imports nothing."""
     import importlib.util
+    import os
 
     for name in REQUIRED_MODULES:
         try:
@@ -53,6 +55,10 @@ def missing() -> str | None:
             found = None
         if found is None:
             return INSTALL_HINT
+    for variable in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+        protocol = os.environ.get(variable, "").strip()
+        if protocol not in ("", "http/protobuf"):
+            return f"--otel sends OTLP over HTTP (http/protobuf), not {variable}={protocol}"
     return None
 
 

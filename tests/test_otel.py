@@ -332,6 +332,16 @@ def test_without_the_sdk_one_line_says_how_to_install(monkeypatch, isolated_env)
     assert not (isolated_env / "logs.db").exists() or shown_nothing()
 
 
+def test_another_protocol_is_refused_before_the_run(monkeypatch, isolated_env):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    result = streamscope(*FAST, "--otel", "hi")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: --otel sends OTLP over HTTP (http/protobuf), not OTEL_EXPORTER_OTLP_PROTOCOL=grpc\n"
+    )
+    assert streamscope("logs").stdout == ""
+
+
 def shown_nothing():
     return streamscope("logs").stdout == ""
 
