@@ -1099,6 +1099,7 @@ def replay_command(
 @click.option(
     "--since",
     type=click.DateTime(formats=("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")),
+    metavar="DATE",
     help="--otel --all: only runs started at this UTC date (or time) or later",
 )
 @database_option
