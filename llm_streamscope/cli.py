@@ -120,7 +120,11 @@ def _send_otel(
     slow costs one warning line, never the run's exit status."""
     from .otlp import RUN_BUDGET_S, export_runs
 
-    sent = export_runs(runs, database, metrics=True, budget_s=RUN_BUDGET_S, models=models)
+    try:
+        sent = export_runs(runs, database, metrics=True, budget_s=RUN_BUDGET_S, models=models)
+    except KeyboardInterrupt:
+        click.echo("Warning: --otel stopped by Ctrl-C; the traces stay in logs.db", err=True)
+        sys.exit(130)
     if sent.error is not None:
         later = "; the traces stay in logs.db (`llm streamscope export --otel` sends them later)"
         click.echo(

@@ -18,11 +18,14 @@ class Receiver:
         self.delay_s = delay_s
         self.refuse = refuse
         """Paths answered 405, as a backend that takes only traces answers /v1/metrics."""
+        self.arrived = threading.Event()
+        """Set when the first request has arrived (before the delay)."""
         self.requests: list[tuple[str, bytes]] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                receiver.arrived.set()
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 encoding = self.headers.get("Content-Encoding")
                 if encoding == "gzip":

@@ -318,6 +318,30 @@ def test_a_backend_without_metrics_gets_the_traces_and_one_warning(monkeypatch):
         assert len(traces_only.spans()) == 2
 
 
+def test_ctrl_c_while_sending_ends_the_run_as_ctrl_c_does(isolated_env):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    with Receiver(delay_s=5) as slow:
+        env = os.environ | {"OTEL_EXPORTER_OTLP_ENDPOINT": slow.endpoint}
+        command = [sys.executable, "-m", "llm", "streamscope", *FAST, "--otel", "hi"]
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert slow.arrived.wait(60), process.communicate()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.splitlines() == ["Warning: --otel stopped by Ctrl-C; the traces stay in logs.db"]
+    assert streamscope("logs").stdout.count("complete") == 1  # logged whole
+
+
 def test_without_the_sdk_one_line_says_how_to_install(monkeypatch, isolated_env):
     from llm_streamscope import otlp
 
