@@ -266,7 +266,7 @@ def _content_attributes(trace: Trace, facts: LlmFacts) -> dict[str, Any]:
     """The conventions' message attributes: only with the content switch on."""
     parts: list[dict[str, Any]] = []
     for stream in trace.streams().values():
-        kind, call_id = stream[0].kind, stream[0].tool_call_id
+        kind = stream[0].kind
         text = "".join(f.text for f in stream)
         if kind == "text":
             parts.append({"type": "text", "content": text})

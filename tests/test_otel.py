@@ -420,3 +420,24 @@ def test_keys_never_leave_even_as_options(isolated_env):
     assert span.attributes["gen_ai.request.temperature"] == 0.5
     assert json.loads(span.attributes["streamscope.options"]) == {"temperature": 0.5}
     assert "sk-secret-1" not in repr(plan) and "t0k3n" not in repr(plan)
+
+
+def test_with_the_wire_the_server_and_the_wire_figures_but_never_headers(collector):
+    result = streamscope(*FAST, "-o", "max_tokens", "5", "--wire", "--otel", "hi")
+    assert result.exit_code == 0, result.output
+    (response,) = shown("--latest")["responses"]
+    ((span, _),) = collector.spans()
+    got = attributes(span.attributes)
+    url = response["wire"]["url"]
+    assert url.startswith(f"http://{got['server.address']}:{got['server.port']}/")
+    assert got["streamscope.clock"] == response["stats"]["clock"] == "wire"
+    for path, value in leaves("streamscope.wire", response["stats"]["wire"]):
+        assert got[path] == pytest.approx(value), path
+    assert got["streamscope.fragments.wire_t_ms"] == [f["wire_t_ms"] for f in response["fragments"]]
+    assert got["gen_ai.response.time_to_first_chunk"] == pytest.approx(
+        response["fragments"][0]["wire_t_ms"] / 1000
+    )
+    # The response's headers are in the stored wire record, and stay there.
+    assert "content-type" in json.dumps(response["wire"]["headers"]).lower()
+    sent = json.dumps(got).lower()
+    assert "content-type" not in sent and "authorization" not in sent
