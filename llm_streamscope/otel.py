@@ -314,7 +314,11 @@ def response_attributes(
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": provider_name(trace.model_id, module),
         "gen_ai.request.model": trace.model_id,
-        "gen_ai.response.model": facts.response_model or trace.model_id,
+        # The model that answered: as the provider named it (llm's record, else the
+        # wire), else the one asked for.
+        "gen_ai.response.model": facts.response_model
+        or (trace.wire is not None and trace.wire.decoded.model)
+        or trace.model_id,
     }
     if facts.response_id:
         attributes["gen_ai.response.id"] = facts.response_id

@@ -441,3 +441,30 @@ def test_with_the_wire_the_server_and_the_wire_figures_but_never_headers(collect
     assert "content-type" in json.dumps(response["wire"]["headers"]).lower()
     sent = json.dumps(got).lower()
     assert "content-type" not in sent and "authorization" not in sent
+
+
+def test_an_untimed_logged_trace_is_sent_without_times(collector, tmp_path):
+    body = tmp_path / "body.sse"
+    chunks = [
+        {
+            "id": "c1",
+            "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "delta": {"content": t}}],
+        }
+        for t in ("Hello", " world")
+    ]
+    body.write_text("".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n")
+    assert streamscope("inspect", str(body), "--log").exit_code == 0
+    result = streamscope("export", "--otel", "--latest")
+    assert result.exit_code == 0, result.output
+    (response,) = shown("--latest")["responses"]
+    ((span, _),) = collector.spans()
+    # Nothing says when the fragments arrived: a span of no length at the trace's start.
+    assert span.start_time_unix_nano == span.end_time_unix_nano
+    assert span.start_time_unix_nano == epoch_ns(response["started_utc"])
+    got = attributes(span.attributes)
+    assert got["streamscope.timed"] is False
+    assert "streamscope.fragments.t_ms" not in got
+    assert "gen_ai.response.time_to_first_chunk" not in got
+    assert got["gen_ai.response.model"] == "gpt-4o-2024-08-06"  # as the wire named it
+    assert got["streamscope.fragments.kind"] == ["text", "text"]
