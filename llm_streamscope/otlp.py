@@ -282,6 +282,9 @@ def send(
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    # The SDK's own log lines (a malformed variable, a failed request) are kept for
+    # the one warning line, never printed.
+    collected = _Collected().open()
     resource = _resource()
     spans = _sdk_spans(plans, resource) if _wanted("OTEL_TRACES_EXPORTER") else []
     metrics = metrics and _wanted("OTEL_METRICS_EXPORTER")
@@ -311,7 +314,6 @@ def send(
                 return
             sent.metric_points = sum(len(p.metrics) for p in plans)
 
-    collected = _Collected().open()
     worker = threading.Thread(target=export, name="streamscope-otel", daemon=True)
     worker.start()
     worker.join(budget_s)
@@ -335,8 +337,18 @@ def _wanted(variable: str) -> bool:
 
 
 def _reason(messages: list[str]) -> str | None:
-    """The SDK's last word on a failed export, on one line."""
+    """The SDK's last word on a failed export, on one line, in plain words where
+    it has none of its own.
+
+    >>> _reason(["Failed to export spans batch due to timeout, max retries or shutdown."])
+    'the collector could not be reached, or did not answer in time'
+    >>> _reason(["Failed to export metrics batch code: 405, reason: Method Not Allowed"])
+    'Failed to export metrics batch code: 405, reason: Method Not Allowed'
+    """
     for message in reversed(messages):
+        if "due to timeout, max retries" in message:
+            # All the SDK says when a connection is refused, or no answer comes.
+            return "the collector could not be reached, or did not answer in time"
         if message.strip():
             return " ".join(message.split())
     return None
