@@ -273,6 +273,7 @@ def closed_port():
 
 def test_a_dead_collector_costs_one_warning_and_the_trace_stays(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "not-a-key-value")  # the SDK warns of it
     result = streamscope(*FAST, "-o", "max_tokens", "3", "--otel", "hi")
     assert result.exit_code == 0
     lines = result.stderr.splitlines()
