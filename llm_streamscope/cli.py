@@ -125,19 +125,9 @@ def _send_otel(
     except KeyboardInterrupt:
         click.echo("Warning: --otel stopped by Ctrl-C; the traces stay in logs.db", err=True)
         sys.exit(130)
-    if sent.error is not None:
-        later = "; the traces stay in logs.db (`llm streamscope export --otel` sends them later)"
-        click.echo(
-            f"Warning: --otel could not send to {sent.endpoint}: {sent.error}"
-            + (later if database is not None else ""),
-            err=True,
-        )
-    elif sent.metrics_error is not None:
-        click.echo(
-            f"Warning: --otel sent the traces, but not the metrics to {sent.metrics_endpoint}: "
-            f"{sent.metrics_error} (OTEL_METRICS_EXPORTER=none: send no metrics)",
-            err=True,
-        )
+    warning = sent.warning(logged=database is not None)
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
 
 
 @dataclass(frozen=True)
@@ -1156,9 +1146,6 @@ def _export_otel(
     database: pathlib.Path | None, trace_id: str | None, latest: bool, all_: bool, since: Any
 ) -> None:
     """``export --otel``: the chosen logged runs, sent; how many, said."""
-    import datetime
-
-    from .otel import epoch_ns
     from .otlp import export_runs, stored_run_ids
 
     _check_otel(True)
@@ -1167,10 +1154,7 @@ def _export_otel(
     if since is not None and not all_:
         raise click.ClickException("--since goes with --all")
     if all_:
-        since_ns = None
-        if since is not None:
-            since_ns = epoch_ns(since.replace(tzinfo=datetime.timezone.utc).isoformat())
-        run_ids, running = stored_run_ids(_open_log(database), since_ns)
+        run_ids, running = stored_run_ids(_open_log(database), since)
         if running:
             click.echo(f"Note: {running} run(s) still streaming are left out", err=True)
     else:

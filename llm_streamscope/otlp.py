@@ -7,6 +7,7 @@ configured by the standard ``OTEL_*`` variables, which the SDK reads itself.
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 import sqlite3
 import threading
@@ -85,6 +86,26 @@ class Sent:
         traces = f"{self.traces} trace{'s' if self.traces != 1 else ''}"
         spans = f"{self.spans} span{'s' if self.spans != 1 else ''}"
         return f"Sent {traces} ({spans}) to {self.endpoint}"
+
+    def warning(self, *, logged: bool) -> str | None:
+        """What a run says when its traces were not all sent (None: they were).
+
+        >>> Sent(endpoint="http://c/v1/traces", error="refused").warning(logged=False)
+        '--otel could not send to http://c/v1/traces: refused'
+        """
+        if self.error is not None:
+            later = (
+                "; the traces stay in logs.db (`llm streamscope export --otel` sends them later)"
+            )
+            return f"--otel could not send to {self.endpoint}: {self.error}" + (
+                later if logged else ""
+            )
+        if self.metrics_error is not None:
+            return (
+                f"--otel sent the traces, but not the metrics to {self.metrics_endpoint}: "
+                f"{self.metrics_error} (OTEL_METRICS_EXPORTER=none: send no metrics)"
+            )
+        return None
 
 
 def _ids(run_id: str) -> tuple[int, Callable[[str], int]]:
@@ -383,11 +404,16 @@ def export_runs(
     return send(plans, metrics=metrics, budget_s=budget_s)
 
 
-def stored_run_ids(db: Any, since_ns: int | None = None) -> tuple[list[str], int]:
-    """Every logged run (started at ``since_ns`` or later), oldest first, and how
-    many were left out because they are still running."""
+def stored_run_ids(db: Any, since: datetime.datetime | None = None) -> tuple[list[str], int]:
+    """Every logged run (started at ``since``, UTC when it says no zone, or later),
+    oldest first, and how many were left out because they are still running."""
     from .store import recent_traces
     from .trace import STATUS_RUNNING
+
+    since_ns = None
+    if since is not None:
+        zoned = since if since.tzinfo is not None else since.replace(tzinfo=datetime.timezone.utc)
+        since_ns = epoch_ns(zoned.isoformat())
 
     runs: dict[str, bool] = {}
     for row in reversed(recent_traces(db, None)):
