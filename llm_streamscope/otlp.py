@@ -300,7 +300,6 @@ def send(
     left behind (a daemon) when the collector has not answered by then. None: the
     exporters' own timeout (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s by default).
     """
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     # The SDK's own log lines (a malformed variable, a failed request) are kept for
@@ -313,9 +312,14 @@ def send(
     timeout = None if budget_s is None else max(budget_s, 0.01)
     span_exporter = OTLPSpanExporter(timeout=timeout)
     sent = Sent(endpoint=span_exporter._endpoint)
+    metric_exporter = None
+    if data is not None:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        metric_exporter = OTLPMetricExporter(timeout=timeout)
+        sent.metrics_endpoint = metric_exporter._endpoint
 
     def export() -> None:
-        from opentelemetry.sdk.metrics.export import MetricExportResult
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         for start in range(0, len(spans), batch_spans):
@@ -325,9 +329,9 @@ def send(
                 return
             sent.spans += len(batch)
         sent.traces = len({s.context.trace_id for s in spans})
-        if data is not None:
-            metric_exporter = OTLPMetricExporter(timeout=timeout)
-            sent.metrics_endpoint = metric_exporter._endpoint
+        if metric_exporter is not None and data is not None:
+            from opentelemetry.sdk.metrics.export import MetricExportResult
+
             if metric_exporter.export(data) is not MetricExportResult.SUCCESS:
                 sent.metrics_error = (
                     _reason(collected.messages) or "the collector refused the metrics"
