@@ -49,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import command_capture  # noqa: E402
+import otel_side  # noqa: E402
 import raw_client  # noqa: E402
 
 PY = sys.executable
@@ -151,6 +152,7 @@ def run_streamscope(
     *,
     wire: bool = False,
     live: bool = True,
+    otel: bool = False,
 ) -> dict:
     """One `llm streamscope` run, logging on, live view on in a pty; its trace from logs.db.
 
@@ -158,7 +160,7 @@ def run_streamscope(
     the clock the simulator's send log uses). ``wire`` runs it with ``--wire``: then
     ``wire_times_ns`` are the fragments' wire times and the stats are on the wire's
     clock (``clock`` says which clock they are on)."""
-    flags = (["--wire"] if wire else []) + ([] if live else ["--no-live"])
+    flags = (["--wire"] if wire else []) + ([] if live else ["--no-live"]) + ["--otel"] * otel
     cmd = [*LLM, "streamscope", "-m", model, *flags, *option_args(options)]
     cmd.append("x")
     code, maxrss, wall, exited_ns, drew = run_in_pty(cmd, env)
@@ -940,6 +942,9 @@ def main() -> int:
 
     get_encoding("o200k_base")  # seed tiktoken's cache once, outside every measure
     results: list[dict] = []
+    helpers = dict(
+        child_env=child_env, run_streamscope=run_streamscope, sim_options=sim_options, rate=rate
+    )
     with tempfile.TemporaryDirectory() as d, SimServer() as sim:
         tmp = Path(d)
         p8_rounds = 2 if quick else 15
@@ -975,6 +980,9 @@ def main() -> int:
                 ),
                 *p8_anthropic(tmp, p8_rounds),
             ],
+            "P1o": lambda: otel_side.p_otel(
+                sim, tmp, chunks=2_000 if quick else 20_000, rounds=1 if quick else 6, **helpers
+            ),
             "P9": lambda: p9_ttft_vs_aiperf(sim, tmp, 1 if quick else 6, 2 if quick else 3),
             "P13": lambda: [p13_command(sim, tmp, 100 if quick else 1_000, 0.003)],
             "P10": lambda: p10_inspect(

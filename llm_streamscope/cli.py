@@ -86,6 +86,42 @@ def gap_ms_option(func: Any) -> Any:
     )(func)
 
 
+def otel_option(func: Any) -> Any:
+    return click.option(
+        "--otel",
+        is_flag=True,
+        help="Also send the traces to an OpenTelemetry collector (OTLP, set by the "
+        "OTEL_* environment variables) once the stream has ended",
+    )(func)
+
+
+def _check_otel(otel: bool) -> None:
+    """--otel that cannot work (no SDK: how to install it): one line, before any request."""
+    if otel:
+        from .otlp import unusable
+
+        problem = unusable()
+        if problem:
+            raise click.ClickException(problem)
+
+
+def _send_otel(
+    runs: list[list[tuple[Trace, Alignment, Stats]]], database: Any, models: list[Any]
+) -> None:
+    """Send finished runs, waiting at most ``RUN_BUDGET_S``: a collector that is down or
+    slow costs one warning line, never the run's exit status."""
+    from .otlp import RUN_BUDGET_S, export_runs
+
+    try:
+        sent = export_runs(runs, database, metrics=True, budget_s=RUN_BUDGET_S, models=models)
+    except KeyboardInterrupt:
+        echo_line("Warning: --otel stopped by Ctrl-C; the traces stay in logs.db")
+        sys.exit(130)
+    warning = sent.warning(logged=database is not None)
+    if warning:
+        echo_line(f"Warning: {warning}")
+
+
 @dataclass(frozen=True)
 class Views:
     """How a run is shown: what ``view_options`` give a command, in one value."""
@@ -192,6 +228,7 @@ class _OneLineError(click.ClickException):
     help="Stream plain text, as llm shows it, instead of the live view (plain text "
     "is what a pipe, --json and NO_COLOR get)",
 )
+@otel_option
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -200,6 +237,7 @@ def run(
     timeout: float | None,
     wire: bool,
     no_live: bool,
+    otel: bool,
     **options: Any,
 ) -> None:
     """Run a prompt as `llm prompt` does, and show how every response arrived.
@@ -234,6 +272,7 @@ def run(
         ctx.invoke(llm.cli.prompt, **options)
         return
     _check_encoding(encoding_name)
+    _check_otel(otel)
     log_path = _prepared_log(options["database"])
     # -x and --xl make llm wait for the whole answer: streamscope streams it, and
     # shows the code block at the end instead of the live text.
@@ -295,6 +334,8 @@ def run(
     ]
     if analysed:
         present_run(result.run_id, analysed, views, wire=wire)
+    if otel and analysed:
+        _send_otel([analysed], log_path if logging else None, [expected_model])
     for warning in result.warnings:
         echo_line(f"Warning: {warning}")
     problems = list(result.problems)
@@ -1105,21 +1146,47 @@ def replay_command(
     is_flag=True,
     help="jsonl and csv: one row per event on the wire instead of per fragment",
 )
+@click.option(
+    "--otel",
+    is_flag=True,
+    help="Send the runs to an OpenTelemetry collector (set by the OTEL_* environment "
+    "variables) instead of writing them out",
+)
+@click.option("all_", "--all", is_flag=True, help="--otel: every logged run")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")),
+    metavar="DATE",
+    help="--otel --all: only runs started at this UTC date (or time) or later",
+)
 @database_option
 def export_command(
     trace_id: str | None,
     latest: bool,
     export_format: str,
     wire: bool,
+    otel: bool,
+    all_: bool,
+    since: Any,
     database: pathlib.Path | None,
 ) -> None:
-    """Export a logged run or trace to standard output.
+    """Export a logged run or trace to standard output, or to a collector.
 
     The json document always holds the wire (for runs with --wire); with --wire,
-    jsonl and csv give the wire's events, each with its trace_id.
+    jsonl and csv give the wire's events, each with its trace_id. --otel sends
+    the run (or --latest, or --all runs) as OpenTelemetry spans, and says how
+    many it sent.
     """
     from .render import EXPORT_COLUMNS, EXPORT_EVENT_COLUMNS, export_event_rows, export_rows
 
+    if otel:
+        source = click.get_current_context().get_parameter_source("export_format")
+        if wire or source is not click.core.ParameterSource.DEFAULT:
+            raise click.ClickException("--otel sends the runs: it takes no --format or --wire")
+        _export_otel(database, trace_id, latest, all_, since)
+        return
+    if all_ or since is not None:
+        raise click.ClickException("--all and --since select the runs --otel sends")
     result = _load_run(database, trace_id, latest)
     if export_format == "json":
         present_run(result.run_id, _analysed(result), Views(json_=True))
@@ -1136,6 +1203,36 @@ def export_command(
         )
         writer.writeheader()
         writer.writerows(rows_for(sys.stdout, rows))
+
+
+def _export_otel(
+    database: pathlib.Path | None, trace_id: str | None, latest: bool, all_: bool, since: Any
+) -> None:
+    """``export --otel``: the chosen logged runs, sent; how many, said."""
+    from .otlp import export_runs, stored_run_ids
+
+    _check_otel(True)
+    if sum((trace_id is not None, latest, all_)) != 1:
+        raise click.ClickException("--otel sends a TRACE_ID, the --latest run or --all runs")
+    if since is not None and not all_:
+        raise click.ClickException("--since goes with --all")
+    if all_:
+        run_ids, running = stored_run_ids(_open_log(database), since)
+        if running:
+            echo_line(f"Note: {running} run(s) still streaming are left out")
+    else:
+        run_ids = [trace_id] if trace_id is not None else [None]  # type: ignore[list-item]
+    runs = []
+    for run_id in run_ids:
+        result = _load_run(database, run_id, latest)
+        if run_id not in (None, result.run_id):  # a trace of a run: the run is one trace
+            result = _load_run(database, result.run_id, False)
+        runs.append(_analysed(result))
+    sent = export_runs(runs, _log_path(database), metrics=False, budget_s=None)
+    if sent.error is not None:
+        done = f" (sent {sent.spans} spans before that)" if sent.spans else ""
+        raise click.ClickException(f"Could not send to {sent.endpoint}: {sent.error}{done}")
+    click.echo(sent.summary())
 
 
 # ====================
@@ -1218,6 +1315,7 @@ class _CompareCommand(click.Command):
 @click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of the table")
 @html_option("Also write a self-contained HTML report (the runs overlaid in a chart) to this file")
 @overwrite_option
+@otel_option
 @database_option
 def compare_command(
     prompt: str | None,
@@ -1235,6 +1333,7 @@ def compare_command(
     json_: bool,
     html_path: pathlib.Path | None,
     overwrite: bool,
+    otel: bool,
     database: pathlib.Path | None,
 ) -> None:
     """Run models side by side on one prompt, and compare how their answers arrive.
@@ -1272,6 +1371,7 @@ def compare_command(
     if not specs:
         raise click.ClickException("Give at least one model to compare with -m")
     _check_encoding(encoding_name)
+    _check_otel(otel)
     note = None
     if from_logs:
         ctx = click.get_current_context()
@@ -1280,6 +1380,8 @@ def compare_command(
             for flag, name in (("-n", "runs"), ("--parallel", "parallel"), ("--timeout", "timeout"))
             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         ]
+        if otel:
+            given.append("--otel (`llm streamscope export --otel` sends logged runs)")
         if prompt is not None or given:
             what = " or ".join(given + (["prompt"] if prompt is not None else []))
             raise click.ClickException(f"--from-logs makes no request: it takes no {what}")
@@ -1330,6 +1432,8 @@ def compare_command(
             )
         except comparison.CompareError as ex:
             raise click.ClickException(str(ex)) from None
+        if otel:
+            _send_otel(comparison.runs_of(results), settings.run.database, [])
     summaries = [comparison.summarize(r) for r in results]
     if json_:
         document = comparison.comparison_document(

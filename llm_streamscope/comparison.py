@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .session import Analysed, RunResult, RunSettings
-from .stats import Distribution
-from .trace import STATUS_COMPLETE
+from .stats import Distribution, Stats
+from .trace import STATUS_COMPLETE, Alignment, Trace
 
 AGGREGATION = {
     "runs": "responses measured (complete) of responses streamed",
@@ -149,6 +149,18 @@ class ModelRuns:
     run_ids: tuple[str, ...] = ()
     failures: tuple[str, ...] = ()
     """A line for each run that failed, with why."""
+
+
+def runs_of(results: Sequence[ModelRuns]) -> list[list[tuple[Trace, Alignment, Stats]]]:
+    """Every run's analysed responses, in run order, run by run (what ``--otel`` sends)."""
+    runs: dict[str, list[tuple[Trace, Alignment, Stats]]] = {}
+    for result in results:
+        for r in result.responses:
+            if r.alignment is not None and r.stats is not None:
+                runs.setdefault(r.trace.run_id or r.trace.id, []).append(
+                    (r.trace, r.alignment, r.stats)
+                )
+    return list(runs.values())
 
 
 @dataclass(frozen=True)
