@@ -296,7 +296,7 @@ def _usage_parts(stats: Stats) -> list[str]:
     """What the provider's usage says against what was streamed, like with like."""
     if stats.usage_output_tokens is None:
         return ["-"]
-    reported = f"usage reports {stats.usage_output_tokens:,} output tokens"
+    reported = f"usage reports {_count(stats.usage_output_tokens, 'output token')}"
     if stats.usage_reasoning_tokens is not None:
         reported += (
             f" \u2212 {stats.usage_reasoning_tokens:,} reasoning = {stats.usage_compared_tokens:,}"
@@ -350,6 +350,8 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
         row("clock", f"the wire: each chunk when its bytes were read from {where}")
     elif stats.clock == "server":
         row("clock", "the server's own time in each event (created_at): no request start, no TTFT")
+    if stats.measured != "text":
+        row("output", f"no text: the figures below count the {stats.measured}")
     row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
     row("TTST", _fmt_ms(stats.ttst_ms))
     row("total", _fmt_ms(stats.total_ms))

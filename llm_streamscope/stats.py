@@ -7,6 +7,10 @@ AIPerf's definitions, so that on the same timestamps the figures are equal:
   text chunk (a non-empty text fragment);
 - ``ttst``: from the first to the second text chunk;
 - ``gap``: AIPerf's inter-chunk latency, between consecutive text chunks;
+
+A response without text (a tool call, reasoning cut short) is model output all
+the same: its figures count every model-output stream it has, as AIPerf counts
+the first chunk of output (``Stats.measured`` names what was counted).
 - ``itl``: the mean is AIPerf's ITL, ``(last chunk - first chunk) / (tokens - 1)``.
   The distribution around it is streamscope's: one interval per token, from the
   time each token was complete (the first token counts from the first chunk, as
@@ -148,6 +152,9 @@ class Stats:
     ``WireStats``); ``server``: the time the server wrote into each event (an
     inspected Ollama stream), with no TTFT."""
     wire: WireStats | None = None
+    measured: str = "text"
+    """The streams the figures above count: ``text``, or for a response without
+    text every model-output stream it has (``tool calls``, ``reasoning+tool calls``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -300,6 +307,29 @@ def wire_stats(trace: Trace) -> WireStats | None:
     )
 
 
+def streams_name(kinds: set[str] | list[str]) -> str:
+    """How a set of stream kinds is named in the views, in ``KINDS`` order.
+
+    >>> streams_name(["tool_call_args", "reasoning", "tool_call_name"])
+    'reasoning+tool calls'
+    """
+    names = dict.fromkeys(_STREAM_NAMES.get(kind, kind) for kind in KINDS if kind in kinds)
+    return "+".join(names) or "text"
+
+
+def measured_streams(alignment: Alignment) -> tuple[str, list[StreamAlignment]]:
+    """The streams a response's figures count, and their name: the text when any
+    arrived, else every model-output stream with a chunk (a tool call's name and
+    arguments, reasoning), since that is the response's output."""
+    text = alignment.stream("text")
+    if text is not None and text.chunk_indices():
+        return "text", [text]
+    output = [s for s in alignment.streams if s.chunk_indices()]
+    if not output:
+        return "text", [text] if text is not None else []
+    return streams_name({s.kind for s in output}), output
+
+
 def _stats(
     trace: Trace,
     alignment: Alignment,
@@ -308,30 +338,31 @@ def _stats(
     wire: WireStats | None,
     clock: str = "llm",
 ) -> Stats:
-    text = alignment.stream("text")
-    chunk_indices = text.chunk_indices() if text else []
-    times = [text.fragments[j].t_ns for j in chunk_indices] if text else []
+    measured, streams = measured_streams(alignment)
+    # Every chunk of the measured streams, in arrival order: (stream, index within it)
+    chunks = [(s, j) for s in streams for j in s.chunk_indices()]
+    if len(streams) > 1:
+        chunks.sort(key=lambda c: c[0].fragments[c[1]].index)
+    times = [s.fragments[j].t_ns for s, j in chunks]
     end_ns = trace.end_ns
     if end_ns is None and trace.fragments:
         end_ns = trace.fragments[-1].t_ns
 
     gaps = [_ms(b - a) for a, b in pairwise(times)]
     stall_gaps = [g for g in gaps if g > gap_ms]
-    tokens = text.token_count if text else 0
-    chars = len(text.text) if text else 0
+    tokens = sum(s.token_count for s in streams)
+    chars = sum(len(s.text) for s in streams)
 
     per_chunk_tokens: list[float] = []
     histogram: dict[str, int] = {}
     one_token = sub_token = split = 0
     itl = Distribution.of([])
     tokens_per_s = after_first_chunk = chars_per_s = None
-    if text and chunk_indices:
+    if chunks:
         # Tokens a chunk completes: those whose last byte it delivered.
         completed = [
-            text.fragment_token_end[j]
-            - text.fragment_token_start[j]
-            - text.fragment_ends_mid_token[j]
-            for j in chunk_indices
+            s.fragment_token_end[j] - s.fragment_token_start[j] - s.fragment_ends_mid_token[j]
+            for s, j in chunks
         ]
         per_chunk_tokens = list(map(float, completed))
         buckets = Counter(min(n, HISTOGRAM_TOP) for n in completed)
@@ -340,20 +371,22 @@ def _stats(
             for n in range(HISTOGRAM_TOP + 1)
             if buckets[n] or n <= 1
         }
-        for j in chunk_indices:
-            span = text.fragment_token_end[j] - text.fragment_token_start[j]
-            mid = text.fragment_starts_mid_token[j] or text.fragment_ends_mid_token[j]
+        for s, j in chunks:
+            span = s.fragment_token_end[j] - s.fragment_token_start[j]
+            mid = s.fragment_starts_mid_token[j] or s.fragment_ends_mid_token[j]
             if span == 1 and not mid:
                 one_token += 1
             elif span == 1:
                 sub_token += 1
-        split = sum(map(ne, text.token_first_fragment, text.token_last_fragment))
+        split = sum(sum(map(ne, s.token_first_fragment, s.token_last_fragment)) for s in streams)
         window_ms = _ms(times[-1] - times[0])
         if tokens >= 2:
             # The first token counts from the first chunk (it started there, as TTFT
             # says); the last completes with the last chunk. So the intervals add
             # up to the window, and their mean is AIPerf's ITL: set it exactly.
-            token_times = text.token_times_ns()
+            token_times = [t for s in streams for t in s.token_times_ns()]
+            if len(streams) > 1:
+                token_times.sort()
             token_times[0] = times[0]
             intervals = [_ms(b - a) for a, b in pairwise(token_times)]
             itl = replace(Distribution.of(intervals), mean=window_ms / (tokens - 1))
@@ -361,7 +394,8 @@ def _stats(
             if itl.mean:
                 tokens_per_s = 1000 / itl.mean
             after_first_chunk = (tokens - completed[0]) / (window_ms / 1000)
-            chars_per_s = (chars - len(text.fragments[chunk_indices[0]].text)) / (window_ms / 1000)
+            first, j = chunks[0]
+            chars_per_s = (chars - len(first.fragments[j].text)) / (window_ms / 1000)
 
     ttft = _ms(times[0]) if times else None
     usage = compare_usage(trace, alignment)
@@ -371,9 +405,9 @@ def _stats(
         ttft_band=ttft_band(ttft),
         ttst_ms=gaps[0] if gaps else None,
         total_ms=_ms(end_ns) if end_ns is not None else None,
-        chunks=len(chunk_indices),
+        chunks=len(chunks),
         chars=chars,
-        bytes=text.fragment_byte_ends[-1] if text and text.fragments else 0,
+        bytes=sum(s.fragment_byte_ends[-1] for s in streams if s.fragments),
         tokens=tokens,
         usage_input_tokens=trace.usage_input,
         usage_output_tokens=trace.usage_output,
@@ -382,12 +416,10 @@ def _stats(
         streamed_compared=usage.streams,
         streamed_compared_tokens=usage.streamed,
         tokens_minus_usage=usage.difference,
-        chars_per_chunk=Distribution.of(
-            [float(len(text.fragments[j].text)) for j in chunk_indices] if text else []
-        ),
+        chars_per_chunk=Distribution.of([float(len(s.fragments[j].text)) for s, j in chunks]),
         tokens_per_chunk=Distribution.of(per_chunk_tokens),
         tokens_per_chunk_histogram=histogram,
-        one_token_chunks_pct=100.0 * one_token / len(chunk_indices) if chunk_indices else None,
+        one_token_chunks_pct=100.0 * one_token / len(chunks) if chunks else None,
         sub_token_chunks=sub_token,
         split_tokens=split,
         gap_ms=Distribution.of(gaps),
@@ -411,6 +443,7 @@ def _stats(
         ),
         clock=clock,
         wire=wire,
+        measured=measured,
     )
     return stats if trace.timed else _untimed(stats)
 
@@ -501,12 +534,9 @@ def compare_usage(trace: Trace, alignment: Alignment) -> UsageComparison:
         return UsageComparison(reasoning, None, None, None, None)
     counted = [s for s in alignment.streams if reasoning is None or s.kind != "reasoning"]
     kinds = {s.kind for s in counted if s.token_count}
-    names = dict.fromkeys(_STREAM_NAMES.get(kind, kind) for kind in KINDS if kind in kinds)
     streamed = sum(s.token_count for s in counted)
     compared = trace.usage_output - (reasoning or 0)
-    return UsageComparison(
-        reasoning, compared, "+".join(names) or "text", streamed, streamed - compared
-    )
+    return UsageComparison(reasoning, compared, streams_name(kinds), streamed, streamed - compared)
 
 
 @dataclass(frozen=True)

@@ -343,9 +343,35 @@ def test_a_tool_chain_on_the_simulator_in_openai_format(isolated_env):
     args = [f for f in call["fragments"] if f["kind"] == "tool_call_args"]
     assert "".join(f["text"] for f in args) == "{}"
     assert all(f["token_start"] is not None for f in args)  # aligned like text
-    assert call["stats"]["ttft_ms"] is None  # no text in the tool call's response
     assert answer["stats"]["ttft_ms"] > 0
     assert len(stored(isolated_env)) == 2
+
+
+def test_a_tool_call_is_measured_as_the_responses_output(isolated_env):
+    _, document = run_document(*FAST, "-T", "llm_time", "What time is it?")
+    call, _ = document["responses"]
+    stats = call["stats"]
+    # The tool call is the response's output: its first chunk is the TTFT (the name's)
+    first = call["fragments"][0]
+    assert first["kind"] == "tool_call_name" and stats["ttft_ms"] == first["t_ms"] > 0
+    assert stats["measured"] == "tool calls"
+    assert stats["chunks"] == 2
+    assert stats["tokens"] == sum(len(s["tokens"]) for s in call["streams"])
+    assert stats["ttst_ms"] is not None and stats["itl_ms"]["mean"] is not None
+    # the run's TTFT is the first response's
+    assert document["totals"]["ttft_ms"] == stats["ttft_ms"]
+    # the simulator's usage counts what it streamed: the name and the arguments
+    assert stats["usage_output_tokens"] == stats["streamed_compared_tokens"] == 4
+    assert stats["tokens_minus_usage"] == 0
+    # the table shows the figures that apply, and says what they count
+    out = run(*FAST, "-T", "llm_time", "What time is it?").stdout
+    table = out.split("─ stats ─")[1].split("between the two responses")[0]
+    assert "no text: the figures below count the tool calls" in table
+    rows = {line[:16].strip(): line[16:].strip() for line in table.splitlines()}
+    assert rows["TTFT"].endswith("(instant)") and rows["chunks"] == "2 · 10 chars · 10 bytes"
+    assert "usage reports 4 output tokens · streamed tool calls 4 (+0)" in table
+    run_table = out.split("─ run ─")[1]
+    assert "TTFT       -" not in run_table and "(the first response's)" in run_table
 
 
 def test_a_chain_shows_each_response_the_time_between_and_totals(claude):
