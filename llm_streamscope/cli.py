@@ -1139,7 +1139,7 @@ class _CompareCommand(click.Command):
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
-    help="--from-logs: the latest this many traces of each model (default: all)",
+    help="--from-logs: the latest this many runs of each model (default: all)",
 )
 @click.option(
     "encoding_name",
@@ -1189,7 +1189,7 @@ def compare_command(
 
     An -o after an -m is that model's own, so one model can be compared with
     itself under other options; an -o before the first -m goes to every model.
-    --from-logs reads the latest logged traces of each model that have the
+    --from-logs reads the latest logged runs of each model that have the
     options given, and makes no request.
 
     --parallel runs the models at the same time: they share the machine's CPU

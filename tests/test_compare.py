@@ -274,3 +274,31 @@ def test_the_issues_example_with_the_real_plugins(monkeypatch):
     assert anthropic["encoding"] == "o200k_base" and anthropic["encoding_exact"] is False
     assert openai["tokens_per_chunk"] == 1.0 and anthropic["tokens_per_chunk"] > 1.5
     assert openai["tokens_minus_usage"] == 0
+
+
+def test_from_logs_counts_runs_not_traces(isolated_env):
+    # Two tool-chain runs: each logs two traces, the tool call's and the answer's
+    chain = ("streamscope", "-m", "streamscope-sim", "-o", "speed", "0", "-T", "llm_time", "--json")
+    documents = []
+    for _ in range(2):
+        result = CliRunner().invoke(cli, [*chain, "What time is it?"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        documents.append(json.loads(result.stdout))
+    assert len(traces(isolated_env)) == 4
+    _, document = compare_json("--from-logs", "-m", "streamscope-sim")
+    (model,) = document["models"]
+    assert model["runs"] == model["complete"] == 2
+    assert model["run_ids"] == [d["run_id"] for d in documents]
+    assert len(model["trace_ids"]) == 4
+    # a run's TTFT is its first response's: the tool call's first chunk
+    ttfts = sorted(d["responses"][0]["stats"]["ttft_ms"] for d in documents)
+    assert model["ttft_ms"]["count"] == 2 and model["ttft_ms"]["max"] == ttfts[-1]
+    # usage against tiktoken counts the text answers only, not the text-less tool calls
+    answers = [d["responses"][1]["stats"] for d in documents]
+    assert model["tiktoken_tokens"] == sum(s["streamed_compared_tokens"] for s in answers)
+    assert model["usage_output_tokens"] == sum(s["usage_compared_tokens"] for s in answers)
+    assert model["tokens"] == sum(s["tokens"] for s in answers)
+    # --limit counts runs too: the latest run, whole
+    _, latest = compare_json("--from-logs", "-m", "streamscope-sim", "--limit", "1")
+    (model,) = latest["models"]
+    assert model["run_ids"] == [documents[-1]["run_id"]] and len(model["trace_ids"]) == 2
