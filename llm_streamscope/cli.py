@@ -261,10 +261,12 @@ def run(
     )
 
     def invoke() -> None:
-        # With --json, standard output carries the document alone: what llm prints
-        # there (the newline after the stream) goes to standard error.
+        from .live import LlmOutputToStderr
+
         redirect = (
-            contextlib.redirect_stdout(sys.stderr) if views.json_ else contextlib.nullcontext()
+            contextlib.redirect_stdout(LlmOutputToStderr())
+            if views.json_
+            else contextlib.nullcontext()
         )
         with redirect:
             ctx.invoke(llm.cli.prompt, **options)

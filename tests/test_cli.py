@@ -54,6 +54,14 @@ def test_run_shows_live_text_alignment_and_stats():
     assert result.stderr == ""
 
 
+def test_json_leaves_standard_error_empty():
+    # llm's empty line after each stream is no stray line on standard error
+    for args in (("hi",), ("-T", "llm_time", "What time is it?")):
+        result = run(*FAST, "-o", "max_tokens", "3", "--json", *args)
+        assert result.exit_code == 0 and json.loads(result.stdout)["responses"]
+        assert result.stderr == ""
+
+
 def test_json_matches_the_send_log_and_the_schema():
     result, doc = run_json(*FAST, "-o", "seed", "3", "Explain SSE")
     assert result.exit_code == 0
