@@ -321,6 +321,21 @@ _READ_FROM = {"socket": "the socket", "stdin": "standard input", "sidecar": "the
 """Where a wire-clocked trace's bytes were read from, by ``Wire.source``."""
 
 
+def status_text(status: str, error: str | None) -> str:
+    """A trace's status and why, without saying the status twice.
+
+    >>> status_text("interrupted", "interrupted (Ctrl-C)")
+    'interrupted (Ctrl-C)'
+    >>> status_text("error", "HTTP 503"), status_text("complete", None)
+    ('error: HTTP 503', 'complete')
+    """
+    if not error:
+        return status
+    if error == status or error.startswith(status + " "):
+        return error
+    return f"{status}: {error}"
+
+
 def stats_table(trace: Trace, stats: Stats) -> Table:
     """The rate statistics as a two-column table that fits 80 columns.
 
@@ -338,7 +353,7 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     row("model", trace.model_id)
     table.add_row(
         "status",
-        Text(visible(trace.status + (f": {trace.error}" if trace.error else ""))),
+        Text(visible(status_text(trace.status, trace.error))),
     )
     if not trace.timed:
         row("timing", "no timing in this file", "token and chunk counts only")
