@@ -947,19 +947,26 @@ def whatif_command(
     except WhatIfError as ex:
         raise click.BadParameter(str(ex), param_hint="'--policy'") from None
     problems: tuple[str, ...] = ()
+    source_name = None
     if file is not None:
         if trace_id or latest:
             raise click.ClickException("Give a trace id, --latest or --file, not two of them")
         from .inspection import InspectSettings
 
-        result = _inspect(_read_source(file), InspectSettings(format=stream_format)).result
+        source = _read_source(file)
+        source_name = source.name
+        result = _inspect(source, InspectSettings(format=stream_format)).result
         for warning in result.warnings:
             click.echo(f"Warning: {warning}", err=True)
         problems = tuple(f"{file}: {problem}" for problem in result.problems)
+    elif not (trace_id or latest):
+        raise click.ClickException(
+            "Give a trace id (or llm's response id), --latest, or --file FILE (a captured stream)"
+        )
     else:
         result = _load_run(database, trace_id, latest)
     responses = [(r.trace, r.alignment) for r in result.responses if r.alignment is not None]
-    results, skipped = whatif_responses(responses, policies, stream_format)
+    results, skipped = whatif_responses(responses, policies, stream_format, source=source_name)
     if not results:
         raise click.ClickException("; ".join([*skipped, *problems]))
     run_id = result.run_id or results[0].trace_id
