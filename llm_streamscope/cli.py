@@ -145,7 +145,8 @@ class PromptCommand(click.Command):
     llm's options are read from llm's prompt command the first time they are
     needed (parsing, help): this module is imported while llm.cli is still loading,
     and ``llm --help`` should not pay for it. llm's ``--json`` (llm's log record)
-    gives way to streamscope's own.
+    gives way to streamscope's own. A usage error shows click's ``Usage:`` and
+    ``Try ... --help`` lines, as ``llm prompt`` shows them.
     """
 
     REPLACED = ("json_output",)
@@ -157,12 +158,6 @@ class PromptCommand(click.Command):
             self.params[:0] = [p for p in prompt.params if p.name not in self.REPLACED]
             self._with_llm_options = True
         return super().get_params(ctx)
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as ex:  # one line, not click's usage block
-            raise _OneLineError(" ".join(ex.format_message().split()), ex.exit_code) from None
 
 
 class _OneLineError(click.ClickException):
@@ -287,6 +282,8 @@ def run(
     if not result.responses:
         if isinstance(failure, KeyboardInterrupt):
             sys.exit(130)
+        if isinstance(failure, click.UsageError):
+            raise failure  # click shows its Usage: and Try lines, as for llm prompt
         if isinstance(failure, click.ClickException):
             # llm's own words, on one line (llm spreads option errors over several)
             raise _OneLineError(_one_line_error(failure), failure.exit_code) from None
@@ -756,7 +753,7 @@ def serve_command(
     try:
         serve(settings, announce)
     except InvalidOption as ex:
-        raise _OneLineError(ex.message, 2) from None  # a usage error, as click's own are
+        raise click.UsageError(ex.message, click.get_current_context()) from None
     except ServeError as ex:
         raise click.ClickException(str(ex)) from None
 

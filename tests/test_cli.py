@@ -166,9 +166,7 @@ def test_any_openai_compatible_model_gets_an_approximate_encoding(isolated_env):
         (("-m", "streamscope-sim", "-o", "speed", "-1", "hi"), "speed"),
         ((*FAST, "-T", "nope", "hi"), "nope"),
         ((*FAST, "-t", "nope", "hi"), "Invalid template: nope"),
-        ((*FAST, "-a", "/no/such/file.png", "hi"), "/no/such/file.png"),
         ((*FAST, "--cid", "01nope", "hi"), "No conversation found with id=01nope"),
-        ((*FAST, "--schema", "name, age nope", "hi"), "nope"),
         ((*FAST, "--log", "--no-log", "hi"), "--log and --no-log are mutually exclusive"),
         ((*FAST, "--no-stream", "hi"), "--no-stream cannot apply"),
         ((*FAST, "--save", "mine", "hi"), "--save saves a template and runs no prompt"),
@@ -185,6 +183,24 @@ def test_bad_input_is_one_clear_line_and_nothing_is_logged(args, message, isolat
         db = sqlite_utils.Database(logs)
         assert db["turns"].count == 0
         assert not db["streamscope_traces"].exists() or db["streamscope_traces"].count == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--bogus", "hi"), "No such option '--bogus'"),
+        (("--view", "nope", "hi"), "Invalid value for '--view'"),
+        ((*FAST, "-a", "/no/such/file.png", "hi"), "/no/such/file.png"),
+        ((*FAST, "--schema", "name, age nope", "hi"), "nope"),
+    ],
+)
+def test_usage_errors_show_usage_as_llm_prompt_does(args, message):
+    result = run(*args)
+    assert result.exit_code == 2
+    usage, try_help, blank, error = result.stderr.splitlines()
+    assert usage.startswith("Usage: ") and usage.endswith("streamscope run [OPTIONS] [PROMPT]")
+    assert try_help.startswith("Try '") and try_help.endswith("streamscope run --help' for help.")
+    assert blank == "" and error.startswith("Error: ") and message in error
 
 
 def test_model_that_cannot_stream(register_models):

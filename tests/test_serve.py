@@ -397,7 +397,13 @@ def test_responses_streams_get_keepalives(served):
 def test_bad_options_are_one_line(args, code, message):
     result = run("serve", "--port", "0", *args)
     assert result.exit_code == code
-    assert result.output.count("\n") == 1 and message in result.output, result.output
+    *usage, error = result.output.splitlines()
+    assert error.startswith("Error: ") and message in error, result.output
+    if code == 2:  # a usage error: click's Usage: and Try lines first, as for llm's commands
+        assert usage[0].startswith("Usage: ") and "streamscope serve [OPTIONS]" in usage[0]
+        assert usage[1].startswith("Try '") and usage[1].endswith(" serve --help' for help.")
+    else:
+        assert usage == []
 
 
 def test_a_port_in_use_is_one_line():
