@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from click_default_group import DefaultGroup
 
-from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
-from .wire import FORMATS
+from .clitypes import FormatChoice
+from .serving import DEFAULT_FORMAT, LOOPBACK
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -554,7 +554,7 @@ def make_console() -> Console:
 @click.option(
     "stream_format",
     "--format",
-    type=click.Choice(FORMATS),
+    type=FormatChoice(),
     help="The provider format of the stream (default: detected from it)",
 )
 @click.option(
@@ -671,7 +671,7 @@ class ServeCommand(click.Command):
 @click.option(
     "serve_format",
     "--format",
-    type=click.Choice(tuple(SERVE_FORMATS)),
+    type=FormatChoice(),
     default=DEFAULT_FORMAT,
     show_default=True,
     help="The format the printed URL and instructions are for (every format is served)",
@@ -905,7 +905,7 @@ def show_command(
 @click.option(
     "stream_format",
     "--format",
-    type=click.Choice(FORMATS),
+    type=FormatChoice(),
     help="The provider format: of the --file stream (default: detected), and whose "
     "framing to count when the trace has no wire record (default: by the model)",
 )
