@@ -1035,7 +1035,7 @@ def replay_command(
 @trace_selector
 @click.option(
     "export_format",
-    "-f",
+    "-F",
     "--format",
     type=click.Choice(("json", "jsonl", "csv")),
     default="json",
@@ -1124,7 +1124,7 @@ class _CompareCommand(click.Command):
 @click.option("-s", "--system", help="System prompt for every model")
 @click.option(
     "runs",
-    "-n",
+    "-N",
     "--runs",
     type=click.IntRange(min=1),
     default=3,
@@ -1180,7 +1180,7 @@ def compare_command(
 ) -> None:
     """Run models side by side on one prompt, and compare how their answers arrive.
 
-    Each model runs N times (-n), in rounds, one run at a time; every run is
+    Each model runs N times (-N), in rounds, one run at a time; every run is
     logged like `llm streamscope run`'s. Then one table, a column per model:
     TTFT p50/p90 and ITL p50/p99 across runs (each run's own TTFT and ITL, as
     AIPerf aggregates per-request metrics), tokens/s, tokens per chunk, chunks of
@@ -1188,7 +1188,7 @@ def compare_command(
     to standard error.
 
     \b
-        llm streamscope compare -m gpt-4o-mini -m claude-3.5-haiku -n 5 "Explain SSE"
+        llm streamscope compare -m gpt-4o-mini -m claude-3.5-haiku -N 5 "Explain SSE"
         llm streamscope compare -o speed 0 -m streamscope-sim -o profile gpt-4o-mini \\
             -m streamscope-sim -o profile claude-haiku "hi"
         llm streamscope compare --from-logs -m gpt-4o-mini -m claude-3.5-haiku
@@ -1218,7 +1218,7 @@ def compare_command(
         ctx = click.get_current_context()
         given = [
             flag
-            for flag, name in (("-n", "runs"), ("--parallel", "parallel"), ("--timeout", "timeout"))
+            for flag, name in (("-N", "runs"), ("--parallel", "parallel"), ("--timeout", "timeout"))
             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         ]
         if prompt is not None or given:

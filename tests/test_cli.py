@@ -559,11 +559,11 @@ def test_show_replay_export_and_logs_of_a_whole_run(claude):
     replayed = run("replay", run_id, "--speed", "0")
     assert replayed.exit_code == 0
     assert "response 1 of 2" in replayed.stdout and "─ run ─" in replayed.stdout
-    table = list(csv.DictReader(io.StringIO(run("export", run_id, "-f", "csv").stdout)))
+    table = list(csv.DictReader(io.StringIO(run("export", run_id, "-F", "csv").stdout)))
     assert [r["trace_id"] for r in table] == [
         r["trace_id"] for r in document["responses"] for _ in r["fragments"]
     ]
-    lines = run("export", run_id, "-f", "jsonl").stdout.splitlines()
+    lines = run("export", run_id, "-F", "jsonl").stdout.splitlines()
     assert [json.loads(line)["text"] for line in lines] == [r["text"] for r in table]
     listed = run("logs").stdout.splitlines()
     assert listed[0].startswith(second) and f"response 2/2 of run {run_id}" in listed[0]
@@ -576,3 +576,28 @@ def test_a_zero_gap_threshold_is_kept_not_taken_for_the_default():
     assert doc["stats"]["stall_threshold_ms"] == 0
     shown = json.loads(run("show", doc["trace_id"], "--json").stdout)["responses"][0]
     assert shown["stats"]["stall_threshold_ms"] == 0
+
+
+def test_one_letter_means_what_it_means_in_llm():
+    """A short option of streamscope's means what it means in llm prompt or llm logs."""
+    import click
+
+    def letters(command):
+        found = {}
+        for param in command.get_params(click.Context(command)):
+            longs = [o for o in param.opts if o.startswith("--")]
+            for short in [o for o in param.opts if len(o) == 2 and o != "-h"]:
+                found[short] = longs[0] if longs else param.name
+        return found
+
+    llm_meanings = {}
+    for command in (cli.commands["prompt"], cli.commands["logs"].commands["list"]):
+        for short, long in letters(command).items():
+            llm_meanings.setdefault(short, set()).add(long)
+    group = cli.commands["streamscope"]
+    for name, command in group.commands.items():
+        for short, long in letters(command).items():
+            if short in llm_meanings:
+                assert long in llm_meanings[short], f"{name}: {short} {long}"
+    assert letters(group.commands["compare"])["-N"] == "--runs"
+    assert letters(group.commands["export"])["-F"] == "--format"
