@@ -17,9 +17,8 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import click
-from click_default_group import DefaultGroup
 
-from .clitypes import FormatChoice
+from .clitypes import CommandGroup, FormatChoice
 from .serving import DEFAULT_FORMAT, LOOPBACK
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
 
-@click.group(cls=DefaultGroup, default="run", default_if_no_args=False)
+@click.group(cls=CommandGroup, default="run", default_if_no_args=False)
 def streamscope() -> None:
     """See how a model's answer actually arrives.
 
@@ -657,12 +656,9 @@ class ServeCommand(click.Command):
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         if not getattr(self, "_with_sim_options", False):
-            from .sim.options import flags
+            from .clitypes import sim_options
 
-            self.params += [
-                click.Option([flag, name], metavar=name.upper(), help=help)
-                for flag, name, help in flags()
-            ]
+            self.params += sim_options()
             self._with_sim_options = True
         return super().get_params(ctx)
 
@@ -708,7 +704,7 @@ def serve_command(
     replay: pathlib.Path | None,
     timing: pathlib.Path | None,
     verbose: bool,
-    **sim_options: str | None,
+    **sim_options: Any,
 ) -> None:
     """Serve the simulator over HTTP, for any client, until Ctrl-C.
 

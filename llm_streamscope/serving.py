@@ -134,8 +134,8 @@ class ServeSettings:
     format: str = DEFAULT_FORMAT
     port: int = 8000
     host: str = LOOPBACK
-    defaults: Mapping[str, str | None] | None = None
-    """Simulator options as given on the command line (text; None = not given)."""
+    defaults: Mapping[str, Any] | None = None
+    """Simulator options as given on the command line (None = not given)."""
     replay: pathlib.Path | None = None
     timing: pathlib.Path | None = None
     verbose: bool = False

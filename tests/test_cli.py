@@ -601,3 +601,13 @@ def test_one_letter_means_what_it_means_in_llm():
                 assert long in llm_meanings[short], f"{name}: {short} {long}"
     assert letters(group.commands["compare"])["-N"] == "--runs"
     assert letters(group.commands["export"])["-F"] == "--format"
+
+
+def test_help_shows_each_commands_summary_whole():
+    from llm_streamscope.clitypes import summary
+
+    text = run("--help").stdout
+    commands = " ".join(text.split("Commands:")[1].split())
+    assert "..." not in commands
+    for name, command in cli.commands["streamscope"].commands.items():
+        assert summary(command.help) in commands, name

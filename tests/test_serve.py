@@ -388,8 +388,8 @@ def test_responses_streams_get_keepalives(served):
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (("--stall-after", "-2"), 2, "Invalid value for 'stall_after'"),
-        (("--profile", "nope"), 2, "Unknown profile 'nope'"),
+        (("--stall-after", "-2"), 2, "Invalid value for '--stall-after': -2 is not in the range"),
+        (("--profile", "nope"), 2, "Invalid value for '--profile': 'nope' is not one of"),
         (("--timing", "x.times"), 1, "--timing goes with --replay FILE"),
         (("--replay", "/no/such.sse"), 1, "/no/such.sse: No such file or directory"),
     ],
@@ -504,3 +504,22 @@ def test_listening_beyond_loopback_warns_and_a_signal_stops_it_cleanly(monkeypat
     assert result.stdout == f"http://0.0.0.0:{port}/v1\n"
     assert "Warning: listening on 0.0.0.0: other machines can reach" in result.stderr
     assert signal.getsignal(signal.SIGTERM) == before  # put back as it was
+
+
+def test_help_follows_clicks_conventions():
+    """Metavars are click's (INTEGER RANGE, a choice's [a|b]) and every default is
+    shown as click shows one ([default: ...]), never in the help's own words."""
+    from llm_streamscope.sim.profiles import PROFILES
+
+    text = run("serve", "--help").output
+    options = " ".join(text.split("Options:")[1].split())
+    assert "(default" not in options
+    assert "--seed INTEGER " in options and "--stall-after INTEGER RANGE " in options
+    assert "--speed FLOAT RANGE " in options and "[default: 1; x>=0]" in options
+    assert "--stall-s FLOAT RANGE " in options and "[default: 60; x>=0]" in options
+    assert f"--profile [{'|'.join(PROFILES)}]" in options
+    assert "[default: the --format's own]" in options
+    assert "--format [openai-chat|" in options and "[default: openai-chat]" in options
+    assert "--port INTEGER RANGE " in options and "[default: 8000; 0<=x<=65535]" in options
+    for metavar in ("SEED", "SPEED", "STALL_AFTER", "TTFT_MS"):
+        assert f" {metavar} " not in options

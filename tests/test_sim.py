@@ -981,7 +981,7 @@ def test_standalone_flags_are_checked_and_only_given_ones_become_defaults(
     with pytest.raises(SystemExit) as info:
         main(["--stall-after", "-2"])
     assert info.value.code == 2
-    assert "Invalid value for 'stall_after'" in capsys.readouterr().err
+    assert "Invalid value for '--stall-after'" in capsys.readouterr().err
     from llm_streamscope.sim.options import SimOptions
 
     given = SimOptions.from_strings({"seed": "4", "speed": "0", "profile": None})
