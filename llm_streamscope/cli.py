@@ -16,12 +16,11 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import click
-from click_default_group import DefaultGroup
 
+from .clitypes import CommandGroup, FormatChoice
 from .reportfile import html_option, marked_svg, overwrite_option, replaceable, write_report
 from .sanitize import echo_line, json_text, rows_for, terminal_line, visible, with_safe_errors
-from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
-from .wire import FORMATS
+from .serving import DEFAULT_FORMAT, LOOPBACK
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
 
-@click.group(cls=with_safe_errors(DefaultGroup), default="run", default_if_no_args=False)
+@click.group(cls=with_safe_errors(CommandGroup), default="run", default_if_no_args=False)
 def streamscope() -> None:
     """See how a model's answer actually arrives.
 
@@ -176,7 +175,8 @@ class PromptCommand(click.Command):
     llm's options are read from llm's prompt command the first time they are
     needed (parsing, help): this module is imported while llm.cli is still loading,
     and ``llm --help`` should not pay for it. llm's ``--json`` (llm's log record)
-    gives way to streamscope's own.
+    gives way to streamscope's own. A usage error shows click's ``Usage:`` and
+    ``Try ... --help`` lines, as ``llm prompt`` shows them.
     """
 
     REPLACED = ("json_output",)
@@ -188,12 +188,6 @@ class PromptCommand(click.Command):
             self.params[:0] = [p for p in prompt.params if p.name not in self.REPLACED]
             self._with_llm_options = True
         return super().get_params(ctx)
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as ex:  # one line, not click's usage block
-            raise _OneLineError(" ".join(ex.format_message().split()), ex.exit_code) from None
 
 
 class _OneLineError(click.ClickException):
@@ -295,10 +289,12 @@ def run(
     )
 
     def invoke() -> None:
-        # With --json, standard output carries the document alone: what llm prints
-        # there (the newline after the stream) goes to standard error.
+        from .live import LlmOutputToStderr
+
         redirect = (
-            contextlib.redirect_stdout(sys.stderr) if views.json_ else contextlib.nullcontext()
+            contextlib.redirect_stdout(LlmOutputToStderr())
+            if views.json_
+            else contextlib.nullcontext()
         )
         with redirect:
             ctx.invoke(llm.cli.prompt, **options)
@@ -319,6 +315,8 @@ def run(
     if not result.responses:
         if isinstance(failure, KeyboardInterrupt):
             sys.exit(130)
+        if isinstance(failure, click.UsageError):
+            raise failure  # click shows its Usage: and Try lines, as for llm prompt
         if isinstance(failure, click.ClickException):
             # llm's own words, on one line (llm spreads option errors over several)
             raise _OneLineError(_one_line_error(failure), failure.exit_code) from None
@@ -596,7 +594,7 @@ class _InspectCommand(click.Command):
 @click.option(
     "stream_format",
     "--format",
-    type=click.Choice(FORMATS),
+    type=FormatChoice(),
     help="The provider format of the stream (default: detected from it)",
 )
 @click.option(
@@ -759,12 +757,9 @@ class ServeCommand(click.Command):
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         if not getattr(self, "_with_sim_options", False):
-            from .sim.options import flags
+            from .clitypes import sim_options
 
-            self.params += [
-                click.Option([flag, name], metavar=name.upper(), help=help)
-                for flag, name, help in flags()
-            ]
+            self.params += sim_options()
             self._with_sim_options = True
         return super().get_params(ctx)
 
@@ -773,7 +768,7 @@ class ServeCommand(click.Command):
 @click.option(
     "serve_format",
     "--format",
-    type=click.Choice(tuple(SERVE_FORMATS)),
+    type=FormatChoice(),
     default=DEFAULT_FORMAT,
     show_default=True,
     help="The format the printed URL and instructions are for (every format is served)",
@@ -810,7 +805,7 @@ def serve_command(
     replay: pathlib.Path | None,
     timing: pathlib.Path | None,
     verbose: bool,
-    **sim_options: str | None,
+    **sim_options: Any,
 ) -> None:
     """Serve the simulator over HTTP, for any client, until Ctrl-C.
 
@@ -854,7 +849,7 @@ def serve_command(
     try:
         serve(settings, announce)
     except InvalidOption as ex:
-        raise _OneLineError(ex.message, 2) from None  # a usage error, as click's own are
+        raise click.UsageError(ex.message, click.get_current_context()) from None
     except ServeError as ex:
         raise click.ClickException(str(ex)) from None
 
@@ -1006,7 +1001,7 @@ def show_command(
 @click.option(
     "stream_format",
     "--format",
-    type=click.Choice(FORMATS),
+    type=FormatChoice(),
     help="The provider format: of the --file stream (default: detected), and whose "
     "framing to count when the trace has no wire record (default: by the model)",
 )
@@ -1047,19 +1042,26 @@ def whatif_command(
     except WhatIfError as ex:
         raise click.BadParameter(str(ex), param_hint="'--policy'") from None
     problems: tuple[str, ...] = ()
+    source_name = None
     if file is not None:
         if trace_id or latest:
             raise click.ClickException("Give a trace id, --latest or --file, not two of them")
         from .inspection import InspectSettings
 
-        result = _inspect(_read_source(file), InspectSettings(format=stream_format)).result
+        source = _read_source(file)
+        source_name = source.name
+        result = _inspect(source, InspectSettings(format=stream_format)).result
         for warning in result.warnings:
             echo_line(f"Warning: {warning}")
         problems = tuple(f"{file}: {problem}" for problem in result.problems)
+    elif not (trace_id or latest):
+        raise click.ClickException(
+            "Give a trace id (or llm's response id), --latest, or --file FILE (a captured stream)"
+        )
     else:
         result = _load_run(database, trace_id, latest)
     responses = [(r.trace, r.alignment) for r in result.responses if r.alignment is not None]
-    results, skipped = whatif_responses(responses, policies, stream_format)
+    results, skipped = whatif_responses(responses, policies, stream_format, source=source_name)
     if not results:
         raise click.ClickException("; ".join([*skipped, *problems]))
     run_id = result.run_id or results[0].trace_id
@@ -1133,7 +1135,7 @@ def replay_command(
 @trace_selector
 @click.option(
     "export_format",
-    "-f",
+    "-F",
     "--format",
     type=click.Choice(("json", "jsonl", "csv")),
     default="json",
@@ -1278,7 +1280,7 @@ class _CompareCommand(click.Command):
 @click.option("-s", "--system", help="System prompt for every model")
 @click.option(
     "runs",
-    "-n",
+    "-N",
     "--runs",
     type=click.IntRange(min=1),
     default=3,
@@ -1299,7 +1301,7 @@ class _CompareCommand(click.Command):
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
-    help="--from-logs: the latest this many traces of each model (default: all)",
+    help="--from-logs: the latest this many runs of each model (default: all)",
 )
 @click.option(
     "encoding_name",
@@ -1338,7 +1340,7 @@ def compare_command(
 ) -> None:
     """Run models side by side on one prompt, and compare how their answers arrive.
 
-    Each model runs N times (-n), in rounds, one run at a time; every run is
+    Each model runs N times (-N), in rounds, one run at a time; every run is
     logged like `llm streamscope run`'s. Then one table, a column per model:
     TTFT p50/p90 and ITL p50/p99 across runs (each run's own TTFT and ITL, as
     AIPerf aggregates per-request metrics), tokens/s, tokens per chunk, chunks of
@@ -1346,14 +1348,14 @@ def compare_command(
     to standard error.
 
     \b
-        llm streamscope compare -m gpt-4o-mini -m claude-3.5-haiku -n 5 "Explain SSE"
+        llm streamscope compare -m gpt-4o-mini -m claude-3.5-haiku -N 5 "Explain SSE"
         llm streamscope compare -o speed 0 -m streamscope-sim -o profile gpt-4o-mini \\
             -m streamscope-sim -o profile claude-haiku "hi"
         llm streamscope compare --from-logs -m gpt-4o-mini -m claude-3.5-haiku
 
     An -o after an -m is that model's own, so one model can be compared with
     itself under other options; an -o before the first -m goes to every model.
-    --from-logs reads the latest logged traces of each model that have the
+    --from-logs reads the latest logged runs of each model that have the
     options given, and makes no request.
 
     --parallel runs the models at the same time: they share the machine's CPU
@@ -1377,7 +1379,7 @@ def compare_command(
         ctx = click.get_current_context()
         given = [
             flag
-            for flag, name in (("-n", "runs"), ("--parallel", "parallel"), ("--timeout", "timeout"))
+            for flag, name in (("-N", "runs"), ("--parallel", "parallel"), ("--timeout", "timeout"))
             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         ]
         if otel:

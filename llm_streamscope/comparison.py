@@ -40,8 +40,10 @@ from .stats import Distribution, Stats
 from .trace import STATUS_COMPLETE, Alignment, Trace
 
 AGGREGATION = {
-    "runs": "responses measured (complete) of responses streamed",
-    "ttft_ms": "each run's TTFT, percentiles across runs (AIPerf's time_to_first_token)",
+    "runs": "runs measured (every response complete) of runs that streamed; a run of a "
+    "tool chain streams several responses",
+    "ttft_ms": "each run's TTFT (its first response's), percentiles across runs "
+    "(AIPerf's time_to_first_token)",
     "itl_ms": "each run's ITL, (last chunk - first chunk) / (tokens - 1), percentiles "
     "across runs (AIPerf's inter_token_latency, a per-request value)",
     "tokens_per_s": "each run's 1 / ITL, statistics across runs "
@@ -51,7 +53,8 @@ AGGREGATION = {
     "of every run",
     "stalls": "gaps longer than the stall threshold, in every run",
     "usage": "the provider's output tokens (less reasoning, when given) against the "
-    "streamed tokens counted with tiktoken, summed over the runs that report usage",
+    "streamed tokens counted with tiktoken, summed over the responses with text that "
+    "report usage",
 }
 """What each figure of a summary is, across runs: the JSON document carries it."""
 
@@ -174,9 +177,10 @@ class ModelSummary:
     run_ids: tuple[str, ...]
     trace_ids: tuple[str, ...]
     runs: int
-    """Responses streamed (one per run: compare makes no tool calls)."""
+    """Runs that streamed (a logged tool chain is one run of several responses)."""
     complete: int
-    """Of those, the complete ones: every figure below is theirs."""
+    """Of those, the runs whose every response is complete: every figure below is
+    theirs, TTFT a run's first response's, the others its responses with text."""
     encoding: str | None
     encoding_exact: bool
     ttft_ms: Distribution
@@ -199,9 +203,21 @@ class ModelSummary:
 
 def summarize(runs: ModelRuns) -> ModelSummary:
     """The figures of one model's runs: each run's own stats, aggregated as
-    ``AGGREGATION`` says. Only complete responses are measured."""
+    ``AGGREGATION`` says. Only complete runs are measured: TTFT is each run's
+    first response's; the other figures are those of its responses with text (a
+    tool call's response has its own figures, but they are not the answer's)."""
+    by_run: dict[str, list[Analysed]] = {}
+    for r in runs.responses:
+        by_run.setdefault(r.trace.run_id or r.trace.id, []).append(r)
+    complete = [
+        run for run in by_run.values() if all(r.trace.status == STATUS_COMPLETE for r in run)
+    ]
+    first_ttfts = [run[0].stats.ttft_ms for run in complete if run[0].stats is not None]
     measured = [
-        r.stats for r in runs.responses if r.stats is not None and r.trace.status == STATUS_COMPLETE
+        r.stats
+        for run in complete
+        for r in run
+        if r.stats is not None and r.stats.measured == "text" and r.stats.chunks
     ]
     chunks = sum(s.chunks for s in measured)
     # tokens each chunk completed, summed over every chunk of every run
@@ -220,11 +236,11 @@ def summarize(runs: ModelRuns) -> ModelSummary:
         options=dict(runs.spec.options),
         run_ids=runs.run_ids,
         trace_ids=tuple(t.id for t in traces),
-        runs=len(runs.responses),
-        complete=len(measured),
+        runs=len(by_run),
+        complete=len(complete),
         encoding=traces[0].encoding_name if traces else None,
         encoding_exact=exact,
-        ttft_ms=Distribution.of([s.ttft_ms for s in measured if s.ttft_ms is not None]),
+        ttft_ms=Distribution.of([t for t in first_ttfts if t is not None]),
         itl_ms=Distribution.of([s.itl_ms.mean for s in measured if s.itl_ms.mean is not None]),
         tokens_per_s=Distribution.of(
             [s.tokens_per_s for s in measured if s.tokens_per_s is not None]
@@ -505,9 +521,9 @@ def from_logs(
     limit: int | None = None,
     gap_ms: float | None = None,
 ) -> tuple[list[ModelRuns], list[str]]:
-    """Each model's latest ``limit`` logged traces (all when None) with the options
+    """Each model's latest ``limit`` logged runs (all when None) with the options
     given (and maybe others), oldest first, analysed again; and the warnings of
-    reading them. No request is made.
+    reading them. No request is made. A run of a tool chain is one run, read whole.
 
     A model llm no longer knows is matched by its id, its options as given.
     """
@@ -526,17 +542,17 @@ def from_logs(
         else:
             model, wanted = resolve(spec, shared)
             model_id = model.model_id
-        rows = [
-            row
-            for row in recent_traces(db, None, model_id)
-            if _matches(decode_json_columns(row)[0]["options"], wanted)
-        ][:limit]
+        run_ids = list(
+            dict.fromkeys(
+                row["run_id"] or row["id"]
+                for row in recent_traces(db, None, model_id)
+                if _matches(decode_json_columns(row)[0]["options"], wanted)
+            )
+        )[:limit]
         responses: list[Analysed] = []
-        run_ids: list[str] = []
-        for row in reversed(rows):
-            result = load_run(db, row["id"], gap_ms=gap_ms)
+        for run_id in reversed(run_ids):
+            result = load_run(db, run_id, gap_ms=gap_ms)
             warnings += result.warnings
             responses += result.responses
-            run_ids.append(result.run_id)
-        found.append(ModelRuns(spec, tuple(responses), tuple(dict.fromkeys(run_ids))))
+        found.append(ModelRuns(spec, tuple(responses), tuple(reversed(run_ids))))
     return found, list(dict.fromkeys(warnings))

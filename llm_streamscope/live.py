@@ -26,6 +26,7 @@ terminal or the reading process, and Python's own buffering cannot be relied on
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
@@ -263,3 +264,23 @@ def is_terminal(stream: Any) -> bool:
         return bool(isatty and isatty())
     except ValueError:  # closed
         return False
+
+
+class LlmOutputToStderr(io.TextIOBase):
+    """What llm writes to standard output during a ``--json`` run, sent to standard error.
+
+    Standard output carries the document alone. llm's own words pass through as
+    they come (a tool approval's question); the empty line llm prints after each
+    stream carries nothing, and would be a stray line on standard error.
+    """
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text != "\n":
+            sys.stderr.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
     from .capture import Capture
+    from .live import LiveText
     from .tokenizer import TokenizerProcess, Tokens
     from .trace import Trace
 
@@ -91,6 +92,7 @@ class LiveView:
         self._origin_sent = False
         self._on = True
         self._shown = False  # a response has begun: there is a view to take off the screen
+        self._plain: LiveText | None = None  # the answers as text, after each view
         self._lock = threading.Lock()  # the flusher sends too: keep batches in order
         self._flusher = StallFlusher(self._send_rest, self.STALL_FLUSH_S)
 
@@ -122,7 +124,7 @@ class LiveView:
     def flush(self) -> None:
         """The response has ended: send the rest and how it ended, and wait (a frame
         or so) until its view is off the screen, so that what llm prints next
-        (a tool's output) does not land in it."""
+        (a tool's output) does not land in it. Then print its answer as plain text."""
         self._send_rest()
         record = self._record
         if record is None:
@@ -134,12 +136,28 @@ class LiveView:
             )
         if sent:
             self.process.wait_closed(5.0)
+        self._print_plain(record)
+
+    def _print_plain(self, record: Capture) -> None:
+        """The answer as ``llm prompt`` prints it, once its view has left the screen:
+        the view marks tokens and chunks, so its text cannot be copied from it."""
+        from .live import LiveText
+
+        if self._plain is None:
+            self._plain = LiveText(LIVE_TABLE, show_reasoning=self.show_reasoning)
+        self._plain.show_reasoning = self.show_reasoning
+        for event in list(record.arrivals.events):
+            self._plain.write(event)
+        self._plain.flush()
 
     def close(self, *, final_newline: bool = True) -> None:
-        """Take the view off the screen for good; later calls do nothing."""
+        """Take the view off the screen for good; later calls do nothing. The plain
+        text ends on a fresh line unless ``final_newline`` is False (llm prints it)."""
         self._flusher.close()
         if self._record is not None:
             self.flush()
+        if self._plain is not None:
+            self._plain.close(final_newline=final_newline)
         with self._lock:
             # Nothing drawn yet (llm stopped before a request): no need to wait for a
             # process that may still be loading its encoding.
@@ -289,9 +307,11 @@ class LiveRenderer:
         self._thread.join(2.0)
 
     def _draw_loop(self) -> None:
+        from rich.control import Control
         from rich.live import Live
 
         live: Live | None = None
+        size = (0, 0)  # the terminal's, when the view on it was drawn
         while True:
             self._wake.wait(0.1 if live is not None else None)
             self._wake.clear()
@@ -303,14 +323,21 @@ class LiveRenderer:
                     self.screen.add(fragments, origin_ns=origin_ns)
                 leave, stop, showing = self._want, self._stop, self._showing
                 if not leave and showing:
-                    width, height = _terminal_size(self.fd)
+                    width, height = resized = _terminal_size(self.fd)
                     self.console.size = (width, height)
                     try:
                         frame = self.screen.frame(self.console, self._clock(), height)
                     except Exception:  # a bug of the view must not leave the screen in a mess
                         leave = stop = True
             try:
+                if frame is not None and live is not None and resized != size:
+                    # A resized terminal re-wraps the rows drawn, each its own way: where
+                    # they are is not known, so the view starts again on a cleared screen.
+                    live.stop()
+                    self.console.control(Control.clear(), Control.home())
+                    live = None
                 if frame is not None:
+                    size = resized
                     if live is None:
                         live = Live(
                             console=self.console,

@@ -274,7 +274,7 @@ def _usage_parts(stats: Stats) -> list[str]:
     """What the provider's usage says against what was streamed, like with like."""
     if stats.usage_output_tokens is None:
         return ["-"]
-    reported = f"usage reports {stats.usage_output_tokens:,} output tokens"
+    reported = f"usage reports {_count(stats.usage_output_tokens, 'output token')}"
     if stats.usage_reasoning_tokens is not None:
         reported += (
             f" \u2212 {stats.usage_reasoning_tokens:,} reasoning = {stats.usage_compared_tokens:,}"
@@ -304,6 +304,21 @@ _READ_FROM = {
 """Where a wire-clocked trace's bytes were read from, by ``Wire.source``."""
 
 
+def status_text(status: str, error: str | None) -> str:
+    """A trace's status and why, without saying the status twice.
+
+    >>> status_text("interrupted", "interrupted (Ctrl-C)")
+    'interrupted (Ctrl-C)'
+    >>> status_text("error", "HTTP 503"), status_text("complete", None)
+    ('error: HTTP 503', 'complete')
+    """
+    if not error:
+        return status
+    if error == status or error.startswith(status + " "):
+        return error
+    return f"{status}: {error}"
+
+
 def stats_table(trace: Trace, stats: Stats) -> Table:
     """The rate statistics as a two-column table that fits 80 columns.
 
@@ -321,7 +336,7 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     row("model", trace.model_id)
     table.add_row(
         "status",
-        Text(visible(trace.status + (f": {trace.error}" if trace.error else ""))),
+        Text(visible(status_text(trace.status, trace.error))),
     )
     if not trace.timed:
         row("timing", "no timing in this file", "token and chunk counts only")
@@ -341,6 +356,8 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
         row("clock", f"the wire: each chunk when its bytes were read from {where}")
     elif stats.clock == "server":
         row("clock", "the server's own time in each event (created_at): no request start, no TTFT")
+    if stats.measured != "text":
+        row("output", f"no text: the figures below count the {stats.measured}")
     row("TTFT", f"{_fmt_ms(stats.ttft_ms)}" + (f" ({stats.ttft_band})" if stats.ttft_band else ""))
     row("TTST", _fmt_ms(stats.ttst_ms))
     row("total", _fmt_ms(stats.total_ms))

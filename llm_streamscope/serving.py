@@ -15,7 +15,7 @@ Nothing heavy is imported with this module: ``cli`` reads the format names.
 
 >>> SERVE_FORMATS["anthropic"].base_url("http://127.0.0.1:8000")
 'http://127.0.0.1:8000'
->>> SERVE_FORMATS["openai"].base_url("http://127.0.0.1:8000")
+>>> SERVE_FORMATS["openai-chat"].base_url("http://127.0.0.1:8000")
 'http://127.0.0.1:8000/v1'
 """
 
@@ -44,9 +44,7 @@ class ServeFormat:
     """One wire format the server speaks, and how a client is pointed at it."""
 
     name: str
-    """The ``--format`` name."""
-    wire_format: str
-    """Its name among ``wire.FORMATS`` (what ``inspect`` detects)."""
+    """The ``--format`` name: its name among ``wire.FORMATS`` (what ``inspect`` detects)."""
     default_profile: str
     """The profile its route uses unless ``--profile`` says otherwise."""
     route: str
@@ -66,8 +64,7 @@ SERVE_FORMATS: dict[str, ServeFormat] = {
     f.name: f
     for f in (
         ServeFormat(
-            name="openai",
-            wire_format="openai-chat",
+            name="openai-chat",
             default_profile="gpt-4o-mini",
             route=r"(/v1)?/chat/completions",
             path="/v1/chat/completions",
@@ -77,7 +74,6 @@ SERVE_FORMATS: dict[str, ServeFormat] = {
         ),
         ServeFormat(
             name="anthropic",
-            wire_format="anthropic",
             default_profile="claude-haiku",
             route=r"/v1/messages",
             path="/v1/messages",
@@ -86,8 +82,7 @@ SERVE_FORMATS: dict[str, ServeFormat] = {
             " SDK)",
         ),
         ServeFormat(
-            name="responses",
-            wire_format="openai-responses",
+            name="openai-responses",
             default_profile="gpt-4o-mini",
             route=r"(/v1)?/responses",
             path="/v1/responses",
@@ -97,7 +92,6 @@ SERVE_FORMATS: dict[str, ServeFormat] = {
         ),
         ServeFormat(
             name="ollama",
-            wire_format="ollama",
             default_profile="gpt-4o-mini",
             route=r"/api/(chat|generate)",
             path="/api/chat",
@@ -107,7 +101,6 @@ SERVE_FORMATS: dict[str, ServeFormat] = {
         ),
         ServeFormat(
             name="gemini",
-            wire_format="gemini",
             default_profile="gemini-flash",
             route=r"/v1beta/models/[^/:]+:streamGenerateContent",
             path="/v1beta/models/MODEL:streamGenerateContent",
@@ -120,13 +113,13 @@ SERVE_FORMATS: dict[str, ServeFormat] = {
 }
 """Every format ``serve`` speaks, by its ``--format`` name: the one list."""
 
-DEFAULT_FORMAT = "openai"
+DEFAULT_FORMAT = "openai-chat"
 LOOPBACK = "127.0.0.1"
 
 
 def format_for_wire(wire_format: str) -> ServeFormat:
     """The served format of a stream ``inspect`` detected as ``wire_format``."""
-    return next(f for f in SERVE_FORMATS.values() if f.wire_format == wire_format)
+    return SERVE_FORMATS[wire_format]
 
 
 # ====================
@@ -141,8 +134,8 @@ class ServeSettings:
     format: str = DEFAULT_FORMAT
     port: int = 8000
     host: str = LOOPBACK
-    defaults: Mapping[str, str | None] | None = None
-    """Simulator options as given on the command line (text; None = not given)."""
+    defaults: Mapping[str, Any] | None = None
+    """Simulator options as given on the command line (None = not given)."""
     replay: pathlib.Path | None = None
     timing: pathlib.Path | None = None
     verbose: bool = False
@@ -240,7 +233,7 @@ def instructions(serving: Serving) -> list[str]:
         )
     lines.append(f"{chosen.name} format, profile {serving.profile}: {chosen.base_url(url)}")
     if chosen.base_path == "/v1":
-        responses = "  responses: true\n" if chosen.name == "responses" else ""
+        responses = "  responses: true\n" if chosen.name == "openai-responses" else ""
         lines.append(
             "extra-openai-models.yaml (in llm's user directory, `llm logs path`'s folder):\n"
             # gpt-4o-mini: the name tiktoken knows for o200k, the simulator's tokens.

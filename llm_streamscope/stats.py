@@ -7,6 +7,10 @@ AIPerf's definitions, so that on the same timestamps the figures are equal:
   text chunk (a non-empty text fragment);
 - ``ttst``: from the first to the second text chunk;
 - ``gap``: AIPerf's inter-chunk latency, between consecutive text chunks;
+
+A response without text (a tool call, reasoning cut short) is model output all
+the same: its figures count every model-output stream it has, as AIPerf counts
+the first chunk of output (``Stats.measured`` names what was counted).
 - ``itl``: the mean is AIPerf's ITL, ``(last chunk - first chunk) / (tokens - 1)``.
   The distribution around it is streamscope's: one interval per token, from the
   time each token was complete (the first token counts from the first chunk, as
@@ -152,6 +156,9 @@ class Stats:
     """Text chunks with no time on the clock (bytes inspect found already waiting when
     it began reading): counted in every count, in no time or rate."""
     wire: WireStats | None = None
+    measured: str = "text"
+    """The streams the figures above count: ``text``, or for a response without
+    text every model-output stream it has (``tool calls``, ``reasoning+tool calls``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -291,6 +298,29 @@ def wire_stats(trace: Trace) -> WireStats | None:
     )
 
 
+def streams_name(kinds: set[str] | list[str]) -> str:
+    """How a set of stream kinds is named in the views, in ``KINDS`` order.
+
+    >>> streams_name(["tool_call_args", "reasoning", "tool_call_name"])
+    'reasoning+tool calls'
+    """
+    names = dict.fromkeys(_STREAM_NAMES.get(kind, kind) for kind in KINDS if kind in kinds)
+    return "+".join(names) or "text"
+
+
+def measured_streams(alignment: Alignment) -> tuple[str, list[StreamAlignment]]:
+    """The streams a response's figures count, and their name: the text when any
+    arrived, else every model-output stream with a chunk (a tool call's name and
+    arguments, reasoning), since that is the response's output."""
+    text = alignment.stream("text")
+    if text is not None and text.chunk_indices():
+        return "text", [text]
+    output = [s for s in alignment.streams if s.chunk_indices()]
+    if not output:
+        return "text", [text] if text is not None else []
+    return streams_name({s.kind for s in output}), output
+
+
 def _stats(
     trace: Trace,
     alignment: Alignment,
@@ -299,11 +329,14 @@ def _stats(
     wire: WireStats | None,
     clock: str = "llm",
 ) -> Stats:
-    text = alignment.stream("text")
-    chunk_indices = text.chunk_indices() if text else []
+    measured, streams = measured_streams(alignment)
+    # Every chunk of the measured streams, in arrival order: (stream, index within it)
+    chunks = [(s, j) for s in streams for j in s.chunk_indices()]
+    if len(streams) > 1:
+        chunks.sort(key=lambda c: c[0].fragments[c[1]].index)
     # Only what has a time on the clock is measured: bytes inspect found already
     # waiting have none (``time_ns``), and no figure may pass them off as timed.
-    chunk_times = [time_ns(text.fragments[j], clock) for j in chunk_indices] if text else []
+    chunk_times = [time_ns(s.fragments[j], clock) for s, j in chunks]
     timed = [k for k, t in enumerate(chunk_times) if t is not None]
     times = [t for t in chunk_times if t is not None]
     end_ns = trace.end_ns
@@ -312,21 +345,19 @@ def _stats(
 
     gaps = [_ms(b - a) for a, b in pairwise(chunk_times) if a is not None and b is not None]
     stall_gaps = [g for g in gaps if g > gap_ms]
-    tokens = text.token_count if text else 0
-    chars = len(text.text) if text else 0
+    tokens = sum(s.token_count for s in streams)
+    chars = sum(len(s.text) for s in streams)
 
     per_chunk_tokens: list[float] = []
     histogram: dict[str, int] = {}
     one_token = sub_token = split = 0
     itl = Distribution.of([])
     tokens_per_s = after_first_chunk = chars_per_s = None
-    if text and chunk_indices:
+    if chunks:
         # Tokens a chunk completes: those whose last byte it delivered.
         completed = [
-            text.fragment_token_end[j]
-            - text.fragment_token_start[j]
-            - text.fragment_ends_mid_token[j]
-            for j in chunk_indices
+            s.fragment_token_end[j] - s.fragment_token_start[j] - s.fragment_ends_mid_token[j]
+            for s, j in chunks
         ]
         per_chunk_tokens = list(map(float, completed))
         buckets = Counter(min(n, HISTOGRAM_TOP) for n in completed)
@@ -335,15 +366,15 @@ def _stats(
             for n in range(HISTOGRAM_TOP + 1)
             if buckets[n] or n <= 1
         }
-        for j in chunk_indices:
-            span = text.fragment_token_end[j] - text.fragment_token_start[j]
-            mid = text.fragment_starts_mid_token[j] or text.fragment_ends_mid_token[j]
+        for s, j in chunks:
+            span = s.fragment_token_end[j] - s.fragment_token_start[j]
+            mid = s.fragment_starts_mid_token[j] or s.fragment_ends_mid_token[j]
             if span == 1 and not mid:
                 one_token += 1
             elif span == 1:
                 sub_token += 1
-        split = sum(map(ne, text.token_first_fragment, text.token_last_fragment))
-    if text and times:
+        split = sum(sum(map(ne, s.token_first_fragment, s.token_last_fragment)) for s in streams)
+    if times:
         # Rates count from the first timed chunk: the first of all when every chunk
         # is timed; else the untimed are the first ones (what was already waiting).
         first = timed[0]
@@ -353,7 +384,10 @@ def _stats(
             # The first token counts from the first chunk (it started there, as TTFT
             # says); the last completes with the last chunk. So the intervals add
             # up to the window, and their mean is AIPerf's ITL: set it exactly.
-            token_times = text.token_times_ns()[tokens - timed_tokens :]
+            token_times = [t for s in streams for t in s.token_times_ns()]
+            if len(streams) > 1:
+                token_times.sort()
+            token_times = token_times[tokens - timed_tokens :]
             token_times[0] = times[0]
             intervals = [_ms(b - a) for a, b in pairwise(token_times)]
             itl = replace(Distribution.of(intervals), mean=window_ms / (timed_tokens - 1))
@@ -361,7 +395,7 @@ def _stats(
             if itl.mean:
                 tokens_per_s = 1000 / itl.mean
             after_first_chunk = (timed_tokens - completed[first]) / (window_ms / 1000)
-            timed_chars = sum(len(text.fragments[chunk_indices[k]].text) for k in timed[1:])
+            timed_chars = sum(len(chunks[k][0].fragments[chunks[k][1]].text) for k in timed[1:])
             chars_per_s = timed_chars / (window_ms / 1000)
 
     ttft = _ms(chunk_times[0]) if chunk_times and chunk_times[0] is not None else None
@@ -373,9 +407,9 @@ def _stats(
         ttst_ms=gaps[0] if len(timed) >= 2 and timed[1] == 1 else None,
         # From an unknown start when the first chunks' arrivals are unknown too.
         total_ms=_ms(end_ns) if end_ns is not None and len(timed) == len(chunk_times) else None,
-        chunks=len(chunk_indices),
+        chunks=len(chunks),
         chars=chars,
-        bytes=text.fragment_byte_ends[-1] if text and text.fragments else 0,
+        bytes=sum(s.fragment_byte_ends[-1] for s in streams if s.fragments),
         tokens=tokens,
         usage_input_tokens=trace.usage_input,
         usage_output_tokens=trace.usage_output,
@@ -384,12 +418,10 @@ def _stats(
         streamed_compared=usage.streams,
         streamed_compared_tokens=usage.streamed,
         tokens_minus_usage=usage.difference,
-        chars_per_chunk=Distribution.of(
-            [float(len(text.fragments[j].text)) for j in chunk_indices] if text else []
-        ),
+        chars_per_chunk=Distribution.of([float(len(s.fragments[j].text)) for s, j in chunks]),
         tokens_per_chunk=Distribution.of(per_chunk_tokens),
         tokens_per_chunk_histogram=histogram,
-        one_token_chunks_pct=100.0 * one_token / len(chunk_indices) if chunk_indices else None,
+        one_token_chunks_pct=100.0 * one_token / len(chunks) if chunks else None,
         sub_token_chunks=sub_token,
         split_tokens=split,
         gap_ms=Distribution.of(gaps),
@@ -412,8 +444,9 @@ def _stats(
             for kind, fragments in trace.other_kinds().items()
         ),
         clock=clock,
-        untimed_chunks=len(chunk_indices) - len(timed),
+        untimed_chunks=len(chunks) - len(timed),
         wire=wire,
+        measured=measured,
     )
     return stats if trace.timed else _untimed(stats)
 
@@ -510,12 +543,9 @@ def compare_usage(trace: Trace, alignment: Alignment) -> UsageComparison:
         return UsageComparison(reasoning, None, None, None, None)
     counted = [s for s in alignment.streams if reasoning is None or s.kind != "reasoning"]
     kinds = {s.kind for s in counted if s.token_count}
-    names = dict.fromkeys(_STREAM_NAMES.get(kind, kind) for kind in KINDS if kind in kinds)
     streamed = sum(s.token_count for s in counted)
     compared = trace.usage_output - (reasoning or 0)
-    return UsageComparison(
-        reasoning, compared, "+".join(names) or "text", streamed, streamed - compared
-    )
+    return UsageComparison(reasoning, compared, streams_name(kinds), streamed, streamed - compared)
 
 
 @dataclass(frozen=True)

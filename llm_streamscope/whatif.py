@@ -323,17 +323,23 @@ def whatif_responses(
     responses: Iterable[tuple[Trace, Alignment]],
     policies: list[Policy] | tuple[Policy, ...] = DEFAULT_POLICIES,
     format: str | None = None,
+    source: str | None = None,
 ) -> tuple[list[WhatIf], list[str]]:
     """Each response of a run re-chunked, and why the others could not be (a tool
     call has no text; a captured file may have no times). ``format``: as in
-    ``trace_framing``."""
+    ``trace_framing``. ``source``: the captured file the responses were read from,
+    which names them in those reasons (else each trace's id does)."""
     results = []
     skipped = []
-    for trace, alignment in responses:
+    responses = list(responses)
+    for i, (trace, alignment) in enumerate(responses):
+        name = trace.id
+        if source is not None:
+            name = source if len(responses) == 1 else f"{source} (response {i + 1})"
         try:
             results.append(whatif(trace, alignment, policies, trace_framing(trace, format)))
         except WhatIfError as ex:
-            skipped.append(f"{trace.id}: {ex}")
+            skipped.append(f"{name}: {ex}")
     return results, skipped
 
 

@@ -54,6 +54,14 @@ def test_run_shows_live_text_alignment_and_stats():
     assert result.stderr == ""
 
 
+def test_json_leaves_standard_error_empty():
+    # llm's empty line after each stream is no stray line on standard error
+    for args in (("hi",), ("-T", "llm_time", "What time is it?")):
+        result = run(*FAST, "-o", "max_tokens", "3", "--json", *args)
+        assert result.exit_code == 0 and json.loads(result.stdout)["responses"]
+        assert result.stderr == ""
+
+
 def test_json_matches_the_send_log_and_the_schema():
     result, doc = run_json(*FAST, "-o", "seed", "3", "Explain SSE")
     assert result.exit_code == 0
@@ -158,9 +166,7 @@ def test_any_openai_compatible_model_gets_an_approximate_encoding(isolated_env):
         (("-m", "streamscope-sim", "-o", "speed", "-1", "hi"), "speed"),
         ((*FAST, "-T", "nope", "hi"), "nope"),
         ((*FAST, "-t", "nope", "hi"), "Invalid template: nope"),
-        ((*FAST, "-a", "/no/such/file.png", "hi"), "/no/such/file.png"),
         ((*FAST, "--cid", "01nope", "hi"), "No conversation found with id=01nope"),
-        ((*FAST, "--schema", "name, age nope", "hi"), "nope"),
         ((*FAST, "--log", "--no-log", "hi"), "--log and --no-log are mutually exclusive"),
         ((*FAST, "--no-stream", "hi"), "--no-stream cannot apply"),
         ((*FAST, "--save", "mine", "hi"), "--save saves a template and runs no prompt"),
@@ -177,6 +183,24 @@ def test_bad_input_is_one_clear_line_and_nothing_is_logged(args, message, isolat
         db = sqlite_utils.Database(logs)
         assert db["turns"].count == 0
         assert not db["streamscope_traces"].exists() or db["streamscope_traces"].count == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--bogus", "hi"), "No such option '--bogus'"),
+        (("--view", "nope", "hi"), "Invalid value for '--view'"),
+        ((*FAST, "-a", "/no/such/file.png", "hi"), "/no/such/file.png"),
+        ((*FAST, "--schema", "name, age nope", "hi"), "nope"),
+    ],
+)
+def test_usage_errors_show_usage_as_llm_prompt_does(args, message):
+    result = run(*args)
+    assert result.exit_code == 2
+    usage, try_help, blank, error = result.stderr.splitlines()
+    assert usage.startswith("Usage: ") and usage.endswith("streamscope run [OPTIONS] [PROMPT]")
+    assert try_help.startswith("Try '") and try_help.endswith("streamscope run --help' for help.")
+    assert blank == "" and error.startswith("Error: ") and message in error
 
 
 def test_model_that_cannot_stream(register_models):
@@ -343,9 +367,35 @@ def test_a_tool_chain_on_the_simulator_in_openai_format(isolated_env):
     args = [f for f in call["fragments"] if f["kind"] == "tool_call_args"]
     assert "".join(f["text"] for f in args) == "{}"
     assert all(f["token_start"] is not None for f in args)  # aligned like text
-    assert call["stats"]["ttft_ms"] is None  # no text in the tool call's response
     assert answer["stats"]["ttft_ms"] > 0
     assert len(stored(isolated_env)) == 2
+
+
+def test_a_tool_call_is_measured_as_the_responses_output(isolated_env):
+    _, document = run_document(*FAST, "-T", "llm_time", "What time is it?")
+    call, _ = document["responses"]
+    stats = call["stats"]
+    # The tool call is the response's output: its first chunk is the TTFT (the name's)
+    first = call["fragments"][0]
+    assert first["kind"] == "tool_call_name" and stats["ttft_ms"] == first["t_ms"] > 0
+    assert stats["measured"] == "tool calls"
+    assert stats["chunks"] == 2
+    assert stats["tokens"] == sum(len(s["tokens"]) for s in call["streams"])
+    assert stats["ttst_ms"] is not None and stats["itl_ms"]["mean"] is not None
+    # the run's TTFT is the first response's
+    assert document["totals"]["ttft_ms"] == stats["ttft_ms"]
+    # the simulator's usage counts what it streamed: the name and the arguments
+    assert stats["usage_output_tokens"] == stats["streamed_compared_tokens"] == 4
+    assert stats["tokens_minus_usage"] == 0
+    # the table shows the figures that apply, and says what they count
+    out = run(*FAST, "-T", "llm_time", "What time is it?").stdout
+    table = out.split("─ stats ─")[1].split("between the two responses")[0]
+    assert "no text: the figures below count the tool calls" in table
+    rows = {line[:16].strip(): line[16:].strip() for line in table.splitlines()}
+    assert rows["TTFT"].endswith("(instant)") and rows["chunks"] == "2 · 10 chars · 10 bytes"
+    assert "usage reports 4 output tokens · streamed tool calls 4 (+0)" in table
+    run_table = out.split("─ run ─")[1]
+    assert "TTFT       -" not in run_table and "(the first response's)" in run_table
 
 
 def test_a_chain_shows_each_response_the_time_between_and_totals(claude):
@@ -509,11 +559,11 @@ def test_show_replay_export_and_logs_of_a_whole_run(claude):
     replayed = run("replay", run_id, "--speed", "0")
     assert replayed.exit_code == 0
     assert "response 1 of 2" in replayed.stdout and "─ run ─" in replayed.stdout
-    table = list(csv.DictReader(io.StringIO(run("export", run_id, "-f", "csv").stdout)))
+    table = list(csv.DictReader(io.StringIO(run("export", run_id, "-F", "csv").stdout)))
     assert [r["trace_id"] for r in table] == [
         r["trace_id"] for r in document["responses"] for _ in r["fragments"]
     ]
-    lines = run("export", run_id, "-f", "jsonl").stdout.splitlines()
+    lines = run("export", run_id, "-F", "jsonl").stdout.splitlines()
     assert [json.loads(line)["text"] for line in lines] == [r["text"] for r in table]
     listed = run("logs").stdout.splitlines()
     assert listed[0].startswith(second) and f"response 2/2 of run {run_id}" in listed[0]
@@ -526,3 +576,38 @@ def test_a_zero_gap_threshold_is_kept_not_taken_for_the_default():
     assert doc["stats"]["stall_threshold_ms"] == 0
     shown = json.loads(run("show", doc["trace_id"], "--json").stdout)["responses"][0]
     assert shown["stats"]["stall_threshold_ms"] == 0
+
+
+def test_one_letter_means_what_it_means_in_llm():
+    """A short option of streamscope's means what it means in llm prompt or llm logs."""
+    import click
+
+    def letters(command):
+        found = {}
+        for param in command.get_params(click.Context(command)):
+            longs = [o for o in param.opts if o.startswith("--")]
+            for short in [o for o in param.opts if len(o) == 2 and o != "-h"]:
+                found[short] = longs[0] if longs else param.name
+        return found
+
+    llm_meanings = {}
+    for command in (cli.commands["prompt"], cli.commands["logs"].commands["list"]):
+        for short, long in letters(command).items():
+            llm_meanings.setdefault(short, set()).add(long)
+    group = cli.commands["streamscope"]
+    for name, command in group.commands.items():
+        for short, long in letters(command).items():
+            if short in llm_meanings:
+                assert long in llm_meanings[short], f"{name}: {short} {long}"
+    assert letters(group.commands["compare"])["-N"] == "--runs"
+    assert letters(group.commands["export"])["-F"] == "--format"
+
+
+def test_help_shows_each_commands_summary_whole():
+    from llm_streamscope.clitypes import summary
+
+    text = run("--help").stdout
+    commands = " ".join(text.split("Commands:")[1].split())
+    assert "..." not in commands
+    for name, command in cli.commands["streamscope"].commands.items():
+        assert summary(command.help) in commands, name

@@ -51,7 +51,7 @@ def compared(tmp_path_factory, tiktoken_cache):
         env.setenv("LLM_USER_PATH", str(user))
         env.setenv("TIKTOKEN_CACHE_DIR", str(tiktoken_cache))
         report = user / "compare.html"
-        result, document = compare_json(*TWO_PROFILES, "-n", "2", "--html", str(report), PROMPT)
+        result, document = compare_json(*TWO_PROFILES, "-N", "2", "--html", str(report), PROMPT)
     return user, result, document
 
 
@@ -210,7 +210,7 @@ def test_html_overlays_one_line_per_model(compared):
 
 def test_a_failed_run_is_shown_and_fails_the_command():
     result = compare(
-        *("-o", "speed", "0", "-o", "max_tokens", "8", "-n", "1"),
+        *("-o", "speed", "0", "-o", "max_tokens", "8", "-N", "1"),
         *("-m", "streamscope-sim", "-m", "streamscope-sim", "-o", "error", "503", "hi"),
     )
     assert result.exit_code == 1
@@ -229,7 +229,7 @@ def test_a_failed_run_is_shown_and_fails_the_command():
         (("-m", "streamscope-sim"), "Give a prompt"),
         (("--from-logs", "-m", "streamscope-sim"), "No log"),
         (("--from-logs", "-m", "streamscope-sim", "hi"), "it takes no prompt"),
-        (("--from-logs", "-m", "streamscope-sim", "-n", "2"), "it takes no -n"),
+        (("--from-logs", "-m", "streamscope-sim", "-N", "2"), "it takes no -N"),
     ],
 )
 def test_bad_input_is_one_line_and_runs_nothing(isolated_env, args, message):
@@ -246,7 +246,7 @@ def test_parallel_runs_each_model_in_its_own_process(isolated_env, monkeypatch):
     # Each run is an `llm streamscope run` process: without the other plugins it
     # starts in half the time.
     monkeypatch.setenv("LLM_LOAD_PLUGINS", "llm-streamscope")
-    result, document = compare_json(*TWO_PROFILES, "-n", "1", "--parallel", "hi")
+    result, document = compare_json(*TWO_PROFILES, "-N", "1", "--parallel", "hi")
     assert document["parallel"] is True
     assert "disturbed" in result.stderr  # the note: timings of parallel runs disturb each other
     openai, anthropic = document["models"]
@@ -266,7 +266,7 @@ def test_the_issues_example_with_the_real_plugins(monkeypatch):
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-dummy")
         _, document = compare_json(
-            *("-o", "max_tokens", "20", "-m", "gpt-4o-mini", "-m", "claude-3.5-haiku", "-n", "1"),
+            *("-o", "max_tokens", "20", "-m", "gpt-4o-mini", "-m", "claude-3.5-haiku", "-N", "1"),
             "hi",
         )
     openai, anthropic = document["models"]
@@ -274,3 +274,31 @@ def test_the_issues_example_with_the_real_plugins(monkeypatch):
     assert anthropic["encoding"] == "o200k_base" and anthropic["encoding_exact"] is False
     assert openai["tokens_per_chunk"] == 1.0 and anthropic["tokens_per_chunk"] > 1.5
     assert openai["tokens_minus_usage"] == 0
+
+
+def test_from_logs_counts_runs_not_traces(isolated_env):
+    # Two tool-chain runs: each logs two traces, the tool call's and the answer's
+    chain = ("streamscope", "-m", "streamscope-sim", "-o", "speed", "0", "-T", "llm_time", "--json")
+    documents = []
+    for _ in range(2):
+        result = CliRunner().invoke(cli, [*chain, "What time is it?"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        documents.append(json.loads(result.stdout))
+    assert len(traces(isolated_env)) == 4
+    _, document = compare_json("--from-logs", "-m", "streamscope-sim")
+    (model,) = document["models"]
+    assert model["runs"] == model["complete"] == 2
+    assert model["run_ids"] == [d["run_id"] for d in documents]
+    assert len(model["trace_ids"]) == 4
+    # a run's TTFT is its first response's: the tool call's first chunk
+    ttfts = sorted(d["responses"][0]["stats"]["ttft_ms"] for d in documents)
+    assert model["ttft_ms"]["count"] == 2 and model["ttft_ms"]["max"] == ttfts[-1]
+    # usage against tiktoken counts the text answers only, not the text-less tool calls
+    answers = [d["responses"][1]["stats"] for d in documents]
+    assert model["tiktoken_tokens"] == sum(s["streamed_compared_tokens"] for s in answers)
+    assert model["usage_output_tokens"] == sum(s["usage_compared_tokens"] for s in answers)
+    assert model["tokens"] == sum(s["tokens"] for s in answers)
+    # --limit counts runs too: the latest run, whole
+    _, latest = compare_json("--from-logs", "-m", "streamscope-sim", "--limit", "1")
+    (model,) = latest["models"]
+    assert model["run_ids"] == [documents[-1]["run_id"]] and len(model["trace_ids"]) == 2

@@ -445,6 +445,9 @@ def test_options_are_checked_before_reading(tmp_path):
     assert result.exit_code == 1 and "Unknown encoding 'nope'" in result.stderr
     result = inspect(path, "--format", "nope")
     assert result.exit_code == 2 and "nope" in result.stderr
+    # serve's older spelling of a format is taken for the name it stands for
+    result, doc = inspect_json(path, "--format", "openai")
+    assert result.exit_code == 0 and doc["responses"][0]["stats"]["wire"]["format"] == "openai-chat"
     result = inspect(str(tmp_path / "missing.sse"))
     assert result.exit_code == 1
     assert result.stderr == f"Error: {tmp_path / 'missing.sse'}: No such file or directory\n"

@@ -123,6 +123,29 @@ class Terminal:
             time.sleep(0.02)
         raise AssertionError(f"{pattern!r} never showed; the screen:\n{self.text()}")
 
+    def resize(self, cols, rows):
+        """Resize the terminal as one that re-wraps its lines does (most do): each row
+        longer than the new width becomes several, and the rows drawn so far move
+        down where the program cannot know; then the program gets its SIGWINCH."""
+        with self._lock:
+            fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            cursor = self.screen.cursor
+            wrapped, at = [], (0, 0)
+            for y, line in enumerate(self.screen.display):
+                line = line.rstrip()
+                pieces = [line[i : i + cols] for i in range(0, len(line), cols)] or [""]
+                if y == cursor.y:
+                    at = (len(wrapped) + min(cursor.x // cols, len(pieces) - 1), cursor.x % cols)
+                wrapped += pieces
+            while len(wrapped) > at[0] + 1 and not wrapped[-1]:
+                wrapped.pop()  # the blank rows below: not lines of the terminal's
+            top = min(max(0, len(wrapped) - rows), at[0])
+            self.screen.resize(rows, cols)
+            self.screen.reset()
+            self._stream.feed("\r\n".join(wrapped[top : top + rows]).encode())
+            self.screen.cursor_position(at[0] - top + 1, at[1] + 1)
+        os.killpg(self.process.pid, signal.SIGWINCH)
+
     def finish(self, timeout=60.0) -> int:
         code = self.process.wait(timeout)
         self._reader.join(10)
@@ -131,8 +154,9 @@ class Terminal:
 
 
 def live_run(tmp_path, sim, *args, env=None, **terminal):
+    # the terminal's own size, not one a test runner exported (xdist: 80x24)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")},
         "LLM_USER_PATH": str(tmp_path / "user"),
         "STREAMSCOPE_SIM_URL": sim.url,
         "TERM": "xterm-256color",
@@ -160,6 +184,23 @@ def logged(tmp_path):
     ]
     db.close()
     return times, status, completion_id
+
+
+def answer(tmp_path) -> str:
+    """The last trace's text, as it streamed."""
+    db = sqlite3.connect(tmp_path / "user" / "logs.db")
+    (text,) = db.execute(
+        "select group_concat(text, '') from (select f.text from streamscope_fragments f "
+        "join streamscope_traces t on t.id = f.trace_id where f.kind = 'text' "
+        "order by t.started_utc desc, f.idx)"
+    ).fetchone()
+    db.close()
+    return text
+
+
+def above_the_views(screen: str) -> str:
+    """What the screen shows above the final views' first rule."""
+    return re.split(r"^─+ alignment ─+$", screen, maxsplit=1, flags=re.M)[0]
 
 
 def left_on_screen(text: str) -> bool:
@@ -209,6 +250,25 @@ def test_the_screen_mid_stream_and_at_the_end_and_a_slow_terminal_delays_nothing
     # instead, within this busy machine's noise.
     assert statistics.median(errors) < 2.0, errors
     assert sorted(errors)[int(0.95 * len(errors))] < 15.0, errors
+
+
+@pytest.mark.parametrize("size", [(50, 60), (100, 40)])
+def test_after_a_resize_the_answer_as_text_then_the_views_nothing_stale(tmp_path, sim, size):
+    # A short answer on a tall terminal: nothing scrolls off the screen, so a line
+    # the view left behind would still be on it.
+    options = ["-o", "chunks", "60", "-o", "speed", "0.25"]
+    term = live_run(tmp_path, sim, *options, cols=100, rows=60)
+    term.wait_for(r"● [\d.]+ s  TTFT [\d,]+ ms  ([2-9]|\d\d) chunks")
+    assert term.process.poll() is None, "the stream was over before the resize"
+    term.resize(*size)
+    time.sleep(0.3)  # frames drawn at the new size
+    assert term.finish() == 0
+    end = term.text()
+    # After the view: the answer as llm prints it (no marks: it can be copied), and
+    # nothing else above the views
+    above = above_the_views(end)
+    assert "".join(above.split()) == "".join(answer(tmp_path).split()), end
+    assert " stats " in end and not left_on_screen(end)
 
 
 def test_ctrl_c_leaves_the_terminal_clean_and_keeps_the_trace(tmp_path, sim):

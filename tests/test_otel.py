@@ -253,7 +253,7 @@ def test_export_otel_sends_logged_runs_as_they_were_sent_live(collector, monkeyp
             "--otel sends a TRACE_ID, the --latest run or --all runs",
         ),
         (("--otel", "--latest", "--since", "2026-01-01"), "--since goes with --all"),
-        (("--otel", "--latest", "-f", "csv"), "--otel sends the runs: it takes no --format"),
+        (("--otel", "--latest", "-F", "csv"), "--otel sends the runs: it takes no --format"),
         (("--all",), "--all and --since select the runs --otel sends"),
     ],
 )
@@ -373,7 +373,7 @@ def shown_nothing():
 
 def test_compare_sends_every_run(collector):
     result = streamscope(
-        "compare", "-o", "speed", "0", "-o", "max_tokens", "3", "-m", "streamscope-sim", "-n",
+        "compare", "-o", "speed", "0", "-o", "max_tokens", "3", "-m", "streamscope-sim", "-N",
         "2", "--otel", "hi",
     )  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -1,5 +1,6 @@
 """Views rendered on a fixed-width StringIO console; model text is always data."""
 
+import dataclasses
 import io
 import json
 import re
@@ -133,6 +134,24 @@ def test_stats_table_lists_the_headline_numbers(o200k):
         assert label in out
     assert "1.0 ms (instant)" in out
     assert "usage reports 3 output tokens" in out and "streamed text 3 (+0)" in out
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "shown"),
+    [
+        ("interrupted", "interrupted (Ctrl-C)", "interrupted (Ctrl-C)"),
+        ("interrupted", "terminated (SIGTERM)", "interrupted: terminated (SIGTERM)"),
+        ("error", "HTTP 503: busy", "error: HTTP 503: busy"),
+    ],
+)
+def test_the_status_row_says_the_status_once(o200k, status, error, shown):
+    trace, alignment, _ = make(["Hello"], o200k)
+    trace = dataclasses.replace(trace, status=status, error=error, usage_output=1)
+    out = render(stats_table(trace, compute_stats(trace, alignment)), False)
+    (row,) = [line for line in out.splitlines() if line.startswith("status")]
+    assert row.split(None, 1)[1].rstrip() == shown
+    # one output token, in the singular
+    assert "usage reports 1 output token" in out and "1 output tokens" not in out
 
 
 def test_json_document_schema(o200k):

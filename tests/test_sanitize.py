@@ -92,7 +92,7 @@ def test_a_providers_error_body_is_shown_by_the_rule(hostile_provider):
 
 
 def test_compare_progress_and_errors_are_shown_by_the_rule(hostile_provider):
-    result = streamscope("compare", "-m", hostile_provider, "-n", "1", "hi")
+    result = streamscope("compare", "-m", hostile_provider, "-N", "1", "hi")
     assert result.exit_code == 1
     progress, error = result.stderr.splitlines()
     assert progress.startswith("hostile: run 1/1: error") and "␛]0;pwned␇" in progress
@@ -127,24 +127,24 @@ def test_the_views_show_every_control_and_invisible_character(logged_hostile_tex
 
 
 def test_json_and_jsonl_are_escaped_and_exact(logged_hostile_text):
-    for args in (("show", "--latest", "--json"), ("export", "--latest", "-f", "json")):
+    for args in (("show", "--latest", "--json"), ("export", "--latest", "-F", "json")):
         out = streamscope(*args).stdout
         assert raw_in(out.replace("\n", "")) == []
         document = json.loads(out)
         fragments = document["responses"][0]["fragments"]
         assert "".join(f["text"] for f in fragments) == MODEL_TEXT
-    out = streamscope("export", "--latest", "-f", "jsonl").stdout
+    out = streamscope("export", "--latest", "-F", "jsonl").stdout
     assert raw_in(out.replace("\n", "")) == []
     assert "".join(json.loads(line)["text"] for line in out.splitlines()) == MODEL_TEXT
 
 
 def test_csv_is_exact_in_a_pipe_and_shown_by_the_rule_on_a_terminal(logged_hostile_text):
-    piped = streamscope("export", "--latest", "-f", "csv").stdout
+    piped = streamscope("export", "--latest", "-F", "csv").stdout
     assert "".join(row["text"] for row in csv.DictReader(io.StringIO(piped))) == MODEL_TEXT
 
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
-        [LLM, "streamscope", "export", "--latest", "-f", "csv"],
+        [LLM, "streamscope", "export", "--latest", "-F", "csv"],
         stdout=terminal,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -132,7 +132,7 @@ def chat(**streamscope):
 def test_prints_its_url_then_lines_the_openai_client_works_with(served, isolated_env):
     assert served.url.startswith("http://127.0.0.1:") and served.url.endswith("/v1")
     text = "\n".join(served.instructions)
-    assert f"openai format, profile gpt-4o-mini: {served.url}" in text
+    assert f"openai-chat format, profile gpt-4o-mini: {served.url}" in text
     # The printed YAML, as printed, is the user's extra-openai-models.yaml.
     start = served.instructions.index("- model_id: streamscope-serve")
     yaml = "\n".join(served.instructions[start : start + 3]) + "\n"
@@ -163,9 +163,9 @@ def test_llms_responses_client_through_the_responses_format_lines(served, isolat
     from llm_streamscope.serving import SERVE_FORMATS, Serving, instructions
 
     lines = instructions(
-        Serving(SimpleNamespace(url=served.root), SERVE_FORMATS["responses"], "gpt-4o-mini")
+        Serving(SimpleNamespace(url=served.root), SERVE_FORMATS["openai-responses"], "gpt-4o-mini")
     )
-    assert lines[0] == f"responses format, profile gpt-4o-mini: {served.url}"
+    assert lines[0] == f"openai-responses format, profile gpt-4o-mini: {served.url}"
     yaml = lines[1].split("\n", 1)[1].rsplit("\nthen:", 1)[0] + "\n"
     assert "  responses: true\n" in yaml
     (isolated_env / "extra-openai-models.yaml").write_text(yaml)
@@ -388,8 +388,8 @@ def test_responses_streams_get_keepalives(served):
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (("--stall-after", "-2"), 2, "Invalid value for 'stall_after'"),
-        (("--profile", "nope"), 2, "Unknown profile 'nope'"),
+        (("--stall-after", "-2"), 2, "Invalid value for '--stall-after': -2 is not in the range"),
+        (("--profile", "nope"), 2, "Invalid value for '--profile': 'nope' is not one of"),
         (("--timing", "x.times"), 1, "--timing goes with --replay FILE"),
         (("--replay", "/no/such.sse"), 1, "/no/such.sse: No such file or directory"),
     ],
@@ -397,7 +397,13 @@ def test_responses_streams_get_keepalives(served):
 def test_bad_options_are_one_line(args, code, message):
     result = run("serve", "--port", "0", *args)
     assert result.exit_code == code
-    assert result.output.count("\n") == 1 and message in result.output, result.output
+    *usage, error = result.output.splitlines()
+    assert error.startswith("Error: ") and message in error, result.output
+    if code == 2:  # a usage error: click's Usage: and Try lines first, as for llm's commands
+        assert usage[0].startswith("Usage: ") and "streamscope serve [OPTIONS]" in usage[0]
+        assert usage[1].startswith("Try '") and usage[1].endswith(" serve --help' for help.")
+    else:
+        assert usage == []
 
 
 def test_a_port_in_use_is_one_line():
@@ -429,6 +435,23 @@ def test_openai_sdk_environment_line_works_for_llms_own_openai_models(served, mo
     assert doc["status"] == "complete" and doc["stats"]["chunks"] == 5
 
 
+def test_format_names_are_the_same_in_every_command():
+    import doctest
+
+    import click
+    from llm.cli import cli
+
+    from llm_streamscope import clitypes
+    from llm_streamscope.wire import FORMATS
+
+    assert doctest.testmod(clitypes).failed == 0  # openai, responses: the older spellings
+    group = cli.commands["streamscope"]
+    for name in ("inspect", "whatif", "serve"):
+        command = group.commands[name]
+        (option,) = [p for p in command.get_params(click.Context(command)) if "--format" in p.opts]
+        assert tuple(option.type.choices) == FORMATS, name
+
+
 def test_the_format_list_agrees_with_the_routes():
     import re
 
@@ -436,12 +459,12 @@ def test_the_format_list_agrees_with_the_routes():
     from llm_streamscope.sim import anthropic, gemini, ollama, profiles, responses, server
     from llm_streamscope.wire import FORMATS
 
-    assert sorted(f.wire_format for f in SERVE_FORMATS.values()) == sorted(FORMATS)
+    assert sorted(SERVE_FORMATS) == sorted(FORMATS)  # one set of names
     routes = {
-        "openai": (profiles.DEFAULT_PROFILE, server.COMPLETIONS_PATH),
+        "openai-chat": (profiles.DEFAULT_PROFILE, server.COMPLETIONS_PATH),
         "anthropic": (anthropic.DEFAULT_PROFILE, anthropic.MESSAGES_PATH),
         "gemini": (gemini.DEFAULT_PROFILE, "/v1beta/models/gemini-2.5-flash:streamGenerateContent"),
-        "responses": (profiles.DEFAULT_PROFILE, responses.PATHS[0]),
+        "openai-responses": (profiles.DEFAULT_PROFILE, responses.PATHS[0]),
         "ollama": (profiles.DEFAULT_PROFILE, ollama.GENERATE_PATH),
     }
     for path in (*responses.PATHS, *ollama.PATHS, "/chat/completions"):
@@ -481,3 +504,22 @@ def test_listening_beyond_loopback_warns_and_a_signal_stops_it_cleanly(monkeypat
     assert result.stdout == f"http://0.0.0.0:{port}/v1\n"
     assert "Warning: listening on 0.0.0.0: other machines can reach" in result.stderr
     assert signal.getsignal(signal.SIGTERM) == before  # put back as it was
+
+
+def test_help_follows_clicks_conventions():
+    """Metavars are click's (INTEGER RANGE, a choice's [a|b]) and every default is
+    shown as click shows one ([default: ...]), never in the help's own words."""
+    from llm_streamscope.sim.profiles import PROFILES
+
+    text = run("serve", "--help").output
+    options = " ".join(text.split("Options:")[1].split())
+    assert "(default" not in options
+    assert "--seed INTEGER " in options and "--stall-after INTEGER RANGE " in options
+    assert "--speed FLOAT RANGE " in options and "[default: 1; x>=0]" in options
+    assert "--stall-s FLOAT RANGE " in options and "[default: 60; x>=0]" in options
+    assert f"--profile [{'|'.join(PROFILES)}]" in options
+    assert "[default: the --format's own]" in options
+    assert "--format [openai-chat|" in options and "[default: openai-chat]" in options
+    assert "--port INTEGER RANGE " in options and "[default: 8000; 0<=x<=65535]" in options
+    for metavar in ("SEED", "SPEED", "STALL_AFTER", "TTFT_MS"):
+        assert f" {metavar} " not in options

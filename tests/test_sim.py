@@ -720,7 +720,9 @@ def test_tool_call_events_equal_the_send_log(model: llm.Model) -> None:
     assert [(c.name, c.arguments) for c in response.tool_calls()] == [
         ("multiply", {"a": 3, "b": 3})
     ]
-    assert log.finish_reason == "tool_calls" and response.usage().output == len(args)
+    # usage counts what streamed: the name's tokens and the arguments'
+    assert log.finish_reason == "tool_calls"
+    assert response.usage().output == len(args) + count_tokens("multiply")
 
 
 def test_tool_call_wire_format(own_server: SimServer) -> None:
@@ -759,7 +761,9 @@ def test_tool_call_wire_format(own_server: SimServer) -> None:
         "logprobs": None,
         "finish_reason": "tool_calls",
     }
-    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == count_tokens(arguments)
+    # usage counts what streamed: the tool's name and its arguments
+    assert usage["choices"] == []
+    assert usage["usage"]["completion_tokens"] == count_tokens("forecast") + count_tokens(arguments)
     log = own_server.send_log(first["id"])
     assert log.kinds == ["tool_call_name"] + ["tool_call_args"] * len(pieces)
     assert log.chunks == ["forecast", *(d[0]["function"]["arguments"] for d in deltas)]
@@ -977,7 +981,7 @@ def test_standalone_flags_are_checked_and_only_given_ones_become_defaults(
     with pytest.raises(SystemExit) as info:
         main(["--stall-after", "-2"])
     assert info.value.code == 2
-    assert "Invalid value for 'stall_after'" in capsys.readouterr().err
+    assert "Invalid value for '--stall-after'" in capsys.readouterr().err
     from llm_streamscope.sim.options import SimOptions
 
     given = SimOptions.from_strings({"seed": "4", "speed": "0", "profile": None})

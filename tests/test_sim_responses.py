@@ -136,6 +136,9 @@ def test_a_function_tool_is_called_then_answered(server: SimServer, client: open
     assert {d.item_id for d in deltas} == {call.id}
     log = server.send_log(server.last_completion_id or "")
     assert set(log.kinds) == {"tool_call_args"}
+    # usage counts what streams as output: the name's tokens and the arguments'
+    usage = events[-1].response.usage
+    assert usage.output_tokens == count_tokens("multiply") + count_tokens(call.arguments)
     # the tool's output, sent back, gets a text answer
     answer = [
         {"type": "function_call", "call_id": call.call_id, "name": "multiply", "arguments": "{}"},

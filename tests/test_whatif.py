@@ -324,6 +324,8 @@ def test_whatif_on_a_captured_file_with_its_times(tmp_path):
     result = streamscope("whatif", "--file", str(untimed))
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "carries no times" in result.stderr
+    # named by the file given, not by an id made up while reading it
+    assert result.stderr.startswith(f"Error: {untimed}: ")
 
 
 def test_on_the_servers_clock_there_is_no_ttft(tmp_path):
@@ -359,3 +361,7 @@ def test_bad_input_is_one_line():
     result = streamscope("whatif", "--latest", "--file", "x.sse")
     assert result.exit_code == 1
     assert result.stderr == "Error: Give a trace id, --latest or --file, not two of them\n"
+    # with nothing to read, every way to name it is said, --file too
+    result = streamscope("whatif")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "--latest" in result.stderr and "--file FILE" in result.stderr

@@ -97,12 +97,12 @@ def test_the_wire_is_logged_and_read_back(isolated_env):
     events = list(db["streamscope_wire_events"].rows)
     assert len(events) == len(live["responses"][0]["wire"]["events"])
     assert events[0]["label"] == "role"
-    exported = run("export", "--latest", "--wire", "-f", "csv")
+    exported = run("export", "--latest", "--wire", "-F", "csv")
     lines = exported.stdout.splitlines()
     assert lines[0].startswith("trace_id,index,t_ms,label,carried,event")
     assert len(lines) == 1 + len(events)
-    fragments = run("export", "--latest", "-f", "jsonl").stdout.splitlines()
-    assert all("wire_t_ms" in json.loads(line) for line in fragments)
+    fragments = run("export", "--latest", "-F", "jsonl").stdout.splitlines()
+    assert fragments and all("wire_t_ms" in json.loads(line) for line in fragments)
 
 
 @pytest.fixture(scope="module")

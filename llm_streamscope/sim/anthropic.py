@@ -42,6 +42,7 @@ from .engine import (
     SendLog,
     http_chunk,
     ids,
+    name_tokens,
     new_id,
     plan_json,
     send_paced,
@@ -259,7 +260,8 @@ class Block:
 
     @property
     def tokens(self) -> int:
-        return self.plan.completion_tokens if self.plan else 0
+        streamed = self.plan.completion_tokens if self.plan else 0
+        return streamed + (name_tokens(self.start["name"]) if self.kind == TOOL_CALL_ARGS else 0)
 
     @property
     def n_chunks(self) -> int:

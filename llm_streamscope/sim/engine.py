@@ -119,6 +119,12 @@ def plan_json(
     return arguments, options.plan(text, max_tokens=max_tokens, whole=True)
 
 
+def name_tokens(name: str) -> int:
+    """The tokens of a tool's name: a tool call streams its name as output, so usage
+    counts them beside the arguments' (``usage`` then matches what was streamed)."""
+    return profiles.tokenize(name).n_tokens
+
+
 THINKING_SAMPLE = "thinking"
 """The sample text an answer that thinks aloud streams as its thinking."""
 

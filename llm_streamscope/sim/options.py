@@ -8,8 +8,8 @@ description. The three places that take options read it:
 * the server validates a request's ``"streamscope"`` object (and its own
   defaults) with :meth:`SimOptions.parse`, strictly, as JSON values;
 * ``llm streamscope serve`` (and ``python -m llm_streamscope.sim``) makes one
-  flag per field (:func:`flags`) and validates the strings given with
-  :meth:`SimOptions.from_strings`.
+  flag per field (``clitypes.sim_options``: click types and bounds read from
+  the fields) and validates the values given with :meth:`SimOptions.from_strings`.
 
 >>> SimOptions.parse({"profile": "claude-haiku", "speed": 0}).profile
 'claude-haiku'
@@ -189,8 +189,9 @@ class SimOptions(_Checks):
             raise InvalidOption.from_validation(e, prefix) from None
 
     @classmethod
-    def from_strings(cls, options: Mapping[str, str | None]) -> SimOptions:
-        """Validate option values given as text (command-line flags); None = not given.
+    def from_strings(cls, options: Mapping[str, Any]) -> SimOptions:
+        """Validate option values given on a command line (text, or numbers click
+        converted); None = not given.
 
         >>> SimOptions.from_strings({"seed": "7", "speed": "0.5", "text": None}).seed
         7
@@ -263,16 +264,3 @@ def llm_options(base: type[BaseModel], **extra: Any) -> type[BaseModel]:
         "Options", __base__=(base, _Checks), **fields, **extra
     )
     return model
-
-
-def flags() -> list[tuple[str, str, str]]:
-    """``(flag, name, help)`` of each option, for a command line (``--stall-after``); the
-    values given are checked by :meth:`SimOptions.from_strings`.
-
-    >>> flags()[0]
-    ('--seed', 'seed', 'Seed for deterministic timing and chunking')
-    """
-    return [
-        ("--" + name.replace("_", "-"), name, _with_default(name))
-        for name in SimOptions.model_fields
-    ]

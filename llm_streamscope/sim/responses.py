@@ -53,6 +53,7 @@ from .engine import (
     SendLog,
     http_chunk,
     ids,
+    name_tokens,
     new_id,
     plan_json,
     send_paced,
@@ -308,6 +309,8 @@ def answer(request: ResponsesRequest) -> Answer:
         plan = options.plan(profiles.sample_text(options.text), max_tokens=left)
         items.append(Item(TEXT, plan, _item_id("msg_")))
     tokens = hidden + plan.completion_tokens
+    if items[-1].kind == TOOL_CALL_ARGS:
+        tokens += name_tokens(function["name"])
     return Answer(tuple(items), plan.finish_reason == "length", tokens, hidden)
 
 

@@ -49,6 +49,7 @@ from .engine import (
     cap_bandwidth,
     http_chunk,
     int_or_none,
+    name_tokens,
     new_id,
     plan_json,
     record_whole,
@@ -327,7 +328,7 @@ class ChatAnswer:
         return cls(
             plan,
             finish_reason,
-            plan.completion_tokens + options.reasoning,
+            plan.completion_tokens + options.reasoning + (name_tokens(tool["name"]) if tool else 0),
             options.reasoning,
             tool,
         )

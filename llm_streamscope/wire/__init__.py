@@ -11,3 +11,6 @@ llm yields. Everything here is pure but ``tap`` (the live socket-read tap) and
 FORMATS = ("openai-chat", "openai-responses", "anthropic", "gemini", "ollama")
 """The provider formats ``formats.decode`` maps. Here, not in ``formats``, so that the
 CLI can offer them without importing the decoders (``llm --help`` pays for nothing)."""
+
+FORMAT_ALIASES = {"openai": "openai-chat", "responses": "openai-responses"}
+"""Older ``--format`` spellings (``serve``'s), still accepted for the names above."""
