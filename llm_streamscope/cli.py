@@ -17,9 +17,9 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import click
-from click_default_group import DefaultGroup
 
 from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
+from .signals import QuietInterruptGroup
 from .wire import FORMATS
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
 
-@click.group(cls=DefaultGroup, default="run", default_if_no_args=False)
+@click.group(cls=QuietInterruptGroup, default="run", default_if_no_args=False)
 def streamscope() -> None:
     """See how a model's answer actually arrives.
 
@@ -223,8 +223,11 @@ def run(
 
     import llm.cli
 
-    from .session import RunSettings
+    from .capture import StreamStopped
+    from .session import RunResult, RunSettings
     from .session import run as run_session
+    from .signals import describe as describe_signal
+    from .signals import exit_code as exit_code_of_signal
 
     if options["no_stream"]:
         raise click.ClickException(
@@ -275,16 +278,29 @@ def run(
             f"Model {expected_model.model_id} cannot stream, so there is nothing to time: "
             "streamscope needs a streaming model"
         )
+    shown = []
+
+    def show(result: RunResult) -> None:
+        analysed = [
+            (r.trace, r.alignment, r.stats)
+            for r in result.responses
+            if r.alignment is not None and r.stats is not None
+        ]
+        if analysed:
+            present_run(result.run_id, analysed, views, wire=wire)
+        shown.append(result)
+
     result = run_session(
         invoke,
         settings,
         notify=lambda message: click.echo(f"Note: {message}", err=True),
         expected_model=expected_model,
+        on_busy=show,  # the views while a busy logs.db is waited for
     )
     failure = result.failure
     if not result.responses:
-        if isinstance(failure, KeyboardInterrupt):
-            sys.exit(130)
+        if isinstance(failure, (KeyboardInterrupt, StreamStopped)):  # StreamStopped: SIGTERM
+            sys.exit(130 if isinstance(failure, KeyboardInterrupt) else 143)
         if isinstance(failure, click.ClickException):
             # llm's own words, on one line (llm spreads option errors over several)
             raise _OneLineError(_one_line_error(failure), failure.exit_code) from None
@@ -293,26 +309,26 @@ def run(
         raise click.ClickException(
             "No response was streamed, so there is nothing to time (does the model stream?)"
         )
-    analysed = [
-        (r.trace, r.alignment, r.stats)
-        for r in result.responses
-        if r.alignment is not None and r.stats is not None
-    ]
-    if analysed:
-        present_run(result.run_id, analysed, views, wire=wire)
+    if not shown:
+        show(result)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     problems = list(result.problems)
     last = result.responses[-1].trace
+    code = _exit_code(last)
     if last.status != "complete":
         received = len(last.fragments)
         where = f" after {received} fragment{'s' if received != 1 else ''}" if received else ""
         problems.insert(0, f"stream {last.status}{where}: {last.error}")
     elif failure is not None and not _exited_cleanly(failure):
         problems.insert(0, _one_line_error(failure))
+    elif result.signal is not None:
+        problems.insert(0, f"{describe_signal(result.signal)} once the stream was over")
+    if result.signal is not None:
+        code = exit_code_of_signal(result.signal)
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
-        sys.exit(_exit_code(last))
+        sys.exit(code)
 
 
 def _can_draw(stream: Any) -> bool:

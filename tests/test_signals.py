@@ -5,6 +5,9 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -108,3 +111,122 @@ def test_the_tokenizer_process_ignores_the_runs_signals_and_ends_with_its_input(
     assert tokenizer.tokenize(["hello world"])[0][0].tolist() == [24912, 2375]
     tokenizer.close()
     assert tokenizer._process.wait(10) == 0  # its input closed: it ends by itself
+
+
+# The window between the stream's end and the trace being saved.
+
+
+def run_in_process(*args):
+    from click.testing import CliRunner
+    from llm.cli import cli
+
+    return CliRunner().invoke(cli, ["streamscope", *args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_after_the_stream_saves_everything_then_exits(
+    isolated_env, monkeypatch, signum, code
+):
+    from llm_streamscope import align
+
+    real_align = align.align
+
+    def signalled_align(*args, **kwargs):  # the stream is over, nothing saved yet
+        os.kill(os.getpid(), signum)
+        return real_align(*args, **kwargs)
+
+    monkeypatch.setattr(align, "align", signalled_align)
+    result = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "300", "x")
+    assert result.exit_code == code, result.output
+    assert "Aborted!" not in result.output and "─ alignment ─" in result.stdout
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: ")
+    assert "once the stream was over" in result.stderr
+    (row,) = trace_rows(isolated_env)
+    assert row["status"] == "complete" and row["stored"] == 300 and row["turn_id"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back as it was
+
+
+def hold_the_lock(user_path):
+    """Another connection holding logs.db's write lock (readers still read)."""
+    from llm_streamscope import store
+
+    store.prepare(user_path / "logs.db")
+    lock = sqlite3.connect(user_path / "logs.db", isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN IMMEDIATE")
+    return lock
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_locked_database_shows_the_views_waits_and_a_signal_sets_the_trace_aside(
+    isolated_env, signum, code
+):
+    lock = hold_the_lock(isolated_env)
+    args = ("-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "40", "x")
+    proc = spawn(isolated_env, *args)
+    waiting = ""
+    while "waiting to save" not in waiting:  # the window, held open by the lock
+        line = proc.stderr.readline().decode()
+        assert line, "the run ended without waiting"
+        waiting = line
+    os.killpg(proc.pid, signum)
+    out, err = proc.communicate(timeout=60)
+    lock.execute("ROLLBACK")
+    assert proc.returncode == code, err
+    assert "─ alignment ─" in out.decode()  # the views, shown while it waited
+    (line,) = err.decode().splitlines()
+    assert line.startswith("Error: ") and "the next run imports it" in line
+    (aside,) = (isolated_env / "logs.db-streamscope-unsaved").glob("*.db")
+    shown = run_in_process("show", "-d", str(aside), "--latest")
+    assert shown.exit_code == 0 and "status          complete" in shown.stdout
+
+    result = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "3", "y")
+    assert result.exit_code == 0, result.output
+    assert "set aside while" in result.stderr
+    assert not (isolated_env / "logs.db-streamscope-unsaved").exists()
+    rows = trace_rows(isolated_env)
+    assert sorted((r["status"], r["stored"]) for r in rows) == [("complete", 3), ("complete", 40)]
+
+
+def test_a_database_locked_past_the_old_limit_still_gets_the_trace(isolated_env, monkeypatch):
+    from llm_streamscope import saving, store
+
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.1)  # the old give-up time, made short
+    monkeypatch.setattr(saving, "QUIET_WAIT_S", 0.1)
+    lock = hold_the_lock(isolated_env)
+    release = threading.Timer(1.5, lock.execute, ["ROLLBACK"])
+    release.start()
+    result = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "9", "x")
+    release.join()
+    assert result.exit_code == 0, result.output
+    assert "waiting to save the trace (Ctrl-C saves it in" in result.stderr
+    (row,) = trace_rows(isolated_env)
+    assert row["status"] == "complete" and row["stored"] == 9 and row["turn_id"]
+
+
+# Ctrl-C at any moment
+
+
+def test_ctrl_c_while_llm_starts_ends_with_130_and_nothing_more():
+    code = (
+        "import os, signal, sys, time\n"
+        "sys.argv = ['llm', 'streamscope', 'x']\n"
+        "import llm_streamscope\n"  # as llm loads its plugins
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(10)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert (done.returncode, done.stdout, done.stderr) == (130, b"", b"")
+
+
+def test_ctrl_c_during_the_final_report_ends_with_130_and_no_traceback(isolated_env, monkeypatch):
+    from llm_streamscope import cli as streamscope_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(streamscope_cli, "print_views", interrupted)
+    result = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "x")
+    assert result.exit_code == 130
+    assert "Aborted!" not in result.output and "Traceback" not in result.output
+    (row,) = trace_rows(isolated_env)
+    assert row["status"] == "complete"  # saved before the report
