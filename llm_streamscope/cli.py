@@ -20,6 +20,8 @@ import click
 
 from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
 from .signals import QuietInterruptGroup
+from .signals import describe as describe_signal
+from .signals import exit_code as exit_code_of_signal
 from .wire import FORMATS
 
 if TYPE_CHECKING:
@@ -226,8 +228,6 @@ def run(
     from .capture import StreamStopped
     from .session import RunResult, RunSettings
     from .session import run as run_session
-    from .signals import describe as describe_signal
-    from .signals import exit_code as exit_code_of_signal
 
     if options["no_stream"]:
         raise click.ClickException(
@@ -611,20 +611,28 @@ def inspect_command(
     (Ollama's created_at); otherwise only the token and chunk analysis is shown.
     Each choice of an n>1 stream is a response of its own.
     """
-    # Standard input first: every read is timed as it arrives, so nothing else runs
-    # before it (bytes that arrive while llm starts can only be timed when read).
-    source = _read_source(file, interaction)
-    from .inspection import InspectSettings
-    from .render import inspect_line
+    from .signals import RunSignals, Terminated, interruption_code, interruption_words
 
-    _check_encoding(encoding_name)
-    settings = InspectSettings(
-        format=stream_format,
-        encoding_name=encoding_name,
-        gap_ms=views.gap_ms,
-        database=_prepared_log(database) if log else None,
-    )
-    inspection = _inspect(source, settings)
+    # Ctrl-C or SIGTERM while standard input is read end the reading, as they end a
+    # run's stream; then what came is analysed and logged before any signal counts.
+    with RunSignals(terminate=Terminated) as signals:
+        # Standard input first: every read is timed as it arrives, so nothing else runs
+        # before it (bytes that arrive while llm starts can only be timed when read).
+        source = _read_source(file, interaction)
+        signals.hold()
+        if source.interrupted is not None and not source.reads:
+            sys.exit(interruption_code(source.interrupted))
+        from .inspection import InspectSettings
+        from .render import inspect_line
+
+        _check_encoding(encoding_name)
+        settings = InspectSettings(
+            format=stream_format,
+            encoding_name=encoding_name,
+            gap_ms=views.gap_ms,
+            database=_prepared_log(database) if log else None,
+        )
+        inspection = _inspect(source, settings)
     result = inspection.result
     if not views.json_:
         line = inspect_line(source.name, inspection.timing)
@@ -632,9 +640,19 @@ def inspect_command(
     present_run(result.run_id, _analysed(result), views, wire=True)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
-    if result.problems:
-        click.echo(f"Error: {source.name}: " + "; ".join(result.problems), err=True)
-        sys.exit(1)
+    problems, code = list(result.problems), 1
+    if source.interrupted is not None:
+        received = f"{sum(len(r.data) for r in source.reads):,} bytes"
+        problems.insert(
+            0, f"stream interrupted after {received}: {interruption_words(source.interrupted)}"
+        )
+        code = interruption_code(source.interrupted)
+    if signals.received is not None:
+        code = exit_code_of_signal(signals.received)
+        problems.insert(0, describe_signal(signals.received))
+    if problems:
+        click.echo(f"Error: {source.name}: " + "; ".join(dict.fromkeys(problems)), err=True)
+        sys.exit(code)
 
 
 def _read_source(file: str, interaction: int | None = None) -> Source:
@@ -653,14 +671,16 @@ def _inspect(source: Source, settings: InspectSettings) -> Inspection:
     """``source`` decoded and analysed as a run, or a one-line error."""
     from . import encodings
     from .inspection import inspect_source
+    from .signals import interruption_code
     from .wire.events import WireError
 
+    code = 1 if source.interrupted is None else interruption_code(source.interrupted)
     try:
         return inspect_source(source, settings)
     except WireError as ex:
-        raise click.ClickException(f"{source.name}: {ex}") from None
+        raise _OneLineError(f"{source.name}: {ex}", code) from None
     except encodings.EncodingError as ex:
-        raise click.ClickException(str(ex)) from None
+        raise _OneLineError(str(ex), code) from None
 
 
 # ====================
@@ -1035,10 +1055,15 @@ def replay_command(
 
     In a terminal it replays in the live view, as a run shows it."""
     from .replaying import replay
+    from .signals import interruption_code, interruption_words
 
     result = _load_run(database, trace_id, latest)
-    replay(result.responses, speed=speed, live_view=not no_live and _can_draw(sys.stdout))
+    live_view = not no_live and _can_draw(sys.stdout)
+    interrupted = replay(result.responses, speed=speed, live_view=live_view)
     present_run(result.run_id, _analysed(result), Views(view=view, timeline=timeline))
+    if interrupted is not None:
+        click.echo(f"Error: replay {interruption_words(interrupted)}", err=True)
+        sys.exit(interruption_code(interrupted))
 
 
 @streamscope.command(name="export")

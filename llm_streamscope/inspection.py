@@ -27,7 +27,15 @@ from types import SimpleNamespace
 
 from .capture import new_trace, new_trace_id
 from .session import Analysed, RunResult
-from .trace import STATUS_COMPLETE, STATUS_ERROR, Fragment, Trace, clean_text, is_clean
+from .trace import (
+    STATUS_COMPLETE,
+    STATUS_ERROR,
+    STATUS_INTERRUPTED,
+    Fragment,
+    Trace,
+    clean_text,
+    is_clean,
+)
 from .wire.events import Decoded, Wire
 from .wire.sources import Source
 
@@ -102,6 +110,11 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
         wire=wire,
         wire_timed=source.timed,
     )
+    if source.interrupted is not None:  # cut short, as a run's stream by Ctrl-C
+        from .signals import interruption_words
+
+        error = interruption_words(source.interrupted)
+        traces = [dataclasses.replace(t, status=STATUS_INTERRUPTED, error=error) for t in traces]
     problems: list[str] = []
     warnings = list(source.notes)
     if len(traces) > 1 and decoded.usage_output is not None:

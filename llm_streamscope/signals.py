@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,6 +42,22 @@ def describe(signum: int) -> str:
     return TERMINATED if signum == signal.SIGTERM else INTERRUPTED
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM where a command takes it as it takes Ctrl-C (``inspect -``, ``replay``)."""
+
+    def __init__(self) -> None:
+        super().__init__(describe(signal.SIGTERM))
+
+
+def interruption_code(interruption: BaseException) -> int:
+    """The exit code after ``interruption`` (a KeyboardInterrupt, or ``Terminated``)."""
+    return exit_code(signal.SIGTERM if isinstance(interruption, Terminated) else signal.SIGINT)
+
+
+def interruption_words(interruption: BaseException) -> str:
+    return describe(signal.SIGTERM if isinstance(interruption, Terminated) else signal.SIGINT)
+
+
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -49,13 +65,14 @@ def _in_main_thread() -> bool:
 class RunSignals:
     """SIGINT and SIGTERM for the span of a ``with`` block, put back as they were after.
 
-    Outside ``held()`` they raise (``KeyboardInterrupt``; ``StreamStopped`` for
-    SIGTERM), so that llm's command stops as it would; inside, the first is kept in
-    ``received`` and nothing is raised. Outside the main thread (where no handler can
-    be set) it does nothing.
+    Outside ``held()`` they raise (``KeyboardInterrupt``; for SIGTERM what
+    ``terminate`` makes, by default the capture's ``StreamStopped``), so that llm's
+    command stops as it would; inside, the first is kept in ``received`` and nothing
+    is raised. Outside the main thread (where no handler can be set) it does nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, terminate: Callable[[], BaseException] | None = None) -> None:
+        self.terminate = terminate
         self.received: int | None = None
         self._holding = 0
         self._previous: dict[int, Any] = {}
@@ -78,6 +95,8 @@ class RunSignals:
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if self.terminate is not None:
+            raise self.terminate()
         from .capture import StreamStopped
         from .trace import STATUS_INTERRUPTED
 

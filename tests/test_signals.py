@@ -230,3 +230,53 @@ def test_ctrl_c_during_the_final_report_ends_with_130_and_no_traceback(isolated_
     assert "Aborted!" not in result.output and "Traceback" not in result.output
     (row,) = trace_rows(isolated_env)
     assert row["status"] == "complete"  # saved before the report
+
+
+# Interrupted inspect - and replay: treated as a run's interrupted stream.
+
+
+def unread(fd):
+    """Bytes waiting in the pipe whose read end is ``fd``."""
+    import array
+    import fcntl
+    import termios
+
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_inspect_of_stdin_shows_and_logs_what_arrived(isolated_env, signum, code):
+    from test_inspect import TEXTS, chunk, sse
+
+    read_end, write_end = os.pipe()
+    proc = spawn(isolated_env, "inspect", "-", "--log", stdin=read_end)
+    os.write(write_end, sse(*(chunk({"content": t}) for t in TEXTS[:3])))
+    deadline = time.monotonic() + 30
+    while unread(read_end) and time.monotonic() < deadline:  # until inspect has read them
+        time.sleep(0.02)
+    time.sleep(0.1)
+    os.killpg(proc.pid, signum)
+    out, err = proc.communicate(timeout=60)
+    os.close(write_end)
+    os.close(read_end)
+    assert proc.returncode == code, err
+    *warnings, line = err.decode().splitlines()  # (the bytes were waiting before it read)
+    assert all(w.startswith("Warning: ") for w in warnings)
+    assert line.startswith("Error: -: stream interrupted after ")
+    assert "─ alignment ─" in out.decode() and "status          interrupted" in out.decode()
+    (row,) = trace_rows(isolated_env)
+    assert row["status"] == "interrupted" and row["stored"] == 3
+
+
+def test_an_interrupted_replay_shows_the_views(isolated_env):
+    logged = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "30", "x")
+    assert logged.exit_code == 0
+    proc = spawn(isolated_env, "replay", "--latest", "--speed", "0.001")
+    assert proc.stdout.read(4)  # the replay has begun
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.decode() == "Error: replay interrupted (Ctrl-C)\n"
+    assert "─ alignment ─" in out.decode() and "Aborted!" not in out.decode()

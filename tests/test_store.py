@@ -252,7 +252,7 @@ def test_timeout_ends_a_stalled_stream(isolated_env):
     assert row["status"] == "error" and row["chunks"] == 4
 
 
-def spawn(user_path, *args, stdout=subprocess.PIPE, start_new_session=False, **env):
+def spawn(user_path, *args, stdin=None, stdout=subprocess.PIPE, start_new_session=False, **env):
     """``llm streamscope *args`` in a process of its own, with ``env`` added
     (``start_new_session``: as the leader of its own process group, as a shell starts a job).
 
@@ -269,6 +269,7 @@ def spawn(user_path, *args, stdout=subprocess.PIPE, start_new_session=False, **e
     return subprocess.Popen(
         [sys.executable, "-m", "llm", "streamscope", *args],
         env=env,
+        stdin=stdin,
         stdout=stdout,
         stderr=subprocess.PIPE,
         start_new_session=start_new_session,

@@ -82,6 +82,8 @@ class Source:
     content_type: str | None = None
     notes: tuple[str, ...] = ()
     """What the user should know that does not stop the analysis."""
+    interrupted: KeyboardInterrupt | None = None
+    """What ended the reading of standard input before its end (Ctrl-C, SIGTERM)."""
 
     @property
     def body(self) -> bytes:
@@ -159,12 +161,16 @@ def read_stdin(
     waiting = _waiting(fd)
     start = clock()
     reads = []
-    while True:
-        data = os.read(fd, READ_SIZE) if fd is not None else _read_some(stream)
-        t = clock()
-        if not data:
-            break
-        reads.append(Read(t - start, data))
+    interrupted = None
+    try:
+        while True:
+            data = os.read(fd, READ_SIZE) if fd is not None else _read_some(stream)
+            t = clock()
+            if not data:
+                break
+            reads.append(Read(t - start, data))
+    except KeyboardInterrupt as ex:  # Ctrl-C (or SIGTERM, as inspect raises it): what came is kept
+        interrupted = ex
     head = b"".join(r.data for r in reads[:4])[:4096]
     if head.startswith(_HTTPRR_MAGIC) or _CASSETTE_START.match(head):
         # A recording piped in: its own contents say what the stream was, not the pipe.
@@ -184,6 +190,7 @@ def read_stdin(
         timed=True,
         origin="stdin: when inspect began reading",
         notes=notes,
+        interrupted=interrupted,
     )
 
 
