@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
-from .signals import QuietInterruptGroup
+from .signals import QuietInterruptGroup, signal_of
 from .signals import describe as describe_signal
 from .signals import exit_code as exit_code_of_signal
 from .wire import FORMATS
@@ -225,7 +225,6 @@ def run(
 
     import llm.cli
 
-    from .capture import StreamStopped
     from .session import RunResult, RunSettings
     from .session import run as run_session
 
@@ -299,8 +298,9 @@ def run(
     )
     failure = result.failure
     if not result.responses:
-        if isinstance(failure, (KeyboardInterrupt, StreamStopped)):  # StreamStopped: SIGTERM
-            sys.exit(130 if isinstance(failure, KeyboardInterrupt) else 143)
+        stopped_by = signal_of(failure)
+        if stopped_by is not None:
+            sys.exit(exit_code_of_signal(stopped_by))
         if isinstance(failure, click.ClickException):
             # llm's own words, on one line (llm spreads option errors over several)
             raise _OneLineError(_one_line_error(failure), failure.exit_code) from None
@@ -316,16 +316,19 @@ def run(
     problems = list(result.problems)
     last = result.responses[-1].trace
     code = _exit_code(last)
+    # A signal once the last stream was over (in llm's code, or while saving) is said
+    # as such; one during it, by the stream's status.
+    stopped_by = result.signal if result.signal is not None else signal_of(failure)
     if last.status != "complete":
         received = len(last.fragments)
         where = f" after {received} fragment{'s' if received != 1 else ''}" if received else ""
         problems.insert(0, f"stream {last.status}{where}: {last.error}")
+    elif stopped_by is not None:
+        problems.insert(0, f"{describe_signal(stopped_by)} once the stream was over")
     elif failure is not None and not _exited_cleanly(failure):
         problems.insert(0, _one_line_error(failure))
-    elif result.signal is not None:
-        problems.insert(0, f"{describe_signal(result.signal)} once the stream was over")
-    if result.signal is not None:
-        code = exit_code_of_signal(result.signal)
+    if stopped_by is not None:
+        code = exit_code_of_signal(stopped_by)
     if problems:
         click.echo("Error: " + "; ".join(problems), err=True)
         sys.exit(code)

@@ -49,6 +49,23 @@ class Terminated(KeyboardInterrupt):
         super().__init__(describe(signal.SIGTERM))
 
 
+def signal_of(failure: BaseException | None) -> int | None:
+    """The signal that ended a command with ``failure``, if a signal did.
+
+    >>> signal_of(KeyboardInterrupt()), signal_of(Terminated()), signal_of(ValueError())
+    (<Signals.SIGINT: 2>, <Signals.SIGTERM: 15>, None)
+    """
+    if isinstance(failure, Terminated):
+        return signal.SIGTERM
+    if isinstance(failure, KeyboardInterrupt):
+        return signal.SIGINT
+    from .capture import StreamStopped
+
+    if isinstance(failure, StreamStopped) and failure.message == describe(signal.SIGTERM):
+        return signal.SIGTERM
+    return None
+
+
 def interruption_code(interruption: BaseException) -> int:
     """The exit code after ``interruption`` (a KeyboardInterrupt, or ``Terminated``)."""
     return exit_code(signal.SIGTERM if isinstance(interruption, Terminated) else signal.SIGINT)

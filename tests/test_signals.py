@@ -146,6 +146,28 @@ def test_a_signal_after_the_stream_saves_everything_then_exits(
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back as it was
 
 
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_as_the_stream_ends_in_llms_code_keeps_the_complete_trace(
+    isolated_env, monkeypatch, signum, code
+):
+    from llm_streamscope.session import Session
+
+    real_ended = Session.ended
+
+    def signalled_ended(self, record):  # the stream has ended: llm's loop is next
+        real_ended(self, record)
+        os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(Session, "ended", signalled_ended)
+    result = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "50", "x")
+    assert result.exit_code == code, result.output
+    assert "─ alignment ─" in result.stdout and "Aborted!" not in result.output
+    assert result.stderr.endswith("once the stream was over\n")
+    assert result.stderr.count("Error: ") == 1
+    (row,) = trace_rows(isolated_env)
+    assert row["status"] == "complete" and row["stored"] == 50
+
+
 def hold_the_lock(user_path):
     """Another connection holding logs.db's write lock (readers still read)."""
     from llm_streamscope import store
