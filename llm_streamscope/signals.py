@@ -85,7 +85,8 @@ class RunSignals:
     Outside ``held()`` they raise (``KeyboardInterrupt``; for SIGTERM what
     ``terminate`` makes, by default the capture's ``StreamStopped``), so that llm's
     command stops as it would; inside, the first is kept in ``received`` and nothing
-    is raised. Outside the main thread (where no handler can be set) it does nothing.
+    is raised, and a second raises. Outside the main thread (where no handler can
+    be set) it does nothing.
     """
 
     def __init__(self, terminate: Callable[[], BaseException] | None = None) -> None:
@@ -106,10 +107,11 @@ class RunSignals:
         self._previous.clear()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if self._holding:
-            if self.received is None:
-                self.received = signum
+        if self._holding and self.received is None:
+            self.received = signum
             return
+        # Not holding, or a second signal while holding: the user insists (or the
+        # saving hangs), and the command stops now, as it would have without this.
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         if self.terminate is not None:
@@ -158,5 +160,5 @@ class QuietInterruptGroup(DefaultGroup):
             signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            sys.exit(exit_code(signal.SIGINT))
+        except KeyboardInterrupt as ex:
+            sys.exit(interruption_code(ex))

@@ -299,3 +299,21 @@ def test_an_interrupted_replay_shows_the_views(isolated_env):
     assert proc.returncode == 130, err
     assert err.decode() == "Error: replay interrupted (Ctrl-C)\n"
     assert "─ alignment ─" in out.decode() and "Aborted!" not in out.decode()
+
+
+def test_held_signals_are_noted_once_and_a_second_one_stops_at_once():
+    from llm_streamscope.signals import RunSignals
+
+    before = signal.getsignal(signal.SIGINT)
+    with RunSignals() as signals:
+        with pytest.raises(KeyboardInterrupt):  # not held: as Python does
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        signals.hold()
+        os.kill(os.getpid(), signal.SIGTERM)  # noted, not raised
+        time.sleep(0.01)
+        assert signals.received == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):  # a second: the user insists
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is before
