@@ -614,7 +614,7 @@ def inspect_command(
     (Ollama's created_at); otherwise only the token and chunk analysis is shown.
     Each choice of an n>1 stream is a response of its own.
     """
-    from .signals import RunSignals, Terminated, interruption_code, interruption_words
+    from .signals import RunSignals, Terminated, interruption_code
 
     # Ctrl-C or SIGTERM while standard input is read end the reading, as they end a
     # run's stream; then what came is analysed and logged before any signal counts.
@@ -643,19 +643,13 @@ def inspect_command(
     present_run(result.run_id, _analysed(result), views, wire=True)
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
-    problems, code = list(result.problems), 1
-    if source.interrupted is not None:
-        received = f"{sum(len(r.data) for r in source.reads):,} bytes"
-        problems.insert(
-            0, f"stream interrupted after {received}: {interruption_words(source.interrupted)}"
-        )
-        code = interruption_code(source.interrupted)
-    if signals.received is not None:
-        code = exit_code_of_signal(signals.received)
-        problems.insert(0, describe_signal(signals.received))
+    problems, stopped_by = list(result.problems), result.signal
+    if signals.received is not None:  # while it was analysed and logged
+        stopped_by = signals.received
+        problems.insert(0, describe_signal(stopped_by))
     if problems:
-        click.echo(f"Error: {source.name}: " + "; ".join(dict.fromkeys(problems)), err=True)
-        sys.exit(code)
+        click.echo(f"Error: {source.name}: " + "; ".join(problems), err=True)
+        sys.exit(1 if stopped_by is None else exit_code_of_signal(stopped_by))
 
 
 def _read_source(file: str, interaction: int | None = None) -> Source:

@@ -86,7 +86,8 @@ class RunResult:
     failure: BaseException | None = None
     """What ended llm's command early, if anything did."""
     signal: int | None = None
-    """A SIGINT or SIGTERM that came while the traces were being saved (they were)."""
+    """A SIGINT or SIGTERM that came while the traces were being saved (they were), or
+    that cut ``inspect -``'s reading short: the command ends with 128 + it."""
 
 
 @dataclass(eq=False)
