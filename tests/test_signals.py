@@ -100,6 +100,22 @@ def test_sigterm_to_the_process_group_takes_the_live_view_off_the_screen(tmp_pat
     assert row["status"] == "interrupted" and 0 < row["stored"] < 400
 
 
+def test_the_live_view_leaves_the_screen_when_the_run_is_killed(tmp_path):
+    from test_liveview import STATUS, Simulator, cursor_shown_at_end, left_on_screen, live_run
+
+    sim = Simulator()
+    try:
+        term = live_run(tmp_path, sim, "-o", "chunks", "400", "-o", "speed", "0.3")
+        term.wait_for(STATUS.pattern)
+        term.process.kill()  # the run alone, and no handler of its own runs
+        assert term.finish() == -signal.SIGKILL  # the reader ends once the helper has too
+    finally:
+        sim.process.terminate()
+        sim.process.wait(10)
+    assert not left_on_screen(term.text()), term.text()
+    assert cursor_shown_at_end(bytes(term.raw))
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_the_tokenizer_process_ignores_the_runs_signals_and_ends_with_its_input(signum):
     from llm_streamscope.tokenizer import TokenizerProcess
