@@ -15,6 +15,7 @@ per database): its ``turn_id`` stays empty.
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import sqlite3
 from collections.abc import Callable
@@ -118,8 +119,8 @@ def import_set_aside(database: pathlib.Path) -> tuple[list[str], list[str]]:
         except (StoreError, sqlite3.Error, OSError) as ex:
             problems.append(f"{path} not imported: {one_line(ex)}")
         else:
-            path.unlink()
-    if not any(folder.iterdir()):
+            path.unlink(missing_ok=True)  # another run may have moved it at the same time
+    with contextlib.suppress(OSError):  # not empty (a file left for later), or gone
         folder.rmdir()
     return moved, problems
 
