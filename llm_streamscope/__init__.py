@@ -6,9 +6,16 @@ this package) does not pay for importing llm: the marker is pluggy's own, the
 same one ``llm.hookimpl`` is.
 """
 
+import sys
+
 from pluggy import HookimplMarker
 
 hookimpl = HookimplMarker("llm")
+
+if sys.argv[1:2] == ["streamscope"]:  # llm goes on loading plugins: seconds, at times
+    from .signals import quiet_at_start_up
+
+    quiet_at_start_up()
 
 
 @hookimpl

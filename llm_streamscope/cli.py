@@ -21,6 +21,9 @@ from .clitypes import CommandGroup, FormatChoice
 from .reportfile import html_option, marked_svg, overwrite_option, replaceable, write_report
 from .sanitize import echo_line, json_text, rows_for, terminal_line, visible, with_safe_errors
 from .serving import DEFAULT_FORMAT, LOOPBACK
+from .signals import describe as describe_signal
+from .signals import exit_code as exit_code_of_signal
+from .signals import signal_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -250,7 +253,7 @@ def run(
 
     import llm.cli
 
-    from .session import RunSettings
+    from .session import RunResult, RunSettings
     from .session import run as run_session
 
     if options["no_stream"]:
@@ -305,16 +308,26 @@ def run(
             f"Model {expected_model.model_id} cannot stream, so there is nothing to time: "
             "streamscope needs a streaming model"
         )
+    shown = []
+
+    def show(result: RunResult) -> None:
+        analysed = _analysed_results(result)
+        if analysed:
+            present_run(result.run_id, analysed, views, wire=wire)
+        shown.append(result)
+
     result = run_session(
         invoke,
         settings,
         notify=lambda message: echo_line(f"Note: {message}"),
         expected_model=expected_model,
+        on_busy=show,  # the views while a busy logs.db is waited for
     )
     failure = result.failure
     if not result.responses:
-        if isinstance(failure, KeyboardInterrupt):
-            sys.exit(130)
+        stopped_by = signal_of(failure)
+        if stopped_by is not None:
+            sys.exit(exit_code_of_signal(stopped_by))
         if isinstance(failure, click.UsageError):
             raise failure  # click shows its Usage: and Try lines, as for llm prompt
         if isinstance(failure, click.ClickException):
@@ -325,28 +338,33 @@ def run(
         raise click.ClickException(
             "No response was streamed, so there is nothing to time (does the model stream?)"
         )
-    analysed = [
-        (r.trace, r.alignment, r.stats)
-        for r in result.responses
-        if r.alignment is not None and r.stats is not None
-    ]
-    if analysed:
-        present_run(result.run_id, analysed, views, wire=wire)
-    if otel and analysed:
-        _send_otel([analysed], log_path if logging else None, [expected_model])
+    if not shown:
+        show(result)
+    if otel:
+        analysed = _analysed_results(result)
+        if analysed:
+            _send_otel([analysed], log_path if logging else None, [expected_model])
     for warning in result.warnings:
         echo_line(f"Warning: {warning}")
     problems = list(result.problems)
     last = result.responses[-1].trace
+    code = _exit_code(last)
+    # A signal once the last stream was over (in llm's code, or while saving) is said
+    # as such; one during it, by the stream's status.
+    stopped_by = result.signal if result.signal is not None else signal_of(failure)
     if last.status != "complete":
         received = len(last.fragments)
         where = f" after {received} fragment{'s' if received != 1 else ''}" if received else ""
         problems.insert(0, f"stream {last.status}{where}: {last.error}")
+    elif stopped_by is not None:
+        problems.insert(0, f"{describe_signal(stopped_by)} once the stream was over")
     elif failure is not None and not _exited_cleanly(failure):
         problems.insert(0, _one_line_error(failure))
+    if stopped_by is not None:
+        code = exit_code_of_signal(stopped_by)
     if problems:
         echo_line("Error: " + "; ".join(problems))
-        sys.exit(_exit_code(last))
+        sys.exit(code)
 
 
 def _can_draw(stream: Any) -> bool:
@@ -649,28 +667,36 @@ def inspect_command(
     (Ollama's created_at); otherwise only the token and chunk analysis is shown.
     Each choice of an n>1 stream is a response of its own.
     """
+    from .signals import RunSignals, Terminated, interruption_code
+
     command = ctx.meta.get("streamscope.command")
     if (file is None) == (command is None):
         raise click.UsageError("Give FILE, - (standard input) or -- CMD [ARGS]..., one of them")
-    # Standard input first: every read is timed as it arrives, so nothing else runs
-    # before it (bytes that arrive while llm starts can only be timed when read).
-    ran = None
-    if command is not None:
-        ran = _run_command(command, interaction)
-        source = ran.source
-    else:
-        source = _read_source(file or "-", interaction, max_event_mb * 2**20, stream_format)
-    from .inspection import InspectSettings
-    from .render import inspect_line
+    # Ctrl-C or SIGTERM while the stream is read end the reading, as they end a
+    # run's stream; then what came is analysed and logged before any signal counts.
+    with RunSignals(terminate=Terminated) as signals:
+        # The stream first: every read is timed as it arrives, so nothing else runs
+        # before it (bytes that arrive while llm starts can only be timed when read).
+        ran = None
+        if command is not None:
+            ran = _run_command(command, interaction)
+            source = ran.source
+        else:
+            source = _read_source(file or "-", interaction, max_event_mb * 2**20, stream_format)
+        signals.hold()
+        if source.interrupted is not None and not source.reads:
+            sys.exit(interruption_code(source.interrupted))
+        from .inspection import InspectSettings
+        from .render import inspect_line
 
-    _check_encoding(encoding_name)
-    settings = InspectSettings(
-        format=stream_format,
-        encoding_name=encoding_name,
-        gap_ms=views.gap_ms,
-        database=_prepared_log(database) if log else None,
-    )
-    inspection = _inspect(source, settings)
+        _check_encoding(encoding_name)
+        settings = InspectSettings(
+            format=stream_format,
+            encoding_name=encoding_name,
+            gap_ms=views.gap_ms,
+            database=_prepared_log(database) if log else None,
+        )
+        inspection = _inspect(source, settings)
     result = inspection.result
     if not views.json_:
         line = inspect_line(source.name, inspection.timing)
@@ -680,11 +706,14 @@ def inspect_command(
         echo_line(f"Warning: {warning}")
     if ran is not None:
         _report_command(ran)
-    if result.problems:
-        echo_line(f"Error: {source.name}: " + "; ".join(result.problems))
-    if ran is not None and ran.interrupted:
-        sys.exit(130)
-    if result.problems or (ran is not None and ran.ending()):
+    problems, stopped_by = list(result.problems), result.signal
+    if signals.received is not None:  # while it was analysed and logged
+        stopped_by = signals.received
+        problems.insert(0, describe_signal(stopped_by))
+    if problems:
+        echo_line(f"Error: {source.name}: " + "; ".join(problems))
+        sys.exit(1 if stopped_by is None else exit_code_of_signal(stopped_by))
+    if ran is not None and ran.ending():
         sys.exit(1)
 
 
@@ -697,9 +726,9 @@ def _run_command(command: list[str], interaction: int | None) -> CommandRun:
         ran = run_command(command, interaction=interaction)
     except SourceError as ex:
         raise click.ClickException(str(ex)) from None
-    if not ran.source.reads and (ran.status or ran.interrupted):
+    if not ran.source.reads and ran.status and not ran.interrupted:
         _report_command(ran)  # it failed before writing anything: say how, and stop
-        sys.exit(130 if ran.interrupted else 1)
+        sys.exit(1)
     return ran
 
 
@@ -736,14 +765,16 @@ def _inspect(source: Source, settings: InspectSettings) -> Inspection:
     """``source`` decoded and analysed as a run, or a one-line error."""
     from . import encodings
     from .inspection import inspect_source
+    from .signals import interruption_code
     from .wire.events import WireError
 
+    code = 1 if source.interrupted is None else interruption_code(source.interrupted)
     try:
         return inspect_source(source, settings)
     except WireError as ex:
-        raise click.ClickException(f"{source.name}: {ex}") from None
+        raise _OneLineError(f"{source.name}: {ex}", code) from None
     except encodings.EncodingError as ex:
-        raise click.ClickException(str(ex)) from None
+        raise _OneLineError(str(ex), code) from None
 
 
 # ====================
@@ -904,6 +935,15 @@ def _load_run(
 
 def _analysed(result: Any) -> list[tuple[Trace, Alignment, Stats]]:
     return [(r.trace, r.alignment, r.stats) for r in result.responses]
+
+
+def _analysed_results(result: Any) -> list[tuple[Trace, Alignment, Stats]]:
+    """The responses of a run that could be aligned (a failed encoding has none)."""
+    return [
+        (r.trace, r.alignment, r.stats)
+        for r in result.responses
+        if r.alignment is not None and r.stats is not None
+    ]
 
 
 @streamscope.command(name="logs")
@@ -1125,10 +1165,15 @@ def replay_command(
 
     In a terminal it replays in the live view, as a run shows it."""
     from .replaying import replay
+    from .signals import interruption_code, interruption_words
 
     result = _load_run(database, trace_id, latest)
-    replay(result.responses, speed=speed, live_view=not no_live and _can_draw(sys.stdout))
+    live_view = not no_live and _can_draw(sys.stdout)
+    interrupted = replay(result.responses, speed=speed, live_view=live_view)
     present_run(result.run_id, _analysed(result), Views(view=view, timeline=timeline))
+    if interrupted is not None:
+        click.echo(f"Error: replay {interruption_words(interrupted)}", err=True)
+        sys.exit(interruption_code(interrupted))
 
 
 @streamscope.command(name="export")

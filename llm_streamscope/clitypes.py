@@ -18,8 +18,8 @@ import inspect
 from typing import Any
 
 import click
-from click_default_group import DefaultGroup
 
+from .signals import QuietInterruptGroup
 from .wire import FORMAT_ALIASES, FORMATS
 
 
@@ -36,9 +36,10 @@ def summary(help: str) -> str:
     return paragraph if end < 0 else paragraph[: end + 1]
 
 
-class CommandGroup(DefaultGroup):
+class CommandGroup(QuietInterruptGroup):
     """A group whose ``--help`` lists each command's summary whole: click cuts a
-    summary that does not fit one line with "...", this one wraps it."""
+    summary that does not fit one line with "...", this one wraps it. Ctrl-C that
+    nothing else handled ends it with 130 and no more (``QuietInterruptGroup``)."""
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         for command in self.commands.values():

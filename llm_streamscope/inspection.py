@@ -111,11 +111,15 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
         wire=wire,
         wire_timed=source.timed,
     )
-    if source.stopped is not None:  # Ctrl-C: what arrived until then, marked as cut short
-        traces = [
-            dataclasses.replace(t, status=STATUS_INTERRUPTED, error=source.stopped) for t in traces
-        ]
     problems: list[str] = []
+    stopped_by = None
+    if source.interrupted is not None:  # cut short, as a run's stream by Ctrl-C
+        from .signals import interruption_words, signal_of
+
+        error = interruption_words(source.interrupted)
+        traces = [dataclasses.replace(t, status=STATUS_INTERRUPTED, error=error) for t in traces]
+        problems.append(f"stream interrupted after {len(source.body):,} bytes: {error}")
+        stopped_by = signal_of(source.interrupted)
     warnings = [*source.notes, *decoded.warnings]
     if len(traces) > 1 and decoded.usage_output is not None:
         warnings.append(
@@ -137,6 +141,7 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
         responses=tuple(responses),
         problems=tuple(problems),
         warnings=tuple(warnings),
+        signal=stopped_by,
     )
     return Inspection(source, decoded, result, timing)
 

@@ -17,8 +17,25 @@ if TYPE_CHECKING:
     from .session import Analysed
 
 
-def replay(responses: Sequence[Analysed], *, speed: float, live_view: bool) -> None:
-    """Play ``responses`` (``speed`` 2: twice as fast; 0: at once)."""
+def replay(
+    responses: Sequence[Analysed], *, speed: float, live_view: bool
+) -> KeyboardInterrupt | None:
+    """Play ``responses`` (``speed`` 2: twice as fast; 0: at once).
+
+    Ctrl-C (or SIGTERM, raised as ``signals.Terminated``) ends the replay, the
+    screen left clean, and is returned.
+    """
+    from .signals import RunSignals, Terminated
+
+    with RunSignals(terminate=Terminated):
+        try:
+            _replay(responses, speed=speed, live_view=live_view)
+        except KeyboardInterrupt as ex:
+            return ex
+    return None
+
+
+def _replay(responses: Sequence[Analysed], *, speed: float, live_view: bool) -> None:
     start = time.perf_counter_ns()
 
     def due(at_ns: int) -> None:
@@ -36,13 +53,15 @@ def replay(responses: Sequence[Analysed], *, speed: float, live_view: bool) -> N
     from .sanitize import LIVE_TABLE
 
     live = LiveText(LIVE_TABLE)
-    for response in responses:
-        offset = response.trace.run_offset_ns or 0  # a chain's later responses start later
-        for fragment in response.trace.fragments:
-            due(offset + fragment.t_ns)
-            live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
-        live.flush()
-    live.close()
+    try:
+        for response in responses:
+            offset = response.trace.run_offset_ns or 0  # a chain's later responses start later
+            for fragment in response.trace.fragments:
+                due(offset + fragment.t_ns)
+                live.write(StreamEvent(type=fragment.kind, chunk=fragment.text))
+            live.flush()
+    finally:
+        live.close()  # on a fresh line, whatever ended it
 
 
 def _replay_live(

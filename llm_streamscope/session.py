@@ -23,6 +23,7 @@ run::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -41,6 +42,7 @@ from .capture import (
 from .trace import STATUS_COMPLETE, Alignment, Trace
 
 if TYPE_CHECKING:
+    from .signals import RunSignals
     from .stats import Stats
 
 
@@ -83,6 +85,9 @@ class RunResult:
     warnings: tuple[str, ...] = ()
     failure: BaseException | None = None
     """What ended llm's command early, if anything did."""
+    signal: int | None = None
+    """A SIGINT or SIGTERM that came while the traces were being saved (they were), or
+    that cut ``inspect -``'s reading short: the command ends with 128 + it."""
 
 
 @dataclass(eq=False)
@@ -304,12 +309,22 @@ class Session:
 
     # -- after llm's command ---------------------------------------------------
 
-    def finish(self, failure: BaseException | None = None) -> RunResult:
-        """Align, measure and store every response; close the helpers."""
+    def finish(
+        self,
+        failure: BaseException | None = None,
+        *,
+        signals: RunSignals | None = None,
+        on_busy: Callable[[RunResult], None] | None = None,
+    ) -> RunResult:
+        """Align, measure and store every response; close the helpers.
+
+        A database that stays busy (``saving.save``) is waited for; meanwhile the run so
+        far is handed to ``on_busy`` (to show), once. ``signals`` (holding) ends the wait.
+        """
         from . import encodings
         from .align import align
+        from .saving import save, wait_note
         from .stats import gap_threshold, measure
-        from .store import StoreError
 
         for watched in self.watched:
             if watched.events is not None:
@@ -325,7 +340,8 @@ class Session:
             self.live.close()
         problems: list[str] = []
         warnings: list[str] = []
-        responses = []
+        responses: list[Analysed] = []
+        stored: list[tuple[Trace, Alignment | None]] = []  # as the log keeps them: both clocks
         try:
             first_origin = next(
                 (w.record.origin_ns for w in self.watched if w.record.origin_ns is not None), None
@@ -352,31 +368,72 @@ class Session:
                     shown, shown_alignment, stats = measure(
                         trace, alignment, gap_ms=gap_threshold(self.settings.gap_ms)
                     )
-                if watched.writer is not None:
-                    # llm's own record of a complete response goes in with the trace, in
-                    # one transaction (llm's prompt command is told not to log: its
-                    # read-then-write transaction can lose to any concurrent writer).
-                    complete = trace.status == STATUS_COMPLETE
-                    try:
-                        turn_id = watched.writer.finish(
-                            trace, alignment, stats, watched.response if complete else None
-                        )
-                        shown = dataclasses.replace(shown, turn_id=turn_id)
-                    except StoreError as ex:
-                        problems.append(f"trace not saved: {ex}")
-                    if watched.writer.warning:
-                        warnings.append(watched.writer.warning)
+                stored.append((trace, alignment))
                 responses.append(Analysed(shown, None if stats is None else shown_alignment, stats))
         finally:
             for tokenizer in self.tokenizers.values():
                 tokenizer.close()
-        return RunResult(
-            run_id=self.run_id,
-            responses=tuple(responses),
-            problems=tuple(dict.fromkeys(problems)),
-            warnings=tuple(dict.fromkeys(warnings)),
-            failure=failure,
-        )
+
+        def result() -> RunResult:
+            return RunResult(
+                run_id=self.run_id,
+                responses=tuple(responses),
+                problems=tuple(dict.fromkeys(problems)),
+                warnings=tuple(dict.fromkeys(warnings)),
+                failure=failure,
+            )
+
+        busy_said: list[bool] = []
+
+        def busy(database: pathlib.Path) -> None:
+            if not busy_said:
+                busy_said.append(True)
+                if on_busy is not None:
+                    on_busy(result())
+                self.notify(wait_note(database))
+
+        for i, (watched, analysed, (trace, alignment)) in enumerate(
+            zip(self.watched, list(responses), stored)
+        ):
+            writer = watched.writer
+            if writer is None:
+                continue
+            # llm's own record of a complete response goes in with the trace, in
+            # one transaction (llm's prompt command is told not to log: its
+            # read-then-write transaction can lose to any concurrent writer).
+            complete = trace.status == STATUS_COMPLETE
+            turn_id, problem = save(
+                writer,
+                trace,
+                alignment,
+                analysed.stats,
+                watched.response if complete else None,
+                signals=signals,
+                on_busy=functools.partial(busy, writer.path),
+            )
+            if problem:
+                problems.append(problem)
+            else:
+                responses[i] = dataclasses.replace(
+                    analysed, trace=dataclasses.replace(analysed.trace, turn_id=turn_id)
+                )
+            if writer.warning:
+                warnings.append(writer.warning)
+        if self.settings.database is not None and not problems:
+            warnings += _import_set_aside(self.settings.database, self.notify)
+        return result()
+
+
+def _import_set_aside(database: pathlib.Path, notify: Callable[[str], None]) -> list[str]:
+    """Move traces an earlier run set aside into ``database``, now that it is free;
+    the files that could not be moved."""
+    from .saving import import_set_aside
+
+    moved, problems = import_set_aside(database)
+    if moved:
+        traces = f"{len(moved)} trace{'s' if len(moved) != 1 else ''}"
+        notify(f"{traces} set aside while {database} was locked now in it: {', '.join(moved)}")
+    return problems
 
 
 def _with_wire(trace: Trace, log: Any, origin_ns: int) -> tuple[Trace, str | None]:
@@ -424,22 +481,34 @@ def run(
     *,
     notify: Callable[[str], None] | None = None,
     expected_model: Any = None,
+    on_busy: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
     """Call ``invoke`` (which runs llm's prompt command) with every response it streams captured.
 
     Never raises what ended the command: it is the result's ``failure``, beside
-    every response streamed before it.
+    every response streamed before it. A Ctrl-C or SIGTERM once the command is over
+    is the result's ``signal``: everything is saved first. ``on_busy``: see
+    ``Session.finish``.
     """
+    from .signals import RunSignals
+
     session = Session(settings, notify=notify or (lambda message: None))
-    if expected_model is not None:
-        session.expect(expected_model)
     failure = None
-    try:
-        with session.watching():
-            invoke()
-    except BaseException as ex:
-        failure = ex
-    return session.finish(failure)
+    # From the first request to the last commit: a signal stops llm's command as
+    # it would stop llm, then waits until what arrived is saved.
+    with RunSignals() as signals:
+        try:
+            try:
+                if expected_model is not None:
+                    session.expect(expected_model)
+                with session.watching():
+                    invoke()
+            finally:
+                signals.hold()
+        except BaseException as ex:
+            failure = ex
+        result = session.finish(failure, signals=signals, on_busy=on_busy)
+    return dataclasses.replace(result, signal=signals.received)
 
 
 def load_run(

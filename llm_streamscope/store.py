@@ -214,6 +214,10 @@ class StoreError(Exception):
     """A database problem, with a one-line message fit for the user."""
 
 
+class DatabaseBusy(StoreError):
+    """Another connection held the database's lock for longer than the writer would wait."""
+
+
 def logs_db_path() -> pathlib.Path:
     from llm.cli import logs_db_path as llm_logs_db_path
 
@@ -626,6 +630,8 @@ class TraceWriter:
         alignment: Alignment | None,
         stats: Stats | None,
         response: Any = None,
+        *,
+        timeout: float = BUSY_TIMEOUT_S,
     ) -> str | None:
         """Write everything that is left. Returns llm's turn id (or ``trace.turn_id``).
 
@@ -634,7 +640,8 @@ class TraceWriter:
         transaction, which SQLite refuses at once when another writer (a trace,
         another run) commits in between. The alignment and stats are missing only
         when the encoding failed to load. Raises StoreError when the trace could
-        not be saved.
+        not be saved: DatabaseBusy when another connection held the lock for
+        ``timeout`` seconds (nothing is written then; call again to retry).
         """
         self._stop.set()
         if self._thread is not None:
@@ -644,8 +651,9 @@ class TraceWriter:
         db = None
         try:
             if self._unwritten_row is not None:  # the database was busy all along
-                self._insert_trace_row(self._unwritten_row, BUSY_TIMEOUT_S)
-            db = connect(self.path)
+                self._insert_trace_row(self._unwritten_row, timeout)
+                self._unwritten_row = None
+            db = connect(self.path, timeout)
             with write_transaction(db):
                 unwritten = trace.fragments[self._written :]
                 if alignment is not None:  # every aligned row again, now with its tokens
@@ -663,6 +671,10 @@ class TraceWriter:
                     row |= _stats_columns(stats)
                 db[TRACES].update(trace.id, row)  # type: ignore[union-attr]
             return turn_id
+        except sqlite3.OperationalError as ex:
+            if is_busy(ex):
+                raise DatabaseBusy(self._describe(ex)) from None
+            raise StoreError(self._describe(ex)) from None
         except (StoreError, sqlite3.Error, OSError) as ex:
             raise StoreError(self._describe(ex)) from None
         finally:

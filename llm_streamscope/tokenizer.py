@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -167,13 +167,14 @@ class TokenizerProcess:
         # No preexec_fn: subprocess can then vfork, so the start costs this
         # process a fraction of a millisecond.
         try:
-            self._process = subprocess.Popen(
-                args,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                pass_fds=passed,
-            )
+            with _parent_signals_blocked():
+                self._process = subprocess.Popen(
+                    args,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    pass_fds=passed,
+                )
         finally:
             for fd in passed:
                 os.close(fd)
@@ -264,6 +265,37 @@ class TokenizerProcess:
                     pipe.close()
 
 
+PARENT_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+"""What the run handles (Ctrl-C, SIGTERM, which reach the whole process group): the
+helper ignores them, and ends when its input closes (the run is done, or gone)."""
+
+
+@contextlib.contextmanager
+def _parent_signals_blocked() -> Iterator[None]:
+    """Hold ``PARENT_SIGNALS`` back in this thread while the helper starts.
+
+    The blocked mask passes through fork and exec, so the helper starts with them
+    held back until ``main`` ignores them: one that arrives while it starts dies
+    with the ignoring. Here, one that arrives meanwhile is delivered when this ends
+    (or at once to another thread of the process): nothing is lost.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _ignore_parent_signals() -> None:
+    for signum in PARENT_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)  # discards one held back while starting
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
+
+
 def _read_exact(stream: IO[bytes], n: int) -> bytes:
     data = stream.read(n) if n else b""
     if len(data) != n:
@@ -339,11 +371,13 @@ def _answer(encoding: tiktoken.Encoding, stdin: IO[bytes], stdout: IO[bytes], li
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     terminal = None
+    # Ctrl-C, and a SIGTERM sent to the process group (timeout, systemd, CI), reach
+    # this process too: the run decides what they mean, and then closes this one's
+    # input (or says when the view is to leave the screen). Died here, it would take
+    # the run's alignment, or the terminal's state, with it.
+    _ignore_parent_signals()
     if len(args) == 3 and args[1] == "--live" and args[2].isdigit():
         terminal = int(args[2])
-        # Ctrl-C reaches the whole foreground process group: the run decides what
-        # it means, and then says when the view is to leave the screen.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         # Drawing yields the CPU to llm's client: on two cores, a frame drawn as a
         # chunk arrives otherwise delayed the next one (llm-anthropic's TTST tail).
         with contextlib.suppress(OSError):

@@ -252,8 +252,9 @@ def test_timeout_ends_a_stalled_stream(isolated_env):
     assert row["status"] == "error" and row["chunks"] == 4
 
 
-def spawn(user_path, *args, **env):
-    """``llm streamscope *args`` in a process of its own, with ``env`` added.
+def spawn(user_path, *args, stdin=None, stdout=subprocess.PIPE, start_new_session=False, **env):
+    """``llm streamscope *args`` in a process of its own, with ``env`` added
+    (``start_new_session``: as the leader of its own process group, as a shell starts a job).
 
     Only this plugin loads there: importing llm-anthropic's SDK alone costs a
     process ~1.5 s of CPU, and no test here runs it in another process.
@@ -268,8 +269,10 @@ def spawn(user_path, *args, **env):
     return subprocess.Popen(
         [sys.executable, "-m", "llm", "streamscope", *args],
         env=env,
-        stdout=subprocess.PIPE,
+        stdin=stdin,
+        stdout=stdout,
         stderr=subprocess.PIPE,
+        start_new_session=start_new_session,
     )
 
 

@@ -31,9 +31,6 @@ from .sources import Source, SourceError, piped_source, timed_reads
 STOP_WAIT_S = 2.0
 """How long a command stopped by Ctrl-C has to end before it is killed."""
 
-INTERRUPTED = "interrupted (Ctrl-C): the command was stopped"
-
-
 @dataclass(frozen=True)
 class CommandRun:
     """What a command wrote, how it ended."""
@@ -56,8 +53,8 @@ class CommandRun:
         >>> CommandRun(source, "curl", -15, b"", False).ending()
         'curl was ended by signal SIGTERM'
         """
-        if self.interrupted:
-            return f"{self.name}: {INTERRUPTED}"
+        if self.interrupted:  # stopped by inspect, which says so itself
+            return None
         if self.status is None or self.status == 0:
             return None
         if self.status < 0:
@@ -99,7 +96,7 @@ def run_command(
         raise SourceError("give the command to run after --")
     name = os.path.basename(argv[0])
     reads: list[Read] = []
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     with tempfile.TemporaryFile() as errors:
         start = clock()
         try:
@@ -111,8 +108,8 @@ def run_command(
         try:
             timed_reads(lambda size: os.read(fd, size), reads, start, clock=clock)
             status = process.wait()  # a terminal's Ctrl-C can end the command first
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as ex:  # Ctrl-C, or SIGTERM as inspect raises it
+            interrupted = ex
             _stop(process)
             _drain(fd, reads, start, clock)
             status = process.wait()
@@ -120,9 +117,9 @@ def run_command(
         errors.seek(0)
         stderr = errors.read()
     source = piped_source(f"-- {name}", "command", reads, f"{name}'s start", interaction)
-    if interrupted:
-        source = replace(source, stopped=INTERRUPTED)
-    return CommandRun(source, name, status, stderr, interrupted)
+    if interrupted is not None:  # inspect says so, as for standard input
+        source = replace(source, interrupted=interrupted)
+    return CommandRun(source, name, status, stderr, interrupted is not None)
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -34,7 +34,7 @@ import stat
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from .events import Read, WireError
@@ -88,8 +88,8 @@ class Source:
     content_type: str | None = None
     notes: tuple[str, ...] = ()
     """What the user should know that does not stop the analysis."""
-    stopped: str | None = None
-    """Why reading stopped before the stream's end (Ctrl-C), None when it ran to it."""
+    interrupted: KeyboardInterrupt | None = None
+    """What ended the reading before the stream's end (Ctrl-C, SIGTERM): what came is kept."""
 
     @property
     def body(self) -> bytes:
@@ -180,10 +180,13 @@ def read_stdin(
     check = SourceCheck(lambda head: _is_recording("-", head), max_event_bytes, format)
     reads: list[Read] = []
     read = (lambda size: os.read(fd, size)) if fd is not None else _read_some(stream)
+    interrupted = None
     try:
         timed_reads(read, reads, clock(), clock=clock, untimed=waiting, check=check)
     except WireError as ex:
         raise SourceError(f"-: {ex}") from None
+    except KeyboardInterrupt as ex:  # Ctrl-C (or SIGTERM, as inspect raises it): what came is kept
+        interrupted = ex
     notes: tuple[str, ...] = ()
     if waiting:
         notes = (
@@ -191,9 +194,10 @@ def read_stdin(
             "started): they have no arrival time, and no figure counts them as timed "
             "(inspect -- CMD starts the command once inspect is reading)",
         )
-    return piped_source(
+    source = piped_source(
         "-", "stdin", reads, "stdin: when inspect began reading", interaction, notes
     )
+    return replace(source, interrupted=interrupted) if interrupted is not None else source
 
 
 def _read_limited(name: str, file: IO[bytes], max_event_bytes: int, format: str | None) -> bytes:
@@ -221,6 +225,8 @@ def _is_cassette(name: str, head: bytes) -> bool:
         or name.endswith((".yaml", ".yml"))  # no body is YAML: a cassette, or nothing
         or (name.endswith(".json") and _JSON_CASSETTE_START.match(head))
     )
+
+
 def timed_reads(
     read: Callable[[int], bytes],
     reads: list[Read],
