@@ -514,13 +514,13 @@ def present(
     what cannot be measured.
     """
     from .render import AlignmentPanel, stats_table
+    from .wrapping import print_rows
 
     console.rule("alignment", style="dim")
     if not alignment.streams:
         console.print("no fragments arrived", style="dim")
-    # Line by line: one print of a long stream would make rich hold all of it at once.
-    for line in AlignmentPanel(alignment, view, console.color_system is not None).lines():
-        console.print(line)
+    panel = AlignmentPanel(alignment, view, console.color_system is not None)
+    print_rows(console, panel.rows(console, console.width))
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
     if timeline and trace.timed:

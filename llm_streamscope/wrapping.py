@@ -1,0 +1,141 @@
+"""Rows of model text that keep every character, and tables without trailing padding.
+
+Rich's own wrapping drops the spaces that fall at a full row's end, so a token's
+leading space vanishes where a row breaks before it. Every view that draws model
+text wraps it here instead: a row breaks before a run of spaces (the space then
+starts the next row, with the word it belongs to, as tokens do) or, in a word
+longer than the row, where the row is full; nothing is dropped, and nothing is
+added, so joining the rows gives back the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import TYPE_CHECKING, cast
+
+from rich.cells import get_character_cell_size, split_graphemes
+from rich.segment import Segment
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+
+_WIDTH_CHANGERS = frozenset("\u200d\ufe0f")
+"""A zero-width joiner or an emoji presentation selector: cells depend on neighbours."""
+
+
+def _one_cell_each(line: str) -> bool:
+    """True when every character of ``line`` takes exactly one cell."""
+    chars = set(line)
+    return not chars & _WIDTH_CHANGERS and all(get_character_cell_size(c) == 1 for c in chars)
+
+
+def row_breaks(line: str, width: int) -> list[int]:
+    """Where the rows of ``line`` (no newline in it) start, after the first: each row
+    at most ``width`` cells, as rich counts them (a grapheme is never cut).
+
+    A row breaks before the latest run of spaces that follows a non-space in it,
+    else (one long word) where it is full:
+
+    >>> line = "The capital of France is  Paris"
+    >>> [line[a:b] for a, b in zip([0, *row_breaks(line, 12)], [*row_breaks(line, 12), None])]
+    ['The capital', ' of France', ' is  Paris']
+    >>> row_breaks("abcdefgh", 3)
+    [3, 6]
+    """
+    width = max(1, width)
+    if _one_cell_each(line):
+        return _single_cell_breaks(line, width)
+    breaks: list[int] = []
+    graphemes, _ = split_graphemes(line)
+    start = used = 0  # the row's first grapheme, and its cells so far
+    candidate = 0  # the latest grapheme a run of spaces starts at, after a non-space
+    for g, (first, _end, cells) in enumerate(graphemes):
+        if line[first] == " " and g > start and line[graphemes[g - 1][1] - 1] != " ":
+            candidate = g
+        if used + cells > width and g > start:
+            start = candidate if candidate > start else g
+            used = sum(c for _, _, c in graphemes[start:g])
+            if used + cells > width:  # a wide grapheme after the moved part: fold
+                start, used = g, 0
+            breaks.append(graphemes[start][0])
+        used += cells
+    return breaks
+
+
+def _single_cell_breaks(line: str, width: int) -> list[int]:
+    """``row_breaks`` for a line of one-cell characters: a few string searches a row."""
+    breaks = []
+    start = 0
+    while len(line) - start > width:
+        end = start + width  # line[end] is the first character that does not fit
+        space = line.rfind(" ", start + 1, end + 1)
+        while space > start and line[space - 1] == " ":  # back to its run's start
+            space -= 1
+        start = space if space > start else end
+        breaks.append(start)
+    return breaks
+
+
+def wrap_rows(line: Text, width: int) -> list[Text]:
+    """``line`` cut into rows at ``row_breaks``, styles kept; rich does not wrap them
+    again (each fits), nor crop them."""
+    rows = list(line.divide(row_breaks(line.plain, width)))
+    for row in rows:
+        row.no_wrap, row.overflow, row.end = True, "ignore", "\n"
+    return rows
+
+
+class Rows:
+    """Rows (``wrap_rows``) printed in one go: rich's print then handles a segment of
+    each row and never splits a long line itself."""
+
+    def __init__(self, rows: list[Text]):
+        self.rows = rows
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for row in self.rows:
+            yield from row.render(console)
+            yield Segment.line()
+
+
+def print_rows(console: Console, rows: Iterable[Text], batch: int = 256) -> None:
+    """Print rows a batch at a time: one print of a long stream would make rich hold
+    every segment of it at once, and one print per row costs more than the row."""
+    rows = iter(rows)
+    while some := list(islice(rows, batch)):
+        console.print(Rows(some))
+
+
+class UnpaddedTable(Table):
+    """A rich ``Table`` whose lines end where their text does: rich pads every cell
+    to its column's width, which would leave trailing spaces on every plain line."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        segments = cast("Iterable[Segment]", super().__rich_console__(console, options))
+        for line in Segment.split_lines(segments):
+            yield from _rstrip(line)
+            yield Segment.line()
+
+
+def _rstrip(line: list[Segment]) -> Iterator[Segment]:
+    """The line without its trailing spaces that show no background."""
+    end = len(line)
+    while end and _blank(line[end - 1]) and not line[end - 1].text.strip(" "):
+        end -= 1
+    if end and _blank(line[end - 1]):
+        last = line[end - 1]
+        yield from line[: end - 1]
+        yield Segment(last.text.rstrip(" "), last.style, last.control)
+    else:
+        yield from line[:end]
+
+
+def _blank(segment: Segment) -> bool:
+    """A segment whose spaces show nothing: no background, no underline, no control."""
+    style = segment.style
+    return segment.control is None and (
+        style is None or (style.bgcolor is None and not style.underline and not style.reverse)
+    )
