@@ -481,6 +481,7 @@ def print_views(
             f"{approximate.model_id}'s tokenizer (set one with --encoding).",
             style="yellow",
             markup=False,
+            soft_wrap=True,  # the terminal wraps it: rich would leave spaces at row ends
         )
     count = len(responses)
     for i, (trace, alignment, stats) in enumerate(responses):
@@ -491,7 +492,9 @@ def print_views(
         present(console, trace, alignment, stats, view=view, wire=wire, timeline=timeline)
         if i + 1 < count and totals.between_ms[i] is not None:
             # None: no time between them (the choices of one stream, side by side)
-            console.print(between_line(totals.between_ms[i]), style="dim", markup=False)
+            console.print(
+                between_line(totals.between_ms[i]), style="dim", markup=False, soft_wrap=True
+            )
     if count > 1:
         console.rule("run", style="dim")
         console.print(run_table(totals))
@@ -975,7 +978,7 @@ def whatif_command(
             console.rule(title, style="dim")
             console.print(whatif_table(outcome))
             for note in whatif_notes(outcome):
-                console.print(note, style="dim", markup=False)
+                console.print(note, style="dim", markup=False, soft_wrap=True)
     for skip in skipped:
         click.echo(f"Note: skipped {skip}", err=True)
     if html_path is not None:

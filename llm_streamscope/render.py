@@ -160,8 +160,9 @@ class Parts:
 
     SEPARATOR = " \u00b7 "
 
-    def __init__(self, *parts: str):
+    def __init__(self, *parts: str, style: str = ""):
         self.parts = [visible(p) for p in parts if p]
+        self.style = style
 
     def lines(self, width: int) -> list[str]:
         lines: list[str] = []
@@ -181,7 +182,7 @@ class Parts:
         return Measurement(min(widest, options.max_width), min(whole, options.max_width))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Text("\n".join(self.lines(options.max_width)), overflow="fold")
+        yield Text("\n".join(self.lines(options.max_width)), self.style, overflow="fold")
 
 
 def _usage_parts(stats: Stats) -> list[str]:
@@ -797,6 +798,12 @@ class Timeline:
         ]
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for row in self._rows(console, options):
+            if isinstance(row, Text):
+                row.rstrip()  # blank columns at the right end are no more than padding
+            yield row
+
+    def _rows(self, console: Console, options: ConsoleOptions) -> RenderResult:
         stats = self.stats
         if len(self.times) < 2:
             yield Text("timeline: fewer than two text chunks, no gaps to draw", style="dim")
@@ -818,13 +825,12 @@ class Timeline:
                 f", {per} per column" if per > 1 else ""
             )
             bar = "the gap before a chunk"
-        yield Text(
-            layout
-            + f" · TTFT {_fmt_ms(stats.ttft_ms)}"
-            + f" (tokens the first chunk completed: {self.tokens[0]})"
-            + f" · bar: {bar}"
-            + f" · {'!' if not color else '▲'} stall > {stats.stall_threshold_ms:g} ms"
-            + f" · {'=' if not color else '≈'} burst < 1 ms",
+        yield Parts(
+            layout,
+            f"TTFT {_fmt_ms(stats.ttft_ms)} (tokens the first chunk completed: {self.tokens[0]})",
+            f"bar: {bar}",
+            f"{'!' if not color else '▲'} stall > {stats.stall_threshold_ms:g} ms",
+            f"{'=' if not color else '≈'} burst < 1 ms",
             style="dim",
         )
         marks = Text(" " * self.LEFT)

@@ -34,7 +34,8 @@ def _one_cell_each(line: str) -> bool:
 
 def row_breaks(line: str, width: int) -> list[int]:
     """Where the rows of ``line`` (no newline in it) start, after the first: each row
-    at most ``width`` cells, as rich counts them (a grapheme is never cut).
+    at most ``width`` cells, as rich counts them however the row is styled (a
+    grapheme is never cut).
 
     A row breaks before the latest run of spaces that follows a non-space in it,
     else (one long word) where it is full:
@@ -49,7 +50,10 @@ def row_breaks(line: str, width: int) -> list[int]:
     if _one_cell_each(line):
         return _single_cell_breaks(line, width)
     breaks: list[int] = []
-    graphemes, _ = split_graphemes(line)
+    graphemes = [
+        (first, end, cells if end - first == 1 else _most_cells(line[first:end], cells))
+        for first, end, cells in split_graphemes(line)[0]
+    ]
     start = used = 0  # the row's first grapheme, and its cells so far
     candidate = 0  # the latest grapheme a run of spaces starts at, after a non-space
     for g, (first, _end, cells) in enumerate(graphemes):
@@ -63,6 +67,14 @@ def row_breaks(line: str, width: int) -> list[int]:
             breaks.append(graphemes[start][0])
         used += cells
     return breaks
+
+
+def _most_cells(grapheme: str, cells: int) -> int:
+    """The cells a grapheme of several code points can take: rich measures each
+    styled segment alone, so one cut by a token's colour measures as its parts do
+    (a family emoji as its four faces, a heart and its emoji selector as two)."""
+    parts = sum(map(get_character_cell_size, grapheme)) + grapheme.count("\ufe0f")
+    return max(cells, parts)
 
 
 def _single_cell_breaks(line: str, width: int) -> list[int]:
