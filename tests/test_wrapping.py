@@ -103,6 +103,9 @@ def test_every_view_gives_back_the_text_at_any_width(o200k, text, cuts, width):
     width=st.integers(min_value=20, max_value=200),
     rows=st.integers(min_value=1, max_value=12),
 )
+@example(
+    text="The capital of France is Paris. Paris is not only the capital", cuts=[], width=20, rows=6
+)
 def test_the_live_tail_gives_back_the_end_of_the_text(o200k, text, cuts, width, rows):
     fragments = fragments_of(text, cuts)
     for tokenize in (lambda t: tokens_of(o200k, t), None):
