@@ -7,16 +7,17 @@ its size; rows are cut by ``wrapping.wrap_rows``, so none of its characters is l
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from functools import cache
 from itertools import accumulate, chain, compress, count, repeat
-from operator import ne
+from operator import ne, sub
 from typing import TYPE_CHECKING
 
 from rich.text import Span, Text
 
-from .wrapping import wrap_rows
+from .wrapping import row_breaks, wrap_rows
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -76,9 +77,20 @@ class AlignmentView:
         yield from self.rows(options.max_width)
 
     def rows(self, width: int) -> Iterator[Text]:
-        """The view's rows at ``width`` cells: each line cut by ``wrap_rows``."""
-        for line in self.lines():
-            yield from wrap_rows(line, width)
+        """The view's rows at ``width`` cells: each line cut by ``row_breaks``."""
+        for row in self.rows_or_plain(width):
+            yield Text(row, no_wrap=True, overflow="ignore") if isinstance(row, str) else row
+
+    def rows_or_plain(self, width: int) -> Iterator[Text | str]:
+        """``rows``, a plain row (no colour) as the string it is: printed as it is
+        (``wrapping.print_rows``), it needs no ``Text`` of its own."""
+        marked, spans = self._marked()
+        if not spans:
+            for line in marked.split("\n"):
+                yield from _cut(line, row_breaks(line, width))
+            return
+        for styled in self._styled_lines(marked, spans):
+            yield from wrap_rows(styled, width)
 
     def text(self) -> Text:
         """The whole view as one Text (for small streams and tests)."""
@@ -87,52 +99,73 @@ class AlignmentView:
     def lines(self) -> list[Text]:
         """The view one line of model text at a time (each ends at a newline's ``↵``)."""
         marked, spans = self._marked()
-        ends = _find_all(marked, "\n")
         if not spans:
             return [Text(line) for line in marked.split("\n")]
-        whole = Text(marked, spans=spans)
-        lines = list(whole.divide([end + 1 for end in ends]))
+        return self._styled_lines(marked, spans)
+
+    @staticmethod
+    def _styled_lines(marked: str, spans: list[Span]) -> list[Text]:
+        lines = list(Text(marked, spans=spans).divide(_after_newlines(marked)))
         for line in lines[:-1]:
             line.right_crop(1)  # the newline itself: the line break
         return lines
 
     def _marked(self) -> tuple[str, list[Span]]:
-        """The text with its marks, newlines as ``↵\\n``, and (in colour) its styles."""
+        """The text with its marks, newlines as ``↵\\n``, and (in colour) its styles.
+
+        Every step works on all the boundaries at once: the cuts (token and chunk
+        boundaries, as UTF-8 offsets), the pieces of text between them, the mark
+        before each piece and, in colour, each piece's style.
+        """
         s = self.stream
         color = self.color
         show_tokens = self.view in ("both", "tokens")
         show_chunks = self.view in ("both", "chunks")
+        text = s.text
         ends, chunk_ends = s.token_byte_ends, s.fragment_byte_ends
-        data = s.text.encode("utf-8")
-        size = len(data)
+        data = b"" if text.isascii() else text.encode("utf-8")
+        size = len(data) if data else len(text)
         # Where a token ends inside a character, the character stays whole, with the
         # token it starts in (underlined): the cut moves to the next character.
-        inside = [] if s.text.isascii() else [e for e in ends if _continues_character(data, e)]
+        flags = data.translate(_CONTINUATION)  # 1 for each byte inside a character
+        inside = list(compress(ends, map(flags.__getitem__, ends[:-1]))) if data else []
         moved = {_next_character(data, e) for e in inside}
-        token_cuts = (set(ends) - set(inside)) | moved if show_tokens else set()
+        token_cuts = set(ends).difference(inside).union(moved) if show_tokens else set()
         chunk_cuts = set(chunk_ends) if show_chunks else set()
-        every = token_cuts | chunk_cuts | (moved if color else set())
-        cuts = sorted(c for c in every if 0 < c < size)
+        if show_tokens and not inside and chunk_cuts <= token_cuts | {0, size}:
+            cuts = list(ends[:-1])  # the common case: the tokens' own ends, in order
+        else:
+            every = token_cuts | chunk_cuts | (moved if color else set())
+            cuts = sorted(every - {0, size})
+
+        chunk_mark = CHUNK_MARK if show_chunks and (show_tokens or not color) else ""
+        token_mark = TOKEN_MARK if show_tokens and not color else ""
         tokens_before, chunks_before, cut_ends_chunk = self.continues or (0, 0, False)
-
-        def mark(is_token: bool, is_chunk: bool) -> str:
-            if show_chunks and is_chunk and (show_tokens or not color):
-                return CHUNK_MARK
-            if show_tokens and is_token and not color:
-                return TOKEN_MARK
-            return ""
-
-        marks = [
-            mark(True, cut_ends_chunk) if self.continues else "",
-            *(mark(c in token_cuts, c in chunk_cuts) for c in cuts),
-        ]
+        first = ""
+        if self.continues:
+            first = chunk_mark if cut_ends_chunk and chunk_mark else token_mark
+        if chunk_mark == token_mark:
+            marks = [first, *repeat(token_mark, len(cuts))]
+        else:
+            marks = [first, *(chunk_mark if c in chunk_cuts else token_mark for c in cuts)]
         starts = [0, *cuts]
-        raw = [data[a:b].decode("utf-8") for a, b in zip(starts, [*cuts, size])]
+        if data:  # a cut's character offset: its byte offset less the bytes inside characters
+            inner = accumulate(map(flags.count, repeat(1), starts, [*cuts, size]))
+            char_cuts = list(map(sub, cuts, inner))
+        else:
+            char_cuts = cuts
+        pieces = list(map(text.__getitem__, map(slice, [0, *char_cuts], [*char_cuts, len(text)])))
         table = _newline_table()
-        pieces = [p.translate(table) for p in raw]
-        marked = "".join(chain.from_iterable(zip(marks, pieces)))
+        controls = _controls().search(text) is not None
         if not color:
-            return marked, []
+            marked = "".join(chain.from_iterable(zip(marks, pieces)))
+            return marked.translate(table) if controls else _newlines(marked), []
+        raw = pieces
+        if controls:
+            pieces = [p.translate(table) for p in pieces]
+        elif "\n" in text:
+            pieces = list(map(_newlines, pieces))
+        marked = "".join(chain.from_iterable(zip(marks, pieces)))
         # Where each mark and each piece begins in ``marked``.
         lengths = chain.from_iterable(zip(map(len, marks), map(len, pieces)))
         offsets = list(accumulate(lengths, initial=0))
@@ -157,6 +190,34 @@ class AlignmentView:
         return marked, spans
 
 
+def _cut(line: str, breaks: list[int]) -> list[str]:
+    """``line`` cut at ``breaks``.
+
+    >>> _cut("abcdef", [2, 4])
+    ['ab', 'cd', 'ef']
+    """
+    return list(map(line.__getitem__, map(slice, [0, *breaks], [*breaks, len(line)])))
+
+
+def _newlines(text: str) -> str:
+    """Each newline as ``↵`` and a line break."""
+    return text.replace("\n", NEWLINE_MARK + "\n")
+
+
+def _after_newlines(text: str) -> list[int]:
+    """The offset after each newline in ``text``.
+
+    >>> _after_newlines("a↵\\nb↵\\n")
+    [3, 6]
+    """
+    found = []
+    at = text.find("\n")
+    while at >= 0:
+        found.append(at + 1)
+        at = text.find("\n", at + 1)
+    return found
+
+
 def text_lines(text: str, style: str = "") -> list[Text]:
     """Text without tokens or chunks, shown as the view shows it (controls as
     pictures, a newline as ``↵`` ending the line), one ``Text`` per line.
@@ -168,6 +229,18 @@ def text_lines(text: str, style: str = "") -> list[Text]:
 
 
 @cache
+def _controls() -> re.Pattern[str]:
+    """Any character the view shows as something else, but a newline."""
+    from .render import VIEW_TABLE
+
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in VIEW_TABLE if c != 10) + "]")
+
+
+_CONTINUATION = bytes(int(b & 0xC0 == 0x80) for b in range(256))
+"""A ``bytes.translate`` table: 1 for a UTF-8 continuation byte, else 0."""
+
+
+@cache
 def _newline_table() -> dict[int, str]:
     """The view's stand-ins for controls (``render.VIEW_TABLE``), and a newline as
     ``↵`` and a line break."""
@@ -176,27 +249,8 @@ def _newline_table() -> dict[int, str]:
     return {**VIEW_TABLE, ord("\n"): NEWLINE_MARK + "\n"}
 
 
-def _continues_character(data: bytes, offset: int) -> bool:
-    """True when ``offset`` falls inside a character of UTF-8 ``data``."""
-    return offset < len(data) and data[offset] & 0xC0 == 0x80
-
-
 def _next_character(data: bytes, offset: int) -> int:
     """The first character boundary at or after ``offset`` in UTF-8 ``data``."""
-    while _continues_character(data, offset):
+    while offset < len(data) and data[offset] & 0xC0 == 0x80:
         offset += 1
     return offset
-
-
-def _find_all(text: str, needle: str) -> list[int]:
-    """Every offset of ``needle`` in ``text``.
-
-    >>> _find_all("a↵\\nb↵\\n", "\\n")
-    [2, 5]
-    """
-    found = []
-    at = text.find(needle)
-    while at >= 0:
-        found.append(at)
-        at = text.find(needle, at + 1)
-    return found

@@ -419,6 +419,7 @@ def present_run(
     ``views.svg``: the views are also drawn into that file, in colour, whatever
     stdout is; ``views.html_path``: the run's HTML report is written there.
     """
+    from .jsonout import json_pieces
     from .render import run_document
     from .stats import run_totals
 
@@ -426,7 +427,9 @@ def present_run(
     totals = run_totals(responses)
     if views.json_:
         document = run_document(run_id or responses[0][0].id, responses, totals)
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+        for piece in json_pieces(document):  # written as encoded: a token row to a line
+            click.echo(piece, nl=False)
+        click.echo()
     else:
         print_views(make_console(), responses, totals, view=view, wire=wire, timeline=timeline)
     if svg is not None:

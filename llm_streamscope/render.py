@@ -117,15 +117,17 @@ class AlignmentPanel:
         self.color = color
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from self.rows(console, options.max_width)
+        for row in self.rows(console, options.max_width):
+            yield Text(row, no_wrap=True, overflow="ignore") if isinstance(row, str) else row
 
-    def rows(self, console: Console, width: int) -> Iterator[Text]:
-        """Each stream's legend and view, in rows of at most ``width`` cells."""
+    def rows(self, console: Console, width: int) -> Iterator[Text | str]:
+        """Each stream's legend and view, in rows of at most ``width`` cells (a row of
+        the plain view as a string: see ``AlignmentView.rows_or_plain``)."""
         for stream in self.alignment.streams:
             for row in legend(stream, self.view, self.color).wrap(console, width):
                 row.rstrip()  # the space rich leaves where it breaks a row
                 yield row
-            yield from AlignmentView(stream, self.view, self.color).rows(width)
+            yield from AlignmentView(stream, self.view, self.color).rows_or_plain(width)
 
 
 def _fmt_ms(value: float | None) -> str:

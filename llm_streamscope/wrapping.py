@@ -22,14 +22,13 @@ from rich.text import Text
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
-_WIDTH_CHANGERS = frozenset("\u200d\ufe0f")
-"""A zero-width joiner or an emoji presentation selector: cells depend on neighbours."""
-
-
-def _one_cell_each(line: str) -> bool:
-    """True when every character of ``line`` takes exactly one cell."""
-    chars = set(line)
-    return not chars & _WIDTH_CHANGERS and all(get_character_cell_size(c) == 1 for c in chars)
+_ONE_CELL = frozenset(
+    c
+    for first, last in ((0x20, 0x7E), (0xA0, 0x2FF), (0x370, 0x482), (0x2500, 0x25FC))
+    for c in map(chr, range(first, last + 1))
+    if get_character_cell_size(c) == 1
+) | frozenset("\u21b5\u21e5")  # and the view's ↵ and ⇥
+"""Characters that take one cell each and never join the next (a quick test of a row)."""
 
 
 def row_breaks(line: str, width: int) -> list[int]:
@@ -43,30 +42,39 @@ def row_breaks(line: str, width: int) -> list[int]:
     >>> line = "The capital of France is  Paris"
     >>> [line[a:b] for a, b in zip([0, *row_breaks(line, 12)], [*row_breaks(line, 12), None])]
     ['The capital', ' of France', ' is  Paris']
-    >>> row_breaks("abcdefgh", 3)
-    [3, 6]
+    >>> row_breaks("abcdefgh", 3), row_breaks("中文字中文", 5)
+    ([3, 6], [2, 4])
     """
     width = max(1, width)
-    if _one_cell_each(line):
-        return _single_cell_breaks(line, width)
     breaks: list[int] = []
-    graphemes = [
-        (first, end, cells if end - first == 1 else _most_cells(line[first:end], cells))
-        for first, end, cells in split_graphemes(line)[0]
-    ]
-    start = used = 0  # the row's first grapheme, and its cells so far
-    candidate = 0  # the latest grapheme a run of spaces starts at, after a non-space
-    for g, (first, _end, cells) in enumerate(graphemes):
-        if line[first] == " " and g > start and line[graphemes[g - 1][1] - 1] != " ":
-            candidate = g
-        if used + cells > width and g > start:
-            start = candidate if candidate > start else g
-            used = sum(c for _, _, c in graphemes[start:g])
-            if used + cells > width:  # a wide grapheme after the moved part: fold
-                start, used = g, 0
-            breaks.append(graphemes[start][0])
-        used += cells
+    start = 0
+    while (end := _row_end(line, start, width)) < len(line):
+        space = line.rfind(" ", start + 1, end + 1)
+        while space > start and line[space - 1] == " ":  # back to its run's start
+            space -= 1
+        start = space if space > start else end
+        breaks.append(start)
     return breaks
+
+
+def _row_end(line: str, start: int, width: int) -> int:
+    """Where a row that starts at ``start`` is full: the first grapheme that does not
+    fit (the line's end when the rest fits)."""
+    if _ONE_CELL.issuperset(line[start : start + width + 1]):
+        return min(start + width, len(line))
+    span = 2 * width + 8  # enough characters for a row, unless many take no cell
+    while True:
+        window = line[start : start + span]
+        used = 0
+        for first, last, cells in split_graphemes(window)[0]:
+            if last - first > 1:
+                cells = _most_cells(window[first:last], cells)
+            if used + cells > width and first:
+                return start + first
+            used += cells
+        if start + span >= len(line):
+            return len(line)
+        span *= 2
 
 
 def _most_cells(grapheme: str, cells: int) -> int:
@@ -75,20 +83,6 @@ def _most_cells(grapheme: str, cells: int) -> int:
     (a family emoji as its four faces, a heart and its emoji selector as two)."""
     parts = sum(map(get_character_cell_size, grapheme)) + grapheme.count("\ufe0f")
     return max(cells, parts)
-
-
-def _single_cell_breaks(line: str, width: int) -> list[int]:
-    """``row_breaks`` for a line of one-cell characters: a few string searches a row."""
-    breaks = []
-    start = 0
-    while len(line) - start > width:
-        end = start + width  # line[end] is the first character that does not fit
-        space = line.rfind(" ", start + 1, end + 1)
-        while space > start and line[space - 1] == " ":  # back to its run's start
-            space -= 1
-        start = space if space > start else end
-        breaks.append(start)
-    return breaks
 
 
 def wrap_rows(line: Text, width: int) -> list[Text]:
@@ -104,16 +98,19 @@ class Rows:
     """Rows (``wrap_rows``) printed in one go: rich's print then handles a segment of
     each row and never splits a long line itself."""
 
-    def __init__(self, rows: list[Text]):
+    def __init__(self, rows: list[Text | str]):
         self.rows = rows
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for row in self.rows:
-            yield from row.render(console)
+            if isinstance(row, str):  # plain: already drawable, controls made visible
+                yield Segment(row)
+            else:
+                yield from row.render(console)
             yield Segment.line()
 
 
-def print_rows(console: Console, rows: Iterable[Text], batch: int = 256) -> None:
+def print_rows(console: Console, rows: Iterable[Text | str], batch: int = 256) -> None:
     """Print rows a batch at a time: one print of a long stream would make rich hold
     every segment of it at once, and one print per row costs more than the row."""
     rows = iter(rows)

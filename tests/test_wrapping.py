@@ -190,3 +190,13 @@ def given_back(recording, document, lines, width, color=False):
                 assert taken <= len(rows), f"{recording.name} at {width}: text not given back"
             rows = rows[taken:]
         assert rows == []
+
+
+def test_the_examples_in_the_docstrings_hold():
+    import doctest
+
+    from llm_streamscope import alignview, wrapping
+
+    for module in (alignview, wrapping):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
