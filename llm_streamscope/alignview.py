@@ -130,9 +130,11 @@ class AlignmentView:
         flags = data.translate(_CONTINUATION)  # 1 for each byte inside a character
         inside = list(compress(ends, map(flags.__getitem__, ends[:-1]))) if data else []
         moved = {_next_character(data, e) for e in inside}
-        token_cuts = set(ends).difference(inside).union(moved) if show_tokens else set()
-        chunk_cuts = set(chunk_ends) if show_chunks else set()
-        if show_tokens and not inside and chunk_cuts <= token_cuts | {0, size}:
+        token_cuts = set(ends) if show_tokens else set()
+        if show_tokens and inside:
+            token_cuts = token_cuts.difference(inside).union(moved)
+        chunk_cuts = set(chunk_ends) - {0, size} if show_chunks else set()
+        if show_tokens and not inside and chunk_cuts <= token_cuts:
             cuts = list(ends[:-1])  # the common case: the tokens' own ends, in order
         else:
             every = token_cuts | chunk_cuts | (moved if color else set())

@@ -10,8 +10,9 @@ added, so joining the rows gives back the line.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from itertools import accumulate, islice
 from typing import TYPE_CHECKING, cast
 
 from rich.cells import get_character_cell_size, split_graphemes
@@ -29,6 +30,17 @@ _ONE_CELL = frozenset(
     if get_character_cell_size(c) == 1
 ) | frozenset("\u21b5\u21e5")  # and the view's ↵ and ⇥
 """Characters that take one cell each and never join the next (a quick test of a row)."""
+
+
+class _CellsOf(dict[str, int]):
+    """The cells of each character met so far (rich's measure), looked up in C."""
+
+    def __missing__(self, char: str) -> int:
+        self[char] = cells = get_character_cell_size(char)
+        return cells
+
+
+_CELLS = _CellsOf()
 
 
 def row_breaks(line: str, width: int) -> list[int]:
@@ -60,8 +72,12 @@ def row_breaks(line: str, width: int) -> list[int]:
 def _row_end(line: str, start: int, width: int) -> int:
     """Where a row that starts at ``start`` is full: the first grapheme that does not
     fit (the line's end when the rest fits)."""
-    if _ONE_CELL.issuperset(line[start : start + width + 1]):
+    window = line[start : start + width + 1]  # enough: a character takes a cell or two
+    if _ONE_CELL.issuperset(window):
         return min(start + width, len(line))
+    sizes = list(map(_CELLS.__getitem__, window))
+    if 0 not in sizes:  # no character joins the one before: each is a grapheme
+        return start + max(1, bisect_right(list(accumulate(sizes)), width))
     span = 2 * width + 8  # enough characters for a row, unless many take no cell
     while True:
         window = line[start : start + span]
