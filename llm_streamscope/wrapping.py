@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from itertools import accumulate, islice
 from typing import TYPE_CHECKING, cast
 
-from rich.cells import get_character_cell_size, split_graphemes
+from rich.cells import get_character_cell_size
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -33,10 +33,14 @@ _ONE_CELL = frozenset(
 
 
 class _CellsOf(dict[str, int]):
-    """The cells of each character met so far (rich's measure), looked up in C."""
+    """The cells of each character met so far, looked up in C: rich's measure, and
+    one for an emoji selector. Summed, they are the most rich can count for any
+    run of characters, however its styles cut it into segments (rich measures
+    each alone: a family emoji cut by a token's colour is its four faces, a
+    heart and its selector two cells or one)."""
 
     def __missing__(self, char: str) -> int:
-        self[char] = cells = get_character_cell_size(char)
+        self[char] = cells = 1 if char == "\ufe0f" else get_character_cell_size(char)
         return cells
 
 
@@ -45,8 +49,7 @@ _CELLS = _CellsOf()
 
 def row_breaks(line: str, width: int) -> list[int]:
     """Where the rows of ``line`` (no newline in it) start, after the first: each row
-    at most ``width`` cells, as rich counts them however the row is styled (a
-    grapheme is never cut).
+    at most ``width`` cells, as rich counts them however the row is styled.
 
     A row breaks before the latest run of spaces that follows a non-space in it,
     else (one long word) where it is full:
@@ -70,35 +73,13 @@ def row_breaks(line: str, width: int) -> list[int]:
 
 
 def _row_end(line: str, start: int, width: int) -> int:
-    """Where a row that starts at ``start`` is full: the first grapheme that does not
-    fit (the line's end when the rest fits)."""
+    """Where a row that starts at ``start`` is full: the first character that does
+    not fit (the line's end when the rest fits). Characters that take no cell (a
+    combining accent) stay with the one before."""
     window = line[start : start + width + 1]  # enough: a character takes a cell or two
     if _ONE_CELL.issuperset(window):
         return min(start + width, len(line))
-    sizes = list(map(_CELLS.__getitem__, window))
-    if 0 not in sizes:  # no character joins the one before: each is a grapheme
-        return start + max(1, bisect_right(list(accumulate(sizes)), width))
-    span = 2 * width + 8  # enough characters for a row, unless many take no cell
-    while True:
-        window = line[start : start + span]
-        used = 0
-        for first, last, cells in split_graphemes(window)[0]:
-            if last - first > 1:
-                cells = _most_cells(window[first:last], cells)
-            if used + cells > width and first:
-                return start + first
-            used += cells
-        if start + span >= len(line):
-            return len(line)
-        span *= 2
-
-
-def _most_cells(grapheme: str, cells: int) -> int:
-    """The cells a grapheme of several code points can take: rich measures each
-    styled segment alone, so one cut by a token's colour measures as its parts do
-    (a family emoji as its four faces, a heart and its emoji selector as two)."""
-    parts = sum(map(get_character_cell_size, grapheme)) + grapheme.count("\ufe0f")
-    return max(cells, parts)
+    return start + max(1, bisect_right(list(accumulate(map(_CELLS.__getitem__, window))), width))
 
 
 def wrap_rows(line: Text, width: int) -> list[Text]:
