@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 _PLAIN = (str, int, float, bool, type(None))
+_BATCH = 10_000
+"""Rows encoded in one call."""
 
 
 def json_pieces(value: Any, default: Callable[[Any], Any] = str) -> Iterator[str]:
@@ -55,8 +57,13 @@ def _pieces(value: Any, indent: str, encode: Callable[[Any], str]) -> Iterator[s
             # every quote is escaped) nor right after one (`,` `:` `}` or `]` follow):
             # the line breaks go between rows, or between a nested table's rows.
             start = '{"' + encode(first_key)[1:-1] + '": '
-            rows = encode(value)[1:-1].replace("}, " + start, "},\n" + inner + start)
-            yield "[\n" + inner + rows + "\n" + indent + "]"
+            yield "[\n" + inner
+            for at in range(0, len(value), _BATCH):  # a batch at a time: no giant string
+                rows = encode(value[at : at + _BATCH])[1:-1]
+                yield ("," + "\n" + inner if at else "") + rows.replace(
+                    "}, " + start, "},\n" + inner + start
+                )
+            yield "\n" + indent + "]"
             return
         yield "["
         for i, item in enumerate(value):

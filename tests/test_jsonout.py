@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from llm.cli import cli
 
+from llm_streamscope import jsonout
 from llm_streamscope.jsonout import json_pieces
 
 PLAIN = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
@@ -22,6 +23,11 @@ DOCUMENTS = st.recursive(
 @given(DOCUMENTS)
 def test_any_document_reads_back_as_it_was(document):
     assert json.loads("".join(json_pieces(document))) == document
+    batch, jsonout._BATCH = jsonout._BATCH, 2  # a table's rows encoded a batch at a time
+    try:
+        assert json.loads("".join(json_pieces(document))) == document
+    finally:
+        jsonout._BATCH = batch
 
 
 def test_json_of_a_text_that_looks_like_a_row_boundary(tmp_path):
