@@ -369,6 +369,8 @@ class LiveScreen:
     """
 
     STRIP_LABEL = "gaps "
+    LONG_LINE = 200_000
+    """Characters of one line drawn at most to find where the tail's rows are cut."""
 
     def __init__(
         self, tokenize: Callable[[str], Tokens] | None = None, *, stall_ms: float = 50.0
@@ -463,15 +465,19 @@ class LiveScreen:
     ) -> tuple[list[Text], int | None]:
         """The tail of a text with no safe cut near ``want``: drawn from the whole
         text's tokens (tokenized each frame), from the last token boundary at or
-        before ``want``, so that it is still exactly the final view's tail."""
+        before the start of the line that holds ``want``, so that its rows are cut
+        where the final view's are. On a line longer than ``LONG_LINE`` it is drawn
+        from ``want`` instead (the text is the same, the rows may be cut elsewhere)."""
+        line_start = text.rfind("\n", 0, want) + 1
+        if want - line_start > self.LONG_LINE:
+            line_start = want
         if self.tokenize is None:  # the chunks alone: any character is a cut
-            return self._part(console, text, want, len(text), self._continues(want, 0))[0][
-                -rows:
-            ], None
+            part = self._part(console, text, line_start, len(text), self._continues(line_start, 0))
+            return part[0][-rows:], None
         ids, sizes = self.tokenize(text)
         data = text.encode("utf-8")
         ends = list(accumulate(sizes))
-        before = bisect_right(ends, len(text[:want].encode("utf-8")))
+        before = bisect_right(ends, len(text[:line_start].encode("utf-8")))
         while before and ends[before - 1] < len(data) and data[ends[before - 1]] & 0xC0 == 0x80:
             before -= 1  # a token that ends inside a character: the cut goes before it
         start = len(data[: ends[before - 1]].decode("utf-8")) if before else 0
