@@ -200,3 +200,19 @@ def test_the_examples_in_the_docstrings_hold():
     for module in (alignview, wrapping):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_compare_and_whatif_tables_have_no_trailing_padding(monkeypatch):
+    runner = CliRunner()
+    monkeypatch.setenv("COLUMNS", "80")
+    sim = ("-o", "speed", "0", "-o", "max_tokens", "24", "-m", "streamscope-sim")
+    profiles = [*sim, "-o", "profile", "gpt-4o-mini", "-m", "streamscope-sim"]
+    compared = runner.invoke(cli, ["streamscope", "compare", *profiles, "hi"])
+    assert compared.exit_code == 0, compared.output
+    ran = runner.invoke(cli, ["streamscope", *sim, "hi"])
+    assert ran.exit_code == 0, ran.output
+    whatif = runner.invoke(cli, ["streamscope", "whatif", "--latest"])
+    assert whatif.exit_code == 0, whatif.output
+    for result in (compared, whatif):
+        lines = result.stdout.split("\n")
+        assert len(lines) > 5 and not [line for line in lines if line.endswith(" ")]
