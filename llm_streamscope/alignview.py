@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cache
 from itertools import accumulate, chain, compress, count, repeat
 from operator import ne, sub
@@ -249,6 +249,22 @@ def _newline_table() -> dict[int, str]:
     from .render import VIEW_TABLE
 
     return {**VIEW_TABLE, ord("\n"): NEWLINE_MARK + "\n"}
+
+
+def token_cut(text: str, sizes: Sequence[int], offset: int) -> tuple[int, int]:
+    """The last token boundary of ``text`` at or before character ``offset`` that is
+    also a character boundary (``sizes``: the tokens' UTF-8 sizes), as the tokens
+    before it and its character offset.
+
+    >>> token_cut("Hello world", [5, 6], 8), token_cut("a😀b", [1, 2, 3], 2)
+    ((1, 5), (1, 1))
+    """
+    data = text.encode("utf-8")
+    ends = list(accumulate(sizes))
+    before = bisect_right(ends, len(text[:offset].encode("utf-8")))
+    while before and ends[before - 1] < len(data) and data[ends[before - 1]] & 0xC0 == 0x80:
+        before -= 1  # a token that ends inside a character: the cut goes before it
+    return before, len(data[: ends[before - 1]].decode("utf-8")) if before else 0
 
 
 def _next_character(data: bytes, offset: int) -> int:

@@ -419,7 +419,7 @@ def present_run(
     ``views.svg``: the views are also drawn into that file, in colour, whatever
     stdout is; ``views.html_path``: the run's HTML report is written there.
     """
-    from .jsonout import json_pieces
+    from .jsonout import write_json
     from .render import run_document
     from .stats import run_totals
 
@@ -427,9 +427,7 @@ def present_run(
     totals = run_totals(responses)
     if views.json_:
         document = run_document(run_id or responses[0][0].id, responses, totals)
-        for piece in json_pieces(document):  # written as encoded: a token row to a line
-            click.echo(piece, nl=False)
-        click.echo()
+        write_json(document, functools.partial(click.echo, nl=False))
     else:
         print_views(make_console(), responses, totals, view=view, wire=wire, timeline=timeline)
     if svg is not None:
@@ -495,9 +493,7 @@ def print_views(
         present(console, trace, alignment, stats, view=view, wire=wire, timeline=timeline)
         if i + 1 < count and totals.between_ms[i] is not None:
             # None: no time between them (the choices of one stream, side by side)
-            console.print(
-                between_line(totals.between_ms[i]), style="dim", markup=False, soft_wrap=True
-            )
+            console.print(between_line(totals.between_ms[i]), style="dim", soft_wrap=True)
     if count > 1:
         console.rule("run", style="dim")
         console.print(run_table(totals))
@@ -520,13 +516,11 @@ def present(
     what cannot be measured.
     """
     from .render import AlignmentPanel, stats_table
-    from .wrapping import print_rows
 
     console.rule("alignment", style="dim")
     if not alignment.streams:
         console.print("no fragments arrived", style="dim")
-    panel = AlignmentPanel(alignment, view, console.color_system is not None)
-    print_rows(console, panel.rows(console, console.width))
+    AlignmentPanel(alignment, view, console.color_system is not None).print_to(console)
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
     if timeline and trace.timed:

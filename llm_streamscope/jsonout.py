@@ -42,6 +42,13 @@ def json_pieces(value: Any, default: Callable[[Any], Any] = str) -> Iterator[str
     yield from _pieces(value, "", encode)
 
 
+def write_json(value: Any, write: Callable[[str], object]) -> None:
+    """``value`` as JSON and a newline, each piece to ``write`` as it is encoded."""
+    for piece in json_pieces(value):
+        write(piece)
+    write("\n")
+
+
 def _pieces(value: Any, indent: str, encode: Callable[[Any], str]) -> Iterator[str]:
     inner = indent + "  "
     if isinstance(value, dict) and value and all(isinstance(key, str) for key in value):

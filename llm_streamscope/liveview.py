@@ -42,13 +42,13 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
-from itertools import accumulate, pairwise
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.text import Text
 
-from .alignview import AlignmentView, text_lines
+from .alignview import AlignmentView, text_lines, token_cut
 from .live import StallFlusher
 from .render import _count
 from .wrapping import wrap_rows
@@ -369,8 +369,7 @@ class LiveScreen:
     """
 
     STRIP_LABEL = "gaps "
-    LONG_LINE = 200_000
-    """Characters of one line drawn at most to find where the tail's rows are cut."""
+    LONG_LINE = 200_000  # characters of a line drawn at most to cut the tail's rows
 
     def __init__(
         self, tokenize: Callable[[str], Tokens] | None = None, *, stall_ms: float = 50.0
@@ -464,10 +463,9 @@ class LiveScreen:
         self, console: Console, text: str, want: int, rows: int
     ) -> tuple[list[Text], int | None]:
         """The tail of a text with no safe cut near ``want``: drawn from the whole
-        text's tokens (tokenized each frame), from the last token boundary at or
-        before the start of the line that holds ``want``, so that its rows are cut
-        where the final view's are. On a line longer than ``LONG_LINE`` it is drawn
-        from ``want`` instead (the text is the same, the rows may be cut elsewhere)."""
+        text's tokens (tokenized each frame) from the start of the line that holds
+        ``want``, so that its rows are cut where the final view's are (from ``want``
+        on a line over ``LONG_LINE``: the same text, the rows maybe cut elsewhere)."""
         line_start = text.rfind("\n", 0, want) + 1
         if want - line_start > self.LONG_LINE:
             line_start = want
@@ -475,15 +473,10 @@ class LiveScreen:
             part = self._part(console, text, line_start, len(text), self._continues(line_start, 0))
             return part[0][-rows:], None
         ids, sizes = self.tokenize(text)
-        data = text.encode("utf-8")
-        ends = list(accumulate(sizes))
-        before = bisect_right(ends, len(text[:line_start].encode("utf-8")))
-        while before and ends[before - 1] < len(data) and data[ends[before - 1]] & 0xC0 == 0x80:
-            before -= 1  # a token that ends inside a character: the cut goes before it
-        start = len(data[: ends[before - 1]].decode("utf-8")) if before else 0
-        region = (ids[before:], sizes[before:])
+        before, start = token_cut(text, sizes, line_start)
         first = self._continues(start, before) if start else None
-        return self._part(console, text, start, len(text), first, region)[0][-rows:], len(ids)
+        part = self._part(console, text, start, len(text), first, (ids[before:], sizes[before:]))
+        return part[0][-rows:], len(ids)
 
     def _continues(self, cut: int, tokens_before: int) -> tuple[int, int, bool]:
         """How the view goes on at ``cut`` (a safe offset), as ``AlignmentView``'s

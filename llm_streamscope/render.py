@@ -30,7 +30,7 @@ from .alignview import (  # noqa: F401 (the view's names, where they have always
 )
 from .stats import Distribution, RunTotals, Stats
 from .trace import Alignment, StreamAlignment, Trace
-from .wrapping import UnpaddedTable
+from .wrapping import UnpaddedTable, print_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -119,6 +119,10 @@ class AlignmentPanel:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for row in self.rows(console, options.max_width):
             yield Text(row, no_wrap=True, overflow="ignore") if isinstance(row, str) else row
+
+    def print_to(self, console: Console) -> None:
+        """Print the rows a batch at a time (``wrapping.print_rows``)."""
+        print_rows(console, self.rows(console, console.width))
 
     def rows(self, console: Console, width: int) -> Iterator[Text | str]:
         """Each stream's legend and view, in rows of at most ``width`` cells (a row of
