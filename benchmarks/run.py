@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import json
 import os
 import platform
@@ -697,6 +698,101 @@ def p3_alignment(sizes: list[int]) -> list[dict]:
     ]
 
 
+def p3_large_fragments(sizes: list[int]) -> list[dict]:
+    """P3 for one large fragment (one event of megabytes): tokenize and align, the
+    plain views (as `inspect FILE > out` prints them, at 80 columns) and the --json
+    document, at each size; each should grow in step with the text."""
+    import io
+
+    from rich.console import Console
+
+    from llm_streamscope.align import align
+    from llm_streamscope.encodings import get_encoding
+    from llm_streamscope.jsonout import json_pieces
+    from llm_streamscope.render import AlignmentPanel, run_document
+    from llm_streamscope.stats import compute_stats, run_totals
+    from llm_streamscope.tokenizer import LocalTokenizer
+    from llm_streamscope.trace import Fragment, Trace
+    from llm_streamscope.wrapping import print_rows
+
+    tokenizer = LocalTokenizer(get_encoding("o200k_base"))
+    samples = HERE.parent / "samples"
+    base = "".join(
+        (samples / f"{name}.txt").read_text() for name in ("prose", "code", "multilingual")
+    )
+
+    def trace_of(size: int) -> Trace:
+        text = (base * (size // len(base) + 1))[:size].encode()[:size].decode(errors="ignore")
+        fragment = Fragment(0, "text", text, 1)
+        return Trace("t", "gpt-4o", "o200k_base", True, None, None, "", (fragment,))
+
+    def views(trace: Trace) -> tuple[float, float]:
+        gc.collect()
+        start = time.perf_counter()
+        alignment = align(trace, tokenizer)
+        compute_stats(trace, alignment)
+        aligned = time.perf_counter()
+        console = Console(file=io.StringIO(), width=80, color_system=None, highlight=False)
+        print_rows(console, AlignmentPanel(alignment, "both", False).rows(console, 80))
+        return aligned - start, time.perf_counter() - aligned
+
+    def document(trace: Trace) -> float:
+        alignment = align(trace, tokenizer)
+        responses = [(trace, alignment, compute_stats(trace, alignment))]
+        gc.collect()
+        start = time.perf_counter()
+        document = run_document("r", responses, run_totals(responses))
+        io.StringIO().writelines(json_pieces(document))
+        return time.perf_counter() - start
+
+    # Each size's views twice (the faster counts), then each size's document: the
+    # documents' gigabytes of rows do not weigh on the views' timings.
+    rows = []
+    for size in sizes:
+        trace = trace_of(size)
+        align_s, views_s = min(views(trace), views(trace), key=sum)
+        text_bytes = len(trace.fragments[0].text.encode())
+        rows.append({"bytes": text_bytes, "align_s": align_s, "views_s": views_s})
+    for row, size in zip(rows, sizes):
+        row["json_s"] = document(trace_of(size))
+    both = [r["align_s"] + r["views_s"] for r in rows]
+    growth = [b / a for a, b in pairwise(both)]
+    json_growth = [b["json_s"] / a["json_s"] for a, b in pairwise(rows)]
+    sizes_mb = " -> ".join(f"{r['bytes'] / 1e6:.3g} MB" for r in rows)
+    return [
+        {
+            "id": "P3L",
+            "measure": f"one fragment of {sizes_mb}: alignment + plain views, "
+            "time growth per doubling (worst)",
+            "value": max(growth),
+            "unit": "x",
+            "target": "<= 2.2x",
+            "ok": max(growth) <= 2.2,
+            "growth": growth,
+            "sizes": rows,
+        },
+        {
+            "id": "P3L",
+            "measure": f"one fragment of {rows[-1]['bytes'] / 1e6:.3g} MB: alignment + plain views",
+            "value": both[-1],
+            "unit": "s",
+            "target": "< 10 s",
+            "ok": both[-1] < 10,
+        },
+        {
+            "id": "P3L",
+            "measure": f"one fragment of {sizes_mb}: the --json document, time growth "
+            "per doubling (worst)",
+            "value": max(json_growth),
+            "unit": "x",
+            "target": "<= 2.2x",
+            "ok": max(json_growth) <= 2.2,
+            "growth": json_growth,
+            "json_s_at_largest": rows[-1]["json_s"],
+        },
+    ]
+
+
 def p4_ttft(sim: SimServer, tmp: Path, seeds: list[int]) -> dict:
     diffs, llm_diffs = [], []
     for seed in seeds:
@@ -964,6 +1060,9 @@ def main() -> int:
             ),
             "P3": lambda: p3_alignment(
                 [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+            ),
+            "P3L": lambda: p3_large_fragments(
+                [250_000, 500_000, 1_000_000] if quick else [4_000_000, 8_000_000, 16_000_000]
             ),
             "P4": lambda: [p4_ttft(sim, tmp, [1, 2] if quick else [1, 2, 3, 4, 5, 6, 7])],
             "P5": lambda: [p5_memory(sim, tmp, 5_000 if quick else 100_000)],

@@ -471,6 +471,7 @@ def present_run(
     ``views.svg``: the views are also drawn into that file, in colour, whatever
     stdout is; ``views.html_path``: the run's HTML report is written there.
     """
+    from .jsonout import write_json
     from .render import run_document
     from .stats import run_totals
 
@@ -478,7 +479,7 @@ def present_run(
     totals = run_totals(responses)
     if views.json_:
         document = run_document(run_id or responses[0][0].id, responses, totals)
-        click.echo(json_text(document, indent=2, default=str))
+        write_json(document, functools.partial(click.echo, nl=False))
     else:
         print_views(make_console(), responses, totals, view=view, wire=wire, timeline=timeline)
     if svg is not None:
@@ -526,6 +527,7 @@ def print_views(
             f"{terminal_line(approximate.model_id)}'s tokenizer (set one with --encoding).",
             style="yellow",
             markup=False,
+            soft_wrap=True,  # the terminal wraps it: rich would leave spaces at row ends
         )
     count = len(responses)
     for i, (trace, alignment, stats) in enumerate(responses):
@@ -535,7 +537,7 @@ def print_views(
         present(console, trace, alignment, stats, view=view, wire=wire, timeline=timeline)
         if i + 1 < count and totals.between_ms[i] is not None:
             # None: no time between them (the choices of one stream, side by side)
-            console.print(between_line(totals.between_ms[i]), style="dim", markup=False)
+            console.print(between_line(totals.between_ms[i]), style="dim", soft_wrap=True)
     if count > 1:
         console.rule("run", style="dim")
         console.print(run_table(totals))
@@ -562,9 +564,7 @@ def present(
     console.rule("alignment", style="dim")
     if not alignment.streams:
         console.print("no fragments arrived", style="dim")
-    # Line by line: one print of a long stream would make rich hold all of it at once.
-    for line in AlignmentPanel(alignment, view, console.color_system is not None).lines():
-        console.print(line)
+    AlignmentPanel(alignment, view, console.color_system is not None).print_to(console)
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
     if timeline:
@@ -1121,7 +1121,7 @@ def whatif_command(
             console.rule(Text(terminal_line(title)), style="dim")
             console.print(whatif_table(outcome))
             for note in whatif_notes(outcome):
-                console.print(terminal_line(note), style="dim", markup=False)
+                console.print(terminal_line(note), style="dim", markup=False, soft_wrap=True)
     for skip in skipped:
         echo_line(f"Note: skipped {skip}")
     if html_path is not None:

@@ -48,9 +48,11 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Group
 from rich.text import Text
 
+from .alignview import AlignmentView, text_lines, token_cut
 from .live import StallFlusher
-from .render import AlignmentView, _count
+from .render import _count
 from .sanitize import LIVE_TABLE, terminal_line
+from .wrapping import wrap_rows
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -395,6 +397,7 @@ class LiveScreen:
     """
 
     STRIP_LABEL = "gaps "
+    LONG_LINE = 200_000  # characters of a line drawn at most to cut the tail's rows
 
     def __init__(
         self, tokenize: Callable[[str], Tokens] | None = None, *, stall_ms: float = 50.0
@@ -453,27 +456,27 @@ class LiveScreen:
         if not self.texts:
             if not self.reasoning:
                 return [], None
-            recent = "".join(self.reasoning)[-rows * width :].translate(LIVE_TABLE)
-            return list(Text(recent, style="dim").wrap(console, width))[-rows:], None
+            recent = "".join(self.reasoning)[-rows * width :]
+            lines = text_lines(recent, style="dim")
+            return [row for line in lines for row in wrap_rows(line, width)][-rows:], None
         text = "".join(self.texts)
         # A screenful of characters fills at least the rows (a row holds at most
         # `width` of them), so only that much is aligned and drawn each frame.
         screenful = (rows + 1) * width
         want = len(text) - screenful
         start = _safe_start(text, want)
-        safe = want <= 0 or (start > 0 and want - start < 4 * screenful)
-        if not safe:  # no newline to cut at near it: the cut's first tokens may differ,
-            start = text.rfind(" ", 0, want) + 1 or want  # off screen
+        if want - start >= 4 * screenful:  # no newline to cut at near it
+            return self._tail_from_token(console, text, want, rows)
         # Drawn in two parts cut where the text last started a piece (`_safe_start`):
         # what comes before that cut is settled, drawn once and kept; only the line
         # being written is drawn again each frame.
         cut = max(start, _safe_start(text, len(text)))
-        counted = safe and self.tokenize is not None
+        counted = self.tokenize is not None
         before = self._tokens_before(text, start) if counted else 0
         drawn_from = (start, cut, width, self.tokenize, console.color_system)
         if self._settled is None or self._settled[0] != drawn_from:
             # The colours go on from the text's start, as in the final view.
-            first = self._continues(start, before) if safe and start else None
+            first = self._continues(start, before) if start else None
             rows_before, tokens_before, _ = self._part(console, text, start, cut, first)
             # The cut follows a newline: the empty row the view starts after it is the
             # first row of the part being written.
@@ -481,12 +484,27 @@ class LiveScreen:
         _, settled, settled_tokens = self._settled
         goes_on = self._continues(cut, before + settled_tokens) if cut > start else None
         writing, writing_tokens = self._part(console, text, cut, len(text), goes_on)[:2]
-        tokens = None
-        if counted:
-            tokens = before + settled_tokens + writing_tokens
-        elif self.tokenize is not None:
-            tokens = len(self.tokenize(text)[0])
+        tokens = before + settled_tokens + writing_tokens if counted else None
         return (settled + writing)[-rows:], tokens
+
+    def _tail_from_token(
+        self, console: Console, text: str, want: int, rows: int
+    ) -> tuple[list[Text], int | None]:
+        """The tail of a text with no safe cut near ``want``: drawn from the whole
+        text's tokens (tokenized each frame) from the start of the line that holds
+        ``want``, so that its rows are cut where the final view's are (from ``want``
+        on a line over ``LONG_LINE``: the same text, the rows maybe cut elsewhere)."""
+        line_start = text.rfind("\n", 0, want) + 1
+        if want - line_start > self.LONG_LINE:
+            line_start = want
+        if self.tokenize is None:  # the chunks alone: any character is a cut
+            part = self._part(console, text, line_start, len(text), self._continues(line_start, 0))
+            return part[0][-rows:], None
+        ids, sizes = self.tokenize(text)
+        before, start = token_cut(text, sizes, line_start)
+        first = self._continues(start, before) if start else None
+        part = self._part(console, text, start, len(text), first, (ids[before:], sizes[before:]))
+        return part[0][-rows:], len(ids)
 
     def _continues(self, cut: int, tokens_before: int) -> tuple[int, int, bool]:
         """How the view goes on at ``cut`` (a safe offset), as ``AlignmentView``'s
@@ -502,10 +520,12 @@ class LiveScreen:
         start: int,
         end: int,
         continues: tuple[int, int, bool] | None,
+        region: Tokens | None = None,
     ) -> tuple[list[Text], int, int]:
         """``text[start:end]`` as the alignment view draws it, wrapped to the console:
-        its rows, its tokens and its chunks (both ends are where tiktoken starts a
-        piece, so its tokens are the whole text's)."""
+        its rows, its tokens and its chunks. Both ends are where tiktoken starts a
+        piece, so its tokens are the whole text's; or ``region`` gives them, cut
+        from the whole text's."""
         from .align import align_fragments
         from .trace import Fragment
 
@@ -517,9 +537,9 @@ class LiveScreen:
             Fragment(j, "text", text[max(start, self._ends[j - 1] if j else 0) : min(e, end)], 0)
             for j, e in enumerate(self._ends[first : last + 1], first)
         ]
-        if self.tokenize is not None:
+        if region is None and self.tokenize is not None:
             region = self.tokenize(text[start:end])
-        else:  # one "token": the chunks alone
+        elif region is None:  # one "token": the chunks alone
             region = (array("I", [0]), array("I", [len(text[start:end].encode("utf-8"))]))
         view = AlignmentView(
             align_fragments(fragments, region),
@@ -527,10 +547,7 @@ class LiveScreen:
             color=console.color_system is not None,
             continues=continues,
         )
-        rows: list[Text] = []
-        for line in view.lines():
-            rows.extend(line.wrap(console, console.width))
-        return rows, len(region[0]), len(fragments)
+        return list(view.rows(console.width)), len(region[0]), len(fragments)
 
     def _tokens_before(self, text: str, offset: int) -> int:
         """How many tokens ``text[:offset]`` is, at a safe offset (see ``_safe_start``)."""

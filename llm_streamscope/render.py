@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import compress, count, pairwise
-from operator import ne
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
@@ -19,10 +18,21 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from .alignview import (  # noqa: F401 (the view's names, where they have always been)
+    CHUNK_MARK,
+    CHUNK_MARK_STYLE,
+    CHUNK_STYLES,
+    SPLIT_STYLE,
+    TOKEN_MARK,
+    TOKEN_STYLES,
+    VIEWS,
+    AlignmentView,
+)
 from .clock import document_clock, time_ns
 from .sanitize import VIEW_TABLE, visible
 from .stats import Distribution, RunTotals, Stats
 from .trace import Alignment, Fragment, StreamAlignment, Trace
+from .wrapping import UnpaddedTable, print_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -31,128 +41,6 @@ if TYPE_CHECKING:
 
     from .comparison import ModelSummary
     from .whatif import WhatIf
-
-VIEWS = ("both", "tokens", "chunks")
-
-
-# Light backgrounds of four different hues, so that neighbouring tokens (and the
-# last and first, where the cycle wraps) stay apart in 16 colours too: under
-# TERM=xterm they become bright cyan, yellow, green and magenta; split tokens red.
-TOKEN_STYLES = (
-    "black on #a5d8ff",
-    "black on #ffd8a8",
-    "black on #a9e34b",
-    "black on #e599f7",
-)
-CHUNK_STYLES = TOKEN_STYLES[:2]
-SPLIT_STYLE = "bold white on #e03131"
-CHUNK_MARK_STYLE = "bold magenta"
-CHUNK_MARK = "\u2502"  # │ between chunks
-TOKEN_MARK = "\u00a6"  # ¦ between tokens, plain output only
-
-
-class AlignmentView:
-    """The text of one stream, showing tokens and chunk boundaries at once.
-
-    In colour, tokens alternate background colours, a ``│`` marks every chunk
-    boundary and tokens that arrived in pieces are red. In plain output (no
-    colour) token boundaries are ``¦`` and chunk boundaries ``│``. A character whose
-    bytes span two tokens is shown once, underlined, with the token it starts in.
-    """
-
-    def __init__(
-        self,
-        stream: StreamAlignment,
-        view: str = "both",
-        color: bool = True,
-        *,
-        continues: tuple[int, int, bool] | None = None,
-    ):
-        """``continues``: this view goes on from another one cut at a token boundary
-        (the live view draws a text in two parts), as ``(tokens, chunks, chunk_ends)``:
-        the tokens and chunks before it, which keep the colours alternating, and
-        whether a chunk ends at the cut, which is marked like any other boundary."""
-        if view not in VIEWS:
-            raise ValueError(f"view must be one of {', '.join(VIEWS)}")
-        self.stream = stream
-        self.view = view
-        self.color = color
-        self.continues = continues
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from self.lines()
-
-    def text(self) -> Text:
-        """The whole view as one Text (for small streams and tests)."""
-        return Text("\n").join(self.lines())
-
-    def lines(self) -> Iterator[Text]:
-        """The view one line of model text at a time.
-
-        Built lazily, so printing a long stream line by line needs memory for one
-        line, not for the whole text (rich would hold every segment at once).
-        """
-        s = self.stream
-        show_tokens = self.view in ("both", "tokens")
-        show_chunks = self.view in ("both", "chunks")
-        token_ends = s.token_byte_ends
-        chunk_ends = s.fragment_byte_ends
-        split = set(compress(count(), map(ne, s.token_first_fragment, s.token_last_fragment)))
-        ti = 0  # token holding the current character's first byte
-        ci = 0  # fragment holding it
-        offset = 0
-        line = Text(no_wrap=False, end="\n")
-        segment: list[str] = []
-        segment_style = ""
-        tokens_before, chunks_before, cut_ends_chunk = self.continues or (0, 0, False)
-        for char in s.text:
-            size = len(char.encode("utf-8"))
-            new_token = new_chunk = False
-            while ti < len(token_ends) and token_ends[ti] <= offset:
-                ti += 1
-                new_token = True
-            while ci < len(chunk_ends) and chunk_ends[ci] <= offset:
-                ci += 1
-                new_chunk = True
-            if not offset and self.continues:  # the cut: a token boundary, maybe a chunk's
-                new_token, new_chunk = True, cut_ends_chunk
-            mark = None
-            if (offset or self.continues) and (new_token or new_chunk):
-                if show_chunks and new_chunk and (show_tokens or not self.color):
-                    mark = (CHUNK_MARK, CHUNK_MARK_STYLE if self.color else None)
-                elif show_tokens and new_token and not self.color:
-                    mark = (TOKEN_MARK, None)
-            style = ""
-            if self.color:
-                if show_tokens:
-                    shade = TOKEN_STYLES[(tokens_before + ti) % len(TOKEN_STYLES)]
-                    style = SPLIT_STYLE if ti in split else shade
-                else:
-                    style = CHUNK_STYLES[(chunks_before + ci) % len(CHUNK_STYLES)]
-                if ti < len(token_ends) and token_ends[ti] < offset + size:
-                    style += " underline"  # this character's bytes span tokens
-            if segment and (mark or style != segment_style):
-                _append(line, segment, segment_style)
-            if mark:
-                line.append(*mark)
-            segment_style = style
-            offset += size
-            if char == "\n":  # shown as ↵, then the line ends
-                _append(line, segment, style)
-                line.append("\u21b5", style or None)
-                yield line
-                line = Text(no_wrap=False, end="\n")
-            else:
-                segment.append(char)
-        _append(line, segment, segment_style)
-        yield line
-
-
-def _append(line: Text, segment: list[str], style: str) -> None:
-    """Move the characters gathered in ``segment`` onto ``line``, in one style."""
-    if segment:
-        line.append(visible("".join(segment), VIEW_TABLE), style or None)
-        segment.clear()
 
 
 def short_id(ident: str, keep: int = 12) -> str:
@@ -186,6 +74,7 @@ def legend(stream: StreamAlignment, view: str, color: bool) -> Text:
             line.append(" split token ", SPLIT_STYLE)
         else:
             line.append(f"{TOKEN_MARK} token boundary")
+    if view == "both":
         line.append("  ")
     if view in ("both", "chunks"):
         if view == "chunks" and color:
@@ -206,12 +95,21 @@ class AlignmentPanel:
         self.color = color
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from self.lines()
+        for row in self.rows(console, options.max_width):
+            yield Text(row, no_wrap=True, overflow="ignore") if isinstance(row, str) else row
 
-    def lines(self) -> Iterator[Text]:
+    def print_to(self, console: Console) -> None:
+        """Print the rows a batch at a time (``wrapping.print_rows``)."""
+        print_rows(console, self.rows(console, console.width))
+
+    def rows(self, console: Console, width: int) -> Iterator[Text | str]:
+        """Each stream's legend and view, in rows of at most ``width`` cells (a row of
+        the plain view as a string: see ``AlignmentView.rows_or_plain``)."""
         for stream in self.alignment.streams:
-            yield legend(stream, self.view, self.color)
-            yield from AlignmentView(stream, self.view, self.color).lines()
+            for row in legend(stream, self.view, self.color).wrap(console, width):
+                row.rstrip()  # the space rich leaves where it breaks a row
+                yield row
+            yield from AlignmentView(stream, self.view, self.color).rows_or_plain(width)
 
 
 def _fmt_ms(value: float | None) -> str:
@@ -246,8 +144,9 @@ class Parts:
 
     SEPARATOR = " \u00b7 "
 
-    def __init__(self, *parts: str):
+    def __init__(self, *parts: str, style: str = ""):
         self.parts = [visible(p) for p in parts if p]
+        self.style = style
 
     def lines(self, width: int) -> list[str]:
         lines: list[str] = []
@@ -267,7 +166,7 @@ class Parts:
         return Measurement(min(widest, options.max_width), min(whole, options.max_width))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Text("\n".join(self.lines(options.max_width)), overflow="fold")
+        yield Text("\n".join(self.lines(options.max_width)), self.style, overflow="fold")
 
 
 def _usage_parts(stats: Stats) -> list[str]:
@@ -325,7 +224,7 @@ def stats_table(trace: Trace, stats: Stats) -> Table:
     Labels are at most 14 characters; a value too long for its line breaks only
     between its parts (see ``Parts``).
     """
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    table = UnpaddedTable(show_header=False, box=None, padding=(0, 2, 0, 0), pad_edge=False)
     table.add_column("metric", style="bold", no_wrap=True)
     table.add_column("value")
 
@@ -444,7 +343,7 @@ def wire_sequence(labels: tuple[str, ...] | list[str], most: int = 12) -> str:
 
 def wire_table(trace: Trace, stats: Stats) -> Table:
     """What the wire showed, in the layout of ``stats_table``."""
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    table = UnpaddedTable(show_header=False, box=None, padding=(0, 2, 0, 0), pad_edge=False)
     table.add_column("metric", style="bold", no_wrap=True)
     table.add_column("value")
 
@@ -498,7 +397,7 @@ def wire_table(trace: Trace, stats: Stats) -> Table:
 
 def whatif_table(result: WhatIf) -> Table:
     """A trace re-chunked under each policy, one row each, the trace as sent first."""
-    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
+    table = UnpaddedTable(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
     table.add_column("policy", no_wrap=True)
     for name in ("events", "bytes", "TTFT", "p99 gap", "wait mean", "wait p99"):
         table.add_column(name, justify="right", no_wrap=True)
@@ -553,7 +452,7 @@ def between_line(between_ms: float | None) -> str:
 
 def run_table(totals: RunTotals) -> Table:
     """A run's totals, in the layout of ``stats_table``."""
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    table = UnpaddedTable(show_header=False, box=None, padding=(0, 2, 0, 0), pad_edge=False)
     table.add_column("metric", style="bold", no_wrap=True)
     table.add_column("value")
     table.add_row("responses", f"{totals.responses:,}")
@@ -587,7 +486,7 @@ def run_document(
 def compare_table(summaries: Sequence[ModelSummary]) -> Table:
     """Models side by side: one column per model, one row per figure (see
     ``comparison.AGGREGATION`` for how each is taken across runs)."""
-    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
+    table = UnpaddedTable(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
     table.add_column("", style="bold", no_wrap=True)
     for summary in summaries:
         table.add_column(Text(visible(summary.label)), overflow="fold")
@@ -939,6 +838,12 @@ class Timeline:
         ]
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for row in self._rows(console, options):
+            if isinstance(row, Text):
+                row.rstrip()  # blank columns at the right end are no more than padding
+            yield row
+
+    def _rows(self, console: Console, options: ConsoleOptions) -> RenderResult:
         stats = self.stats
         if stats.chunks and not self.times:
             have = "has no time" if stats.chunks == 1 else "have no times"
@@ -968,13 +873,12 @@ class Timeline:
                 f", {per} per column" if per > 1 else ""
             )
             bar = "the gap before a chunk"
-        yield Text(
-            layout
-            + f" · TTFT {_fmt_ms(stats.ttft_ms)}"
-            + f" (tokens the first chunk completed: {self.tokens[0]})"
-            + f" · bar: {bar}"
-            + f" · {'!' if not color else '▲'} stall > {stats.stall_threshold_ms:g} ms"
-            + f" · {'=' if not color else '≈'} burst < 1 ms",
+        yield Parts(
+            layout,
+            f"TTFT {_fmt_ms(stats.ttft_ms)} (tokens the first chunk completed: {self.tokens[0]})",
+            f"bar: {bar}",
+            f"{'!' if not color else '▲'} stall > {stats.stall_threshold_ms:g} ms",
+            f"{'=' if not color else '≈'} burst < 1 ms",
             style="dim",
         )
         marks = Text(" " * self.LEFT)

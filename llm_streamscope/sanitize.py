@@ -122,7 +122,16 @@ def json_text(value: Any, *, indent: int | None = None, default: Any = None) -> 
     >>> json.loads(json_text("\\U000e0041")) == "\\U000e0041"
     True
     """
-    text = json.dumps(value, ensure_ascii=False, indent=indent, default=default)
+    return json_safe(json.dumps(value, ensure_ascii=False, indent=indent, default=default))
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the characters that would act on a terminal as ``\\u``
+    escapes (the same string values: they only ever occur inside strings).
+
+    >>> print(json_safe('"a\u2028b"'))
+    "a\u2028b"
+    """
     if text.isascii():  # a fast path: of the characters escaped, ASCII has only DEL
         return text.replace("\x7f", "\\u007f")
     return _JSON_RAW.sub(lambda m: _json_escape(ord(m.group())), text)

@@ -25,7 +25,7 @@ import urllib.request
 from itertools import pairwise
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llm_streamscope.liveview import LiveScreen
@@ -395,10 +395,15 @@ def test_while_nothing_arrives_a_frame_redraws_only_the_clock():
 @given(
     cuts=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=400),
     rows=st.integers(min_value=3, max_value=12),
+    newlines=st.booleans(),
 )
-def test_the_tail_is_the_final_views_tail_colours_and_all(cuts, rows):
+# Drawn from a cut before any newline: its colours were one token out of step.
+@example(cuts=[1] * 11 + [5] + [9] * 12, rows=3, newlines=True)
+@example(cuts=[9] * 200, rows=3, newlines=False)  # no newline to cut at
+def test_the_tail_is_the_final_views_tail_colours_and_all(cuts, rows, newlines):
     """Drawn in two parts (settled, and the line being written) from part of the
-    text, the tail is still the final alignment view's last rows, styles included."""
+    text, or from a token far from any newline, the tail is still the final
+    alignment view's last rows, styles included."""
     from rich.console import Console
 
     from llm_streamscope import encodings
@@ -409,6 +414,8 @@ def test_the_tail_is_the_final_views_tail_colours_and_all(cuts, rows):
 
     encoding = encodings.get_encoding("o200k_base")
     text = "".join(f"Para {i}: streams, tokens and  chunks.\n\n- item {i}\n" for i in range(40))
+    if not newlines:
+        text = text.replace("\n", " ")
     pieces, at = [], 0
     for size in cuts:
         if at < len(text):
@@ -423,7 +430,7 @@ def test_the_tail_is_the_final_views_tail_colours_and_all(cuts, rows):
     whole = align_fragments(
         [Fragment(i, "text", p, i) for i, p in enumerate(pieces)], tokens_of(encoding, streamed)
     )
-    expected = [row for line in AlignmentView(whole).lines() for row in line.wrap(console, 30)]
+    expected = list(AlignmentView(whole).rows(30))
     assert tokens == whole.token_count
     assert [row.markup for row in tail] == [row.markup for row in expected[-len(tail) :]]
     assert len(tail) == min(rows, len(expected))

@@ -347,7 +347,7 @@ def test_a_running_trace_shows_as_running_and_a_killed_one_as_unfinished(isolate
         (listed,) = json.loads(streamscope("logs", "--json").stdout)
         assert (listed["status"], listed["error"], listed["chunks"]) == ("running", None, 6)
         shown = streamscope("show", "--latest")
-        assert shown.exit_code == 0 and "status          running  " in shown.stdout
+        assert shown.exit_code == 0 and "status          running\n" in shown.stdout
         assert store.UNFINISHED not in shown.stdout
         exported = response_doc(streamscope("export", "--latest").stdout)
         assert exported["status"] == "running" and len(exported["fragments"]) == 6
