@@ -32,7 +32,7 @@ from .clock import document_clock, time_ns
 from .sanitize import VIEW_TABLE, visible
 from .stats import Distribution, RunTotals, Stats
 from .trace import Alignment, Fragment, StreamAlignment, Trace
-from .wrapping import UnpaddedTable, print_rows
+from .wrapping import UnpaddedTable, print_rows, wrap_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -847,14 +847,20 @@ class Timeline:
         stats = self.stats
         if stats.chunks and not self.times:
             have = "has no time" if stats.chunks == 1 else "have no times"
-            yield Text(
-                f"timeline: its {_count(stats.chunks, 'text chunk')} {have} "
-                "(see the stats' timing row), no gaps to draw",
-                style="dim",
+            yield from wrap_rows(  # rich's own wrapping would leave a space at each row's end
+                Text(
+                    f"timeline: its {_count(stats.chunks, 'text chunk')} {have} "
+                    "(see the stats' timing row), no gaps to draw",
+                    style="dim",
+                ),
+                options.max_width,
             )
             return
         if len(self.times) < 2:
-            yield Text("timeline: fewer than two text chunks timed, no gaps to draw", style="dim")
+            yield from wrap_rows(
+                Text("timeline: fewer than two text chunks timed, no gaps to draw", style="dim"),
+                options.max_width,
+            )
             return
         color = console.color_system is not None
         width = max(10, options.max_width - self.LEFT - 1)

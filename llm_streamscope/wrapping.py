@@ -4,12 +4,13 @@ Rich's own wrapping drops the spaces that fall at a full row's end, so a token's
 leading space vanishes where a row breaks before it. Every view that draws model
 text wraps it here instead: a row breaks before a run of spaces (the space then
 starts the next row, with the word it belongs to, as tokens do) or, in a word
-longer than the row, where the row is full; nothing is dropped, and nothing is
-added, so joining the rows gives back the line.
+longer than the row, where the row is full (never inside a control's stand-in);
+nothing is dropped, and nothing is added, so joining the rows gives back the line.
 """
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from itertools import accumulate, islice
@@ -67,9 +68,26 @@ def row_breaks(line: str, width: int) -> list[int]:
         space = line.rfind(" ", start + 1, end + 1)
         while space > start and line[space - 1] == " ":  # back to its run's start
             space -= 1
-        start = space if space > start else end
+        start = space if space > start else _outside_stand_in(line, start, end)
         breaks.append(start)
     return breaks
+
+
+_STAND_IN = re.compile(r"<U\+[0-9A-F]{4,5}>|\\x[0-9a-f]{2}")
+"""A character's stand-in (``sanitize.STAND_INS``): one mark, never cut in two."""
+
+
+def _outside_stand_in(line: str, start: int, end: int) -> int:
+    """``end``, or the start of a stand-in that ``end`` would cut, where one starts
+    after ``start``.
+
+    >>> _outside_stand_in("ab<U+200B>", 0, 5), _outside_stand_in("<U+200B>", 0, 5)
+    (2, 5)
+    """
+    for found in _STAND_IN.finditer(line, max(start + 1, end - 8), end + 8):
+        if found.start() < end < found.end():
+            return found.start()
+    return end
 
 
 def _row_end(line: str, start: int, width: int) -> int:

@@ -57,9 +57,11 @@ def console(width, color):
 
 def unwrap(rows):
     """The text a view's rows show: a row ending in ``↵`` ends a line of the text,
-    any other row goes on in the next; the marks are taken out, ``⇥`` is a tab."""
+    any other row goes on in the next; the marks are taken out, ``⇥`` is a tab, and
+    an invisible character's stand-in (``<U+200B>``) is the character again."""
     text = "".join(row[:-1] + "\n" if row.endswith("↵") else row for row in rows)
-    return text.replace("¦", "").replace("│", "").replace("⇥", "\t")
+    text = text.replace("¦", "").replace("│", "").replace("⇥", "\t")
+    return re.sub(r"<U\+([0-9A-F]{4,5})>", lambda m: chr(int(m.group(1), 16)), text)
 
 
 # Characters a model writes, marks and controls aside (those are shown as pictures).
