@@ -771,7 +771,8 @@ def trace_selector(func: Any) -> Any:
 
 
 def _open_log(database: pathlib.Path | None, *, need_traces: bool = True) -> Any:
-    from .store import StoreError, logs_db_path, open_for_reading
+    from .store import StoreError, logs_db_path
+    from .stored import open_for_reading
 
     try:
         return open_for_reading(database or logs_db_path(), need_traces=need_traces)
@@ -828,7 +829,8 @@ def logs_command(
 ) -> None:
     """List logged traces, newest first, one line each."""
     from .render import visible
-    from .store import decode_json_columns, recent_traces
+    from .store import StoreError
+    from .stored import decode_json_columns, recent_traces
 
     db = _open_log(database, need_traces=False)
     if model_id:
@@ -838,14 +840,14 @@ def logs_command(
 
         with suppress(llm.UnknownModelError):
             model_id = llm.get_model(model_id).model_id  # resolve aliases, as llm logs does
-    rows = recent_traces(db, count or None, model_id)
+    try:
+        rows, damaged = recent_traces(db, count or None, model_id)
+    except StoreError as ex:
+        raise click.ClickException(str(ex)) from None
+    for warning in damaged:
+        click.echo(f"Warning: {warning}", err=True)
     if json_:
-        decoded = []
-        for row in rows:
-            row, problems = decode_json_columns(row)
-            for problem in problems:
-                click.echo(f"Warning: {problem}", err=True)
-            decoded.append(row)
+        decoded = [decode_json_columns(row) for row in rows]
         click.echo(json.dumps(decoded, ensure_ascii=False, indent=2))
         return
     for row in rows:
@@ -1218,10 +1220,12 @@ def compare_command(
         if prompt is not None or given:
             what = " or ".join(given + (["prompt"] if prompt is not None else []))
             raise click.ClickException(f"--from-logs makes no request: it takes no {what}")
+        from .store import StoreError
+
         db = _open_log(database)
         try:
             results, warnings = comparison.from_logs(db, specs, shared, limit, gap_ms)
-        except comparison.CompareError as ex:
+        except (comparison.CompareError, StoreError) as ex:
             raise click.ClickException(str(ex)) from None
         for warning in warnings:
             click.echo(f"Warning: {warning}", err=True)

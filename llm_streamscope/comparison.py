@@ -457,7 +457,7 @@ def _run_process(
 ) -> tuple[RunResult, str | None]:
     """One run in its own process, read back from ``database``."""
     from .session import load_run
-    from .store import open_for_reading
+    from .stored import open_for_reading
 
     done = subprocess.run(
         run_command(spec, settings, database),
@@ -502,7 +502,7 @@ def from_logs(
     import llm
 
     from .session import load_run
-    from .store import decode_json_columns, recent_traces
+    from .stored import decode_json_columns, recent_traces
 
     found: list[ModelRuns] = []
     warnings: list[str] = []
@@ -514,11 +514,11 @@ def from_logs(
         else:
             model, wanted = resolve(spec, shared)
             model_id = model.model_id
-        rows = [
-            row
-            for row in recent_traces(db, None, model_id)
-            if _matches(decode_json_columns(row)[0]["options"], wanted)
-        ][:limit]
+        stored, damaged = recent_traces(db, None, model_id)
+        warnings += damaged
+        rows = [row for row in stored if _matches(decode_json_columns(row)["options"], wanted)][
+            :limit
+        ]
         responses: list[Analysed] = []
         run_ids: list[str] = []
         for row in reversed(rows):

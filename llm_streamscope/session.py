@@ -447,28 +447,23 @@ def load_run(
     """A logged run (or one trace of it) read back, aligned and measured again.
 
     ``ident`` is a trace id, llm's id for the same response, or a run id (the
-    whole run); ``latest`` takes the latest run. A damaged JSON column, or a stored
-    alignment that differs from the one recomputed now (another tiktoken), is a
-    warning: the trace itself stays readable. Raises StoreError (nothing to read)
+    whole run); ``latest`` takes the latest run. A damaged value (see ``stored``),
+    or a stored alignment that differs from the one recomputed now (another
+    tiktoken), is a warning: the trace itself stays readable. Raises StoreError (nothing to read)
     and EncodingError (the encoding cannot load).
     """
     from . import encodings
     from .align import align
     from .stats import compute_stats, gap_threshold
-    from .store import (
-        alignment_matches,
-        decode_json_columns,
-        find_run,
-        load_trace,
-        stored_placements,
-    )
+    from .store import alignment_matches
+    from .stored import find_run, load_trace, stored_placements
     from .tokenizer import LocalTokenizer
 
     warnings: list[str] = []
     responses = []
     for trace_id in find_run(db, ident, latest):
-        trace, row = load_trace(db, trace_id)
-        warnings += decode_json_columns(row)[1]
+        trace, row, damaged = load_trace(db, trace_id)
+        warnings += damaged
         alignment = align(trace, LocalTokenizer(encodings.get_encoding(trace.encoding_name)))
         stored = stored_placements(db, trace.id)
         if stored is not None and not alignment_matches(stored, alignment):
