@@ -239,13 +239,19 @@ def run(
         ctx.invoke(llm.cli.prompt, **options)
         return
     _check_encoding(encoding_name)
-    log_path = _prepared_log(options["database"])
     # -x and --xl make llm wait for the whole answer: streamscope streams it, and
     # shows the code block at the end instead of the live text.
     extract = "last" if options["extract_last"] else "first" if options["extract"] else None
     if options["log"] and options["no_log"]:
         raise click.ClickException("--log and --no-log are mutually exclusive")  # llm's words
     logging = (llm.cli.logs_on() or options["log"]) and not options["no_log"]
+    log_path = _log_path(options["database"])
+    if logging:
+        # A log that cannot be used fails its writer too: the run goes on, shows its
+        # views and ends with "trace not saved" and why.
+        with contextlib.suppress(click.ClickException):
+            _prepared_log(log_path)
+    options["database"] = _llm_database(options, log_path)
     # llm's own record of each response is written with its trace, in one transaction.
     options |= {"extract": False, "extract_last": False, "json_output": False}
     options |= {"log": False, "no_log": True}
@@ -332,6 +338,29 @@ def _log_path(database: str | pathlib.Path | None) -> pathlib.Path:
     from .store import logs_db_path
 
     return pathlib.Path(database) if database else logs_db_path()
+
+
+_LLM_READS_LOG = (
+    "_continue",
+    "conversation_id",
+    "fragments",
+    "system_fragments",
+    "schema_input",
+    "schema_multi",
+    "template",
+)
+"""llm prompt's options that may read what llm keeps in the log database."""
+
+
+def _llm_database(options: dict[str, Any], log_path: pathlib.Path) -> str:
+    """The database llm's prompt command opens. llm writes nothing there (its record
+    goes in with the trace), so unless an option reads from it (a conversation, a
+    fragment or schema by its id) llm gets one in memory: a run with -n never
+    touches logs.db, and one that cannot log still shows its views and ends with
+    "trace not saved". A log llm must read and cannot is one error line."""
+    if not any(options.get(name) for name in _LLM_READS_LOG):
+        return ":memory:"
+    return str(_prepared_log(log_path))
 
 
 def _prepared_log(database: str | pathlib.Path | None) -> pathlib.Path:

@@ -409,8 +409,10 @@ def load_wire(
     """A trace's stored wire record, its events decoded again from the stored reads;
     None when there is none, or when the stored reads no longer decode (a warning)."""
     checked = checked or Checked()
-    if not _exists(db, WIRE):  # a database not migrated since (opened read-only)
-        return None
+    if not _exists(db, WIRE):
+        if "wire_t_ns" in _columns(db, FRAGMENTS):  # migrated, and the table dropped since
+            raise StoreError(f"Cannot read the log database: no such table: {WIRE}")
+        return None  # a database not migrated since m004 (opened read-only)
     rows = _query(db, f"select * from {WIRE} where trace_id = ?", [trace_id])
     if not rows:
         return None

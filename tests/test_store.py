@@ -491,10 +491,11 @@ def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
     result = streamscope("logs", "-d", str(corrupt))
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "file is not a database" in result.stderr
-    # llm prompt cannot use it either: one line, before any request
+    # A run that needs llm to read it (-c) cannot start: one line, before any request.
+    # (One that only logs to it runs: see test_stored.)
     server = get_server()
     before = server.last_completion_id
-    run = streamscope(*FAST, "-o", "max_tokens", "4", "-d", str(corrupt), "x")
+    run = streamscope(*FAST, "-o", "max_tokens", "4", "-d", str(corrupt), "-c", "x")
     assert run.exit_code == 1 and run.stdout == ""
     assert run.stderr.count("\n") == 1 and "file is not a database" in run.stderr
     assert server.last_completion_id == before
@@ -834,6 +835,7 @@ def test_streamed_rows_keep_any_text_and_clean_lone_surrogates(tmp_path):
         ("tool_call_args", '{"a":', "c1"),
         ("text", "smile \ud83d", None),
         ("text", "\ude00!", None),
+        ("text", "ab\x00cd", None),  # SQLite's JSON functions would end it at the NUL
     ]
     path = tmp_path / "logs.db"
     arrivals = Arrivals()
@@ -857,6 +859,7 @@ def test_streamed_rows_keep_any_text_and_clean_lone_surrogates(tmp_path):
         ("tool_call_args", '{"a":', "c1"),
         ("text", "smile \ufffd", None),
         ("text", "\ufffd!", None),
+        ("text", "ab\x00cd", None),
     ]
     fragments = tuple(
         Fragment(i, r["kind"], r["text"], r["t_ns"], r["tool_call_id"]) for i, r in enumerate(rows)
