@@ -38,6 +38,7 @@ from .capture import (
     new_trace_id,
     timed_events,
 )
+from .redaction import redact
 from .trace import STATUS_COMPLETE, Alignment, Trace
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class _Watched:
     """The capture's generator (sync responses), to close if llm left it unfinished."""
     wire_log: Any = None
     """With ``--wire``: the tap's ``WireLog`` of this response's request."""
+    key: str | None = None
+    """The key the request was sent with, to redact from its error."""
 
 
 @dataclass(eq=False)
@@ -164,10 +167,11 @@ class Session:
         from .store import TraceWriter
 
         model = response.model
+        key = None
         if getattr(model, "needs_key", None) and hasattr(model, "get_key"):
             # llm would find the key missing inside the request: say so before a
             # trace is started (raises llm's own NeedsKeyException).
-            model.get_key(getattr(response, "_key", None))
+            key = model.get_key(getattr(response, "_key", None))
         prepare = getattr(model, "prepare", None)
         if callable(prepare):
             prepare()  # e.g. the simulator starts its server before the clock starts
@@ -190,7 +194,7 @@ class Session:
             run_index=len(self.watched),
         )
         record = Capture()
-        watched = _Watched(response, header, record, tokenizer)
+        watched = _Watched(response, header, record, tokenizer, key=key)
         if self.tap is not None:
             if self.tap.covers(model):
                 watched.wire_log = self.tap.start()
@@ -332,11 +336,13 @@ class Session:
             )
             for watched in self.watched:
                 origin = watched.record.origin_ns
+                trace = watched.record.trace(watched.header, watched.response)
                 trace = dataclasses.replace(
-                    watched.record.trace(watched.header, watched.response),
+                    trace,
                     run_offset_ns=None
                     if origin is None or first_origin is None
                     else origin - first_origin,
+                    error=redact(trace.error, [watched.key]),  # an error can echo the key
                 )
                 if watched.wire_log is not None and origin is not None:
                     trace, problem = _with_wire(trace, watched.wire_log, origin)

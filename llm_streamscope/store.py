@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from .redaction import redact
 from .trace import (
     PLACEMENT_FIELDS,
     STATUS_INTERRUPTED,
@@ -300,7 +301,7 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "options_json": json.dumps(trace.options, default=str),
         "started_utc": trace.started_utc,
         "status": trace.status,
-        "error": trace.error,
+        "error": redact(trace.error),  # a provider's error can echo the key it was sent
         "setup_ns": trace.setup_ns,
         "end_ns": trace.end_ns,
         "usage_input": trace.usage_input,
