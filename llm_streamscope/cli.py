@@ -9,7 +9,6 @@ inside the commands so that ``llm --help`` does not pay for them.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import pathlib
 import sys
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click_default_group import DefaultGroup
 
+from .numbers import COUNT_MAX, GAP_MS, SPEED, TIMEOUT_S, Bounded, finite_json
 from .serving import DEFAULT_FORMAT, LOOPBACK, SERVE_FORMATS
 from .wire import FORMATS
 
@@ -78,7 +78,7 @@ def timeline_option(func: Any) -> Any:
 def gap_ms_option(func: Any) -> Any:
     return click.option(
         "--gap-ms",
-        type=click.FloatRange(min=0),
+        type=GAP_MS,
         default=None,
         help="Gaps between chunks longer than this count as stalls  [default: 50]",
     )(func)
@@ -182,7 +182,7 @@ class _OneLineError(click.ClickException):
 @view_options
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=TIMEOUT_S,
     help="End the run as an error if nothing arrives for this many seconds",
 )
 @click.option(
@@ -455,7 +455,7 @@ def present_run(
     totals = run_totals(responses)
     if views.json_:
         document = run_document(run_id or responses[0][0].id, responses, totals)
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+        click.echo(finite_json(document, ensure_ascii=False, indent=2, default=str))
     else:
         print_views(make_console(), responses, totals, view=view, wire=wire, timeline=timeline)
     if svg is not None:
@@ -594,7 +594,7 @@ def make_console() -> Console:
 )
 @click.option(
     "--interaction",
-    type=click.IntRange(min=1),
+    type=Bounded(1, COUNT_MAX, integer=True),
     help="Which interaction of a cassette, from 1 (default: the first that streamed)",
 )
 @view_options
@@ -708,7 +708,7 @@ class ServeCommand(click.Command):
 )
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=Bounded(0, 65535, integer=True),
     default=8000,
     show_default=True,
     help="Port to listen on (0: a free one)",
@@ -845,7 +845,7 @@ def _analysed(result: Any) -> list[tuple[Trace, Alignment, Stats]]:
 @click.option(
     "-n",
     "--count",
-    type=click.IntRange(min=0),
+    type=Bounded(0, COUNT_MAX, integer=True),
     default=10,
     show_default=True,
     help="Number of traces to show (0 for all)",
@@ -877,7 +877,7 @@ def logs_command(
         click.echo(f"Warning: {warning}", err=True)
     if json_:
         decoded = [decode_json_columns(row) for row in rows]
-        click.echo(json.dumps(decoded, ensure_ascii=False, indent=2))
+        click.echo(finite_json(decoded, ensure_ascii=False, indent=2))
         return
     for row in rows:
         ttft = "-" if row["ttft_ms"] is None else f"{row['ttft_ms']:.0f} ms"
@@ -994,7 +994,7 @@ def whatif_command(
     run_id = result.run_id or results[0].trace_id
     if json_:
         document = {"run_id": run_id, "responses": [r.to_dict() for r in results]}
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        click.echo(finite_json(document, ensure_ascii=False, indent=2))
     else:
         from .render import whatif_notes, whatif_table
 
@@ -1022,7 +1022,7 @@ def whatif_command(
 @trace_selector
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0),
+    type=SPEED,
     default=1.0,
     show_default=True,
     help="Time scale: 2 plays twice as fast, 0 at once",
@@ -1095,7 +1095,7 @@ def export_command(
     rows = export_event_rows(_analysed(result)) if wire else export_rows(_analysed(result))
     if export_format == "jsonl":
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(finite_json(row, ensure_ascii=False))
     else:
         import csv
 
@@ -1151,7 +1151,7 @@ class _CompareCommand(click.Command):
     "runs",
     "-n",
     "--runs",
-    type=click.IntRange(min=1),
+    type=Bounded(1, 1000, integer=True),
     default=3,
     show_default=True,
     help="Runs of each model",
@@ -1169,7 +1169,7 @@ class _CompareCommand(click.Command):
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=Bounded(1, COUNT_MAX, integer=True),
     help="--from-logs: the latest this many traces of each model (default: all)",
 )
 @click.option(
@@ -1180,7 +1180,7 @@ class _CompareCommand(click.Command):
 @gap_ms_option
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=TIMEOUT_S,
     help="End a run as an error if nothing arrives for this many seconds",
 )
 @click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of the table")
@@ -1307,7 +1307,7 @@ def compare_command(
             system=system,
             parallel=parallel,
         )
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        click.echo(finite_json(document, ensure_ascii=False, indent=2))
     else:
         make_console().print(compare_table(summaries))
     if html_path is not None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from .numbers import finite_json
 from .redaction import redact
 from .trace import (
     PLACEMENT_FIELDS,
@@ -298,7 +299,7 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "tiktoken_version": getattr(tiktoken, "__version__", None),
         "prompt": trace.prompt,
         "system": trace.system,
-        "options_json": json.dumps(trace.options, default=str),
+        "options_json": finite_json(trace.options, default=str),
         "started_utc": trace.started_utc,
         "status": trace.status,
         "error": redact(trace.error),  # a provider's error can echo the key it was sent
@@ -306,7 +307,7 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "end_ns": trace.end_ns,
         "usage_input": trace.usage_input,
         "usage_output": trace.usage_output,
-        "usage_json": None if trace.usage_details is None else json.dumps(trace.usage_details),
+        "usage_json": None if trace.usage_details is None else finite_json(trace.usage_details),
         # A trace without a run is a run of its own.
         "run_id": trace.run_id or trace.id,
         "run_index": trace.run_index,
@@ -328,7 +329,7 @@ def _stats_columns(stats: Stats) -> dict[str, Any]:
         "gap_p99_ms": stats.gap_ms.p99,
         "stalls": stats.stalls,
         "stall_threshold_ms": stats.stall_threshold_ms,
-        "stats_json": json.dumps(stats.to_dict()),
+        "stats_json": finite_json(stats.to_dict()),
     }
 
 
@@ -447,7 +448,7 @@ def _insert_wire(db: sqlite_utils.Database, trace: Trace) -> None:
             "framing": decoded.framing,
             "url": wire.url,
             "status": wire.status,
-            "headers_json": json.dumps(wire.headers),
+            "headers_json": finite_json(wire.headers),
             "headers_ns": wire.headers_ns,
             "body_bytes": decoded.body_bytes,
             "wire_bytes": wire.wire_bytes,
