@@ -168,12 +168,23 @@ class Checked:
         row: dict[str, Any],
         trace_id: str,
         stand_ins: dict[str, tuple[Any, str]] | None = None,
+        *,
+        whole: bool = False,
     ) -> dict[str, Any]:
         """``row`` with every column of ``table`` checked. A damaged value reads as
         its ``stand_ins`` entry, ``(value, words for the warning)``, else ``EMPTY``
-        (None). Columns the table does not have (computed ones) are left as they are."""
+        (None). Columns the table does not have (computed ones) are left as they are.
+
+        A ``whole`` row (``select *``) has every column: one the table lacks reads as
+        null (a database not migrated since, opened read-only), or as its stand-in,
+        with a warning, when it must have a value (a column dropped since)."""
         types = column_types()[table]
         checked = dict(row)
+        for column in types.keys() - row.keys() if whole else ():
+            checked[column] = None
+            if column in (stand_ins or {}):
+                checked[column], words = (stand_ins or {})[column]
+                self.note(trace_id, column, f"is missing; read as {words}")
         for column, value in row.items():
             kind = types.get(column)
             if kind is None:
@@ -329,6 +340,7 @@ _TRACE_STAND_INS = {
     "encoding": ("o200k_base", "o200k_base"),
     "started_utc": ("", "''"),
     "status": (STATUS_INTERRUPTED, STATUS_INTERRUPTED),
+    "run_index": (0, "0"),
 }
 """What a damaged value of a trace column that must have one reads as."""
 
@@ -350,7 +362,7 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
     rows = _query(db, f"select * from {TRACES} where id = ?", [trace_id])
     if not rows:
         raise StoreError(f"No trace or run with id {trace_id}")
-    row = with_live_status(checked.row(TRACES, rows[0], trace_id, _TRACE_STAND_INS))
+    row = with_live_status(checked.row(TRACES, rows[0], trace_id, _TRACE_STAND_INS, whole=True))
     trace = Trace(
         id=trace_id,
         model_id=row["model"],
@@ -371,7 +383,7 @@ def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[st
         usage_details=_json(row.get("usage_json")),
         run_id=row.get("run_id") or trace_id,
         run_index=row.get("run_index") or 0,
-        run_offset_ns=row.get("run_offset_ns", 0),
+        run_offset_ns=0 if row["run_id"] is None else row["run_offset_ns"],  # a run of its own
         timed=row.get("timed") != 0,
         wire=load_wire(db, trace_id, checked),
     )
@@ -419,7 +431,7 @@ def load_wire(
     from .wire.events import Read, Wire, WireError
     from .wire.formats import decode
 
-    row = checked.row(WIRE, rows[0], trace_id)
+    row = checked.row(WIRE, rows[0], trace_id, whole=True)
     reads = []
     t_ns = None
     for stored in _query(
@@ -508,7 +520,7 @@ def recent_traces(
     checked = Checked()
     rows = []
     for stored in _query(db, sql, params):
-        row = checked.row(TRACES, stored, str(stored["id"]), _TRACE_STAND_INS)
+        row = checked.row(TRACES, stored, str(stored["id"]), _TRACE_STAND_INS, whole=True)
         chunks = row.pop("stored_chunks")
         if row["chunks"] is None:
             row["chunks"] = chunks

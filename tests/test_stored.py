@@ -61,7 +61,7 @@ DAMAGE = [
     ("streamscope_fragments", "text", "cast(X'ff41' as text)", "is not UTF-8 text; read as"),
     ("streamscope_fragments", "t_ns", "'x'", "is not an integer ('x'); read as the time before"),
     ("streamscope_fragments", "kind", "X'00'", "holds bytes, not text"),
-    ("streamscope_traces", "run_index", "'x'", "is not an integer ('x'); read as empty"),
+    ("streamscope_traces", "run_index", "'x'", "is not an integer ('x'); read as 0"),
     ("streamscope_traces", "setup_ns", "'x'", "is not an integer ('x'); read as empty"),
     ("streamscope_traces", "ttft_ms", "'x'", "is not a finite number ('x'); read as empty"),
     ("streamscope_traces", "ttft_ms", "9e999", "is not a finite number (inf); read as empty"),
@@ -119,6 +119,19 @@ def test_a_dropped_table_is_one_error_line(isolated_env, wire_trace, table, in_l
         result = streamscope(*args)
         assert result.exit_code == 1, (args, result.output)
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: "), args
+
+
+def test_a_dropped_column_reads_as_null_or_its_stand_in(isolated_env, wire_trace):
+    db = sqlite_utils.Database(isolated_env / "logs.db")
+    db.execute("alter table streamscope_traces drop column model")
+    db.execute("alter table streamscope_wire drop column status")
+    db.conn.commit()
+    warning = (
+        f"Warning: trace {wire_trace['trace_id']}: model is missing; read as '(unknown model)'\n"
+    )
+    for args in [*READERS, ("logs",)]:
+        result = streamscope(*args)
+        assert result.exit_code == 0 and result.stderr == warning, (args, result.output)
 
 
 def test_a_log_that_is_not_a_database(isolated_env):
