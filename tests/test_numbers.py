@@ -24,10 +24,12 @@ def streamscope(*args):
 def numeric_options():
     """(command, option) for every numeric option of ours (llm's own prompt options aside)."""
     llms = {p.name for p in llm_prompt.params}
-    ctx = click.Context(streamscope_group)
+    # Contexts as llm makes them: a command caches its help option (llm's -h) on first use.
+    root = click.Context(cli, info_name="llm", **cli.context_settings)
+    group = click.Context(streamscope_group, parent=root, info_name="streamscope")
     found = []
     for name, command in sorted(streamscope_group.commands.items()):
-        for param in command.get_params(ctx):
+        for param in command.get_params(click.Context(command, parent=group, info_name=name)):
             if param.name in llms or not isinstance(param, click.Option):
                 continue
             if isinstance(param.type, click.types._NumberParamTypeBase):
