@@ -6,6 +6,7 @@ import shutil
 import pytest
 import sqlite_utils
 from click.testing import CliRunner
+from conftest import streaming_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llm.cli import cli
@@ -187,3 +188,16 @@ def test_every_code_point_round_trips_from_fragment_to_show_json(isolated_env, t
     assert shown.exit_code == 0 and shown.stderr == ""
     (doc,) = json.loads(shown.stdout)["responses"]
     assert [f["text"] for f in doc["fragments"]] == [clean_text(t) for t in texts]
+
+
+def test_odd_characters_from_a_model_round_trip_through_the_cli(isolated_env, register_models):
+    chunks = ("ab\x00cd", " half \ud83d", "\ude00 pair", "\u2028\u2029\ufeff\x00", "\U0010ffff end")
+    register_models(streaming_model("odd-text", *chunks))
+    run = streamscope("-m", "odd-text", "--json", "hi")
+    assert run.exit_code == 0, run.output
+    (ran,) = json.loads(run.stdout)["responses"]
+    assert [f["text"] for f in ran["fragments"]] == [clean_text(c) for c in chunks]
+    shown = streamscope("show", "--latest", "--json")
+    assert shown.exit_code == 0 and shown.stderr == ""  # the stored alignment matches, too
+    (doc,) = json.loads(shown.stdout)["responses"]
+    assert doc["fragments"] == ran["fragments"]
