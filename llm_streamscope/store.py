@@ -452,7 +452,7 @@ def _insert_wire(db: sqlite_utils.Database, trace: Trace) -> None:
             "headers_ns": wire.headers_ns,
             "body_bytes": decoded.body_bytes,
             "wire_bytes": wire.wire_bytes,
-            "error": None if decoded.error is None else str(decoded.error),
+            "error": None if decoded.error is None else redact(str(decoded.error)),
         },
         replace=True,
     )

@@ -63,3 +63,21 @@ def test_a_key_echoed_in_an_error_is_not_stored(isolated_env, echoing_server, mo
     assert key.encode() not in (isolated_env / "logs.db").read_bytes()
     # nor in the run's own document, nor its error line
     assert key not in doc["error"] and key not in result.stderr
+
+
+def test_a_key_in_a_captured_streams_error_event_is_not_stored(isolated_env, tmp_path):
+    chunk = {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}
+    error = {"error": {"message": f"Incorrect API key provided: {SECRET}", "type": "auth"}}
+    body = tmp_path / "capture.sse"
+    body.write_text(f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(error)}\n\n")
+    args = ["streamscope", "inspect", str(body), "--log", "--json"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    db = sqlite_utils.Database(isolated_env / "logs.db")
+    ((trace_error, wire_error),) = db.execute(
+        "select t.error, w.error from streamscope_traces t "
+        "join streamscope_wire w on w.trace_id = t.id"
+    ).fetchall()
+    assert "[redacted]" in trace_error and "[redacted]" in wire_error
+    # The body's own bytes are kept exactly (the wire record is what was received).
+    assert db.execute("select count(*) from streamscope_wire_reads").fetchone()[0] >= 1
