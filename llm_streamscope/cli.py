@@ -223,7 +223,7 @@ def run(
 
     import llm.cli
 
-    from .session import RunSettings
+    from .session import RunSettings, llm_reads_log
     from .session import run as run_session
 
     if options["no_stream"]:
@@ -251,7 +251,9 @@ def run(
         # views and ends with "trace not saved" and why.
         with contextlib.suppress(click.ClickException):
             _prepared_log(log_path)
-    options["database"] = _llm_database(options, log_path)
+    # llm's prompt command writes nothing to its database (llm's record goes in with
+    # the trace): unless llm reads from it, it gets one in memory (see llm_reads_log).
+    options["database"] = str(_prepared_log(log_path)) if llm_reads_log(options) else ":memory:"
     # llm's own record of each response is written with its trace, in one transaction.
     options |= {"extract": False, "extract_last": False, "json_output": False}
     options |= {"log": False, "no_log": True}
@@ -338,29 +340,6 @@ def _log_path(database: str | pathlib.Path | None) -> pathlib.Path:
     from .store import logs_db_path
 
     return pathlib.Path(database) if database else logs_db_path()
-
-
-_LLM_READS_LOG = (
-    "_continue",
-    "conversation_id",
-    "fragments",
-    "system_fragments",
-    "schema_input",
-    "schema_multi",
-    "template",
-)
-"""llm prompt's options that may read what llm keeps in the log database."""
-
-
-def _llm_database(options: dict[str, Any], log_path: pathlib.Path) -> str:
-    """The database llm's prompt command opens. llm writes nothing there (its record
-    goes in with the trace), so unless an option reads from it (a conversation, a
-    fragment or schema by its id) llm gets one in memory: a run with -n never
-    touches logs.db, and one that cannot log still shows its views and ends with
-    "trace not saved". A log llm must read and cannot is one error line."""
-    if not any(options.get(name) for name in _LLM_READS_LOG):
-        return ":memory:"
-    return str(_prepared_log(log_path))
 
 
 def _prepared_log(database: str | pathlib.Path | None) -> pathlib.Path:

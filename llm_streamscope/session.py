@@ -447,6 +447,30 @@ def run(
     return session.finish(failure)
 
 
+LLM_READS_LOG = (
+    "_continue",
+    "conversation_id",
+    "fragments",
+    "system_fragments",
+    "schema_input",
+    "schema_multi",
+    "template",
+)
+"""llm prompt's options that may read what llm keeps in its log database."""
+
+
+def llm_reads_log(options: dict[str, Any]) -> bool:
+    """Whether llm's prompt command, given ``options``, reads its log database (a
+    conversation, a fragment or a schema by its id). When it does not, it is given
+    one in memory: a run with -n never touches logs.db, and one whose log cannot be
+    written still shows its views and ends with "trace not saved".
+
+    >>> llm_reads_log({"_continue": True}), llm_reads_log({"prompt": "hi", "fragments": ()})
+    (True, False)
+    """
+    return any(options.get(name) for name in LLM_READS_LOG)
+
+
 def load_run(
     db: Any, ident: str | None, latest: bool = False, *, gap_ms: float | None = None
 ) -> RunResult:
