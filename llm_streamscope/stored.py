@@ -504,7 +504,7 @@ def recent_traces(
     if model:
         where, params = "where model = :model", {"model": model}
     stored_chunks = (
-        f"case when t.chunks is null then (select count(*) from {FRAGMENTS} f "
+        f"case when typeof(t.chunks) != 'integer' then (select count(*) from {FRAGMENTS} f "
         "where f.trace_id = t.id and f.kind = 'text' and f.text != '') end"
     )
     if _has_runs(db):
