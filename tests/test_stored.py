@@ -159,6 +159,8 @@ def test_a_log_that_is_not_a_database(isolated_env):
         assert "file is not a database" in result.stderr
 
 
+STORED_TEXTS = "select text from streamscope_fragments order by idx"
+
 # Every character kept: lone surrogates as llm passes them (each read as U+FFFD, as
 # the run itself has it), NUL, U+2028, the BOM, and everything else.
 any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
@@ -169,6 +171,8 @@ any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12
 )
 @given(texts=st.lists(any_text, min_size=1, max_size=5))
 def test_every_code_point_round_trips_from_fragment_to_show_json(isolated_env, texts):
+    from llm.parts import StreamEvent
+
     from llm_streamscope.align import align
     from llm_streamscope.encodings import get_encoding
     from llm_streamscope.tokenizer import LocalTokenizer
@@ -182,9 +186,16 @@ def test_every_code_point_round_trips_from_fragment_to_show_json(isolated_env, t
     path = isolated_env / "every.db"
     path.unlink(missing_ok=True)
     arrivals = Arrivals()
-    arrivals.flowing.set()
     writer = store.TraceWriter(path, arrivals)
     writer.open(trace)
+    # The streamed rows, as the writer's thread writes them from llm's events (its
+    # flush called here, not half a second later), then the finished trace's.
+    arrivals.events.extend(StreamEvent(type="text", chunk=text) for text in texts)
+    arrivals.times.extend(f.t_ns for f in fragments)
+    writer._flush(store.connect(path))
+    streamed = [r[0] for r in store.connect(path).execute(STORED_TEXTS).fetchall()]
+    assert streamed == [clean_text(t) for t in texts]
+    writer.stop()
     writer.finish(trace, align(trace, LocalTokenizer(get_encoding("o200k_base"))), None)
     shown = streamscope("show", "01every", "--json", "-d", str(path))
     assert shown.exit_code == 0 and shown.stderr == ""
