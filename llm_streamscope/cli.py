@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .clitypes import CommandGroup, FormatChoice
+from .numbers import COUNT_MAX, GAP_MS, SPEED, TIMEOUT_S, Bounded
 from .reportfile import html_option, marked_svg, overwrite_option, replaceable, write_report
 from .sanitize import echo_line, json_text, rows_for, terminal_line, visible, with_safe_errors
 from .serving import DEFAULT_FORMAT, LOOPBACK
@@ -82,7 +83,7 @@ def timeline_option(func: Any) -> Any:
 def gap_ms_option(func: Any) -> Any:
     return click.option(
         "--gap-ms",
-        type=click.FloatRange(min=0),
+        type=GAP_MS,
         default=None,
         help="Gaps between chunks longer than this count as stalls  [default: 50]",
     )(func)
@@ -210,7 +211,7 @@ class _OneLineError(click.ClickException):
 @view_options
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=TIMEOUT_S,
     help="End the run as an error if nothing arrives for this many seconds",
 )
 @click.option(
@@ -253,7 +254,7 @@ def run(
 
     import llm.cli
 
-    from .session import RunResult, RunSettings
+    from .session import RunResult, RunSettings, llm_reads_log
     from .session import run as run_session
 
     if options["no_stream"]:
@@ -270,13 +271,21 @@ def run(
         return
     _check_encoding(encoding_name)
     _check_otel(otel)
-    log_path = _prepared_log(options["database"])
     # -x and --xl make llm wait for the whole answer: streamscope streams it, and
     # shows the code block at the end instead of the live text.
     extract = "last" if options["extract_last"] else "first" if options["extract"] else None
     if options["log"] and options["no_log"]:
         raise click.ClickException("--log and --no-log are mutually exclusive")  # llm's words
     logging = (llm.cli.logs_on() or options["log"]) and not options["no_log"]
+    log_path = _log_path(options["database"])
+    if logging:
+        # A log that cannot be used fails its writer too: the run goes on, shows its
+        # views and ends with "trace not saved" and why.
+        with contextlib.suppress(click.ClickException):
+            _prepared_log(log_path)
+    # llm's prompt command writes nothing to its database (llm's record goes in with
+    # the trace): unless llm reads from it, it gets one in memory (see llm_reads_log).
+    options["database"] = str(_prepared_log(log_path)) if llm_reads_log(options) else ":memory:"
     # llm's own record of each response is written with its trace, in one transaction.
     options |= {"extract": False, "extract_last": False, "json_output": False}
     options |= {"log": False, "no_log": True}
@@ -622,12 +631,12 @@ class _InspectCommand(click.Command):
 )
 @click.option(
     "--interaction",
-    type=click.IntRange(min=1),
+    type=Bounded(1, COUNT_MAX, integer=True),
     help="Which interaction of a cassette, from 1 (default: the first that streamed)",
 )
 @click.option(
     "--max-event-mb",
-    type=click.IntRange(1, 4096),
+    type=Bounded(1, 4096, integer=True),
     default=64,
     show_default=True,
     help="Refuse a stream with one event (or run of bytes between events) over this many MiB",
@@ -806,7 +815,7 @@ class ServeCommand(click.Command):
 )
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=Bounded(0, 65535, integer=True),
     default=8000,
     show_default=True,
     help="Port to listen on (0: a free one)",
@@ -897,7 +906,8 @@ def trace_selector(func: Any) -> Any:
 
 
 def _open_log(database: pathlib.Path | None, *, need_traces: bool = True) -> Any:
-    from .store import StoreError, logs_db_path, open_for_reading
+    from .store import StoreError, logs_db_path
+    from .stored import open_for_reading
 
     try:
         return open_for_reading(database or logs_db_path(), need_traces=need_traces)
@@ -950,7 +960,7 @@ def _analysed_results(result: Any) -> list[tuple[Trace, Alignment, Stats]]:
 @click.option(
     "-n",
     "--count",
-    type=click.IntRange(min=0),
+    type=Bounded(0, COUNT_MAX, integer=True),
     default=10,
     show_default=True,
     help="Number of traces to show (0 for all)",
@@ -962,7 +972,8 @@ def logs_command(
     count: int, model_id: str | None, json_: bool, database: pathlib.Path | None
 ) -> None:
     """List logged traces, newest first, one line each."""
-    from .store import decode_json_columns, recent_traces
+    from .store import StoreError
+    from .stored import decode_json_columns, recent_traces
 
     db = _open_log(database, need_traces=False)
     if model_id:
@@ -972,14 +983,14 @@ def logs_command(
 
         with suppress(llm.UnknownModelError):
             model_id = llm.get_model(model_id).model_id  # resolve aliases, as llm logs does
-    rows = recent_traces(db, count or None, model_id)
+    try:
+        rows, damaged = recent_traces(db, count or None, model_id)
+    except StoreError as ex:
+        raise click.ClickException(str(ex)) from None
+    for warning in damaged:
+        echo_line(f"Warning: {warning}")
     if json_:
-        decoded = []
-        for row in rows:
-            row, problems = decode_json_columns(row)
-            for problem in problems:
-                echo_line(f"Warning: {problem}")
-            decoded.append(row)
+        decoded = [decode_json_columns(row) for row in rows]
         click.echo(json_text(decoded, indent=2))
         return
     for row in rows:
@@ -1137,7 +1148,7 @@ def whatif_command(
 @trace_selector
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0),
+    type=SPEED,
     default=1.0,
     show_default=True,
     help="Time scale: 2 plays twice as fast, 0 at once",
@@ -1327,7 +1338,7 @@ class _CompareCommand(click.Command):
     "runs",
     "-N",
     "--runs",
-    type=click.IntRange(min=1),
+    type=Bounded(1, 1000, integer=True),
     default=3,
     show_default=True,
     help="Runs of each model",
@@ -1345,7 +1356,7 @@ class _CompareCommand(click.Command):
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=Bounded(1, COUNT_MAX, integer=True),
     help="--from-logs: the latest this many runs of each model (default: all)",
 )
 @click.option(
@@ -1356,7 +1367,7 @@ class _CompareCommand(click.Command):
 @gap_ms_option
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=TIMEOUT_S,
     help="End a run as an error if nothing arrives for this many seconds",
 )
 @click.option("json_", "--json", is_flag=True, help="Output one JSON document instead of the table")
@@ -1432,10 +1443,12 @@ def compare_command(
         if prompt is not None or given:
             what = " or ".join(given + (["prompt"] if prompt is not None else []))
             raise click.ClickException(f"--from-logs makes no request: it takes no {what}")
+        from .store import StoreError
+
         db = _open_log(database)
         try:
             results, warnings = comparison.from_logs(db, specs, shared, limit, gap_ms)
-        except comparison.CompareError as ex:
+        except (comparison.CompareError, StoreError) as ex:
             raise click.ClickException(str(ex)) from None
         for warning in warnings:
             echo_line(f"Warning: {warning}")

@@ -485,7 +485,7 @@ def _run_process(
 ) -> tuple[RunResult, str | None]:
     """One run in its own process, read back from ``database``."""
     from .session import load_run
-    from .store import open_for_reading
+    from .stored import open_for_reading
 
     done = subprocess.run(
         run_command(spec, settings, database),
@@ -530,7 +530,7 @@ def from_logs(
     import llm
 
     from .session import load_run
-    from .store import decode_json_columns, recent_traces
+    from .stored import decode_json_columns, recent_traces
 
     found: list[ModelRuns] = []
     warnings: list[str] = []
@@ -542,11 +542,13 @@ def from_logs(
         else:
             model, wanted = resolve(spec, shared)
             model_id = model.model_id
+        stored, damaged = recent_traces(db, None, model_id)
+        warnings += damaged
         run_ids = list(
             dict.fromkeys(
                 row["run_id"] or row["id"]
-                for row in recent_traces(db, None, model_id)
-                if _matches(decode_json_columns(row)[0]["options"], wanted)
+                for row in stored
+                if _matches(decode_json_columns(row)["options"], wanted)
             )
         )[:limit]
         responses: list[Analysed] = []

@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .numbers import finite
 from .sanitize import json_safe
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -41,8 +42,16 @@ def json_pieces(value: Any, default: Callable[[Any], Any] = str) -> Iterator[str
     >>> json.loads("".join(json_pieces({"rows": [{"i": 0, "t": "}, {\\"i\\": "}]})))
     {'rows': [{'i': 0, 't': '}, {"i": '}]}
     """
-    encoder = json.JSONEncoder(ensure_ascii=False, default=default)
-    yield from _pieces(value, "", lambda v: json_safe(encoder.encode(v)))
+    encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=default)
+
+    def encode(piece: Any) -> str:
+        try:
+            text = encoder.encode(piece)
+        except ValueError:  # NaN or Infinity, which are not JSON: null, as finite_json
+            text = encoder.encode(finite(piece))
+        return json_safe(text)
+
+    yield from _pieces(value, "", encode)
 
 
 def write_json(value: Any, write: Callable[[str], object]) -> None:

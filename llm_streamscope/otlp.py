@@ -411,7 +411,7 @@ def export_runs(
 def stored_run_ids(db: Any, since: datetime.datetime | None = None) -> tuple[list[str], int]:
     """Every logged run (started at ``since``, UTC when it says no zone, or later),
     oldest first, and how many were left out because they are still running."""
-    from .store import recent_traces
+    from .stored import recent_traces
     from .trace import STATUS_RUNNING
 
     since_ns = None
@@ -420,7 +420,8 @@ def stored_run_ids(db: Any, since: datetime.datetime | None = None) -> tuple[lis
         since_ns = epoch_ns(zoned.isoformat())
 
     runs: dict[str, bool] = {}
-    for row in reversed(recent_traces(db, None)):
+    rows, _ = recent_traces(db, None)  # a damaged row is warned of as its run is loaded
+    for row in reversed(rows):
         if since_ns is not None and epoch_ns(row["started_utc"]) < since_ns:
             continue
         run_id = row["run_id"] or row["id"]

@@ -23,12 +23,13 @@ The HTML report uses ``visible`` too, before escaping.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import click
+
+from .numbers import finite_json
 
 _FORMAT_RANGES = (
     (0x00AD, 0x00AD),  # soft hyphen
@@ -119,10 +120,11 @@ def json_text(value: Any, *, indent: int | None = None, default: Any = None) -> 
 
     >>> print(json_text({"text": "\\u202eevil\\x9b\\x1b"}))
     {"text": "\\u202eevil\\u009b\\u001b"}
+    >>> import json
     >>> json.loads(json_text("\\U000e0041")) == "\\U000e0041"
     True
     """
-    return json_safe(json.dumps(value, ensure_ascii=False, indent=indent, default=default))
+    return json_safe(finite_json(value, ensure_ascii=False, indent=indent, default=default))
 
 
 def json_safe(text: str) -> str:

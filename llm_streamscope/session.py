@@ -39,6 +39,7 @@ from .capture import (
     new_trace_id,
     timed_events,
 )
+from .redaction import redact
 from .trace import STATUS_COMPLETE, Alignment, Trace
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ class _Watched:
     """The capture's generator (sync responses), to close if llm left it unfinished."""
     wire_log: Any = None
     """With ``--wire``: the tap's ``WireLog`` of this response's request."""
+    key: str | None = None
+    """The key the request was sent with, to redact from its error."""
 
 
 @dataclass(eq=False)
@@ -169,10 +172,11 @@ class Session:
         from .store import TraceWriter
 
         model = response.model
+        key = None
         if getattr(model, "needs_key", None) and hasattr(model, "get_key"):
             # llm would find the key missing inside the request: say so before a
             # trace is started (raises llm's own NeedsKeyException).
-            model.get_key(getattr(response, "_key", None))
+            key = model.get_key(getattr(response, "_key", None))
         prepare = getattr(model, "prepare", None)
         if callable(prepare):
             prepare()  # e.g. the simulator starts its server before the clock starts
@@ -195,7 +199,7 @@ class Session:
             run_index=len(self.watched),
         )
         record = Capture()
-        watched = _Watched(response, header, record, tokenizer)
+        watched = _Watched(response, header, record, tokenizer, key=key)
         if self.tap is not None:
             if self.tap.covers(model):
                 watched.wire_log = self.tap.start()
@@ -348,11 +352,13 @@ class Session:
             )
             for watched in self.watched:
                 origin = watched.record.origin_ns
+                trace = watched.record.trace(watched.header, watched.response)
                 trace = dataclasses.replace(
-                    watched.record.trace(watched.header, watched.response),
+                    trace,
                     run_offset_ns=None
                     if origin is None or first_origin is None
                     else origin - first_origin,
+                    error=redact(trace.error, [watched.key]),  # an error can echo the key
                 )
                 if watched.wire_log is not None and origin is not None:
                     trace, problem = _with_wire(trace, watched.wire_log, origin)
@@ -511,34 +517,53 @@ def run(
     return dataclasses.replace(result, signal=signals.received)
 
 
+LLM_READS_LOG = (
+    "_continue",
+    "conversation_id",
+    "fragments",
+    "system_fragments",
+    "schema_input",
+    "schema_multi",
+    "template",
+)
+"""llm prompt's options that may read what llm keeps in its log database."""
+
+
+def llm_reads_log(options: dict[str, Any]) -> bool:
+    """Whether llm's prompt command, given ``options``, reads its log database (a
+    conversation, a fragment or a schema by its id). When it does not, it is given
+    one in memory: a run with -n never touches logs.db, and one whose log cannot be
+    written still shows its views and ends with "trace not saved".
+
+    >>> llm_reads_log({"_continue": True}), llm_reads_log({"prompt": "hi", "fragments": ()})
+    (True, False)
+    """
+    return any(options.get(name) for name in LLM_READS_LOG)
+
+
 def load_run(
     db: Any, ident: str | None, latest: bool = False, *, gap_ms: float | None = None
 ) -> RunResult:
     """A logged run (or one trace of it) read back, aligned and measured again.
 
     ``ident`` is a trace id, llm's id for the same response, or a run id (the
-    whole run); ``latest`` takes the latest run. A damaged JSON column, or a stored
-    alignment that differs from the one recomputed now (another tiktoken), is a
-    warning: the trace itself stays readable. Raises StoreError (nothing to read)
+    whole run); ``latest`` takes the latest run. A damaged value (see ``stored``),
+    or a stored alignment that differs from the one recomputed now (another
+    tiktoken), is a warning: the trace itself stays readable. Raises StoreError (nothing to read)
     and EncodingError (the encoding cannot load).
     """
     from . import encodings
     from .align import align
     from .stats import gap_threshold, measure
-    from .store import (
-        alignment_matches,
-        decode_json_columns,
-        find_run,
-        load_trace,
-        stored_placements,
-    )
+    from .store import alignment_matches
+    from .stored import find_run, load_trace, stored_placements
     from .tokenizer import LocalTokenizer
 
     warnings: list[str] = []
     responses = []
     for trace_id in find_run(db, ident, latest):
-        trace, row = load_trace(db, trace_id)
-        warnings += decode_json_columns(row)[1]
+        trace, row, damaged = load_trace(db, trace_id)
+        warnings += damaged
         alignment = align(trace, LocalTokenizer(encodings.get_encoding(trace.encoding_name)))
         stored = stored_placements(db, trace.id)
         if stored is not None and not alignment_matches(stored, alignment):

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from .numbers import finite_json
+from .redaction import redact
 from .trace import (
-    KINDS,
     PLACEMENT_FIELDS,
     STATUS_INTERRUPTED,
-    STATUS_RUNNING,
     Alignment,
     Fragment,
     Placement,
@@ -52,7 +52,6 @@ from .trace import (
 if TYPE_CHECKING:
     from .stats import Stats
     from .trace import Arrivals
-    from .wire.events import Wire
 
 TRACES = "streamscope_traces"
 FRAGMENTS = "streamscope_fragments"
@@ -245,22 +244,6 @@ def is_busy(ex: BaseException) -> bool:
     return isinstance(ex, sqlite3.OperationalError) and "locked" in str(ex)
 
 
-def open_for_reading(
-    path: pathlib.Path | str, *, need_traces: bool = True
-) -> sqlite_utils.Database:
-    """Open an existing database; with ``need_traces``, one that has the trace tables.
-
-    A missing file is an error, as for ``llm logs``; a database that streamscope
-    has not written to yet holds no traces (``recent_traces`` lists none).
-    """
-    if not pathlib.Path(path).exists():
-        raise StoreError(f"No log database found at {path}")
-    db = connect(path)
-    if need_traces and not db[TRACES].exists():
-        raise StoreError(f"{path} holds no streamscope traces")
-    return db
-
-
 @contextmanager
 def write_transaction(db: sqlite_utils.Database) -> Iterator[None]:
     """BEGIN IMMEDIATE: take the write lock up front, so no two writers deadlock."""
@@ -320,15 +303,15 @@ def _trace_row(trace: Trace) -> dict[str, Any]:
         "tiktoken_version": getattr(tiktoken, "__version__", None),
         "prompt": trace.prompt,
         "system": trace.system,
-        "options_json": json.dumps(trace.options, default=str),
+        "options_json": finite_json(trace.options, default=str),
         "started_utc": trace.started_utc,
         "status": trace.status,
-        "error": trace.error,
+        "error": redact(trace.error),  # a provider's error can echo the key it was sent
         "setup_ns": trace.setup_ns,
         "end_ns": trace.end_ns,
         "usage_input": trace.usage_input,
         "usage_output": trace.usage_output,
-        "usage_json": None if trace.usage_details is None else json.dumps(trace.usage_details),
+        "usage_json": None if trace.usage_details is None else finite_json(trace.usage_details),
         # A trace without a run is a run of its own.
         "run_id": trace.run_id or trace.id,
         "run_index": trace.run_index,
@@ -350,7 +333,7 @@ def _stats_columns(stats: Stats) -> dict[str, Any]:
         "gap_p99_ms": stats.gap_ms.p99,
         "stalls": stats.stalls,
         "stall_threshold_ms": stats.stall_threshold_ms,
-        "stats_json": json.dumps(stats.to_dict()),
+        "stats_json": finite_json(stats.to_dict()),
     }
 
 
@@ -366,10 +349,33 @@ _INSERT_FRAGMENTS = (
 _placement_values = attrgetter(*PLACEMENT_FIELDS)
 
 
+_SET_TEXT = f"update {FRAGMENTS} set text = ? where trace_id = ? and idx = ?"
+
+
 def _insert_fragments(db: sqlite_utils.Database, trace_id: str, rows: Iterable[list]) -> None:
     # In batches, so that a long stream's rows are never all in memory as JSON at once.
     for batch in batched(rows, 10_000):
-        db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": trace_id, "rows": _json(batch)})
+        _insert_json_rows(db, trace_id, _json(batch), ((row[0], row[4]) for row in batch))
+
+
+def _insert_json_rows(
+    db: sqlite_utils.Database,
+    trace_id: str,
+    rows: str,
+    texts: Iterable[tuple[int, str]],
+) -> None:
+    """Insert fragment rows given as JSON text; ``texts`` (lazy) gives each row's index
+    and text.
+
+    SQLite's JSON functions end a string at a NUL (``"ab\\u0000cd"`` reads as
+    ``"ab"``): a text that holds one is written again, as a bound parameter, which
+    keeps every character. The search costs one pass over the JSON text, in C.
+    """
+    db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": trace_id, "rows": rows})
+    if "\\u0000" in rows:
+        db.conn.executemany(
+            _SET_TEXT, [(text, trace_id, idx) for idx, text in texts if "\0" in text]
+        )
 
 
 def _json(rows: list[list]) -> str:
@@ -446,11 +452,11 @@ def _insert_wire(db: sqlite_utils.Database, trace: Trace) -> None:
             "framing": decoded.framing,
             "url": wire.url,
             "status": wire.status,
-            "headers_json": json.dumps(wire.headers),
+            "headers_json": finite_json(wire.headers),
             "headers_ns": wire.headers_ns,
             "body_bytes": decoded.body_bytes,
             "wire_bytes": wire.wire_bytes,
-            "error": None if decoded.error is None else str(decoded.error),
+            "error": None if decoded.error is None else redact(str(decoded.error)),
         },
         replace=True,
     )
@@ -607,7 +613,8 @@ class TraceWriter:
                 return
             rows = _json_rows(start, events[start:end], times[start:end])
             with write_transaction(db):
-                db.conn.execute(_INSERT_FRAGMENTS, {"trace_id": self._trace_id, "rows": rows})
+                texts = ((i, clean_text(e.chunk)) for i, e in enumerate(events[start:end], start))
+                _insert_json_rows(db, self._trace_id, rows, texts)
             self._written = end
 
     def _log_llm_record(self, db: sqlite_utils.Database, response: Any) -> str | None:
@@ -683,260 +690,10 @@ class TraceWriter:
 
 
 # ====================
-# Reading
+# Reading (see ``stored`` for every read of a stored value)
 # ====================
-
-
-JSON_COLUMNS = {"options_json": "options", "stats_json": "stats"}
-"""Trace columns that hold a JSON object as text, and the key their value takes."""
-
-
-def json_column(row: dict[str, Any], column: str) -> tuple[dict | None, str | None]:
-    """The object a trace row keeps as JSON text in ``column``, and what is wrong with it.
-
-    A damaged value must not make the trace unreadable: it reads as None, with a
-    one-line problem naming the trace and the column.
-
-    >>> json_column({"id": "01k", "options_json": '{"seed": 7}'}, "options_json")
-    ({'seed': 7}, None)
-    >>> json_column({"id": "01k", "options_json": "{seed"}, "options_json")
-    (None, 'trace 01k: options_json is not valid JSON; read as empty')
-    """
-    text = row.get(column)
-    if text is None:
-        return None, None
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        return None, f"trace {row['id']}: {column} is not valid JSON; read as empty"
-    if value is not None and not isinstance(value, dict):
-        return None, f"trace {row['id']}: {column} is not a JSON object; read as empty"
-    return value, None
-
-
-def decode_json_columns(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A trace row with its JSON columns decoded (``options_json`` becomes ``options``,
-    ``stats_json`` becomes ``stats``), and a line for each column that could not be."""
-    decoded = {k: v for k, v in row.items() if k not in JSON_COLUMNS}
-    problems = []
-    for column, key in JSON_COLUMNS.items():
-        decoded[key], problem = json_column(row, column)
-        if problem:
-            problems.append(problem)
-    decoded["options"] = decoded["options"] or {}
-    return decoded, problems
-
-
-def find_run(db: sqlite_utils.Database, ident: str | None, latest: bool = False) -> list[str]:
-    """Trace ids in run order: for a trace id or llm's turn id, that trace; for a
-    run id, every trace of that run; with ``latest``, every trace of the latest run."""
-    run_id, in_run_order = ("run_id", "run_index, ") if _has_runs(db) else ("id", "")
-    if latest:
-        newest = _latest_trace_id(db)
-        (run,) = db.execute(f"select {run_id} from {TRACES} where id = ?", [newest]).fetchone()
-        spellings = [run, run]
-    else:
-        given = _given(ident)
-        found = _trace_id_of(db, given)
-        if found is not None:
-            return [found]
-        spellings = [given, given.lower()]  # run ids are stored as given; ours are lower case
-    rows = db.execute(
-        f"select id from {TRACES} where {run_id} in (?, ?) order by {in_run_order}started_utc, id",
-        spellings,
-    ).fetchall()
-    if not rows:
-        raise StoreError(f"No trace or run with id {ident}")
-    return [r[0] for r in rows]
-
-
-def _given(ident: str | None) -> str:
-    if not ident:
-        raise StoreError("Give a trace id (or llm's response id), or use --latest")
-    return ident
-
-
-def _latest_trace_id(db: sqlite_utils.Database) -> str:
-    rows = list(db.query(f"select id from {TRACES} order by started_utc desc, id desc limit 1"))
-    if not rows:
-        raise StoreError("No streamscope traces logged yet")
-    return rows[0]["id"]
-
-
-def _trace_id_of(db: sqlite_utils.Database, ident: str) -> str | None:
-    """The trace with this id, else the one llm logged with this turn id."""
-    rows = list(
-        db.query(
-            f"select id from {TRACES} where id = :i or turn_id = :i order by id = :i desc limit 1",
-            {"i": ident.lower()},
-        )
-    )
-    return rows[0]["id"] if rows else None
-
-
-def _has_runs(db: sqlite_utils.Database) -> bool:
-    """Whether the traces have run columns. A database that no run has written to
-    since ``m003_runs`` is read as it is (it may be read-only): each trace a run."""
-    return "run_id" in db[TRACES].columns_dict
-
-
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False  # os.kill(0, ...) would signal a whole process group
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # it exists, as another user's process
-    except OSError:
-        return False
-    return True
-
-
-def with_live_status(row: dict[str, Any]) -> dict[str, Any]:
-    """A trace row as it stands now: ``running`` while its run is still streaming.
-
-    Until a run finishes, its row says ``interrupted`` with the error ``UNFINISHED``,
-    which is what it will stay if its process dies. While that process (``pid`` on
-    ``host``, this machine) is alive, the trace is reported as running instead.
-    (A process id reused after the run died would read as running too.)
-    """
-    if (
-        row["status"] == STATUS_INTERRUPTED
-        and row["error"] == UNFINISHED
-        and row.get("host") == socket.gethostname()
-        and row.get("pid") is not None
-        and _process_alive(row["pid"])
-    ):
-        return row | {"status": STATUS_RUNNING, "error": None}
-    return row
-
-
-def load_trace(db: sqlite_utils.Database, trace_id: str) -> tuple[Trace, dict[str, Any]]:
-    """The stored trace, and its row (with the stored headline stats)."""
-    row = with_live_status(db[TRACES].get(trace_id))  # type: ignore[union-attr]
-    # A database not migrated since m004 (opened read-only) has no wire times.
-    wire_t = "wire_t_ns" if "wire_t_ns" in db[FRAGMENTS].columns_dict else "null"
-    fragments = tuple(
-        Fragment(r["idx"], r["kind"], r["text"], r["t_ns"], r["tool_call_id"], r["wire_t_ns"])
-        for r in db.query(
-            f"select idx, kind, text, t_ns, tool_call_id, {wire_t} as wire_t_ns from {FRAGMENTS} "
-            "where trace_id = ? order by idx",
-            [trace_id],
-        )
-    )
-    trace = Trace(
-        id=row["id"],
-        model_id=row["model"],
-        encoding_name=row["encoding"],
-        encoding_exact=bool(row["encoding_exact"]),
-        prompt=row["prompt"],
-        system=row["system"],
-        started_utc=row["started_utc"],
-        fragments=fragments,
-        status=row["status"],
-        error=row["error"],
-        setup_ns=row["setup_ns"],
-        end_ns=row["end_ns"],
-        usage_input=row["usage_input"],
-        usage_output=row["usage_output"],
-        turn_id=row["turn_id"],
-        options=json_column(row, "options_json")[0] or {},
-        usage_details=json_column(row, "usage_json")[0],
-        run_id=row.get("run_id") or row["id"],
-        run_index=row.get("run_index") or 0,
-        run_offset_ns=row.get("run_offset_ns", 0),
-        timed=row.get("timed") != 0,
-        wire=load_wire(db, trace_id),
-    )
-    return trace, row
-
-
-def load_wire(db: sqlite_utils.Database, trace_id: str) -> Wire | None:
-    """A trace's stored wire record, its events decoded again from the stored reads."""
-    if not db[WIRE].exists():  # a database not migrated since (opened read-only)
-        return None
-    rows = list(db.query(f"select * from {WIRE} where trace_id = ?", [trace_id]))
-    if not rows:
-        return None
-    from .wire.events import Read, Wire
-    from .wire.formats import decode
-
-    row = rows[0]
-    reads = tuple(
-        Read(r["t_ns"], r["data"])
-        for r in db.query(
-            f"select t_ns, data from {WIRE_READS} where trace_id = ? order by idx", [trace_id]
-        )
-    )
-    headers, _ = json_column(row, "headers_json")
-    return Wire(
-        source=row["source"],
-        decoded=decode(reads, row["format"]),
-        reads=reads,
-        url=row["url"],
-        status=row["status"],
-        headers=headers or {},
-        headers_ns=row["headers_ns"],
-        wire_bytes=row["wire_bytes"],
-    )
-
-
-def stored_placements(db: sqlite_utils.Database, trace_id: str) -> dict[int, Placement] | None:
-    """The stored placement of each model-output fragment, by fragment index; None
-    when some fragment has none (stored while streaming, never aligned)."""
-    kinds = ", ".join("?" * len(KINDS))
-    rows = db.execute(
-        f"select idx, {', '.join(PLACEMENT_FIELDS)} from {FRAGMENTS} "
-        f"where trace_id = ? and kind in ({kinds})",
-        [trace_id, *KINDS],
-    ).fetchall()
-    if any(None in row for row in rows):
-        return None
-    return {
-        idx: Placement(byte_start, token_start, token_end, bool(starts_mid), bool(ends_mid))
-        for idx, byte_start, token_start, token_end, starts_mid, ends_mid in rows
-    }
 
 
 def alignment_matches(stored: dict[int, Placement], alignment: Alignment) -> bool:
     """Whether a recomputed alignment places every fragment where the stored one did."""
     return stored == {f.index: placement for f, placement in _placed(alignment)}
-
-
-def recent_traces(
-    db: sqlite_utils.Database, limit: int | None = 10, model: str | None = None
-) -> list[dict[str, Any]]:
-    """The newest trace rows first, or none if streamscope never wrote to ``db``.
-
-    Each row as it stands now (``with_live_status``), with ``run_id``, ``run_index``
-    and ``run_size`` (how many traces its run has). A trace that never finished
-    (still running, or its process killed) has no headline stats: its ``chunks``
-    are counted from the fragments stored so far, as the stats count them
-    (non-empty text fragments).
-    """
-    if not db[TRACES].exists():
-        return []
-    where, params = "", {}
-    if model:
-        where, params = "where model = :model", {"model": model}
-    stored_chunks = (
-        f"case when t.chunks is null then (select count(*) from {FRAGMENTS} f "
-        "where f.trace_id = t.id and f.kind = 'text' and f.text != '') end"
-    )
-    if _has_runs(db):
-        run = f"(select count(*) from {TRACES} r where r.run_id = t.run_id) as run_size"
-    else:
-        run = "t.id as run_id, 0 as run_index, 1 as run_size"
-    sql = (
-        f"select t.*, {run}, {stored_chunks} as stored_chunks from {TRACES} t {where} "
-        "order by t.started_utc desc, t.id desc"
-    )
-    if limit:
-        sql += f" limit {int(limit)}"
-    rows = []
-    for row in db.query(sql, params):
-        stored = row.pop("stored_chunks")
-        if row["chunks"] is None:
-            row["chunks"] = stored
-        rows.append(with_live_status(row))
-    return rows

@@ -58,6 +58,7 @@ from operator import mul, sub
 from typing import TYPE_CHECKING, overload
 
 from .clock import time_ns, trace_clock
+from .numbers import MS_MAX, Bounded
 from .stats import Distribution, percentile
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ POLICY_NAMES = {
     "sentence": "at sentences",
 }
 POLICY_KINDS = ("as-sent", "token", "tokens", "ms", "word", "sentence")
+POLICY_TOKENS = Bounded(1, 1_000_000, integer=True)
+POLICY_MS = Bounded(0, MS_MAX, min_open=True)
 AS_SENT = Policy("as-sent")
 DEFAULT_POLICIES = (
     AS_SENT,
@@ -128,7 +131,7 @@ def parse_policy(spec: str) -> Policy:
     >>> parse_policy("tokens:0")
     Traceback (most recent call last):
     ...
-    llm_streamscope.whatif.WhatIfError: tokens:N needs a whole N of at least 1, got '0'
+    llm_streamscope.whatif.WhatIfError: tokens:N needs a whole N from 1 to 1,000,000, got '0'
     """
     kind, _, size = spec.strip().partition(":")
     if kind not in POLICY_KINDS:
@@ -137,20 +140,18 @@ def parse_policy(spec: str) -> Policy:
         )
     if kind == "tokens":
         try:
-            n = int(size)
+            return Policy(kind, POLICY_TOKENS.check(size))
         except ValueError:
-            n = 0
-        if n < 1:
-            raise WhatIfError(f"tokens:N needs a whole N of at least 1, got {size!r}")
-        return Policy(kind, n)
+            raise WhatIfError(
+                f"tokens:N needs a whole N from 1 to {POLICY_TOKENS.max:,}, got {size!r}"
+            ) from None
     if kind == "ms":
         try:
-            ms = float(size)
+            return Policy(kind, POLICY_MS.check(size))
         except ValueError:
-            ms = -1.0
-        if not 0 < ms < float("inf"):
-            raise WhatIfError(f"ms:T needs a time T in ms above 0, got {size!r}")
-        return Policy(kind, ms)
+            raise WhatIfError(
+                f"ms:T needs a time T in ms above 0, at most {POLICY_MS.max:,}, got {size!r}"
+            ) from None
     if size:
         raise WhatIfError(f"policy {kind} takes no size, got {spec!r}")
     return Policy(kind)

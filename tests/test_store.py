@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from llm.cli import cli
 from llm.migrations import migrate as llm_migrate
 
-from llm_streamscope import store
+from llm_streamscope import store, stored
 from llm_streamscope.sim.server import get_server
 
 FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
@@ -161,15 +161,15 @@ def test_show_recomputes_exactly_what_the_run_showed(isolated_env):
     assert response_doc(streamscope("show", run_doc["turn_id"], "--json").stdout) == run_doc
     # stored alignment equals the recomputed one
     db = store.connect(isolated_env / "logs.db")
-    trace, _ = store.load_trace(db, run_doc["trace_id"])
+    trace, *_ = stored.load_trace(db, run_doc["trace_id"])
     from llm_streamscope.align import align
     from llm_streamscope.encodings import get_encoding
     from llm_streamscope.tokenizer import LocalTokenizer
 
     recomputed = align(trace, LocalTokenizer(get_encoding("o200k_base")))
-    stored = store.stored_placements(db, trace.id)
-    assert stored is not None and store.alignment_matches(stored, recomputed)
-    assert stored[0] == recomputed.streams[0].placement(0)
+    placements = stored.stored_placements(db, trace.id)
+    assert placements is not None and store.alignment_matches(placements, recomputed)
+    assert placements[0] == recomputed.streams[0].placement(0)
 
 
 def test_show_warns_when_the_stored_alignment_differs(isolated_env):
@@ -494,10 +494,11 @@ def test_corrupt_and_foreign_databases(isolated_env, tmp_path):
     result = streamscope("logs", "-d", str(corrupt))
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "file is not a database" in result.stderr
-    # llm prompt cannot use it either: one line, before any request
+    # A run that needs llm to read it (-c) cannot start: one line, before any request.
+    # (One that only logs to it runs: see test_stored.)
     server = get_server()
     before = server.last_completion_id
-    run = streamscope(*FAST, "-o", "max_tokens", "4", "-d", str(corrupt), "x")
+    run = streamscope(*FAST, "-o", "max_tokens", "4", "-d", str(corrupt), "-c", "x")
     assert run.exit_code == 1 and run.stdout == ""
     assert run.stderr.count("\n") == 1 and "file is not a database" in run.stderr
     assert server.last_completion_id == before
@@ -738,11 +739,11 @@ def test_old_traces_become_runs_of_their_own(tmp_path):
         }
     )
     # Read as it is (no run has migrated it yet): each trace is a run of its own.
-    assert store.find_run(db, None, latest=True) == ["01old"]
-    assert store.find_run(db, "01old") == ["01old"]
-    (row,) = store.recent_traces(db)
+    assert stored.find_run(db, None, latest=True) == ["01old"]
+    assert stored.find_run(db, "01old") == ["01old"]
+    (row,), _ = stored.recent_traces(db)
     assert (row["run_id"], row["run_index"], row["run_size"]) == ("01old", 0, 1)
-    trace, _ = store.load_trace(db, "01old")
+    trace, *_ = stored.load_trace(db, "01old")
     assert (trace.run_id, trace.run_index, trace.run_offset_ns) == ("01old", 0, 0)
     store.migrate(db)
     row = db["streamscope_traces"].get("01old")
@@ -764,20 +765,20 @@ def test_find_run_by_trace_turn_or_run_id(tmp_path):
             run_offset_ns=i * 5_000_000,
             turn_id=f"01t{i}",
         )
-    db = store.open_for_reading(path)
+    db = stored.open_for_reading(path)
     chain = ["01chain0", "01chain1", "01chain2"]
-    assert store.find_run(db, "01run") == chain
-    assert store.find_run(db, "01RUN") == chain  # ids are case-insensitive, as ULIDs
-    assert store.find_run(db, None, latest=True) == chain
-    assert store.find_run(db, "01CHAIN1") == ["01chain1"]  # a trace of a run: that trace
-    assert store.find_run(db, "01turn") == ["01alone"]  # llm's turn id
-    assert store.find_run(db, "01alone") == ["01alone"]
-    trace, row = store.load_trace(db, "01chain2")
+    assert stored.find_run(db, "01run") == chain
+    assert stored.find_run(db, "01RUN") == chain  # ids are case-insensitive, as ULIDs
+    assert stored.find_run(db, None, latest=True) == chain
+    assert stored.find_run(db, "01CHAIN1") == ["01chain1"]  # a trace of a run: that trace
+    assert stored.find_run(db, "01turn") == ["01alone"]  # llm's turn id
+    assert stored.find_run(db, "01alone") == ["01alone"]
+    trace, row, _ = stored.load_trace(db, "01chain2")
     assert (trace.run_id, trace.run_index, trace.run_offset_ns) == ("01run", 2, 10_000_000)
     assert trace.turn_id == row["turn_id"] == "01t2"  # written as given
-    trace, _ = store.load_trace(db, "01alone")
+    trace, *_ = stored.load_trace(db, "01alone")
     assert (trace.run_id, trace.run_index, trace.run_offset_ns) == ("01alone", 0, 0)
-    rows = store.recent_traces(db)
+    rows, _ = stored.recent_traces(db)
     assert [(r["id"], r["run_id"], r["run_index"], r["run_size"]) for r in rows] == [
         ("01chain2", "01run", 2, 3),
         ("01chain1", "01run", 1, 3),
@@ -789,12 +790,12 @@ def test_find_run_by_trace_turn_or_run_id(tmp_path):
         (None, "Give a trace id (or llm's response id), or use --latest"),
     ]:
         with pytest.raises(store.StoreError) as raised:
-            store.find_run(db, ident)
+            stored.find_run(db, ident)
         assert str(raised.value) == message
     empty = store.connect(tmp_path / "empty.db")
     store.migrate(empty)
     with pytest.raises(store.StoreError, match=r"^No streamscope traces logged yet$"):
-        store.find_run(empty, None, latest=True)
+        stored.find_run(empty, None, latest=True)
 
 
 def test_stop_ends_background_writes_and_finish_writes_the_rest(tmp_path):
@@ -837,6 +838,7 @@ def test_streamed_rows_keep_any_text_and_clean_lone_surrogates(tmp_path):
         ("tool_call_args", '{"a":', "c1"),
         ("text", "smile \ud83d", None),
         ("text", "\ude00!", None),
+        ("text", "ab\x00cd", None),  # SQLite's JSON functions would end it at the NUL
     ]
     path = tmp_path / "logs.db"
     arrivals = Arrivals()
@@ -860,6 +862,7 @@ def test_streamed_rows_keep_any_text_and_clean_lone_surrogates(tmp_path):
         ("tool_call_args", '{"a":', "c1"),
         ("text", "smile \ufffd", None),
         ("text", "\ufffd!", None),
+        ("text", "ab\x00cd", None),
     ]
     fragments = tuple(
         Fragment(i, r["kind"], r["text"], r["t_ns"], r["tool_call_id"]) for i, r in enumerate(rows)
@@ -872,4 +875,4 @@ def test_streamed_rows_keep_any_text_and_clean_lone_surrogates(tmp_path):
         "from streamscope_fragments"
     ).fetchall()
     assert types == [("integer", "integer")]
-    assert store.alignment_matches(store.stored_placements(db, "01text"), alignment)
+    assert store.alignment_matches(stored.stored_placements(db, "01text"), alignment)

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from ..numbers import COUNT_MAX, MS_MAX
 from . import profiles
 
 
@@ -107,10 +108,16 @@ class SimOptions(_Checks):
     # defer_build: the llm plugin reads only the fields; the server validates.
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
-    seed: int | None = Field(default=None, description="Seed for deterministic timing and chunking")
+    seed: int | None = Field(
+        default=None,
+        ge=-(2**63),
+        le=2**63 - 1,
+        description="Seed for deterministic timing and chunking (a 64-bit integer)",
+    )
     speed: float = Field(
         default=1.0,
         ge=0,
+        le=1000,
         description="Time scale: delays are divided by speed; 0 = as fast as possible",
     )
     profile: str = Field(
@@ -121,27 +128,34 @@ class SimOptions(_Checks):
         default=profiles.DEFAULT_SAMPLE, description="Sample text to stream: " + _sample_list()
     )
     chunks: int | None = Field(
-        default=None, ge=0, description="Send exactly this many content chunks, cycling the text"
+        default=None,
+        ge=0,
+        le=COUNT_MAX,
+        description="Send exactly this many content chunks, cycling the text",
     )
     reasoning: int = Field(
         default=0,
         ge=0,
+        le=COUNT_MAX,
         description="Think this many hidden reasoning tokens (paced like chunks) before the"
         " first chunk; usage reports them as reasoning_tokens",
     )
     drop_after: int | None = Field(
         default=None,
         ge=0,
+        le=COUNT_MAX,
         description="Close the connection abruptly after this many content chunks",
     )
     stall_after: int | None = Field(
         default=None,
         ge=0,
+        le=COUNT_MAX,
         description="Go silent after this many content chunks, for stall_s seconds",
     )
     stall_s: float = Field(
         default=60.0,
         ge=0,
+        le=86_400,
         description="How long the stall_after silence lasts, in real seconds whatever the speed",
     )
     error: int | None = Field(
@@ -151,30 +165,35 @@ class SimOptions(_Checks):
     latency_ms: float | None = Field(
         default=None,
         ge=0,
+        le=MS_MAX,
         description="Network latency: the response, headers and every chunk, comes this many"
         " ms later (real time)",
     )
     ttft_ms: float | None = Field(
         default=None,
         ge=0,
+        le=MS_MAX,
         description="The first content chunk comes this many ms after the request, in place"
         " of the profile's TTFT (real time)",
     )
     jitter_ms: float | None = Field(
         default=None,
         ge=0,
+        le=MS_MAX,
         description="Delay each chunk by a random 0 to this many ms more (seeded; chunks"
         " can bunch up, never reorder)",
     )
     bandwidth: int | None = Field(
         default=None,
         ge=1,
+        le=COUNT_MAX,
         description="Cap the streamed body at this many bytes per second: the sender paces"
         " its bytes",
     )
     keepalive_ms: float | None = Field(
         default=None,
         gt=0,
+        le=MS_MAX,
         description="Send an SSE ': keep-alive' comment whenever the stream has been silent"
         " this many ms (SSE formats only)",
     )
@@ -238,13 +257,23 @@ SIM_OPTIONS = tuple(SimOptions.model_fields)
 
 
 def _with_default(name: str) -> str:
-    """A field's description, and its default when it has one (``(default 1)``)."""
+    """A field's description, its range when it is a number and its default when it
+    has one (``(0 to 1,000, default 1)``).
+
+    >>> _with_default("speed")
+    'Time scale: delays are divided by speed; 0 = as fast as possible (0 to 1,000, default 1)'
+    """
     info = SimOptions.model_fields[name]
-    description = info.description or ""
-    if info.default is None:
-        return description
-    default = f"{info.default:g}" if isinstance(info.default, float) else info.default
-    return f"{description} (default {default})"
+    bounds = {type(m).__name__: m for m in info.metadata}
+    notes = []
+    if "Le" in bounds and bounds["Le"].le < 2**63 - 1:  # else the description says
+        low = bounds["Ge"].ge if "Ge" in bounds else bounds["Gt"].gt
+        above = "" if "Ge" in bounds else "above "
+        notes.append(f"{above}{low:,} to {bounds['Le'].le:,}")
+    if info.default is not None:
+        default = f"{info.default:g}" if isinstance(info.default, float) else info.default
+        notes.append(f"default {default}")
+    return f"{info.description or ''} ({', '.join(notes)})" if notes else info.description or ""
 
 
 def llm_options(base: type[BaseModel], **extra: Any) -> type[BaseModel]:
