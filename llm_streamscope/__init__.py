@@ -10,6 +10,8 @@ import sys
 
 from pluggy import HookimplMarker
 
+from ._version import __version__ as __version__
+
 hookimpl = HookimplMarker("llm")
 
 if sys.argv[1:2] == ["streamscope"]:  # llm goes on loading plugins: seconds, at times
@@ -27,6 +29,10 @@ def register_models(register):
 
 @hookimpl
 def register_commands(cli):
+    import click
+
     from .cli import streamscope
 
-    cli.add_command(streamscope)
+    # Added here, not in cli/, so that the version is read from one place only
+    version = click.version_option(__version__, prog_name="llm-streamscope")
+    cli.add_command(version(streamscope))
