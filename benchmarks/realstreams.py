@@ -1,4 +1,4 @@
-"""What streamscope finds on real provider streams: the README's per-provider table.
+"""What streamscope finds on real provider streams: the per-provider table of docs/wire.md.
 
     python benchmarks/realstreams.py                  # ../shared/realstreams beside the repo
     python benchmarks/realstreams.py DIR --files      # another folder; one row per file too
