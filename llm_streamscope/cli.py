@@ -378,7 +378,7 @@ def run(
 
 def _can_draw(stream: Any) -> bool:
     """Whether the live view can draw on ``stream``: a terminal that takes colour."""
-    from .live import is_terminal
+    from .sanitize import is_terminal
 
     return (
         os.name == "posix"  # the terminal is handed to the tokenizer process (pass_fds)
