@@ -256,6 +256,7 @@ def run(
 
     from .session import RunResult, RunSettings, llm_reads_log
     from .session import run as run_session
+    from .trace import stream_ending
 
     if options["no_stream"]:
         raise click.ClickException(
@@ -362,9 +363,7 @@ def run(
     # as such; one during it, by the stream's status.
     stopped_by = result.signal if result.signal is not None else signal_of(failure)
     if last.status != "complete":
-        received = len(last.fragments)
-        where = f" after {received} fragment{'s' if received != 1 else ''}" if received else ""
-        problems.insert(0, f"stream {last.status}{where}: {last.error}")
+        problems.insert(0, stream_ending(last))
     elif stopped_by is not None:
         problems.insert(0, f"{describe_signal(stopped_by)} once the stream was over")
     elif failure is not None and not _exited_cleanly(failure):
@@ -378,7 +377,7 @@ def run(
 
 def _can_draw(stream: Any) -> bool:
     """Whether the live view can draw on ``stream``: a terminal that takes colour."""
-    from .live import is_terminal
+    from .sanitize import is_terminal
 
     return (
         os.name == "posix"  # the terminal is handed to the tokenizer process (pass_fds)

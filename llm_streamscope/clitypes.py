@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from .numbers import Bounded
 from .signals import QuietInterruptGroup
 from .wire import FORMAT_ALIASES, FORMATS
 
@@ -102,6 +103,13 @@ def sim_options() -> list[click.Option]:
         type_: Any
         if name in choices:
             type_ = click.Choice(choices[name])
+        elif "min" in bounds and "max" in bounds:  # every number: a finite range
+            type_ = Bounded(
+                bounds["min"],
+                bounds["max"],
+                min_open=bounds.get("min_open", False),
+                integer=kind is int,
+            )
         elif bounds:
             type_ = click.IntRange(**bounds) if kind is int else click.FloatRange(**bounds)
         else:

@@ -367,12 +367,12 @@ def _failure(result: RunResult) -> str | None:
     """Why a run failed, in one line, or None."""
     import click
 
-    from .trace import one_line
+    from .trace import one_line, stream_ending
 
     problems = list(result.problems)
     last = result.responses[-1].trace if result.responses else None
     if last is not None and last.status != STATUS_COMPLETE:
-        problems.insert(0, f"stream {last.status}: {last.error}")
+        problems.insert(0, stream_ending(last))
     failure = result.failure
     clean_exit = isinstance(failure, click.exceptions.Exit) and failure.exit_code == 0
     if failure is not None and not clean_exit and last is None:

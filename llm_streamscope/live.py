@@ -5,7 +5,8 @@ in, writes out, the time passed in) and ``LiveText`` is the thin writer that own
 the output streams and the one helper thread.
 
 Text goes to stdout and reasoning to stderr, as llm sends them; control
-characters are made visible before anything reaches the terminal. Output is
+characters are made visible before anything reaches a terminal, and written as
+they are to a pipe or a file. Output is
 gathered and written at most 60 times a second rather than once per fragment (no
 screen shows more frames than that): each write is a system call that wakes the
 terminal or the reading process, and Python's own buffering cannot be relied on
@@ -35,6 +36,8 @@ from typing import Any
 
 import click
 
+from .sanitize import PIPE_TABLE, is_terminal
+
 OUT = "out"
 ERR = "err"
 NOTHING: tuple = ()
@@ -57,8 +60,10 @@ class LiveBatcher:
         interval_ns: int = 1_000_000_000 // 60,
         dim_reasoning: bool = False,
         show_reasoning: bool = True,
+        reasoning_table: dict[int, str] | None = None,
     ):
         self.table = table
+        self.reasoning_table = table if reasoning_table is None else reasoning_table
         self.interval_ns = interval_ns
         self.dim_reasoning = dim_reasoning
         self.show_reasoning = show_reasoning
@@ -81,7 +86,7 @@ class LiveBatcher:
         elif kind == "reasoning" and self.show_reasoning:
             if self._stream is not ERR:
                 writes = self._switch(ERR)
-            piece = text.translate(self.table)
+            piece = text.translate(self.reasoning_table)
             if self.dim_reasoning:
                 piece = click.style(piece, dim=True)
         else:
@@ -150,10 +155,13 @@ class LiveText:
     ):
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        # Stand-ins only where a terminal would act on a character: text going to
+        # a pipe or a file is data, kept exact (but for what has no UTF-8 form).
         self.batcher = LiveBatcher(
-            table,
+            table if is_terminal(self.out) else PIPE_TABLE,
             dim_reasoning=is_terminal(self.err) and not os.environ.get("NO_COLOR"),
             show_reasoning=show_reasoning,
+            reasoning_table=table if is_terminal(self.err) else PIPE_TABLE,
         )
         self.closed_by_reader = False
         self._closed = False
@@ -256,14 +264,6 @@ class StallFlusher:
             self._flowing.set()
         if self._thread is not None:
             self._thread.join()
-
-
-def is_terminal(stream: Any) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except ValueError:  # closed
-        return False
 
 
 class LlmOutputToStderr(io.TextIOBase):

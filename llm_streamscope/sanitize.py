@@ -72,6 +72,9 @@ LIVE_TABLE = {**STAND_INS, ord("\n"): "\n", ord("\t"): "\t"}
 """For live text: as ``llm`` shows it, but with controls made visible."""
 VIEW_TABLE = {**STAND_INS, ord("\t"): "\u21e5"}
 """For the alignment view: tabs are visible too (⇥); AlignmentView shows newlines as ↵."""
+PIPE_TABLE = {c: "\ufffd" for c in range(0xD800, 0xE000)}
+"""For text written to a pipe or a file, which stays exact: only a lone surrogate,
+which has no UTF-8 form, is replaced (as ``STAND_INS`` replaces it)."""
 
 
 def visible(text: str, table: dict[int, str] = LIVE_TABLE) -> str:
@@ -139,11 +142,18 @@ def json_safe(text: str) -> str:
     return _JSON_RAW.sub(lambda m: _json_escape(ord(m.group())), text)
 
 
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (a closed one is not)."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
+
+
 def rows_for(stream: Any, rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """Data rows (CSV) as they are written to ``stream``: exact to a pipe or a file;
     on a terminal, each string with stand-ins (newlines and tabs kept)."""
-    from .live import is_terminal
-
     if not is_terminal(stream):
         return rows
     return ({k: visible(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)

@@ -392,6 +392,26 @@ class Arrivals:
     """
 
 
+def stream_ending(trace: Trace) -> str:
+    """How a stream that did not complete ended, as an ``Error:`` line says it, the
+    status said once.
+
+    >>> t = Trace("t", "m", "o200k_base", True, None, None, "2026-12-06T00:00:00",
+    ...           (Fragment(0, "text", "Hi", 5),), status="interrupted",
+    ...           error="interrupted (Ctrl-C)")
+    >>> stream_ending(t)
+    'stream interrupted after 1 fragment (Ctrl-C)'
+    >>> stream_ending(dataclasses.replace(t, fragments=(), status="error", error="HTTP 500"))
+    'stream error: HTTP 500'
+    """
+    received = len(trace.fragments)
+    where = f" after {received} fragment{'s' if received != 1 else ''}" if received else ""
+    error = trace.error or ""
+    if error.startswith(trace.status + " "):  # "interrupted (Ctrl-C)": not twice
+        return f"stream {trace.status}{where} {error[len(trace.status) + 1 :]}"
+    return f"stream {trace.status}{where}: {error}"
+
+
 def one_line(error: BaseException) -> str:
     """An exception as one readable line, with its cause when that says more.
 

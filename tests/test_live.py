@@ -63,14 +63,27 @@ def test_hidden_reasoning_and_other_kinds_are_not_shown():
     assert batcher.close(0) == []
 
 
-def test_control_characters_are_made_visible():
-    writer = LiveText(LIVE_TABLE, out=io.StringIO(), err=io.StringIO())
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_control_characters_are_made_visible_on_a_terminal_and_kept_in_a_pipe():
+    writer = LiveText(LIVE_TABLE, out=Terminal(), err=Terminal())
     writer.write(StreamEvent(type="reasoning", chunk="hmm\x1b[2J"))
     writer.write(StreamEvent(type="text", chunk="ok\x1b]0;x\x07\n"))
     writer.write(StreamEvent(type="text", chunk="[bold]done"))
     writer.close()
     assert writer.out.getvalue() == "ok␛]0;x␇\n[bold]done\n"
     assert "\x1b[2J" not in writer.err.getvalue() and "hmm␛[2J" in writer.err.getvalue()
+
+    # A pipe or a file gets the text as it arrived (a lone surrogate has no UTF-8 form).
+    piped = LiveText(LIVE_TABLE, out=io.StringIO(), err=io.StringIO())
+    piped.write(StreamEvent(type="reasoning", chunk="hmm\x1b[2J"))
+    piped.write(StreamEvent(type="text", chunk="ok\x1b]0;x\x07\u202e\ud800\n"))
+    piped.close()
+    assert piped.out.getvalue() == "ok\x1b]0;x\x07\u202e\ufffd\n"
+    assert "hmm\x1b[2J" in piped.err.getvalue()
 
 
 def test_close_without_the_final_newline_llm_prints_itself():
@@ -90,11 +103,6 @@ def test_a_reader_that_goes_away_ends_the_live_text_only():
     writer.write(StreamEvent(type="text", chunk="ok"))
     writer.close()
     assert writer.closed_by_reader
-
-
-class Terminal(io.StringIO):
-    def isatty(self):
-        return True
 
 
 @pytest.mark.parametrize(

@@ -514,9 +514,9 @@ def test_help_follows_clicks_conventions():
     text = run("serve", "--help").output
     options = " ".join(text.split("Options:")[1].split())
     assert "(default" not in options
-    assert "--seed INTEGER " in options and "--stall-after INTEGER RANGE " in options
-    assert "--speed FLOAT RANGE " in options and "[default: 1; x>=0]" in options
-    assert "--stall-s FLOAT RANGE " in options and "[default: 60; x>=0]" in options
+    assert "--seed INTEGER RANGE " in options and "--stall-after INTEGER RANGE " in options
+    assert "--speed FLOAT RANGE " in options and "[default: 1; 0<=x<=1000]" in options
+    assert "--stall-s FLOAT RANGE " in options and "[default: 60; 0<=x<=86400]" in options
     assert f"--profile [{'|'.join(PROFILES)}]" in options
     assert "[default: the --format's own]" in options
     assert "--format [openai-chat|" in options and "[default: openai-chat]" in options

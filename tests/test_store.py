@@ -309,7 +309,7 @@ def test_ctrl_c_before_the_first_token_still_shows_status_and_stats(isolated_env
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert err.decode() == "Error: stream interrupted: interrupted (Ctrl-C)\n"
+    assert err.decode() == "Error: stream interrupted (Ctrl-C)\n"
     assert "status          interrupted (Ctrl-C)" in out.decode()
     (row,) = traces(isolated_env)
     assert row["status"] == "interrupted" and row["chunks"] == 0

@@ -46,7 +46,7 @@ def wire_trace(isolated_env, logged_once):
 READERS = [
     ("show", "--latest", "--json"),
     ("show", "--latest", "--wire"),
-    ("export", "--latest", "-f", "jsonl"),
+    ("export", "--latest", "-F", "jsonl"),
     ("replay", "--latest", "--speed", "0", "--no-live"),
     ("whatif", "--latest", "--json"),
     ("compare", "--from-logs", "-m", "streamscope-sim", "--json"),
