@@ -198,3 +198,18 @@ def test_the_docs_name_every_json_key_and_every_column(isolated_env):
     for table in ("streamscope_traces", "streamscope_fragments", *tables):
         missing = [c.name for c in db[table].columns if f"`{c.name}`" not in schema]
         assert missing == [], table
+
+
+def test_the_picture_script_draws_with_arguments_streamscope_takes(tmp_path):
+    """docs/make_picture.py's run, in-process and at speed 0: an SVG streamscope wrote."""
+    import importlib.util
+
+    from llm.cli import cli
+
+    spec = importlib.util.spec_from_file_location("make_picture", DOCS / "make_picture.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    picture = tmp_path / "picture.svg"
+    args = ["streamscope", *script.RUN, "-o", "speed", "0", "--svg", str(picture)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert picture.read_text().startswith("<!-- written by llm streamscope -->")
