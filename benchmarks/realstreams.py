@@ -41,12 +41,12 @@ from types import SimpleNamespace
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from llm_streamscope import encodings  # noqa: E402
-from llm_streamscope.align import align  # noqa: E402
-from llm_streamscope.stats import reasoning_tokens  # noqa: E402
-from llm_streamscope.tokenizer import LocalTokenizer  # noqa: E402
-from llm_streamscope.trace import Fragment, Trace  # noqa: E402
-from llm_streamscope.whatif import measured_framing  # noqa: E402
+from llm_streamscope.analysis import encodings  # noqa: E402
+from llm_streamscope.analysis.align import align  # noqa: E402
+from llm_streamscope.analysis.stats import reasoning_tokens  # noqa: E402
+from llm_streamscope.analysis.trace import Fragment, Trace  # noqa: E402
+from llm_streamscope.analysis.whatif import measured_framing  # noqa: E402
+from llm_streamscope.capture.tokenizer import LocalTokenizer  # noqa: E402
 from llm_streamscope.wire.events import Read  # noqa: E402
 from llm_streamscope.wire.formats import decode  # noqa: E402
 

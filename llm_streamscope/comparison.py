@@ -35,9 +35,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .analysis.stats import Distribution, Stats
+from .analysis.trace import STATUS_COMPLETE, Alignment, Trace
 from .session import Analysed, RunResult, RunSettings
-from .stats import Distribution, Stats
-from .trace import STATUS_COMPLETE, Alignment, Trace
 
 AGGREGATION = {
     "runs": "runs measured (every response complete) of runs that streamed; a run of a "
@@ -367,7 +367,7 @@ def _failure(result: RunResult) -> str | None:
     """Why a run failed, in one line, or None."""
     import click
 
-    from .trace import one_line
+    from .analysis.trace import one_line
 
     problems = list(result.problems)
     last = result.responses[-1].trace if result.responses else None
@@ -485,7 +485,7 @@ def _run_process(
 ) -> tuple[RunResult, str | None]:
     """One run in its own process, read back from ``database``."""
     from .session import load_run
-    from .stored import open_for_reading
+    from .store.reading import open_for_reading
 
     done = subprocess.run(
         run_command(spec, settings, database),
@@ -530,7 +530,7 @@ def from_logs(
     import llm
 
     from .session import load_run
-    from .stored import decode_json_columns, recent_traces
+    from .store.reading import decode_json_columns, recent_traces
 
     found: list[ModelRuns] = []
     warnings: list[str] = []

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from llm.cli import cli
 from test_sim import dechunk, raw_request
 
-from llm_streamscope.capture import capture, new_trace
+from llm_streamscope.capture.timing import capture, new_trace
 from llm_streamscope.sim.options import InvalidOption
 from llm_streamscope.sim.profiles import PROFILES, count_tokens, sample_text
 from llm_streamscope.sim.server import SimServer

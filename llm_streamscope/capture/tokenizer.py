@@ -39,8 +39,8 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from . import encodings
-from .encodings import EncodingError
+from ..analysis import encodings
+from ..analysis.encodings import EncodingError
 
 if TYPE_CHECKING:
     import tiktoken
@@ -140,7 +140,8 @@ def token_sizes(encoding: tiktoken.Encoding) -> list[int] | None:
 
 
 class TokenizerProcess:
-    """A helper process holding encoding ``name``: ``python -m llm_streamscope.tokenizer NAME``.
+    """A helper process holding encoding ``name``:
+    ``python -m llm_streamscope.capture.tokenizer NAME``.
 
     Started by the constructor; it loads at once. ``wait_ready`` (and ``tokenize``)
     wait for the load in a pipe read, which blocks in C holding no lock, and raise
@@ -158,7 +159,7 @@ class TokenizerProcess:
         self._live_lock = threading.Lock()  # the live view sends from two threads
         self._closes_due = 0
         """``CLOSED`` answers on their way: read before any tokens are."""
-        args = [sys.executable, "-m", "llm_streamscope.tokenizer", name]
+        args = [sys.executable, "-m", "llm_streamscope.capture.tokenizer", name]
         passed: tuple[int, ...] = ()
         if terminal is not None:
             # A number of its own: in the process, 0 to 2 are its pipes.
@@ -335,7 +336,7 @@ def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes], terminal: int | None 
         return
     live = None
     if terminal is not None:
-        from .liveview import LiveRenderer
+        from ..views.liveview import LiveRenderer
 
         live = LiveRenderer(terminal, encoding.name, lambda text: tokens_of(encoding, text))
     stdout.write(_READY)
@@ -383,13 +384,13 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.suppress(OSError):
             os.nice(10)
     elif len(args) != 1:
-        sys.exit("usage: python -m llm_streamscope.tokenizer ENCODING_NAME [--live FD]")
+        sys.exit("usage: python -m llm_streamscope.capture.tokenizer ENCODING_NAME [--live FD]")
     with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
         _serve(args[0], sys.stdin.buffer, sys.stdout.buffer, terminal)
 
 
 if array("I").itemsize != 4:  # the pipe format is 32-bit ids and sizes
-    raise ImportError("llm_streamscope.tokenizer needs a 4-byte C unsigned int")
+    raise ImportError("llm_streamscope.capture.tokenizer needs a 4-byte C unsigned int")
 
 if __name__ == "__main__":
     main()

@@ -17,23 +17,30 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .clitypes import CommandGroup, FormatChoice
-from .numbers import COUNT_MAX, GAP_MS, SPEED, TIMEOUT_S, Bounded
-from .reportfile import html_option, marked_svg, overwrite_option, replaceable, write_report
-from .sanitize import echo_line, json_text, rows_for, terminal_line, visible, with_safe_errors
-from .serving import DEFAULT_FORMAT, LOOPBACK
-from .signals import describe as describe_signal
-from .signals import exit_code as exit_code_of_signal
-from .signals import signal_of
+from ..analysis.numbers import COUNT_MAX, GAP_MS, SPEED, TIMEOUT_S, Bounded
+from ..capture.signals import describe as describe_signal
+from ..capture.signals import exit_code as exit_code_of_signal
+from ..capture.signals import signal_of
+from ..serving import DEFAULT_FORMAT, LOOPBACK
+from ..views.reportfile import html_option, marked_svg, overwrite_option, replaceable, write_report
+from ..views.sanitize import (
+    echo_line,
+    json_text,
+    rows_for,
+    terminal_line,
+    visible,
+    with_safe_errors,
+)
+from .types import CommandGroup, FormatChoice
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .inspection import Inspection, InspectSettings
-    from .stats import RunTotals, Stats
-    from .trace import Alignment, Trace
-    from .wire.command import CommandRun
-    from .wire.sources import Source
+    from ..analysis.stats import RunTotals, Stats
+    from ..analysis.trace import Alignment, Trace
+    from ..inspection import Inspection, InspectSettings
+    from ..wire.command import CommandRun
+    from ..wire.sources import Source
 
 VIEW_CHOICES = ("both", "tokens", "chunks")
 
@@ -101,7 +108,7 @@ def otel_option(func: Any) -> Any:
 def _check_otel(otel: bool) -> None:
     """--otel that cannot work (no SDK: how to install it): one line, before any request."""
     if otel:
-        from .otlp import unusable
+        from ..otlp import unusable
 
         problem = unusable()
         if problem:
@@ -113,7 +120,7 @@ def _send_otel(
 ) -> None:
     """Send finished runs, waiting at most ``RUN_BUDGET_S``: a collector that is down or
     slow costs one warning line, never the run's exit status."""
-    from .otlp import RUN_BUDGET_S, export_runs
+    from ..otlp import RUN_BUDGET_S, export_runs
 
     try:
         sent = export_runs(runs, database, metrics=True, budget_s=RUN_BUDGET_S, models=models)
@@ -254,8 +261,8 @@ def run(
 
     import llm.cli
 
-    from .session import RunResult, RunSettings, llm_reads_log
-    from .session import run as run_session
+    from ..session import RunResult, RunSettings, llm_reads_log
+    from ..session import run as run_session
 
     if options["no_stream"]:
         raise click.ClickException(
@@ -301,7 +308,7 @@ def run(
     )
 
     def invoke() -> None:
-        from .live import LlmOutputToStderr
+        from ..views.live import LlmOutputToStderr
 
         redirect = (
             contextlib.redirect_stdout(LlmOutputToStderr())
@@ -378,7 +385,7 @@ def run(
 
 def _can_draw(stream: Any) -> bool:
     """Whether the live view can draw on ``stream``: a terminal that takes colour."""
-    from .live import is_terminal
+    from ..views.live import is_terminal
 
     return (
         os.name == "posix"  # the terminal is handed to the tokenizer process (pass_fds)
@@ -390,7 +397,7 @@ def _can_draw(stream: Any) -> bool:
 
 
 def _log_path(database: str | pathlib.Path | None) -> pathlib.Path:
-    from .store import logs_db_path
+    from ..store.writer import logs_db_path
 
     return pathlib.Path(database) if database else logs_db_path()
 
@@ -399,8 +406,8 @@ def _prepared_log(database: str | pathlib.Path | None) -> pathlib.Path:
     """The log database, migrated and ready for traces, or a one-line error."""
     import sqlite3
 
-    from . import store
-    from .trace import one_line
+    from ..analysis.trace import one_line
+    from ..store import writer as store
 
     log_path = _log_path(database)
     try:
@@ -413,7 +420,7 @@ def _prepared_log(database: str | pathlib.Path | None) -> pathlib.Path:
 
 
 def _check_encoding(encoding_name: str | None) -> None:
-    from . import encodings
+    from ..analysis import encodings
 
     if encoding_name:
         try:
@@ -448,7 +455,7 @@ def _exited_cleanly(failure: BaseException) -> bool:
 
 
 def _one_line_error(failure: BaseException) -> str:
-    from .trace import one_line
+    from ..analysis.trace import one_line
 
     if isinstance(failure, click.ClickException):
         return " ".join(str(failure.format_message()).split())
@@ -458,8 +465,8 @@ def _one_line_error(failure: BaseException) -> str:
 def _exit_code(trace: Trace) -> int:
     """A failed run's exit code: 130 after Ctrl-C, 143 after SIGTERM (128 + the signal,
     as a shell reports a process the signal killed), else 1."""
-    from .capture import TERMINATED
-    from .trace import STATUS_INTERRUPTED
+    from ..analysis.trace import STATUS_INTERRUPTED
+    from ..capture.timing import TERMINATED
 
     if trace.status != STATUS_INTERRUPTED:
         return 1
@@ -480,9 +487,9 @@ def present_run(
     ``views.svg``: the views are also drawn into that file, in colour, whatever
     stdout is; ``views.html_path``: the run's HTML report is written there.
     """
-    from .jsonout import write_json
-    from .render import run_document
-    from .stats import run_totals
+    from ..analysis.stats import run_totals
+    from ..views.jsonout import write_json
+    from ..views.render import run_document
 
     view, timeline, svg, html_path = views.view, views.timeline, views.svg, views.html_path
     totals = run_totals(responses)
@@ -509,7 +516,7 @@ def present_run(
         title = f"llm streamscope · {run_id or responses[0][0].id}"
         write_report(svg, marked_svg(drawing.export_svg(title=title)), views.overwrite)
     if html_path is not None:
-        from .report import report_html
+        from ..views.report import report_html
 
         report = report_html(run_id or responses[0][0].id, responses)
         write_report(html_path, report, views.overwrite)
@@ -527,7 +534,7 @@ def print_views(
     """Each response's views, the time between them, and a run's totals."""
     from rich.text import Text  # a rule's title as text, not markup (a tool's name)
 
-    from .render import between_line, response_label, run_table
+    from ..views.render import between_line, response_label, run_table
 
     approximate = next((t for t, _, _ in responses if not t.encoding_exact), None)
     if approximate is not None:
@@ -568,7 +575,7 @@ def present(
     empty answer) still gets its stats table: its status, its error, and "-" for
     what cannot be measured.
     """
-    from .render import AlignmentPanel, stats_table
+    from ..views.render import AlignmentPanel, stats_table
 
     console.rule("alignment", style="dim")
     if not alignment.streams:
@@ -577,12 +584,12 @@ def present(
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
     if timeline:
-        from .render import Timeline
+        from ..views.render import Timeline
 
         console.rule("timeline", style="dim")
         console.print(Timeline(alignment, stats, by=timeline))
     if wire:
-        from .render import wire_table
+        from ..views.render import wire_table
 
         console.rule("wire", style="dim")
         console.print(wire_table(trace, stats))
@@ -676,7 +683,7 @@ def inspect_command(
     (Ollama's created_at); otherwise only the token and chunk analysis is shown.
     Each choice of an n>1 stream is a response of its own.
     """
-    from .signals import RunSignals, Terminated, interruption_code
+    from ..capture.signals import RunSignals, Terminated, interruption_code
 
     command = ctx.meta.get("streamscope.command")
     if (file is None) == (command is None):
@@ -695,8 +702,8 @@ def inspect_command(
         signals.hold()
         if source.interrupted is not None and not source.reads:
             sys.exit(interruption_code(source.interrupted))
-        from .inspection import InspectSettings
-        from .render import inspect_line
+        from ..inspection import InspectSettings
+        from ..views.render import inspect_line
 
         _check_encoding(encoding_name)
         settings = InspectSettings(
@@ -728,8 +735,8 @@ def inspect_command(
 
 def _run_command(command: list[str], interaction: int | None) -> CommandRun:
     """``inspect -- CMD``: the command run and its output read, or a one-line error."""
-    from .wire.command import run_command
-    from .wire.sources import SourceError
+    from ..wire.command import run_command
+    from ..wire.sources import SourceError
 
     try:
         ran = run_command(command, interaction=interaction)
@@ -756,8 +763,8 @@ def _read_source(
 
     What is no event stream is refused from its first bytes; one event over
     ``max_event_bytes`` (default: ``wire.intake.MAX_EVENT_BYTES``) stops the reading."""
-    from .wire.intake import MAX_EVENT_BYTES
-    from .wire.sources import SourceError, read_file, read_stdin
+    from ..wire.intake import MAX_EVENT_BYTES
+    from ..wire.sources import SourceError, read_file, read_stdin
 
     cap = max_event_bytes or MAX_EVENT_BYTES
     try:
@@ -772,10 +779,10 @@ def _read_source(
 
 def _inspect(source: Source, settings: InspectSettings) -> Inspection:
     """``source`` decoded and analysed as a run, or a one-line error."""
-    from . import encodings
-    from .inspection import inspect_source
-    from .signals import interruption_code
-    from .wire.events import WireError
+    from ..analysis import encodings
+    from ..capture.signals import interruption_code
+    from ..inspection import inspect_source
+    from ..wire.events import WireError
 
     code = 1 if source.interrupted is None else interruption_code(source.interrupted)
     try:
@@ -797,7 +804,7 @@ class ServeCommand(click.Command):
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         if not getattr(self, "_with_sim_options", False):
-            from .clitypes import sim_options
+            from .types import sim_options
 
             self.params += sim_options()
             self._with_sim_options = True
@@ -863,7 +870,7 @@ def serve_command(
         llm streamscope serve --format anthropic --ttft-ms 400 --stall-after 5 --stall-s 2
         llm streamscope serve --replay capture.sse --timing capture.sse.times
     """
-    from .serving import ServeError, ServeSettings, Serving, exposed, instructions, serve
+    from ..serving import ServeError, ServeSettings, Serving, exposed, instructions, serve
 
     def announce(serving: Serving) -> None:
         click.echo(serving.base_url)
@@ -884,7 +891,7 @@ def serve_command(
         timing=timing,
         verbose=verbose,
     )
-    from .sim.options import InvalidOption
+    from ..sim.options import InvalidOption
 
     try:
         serve(settings, announce)
@@ -906,8 +913,8 @@ def trace_selector(func: Any) -> Any:
 
 
 def _open_log(database: pathlib.Path | None, *, need_traces: bool = True) -> Any:
-    from .store import StoreError, logs_db_path
-    from .stored import open_for_reading
+    from ..store.reading import open_for_reading
+    from ..store.writer import StoreError, logs_db_path
 
     try:
         return open_for_reading(database or logs_db_path(), need_traces=need_traces)
@@ -925,9 +932,9 @@ def _load_run(
     """
     import sqlite3
 
-    from . import encodings
-    from .session import load_run
-    from .store import StoreError
+    from ..analysis import encodings
+    from ..session import load_run
+    from ..store.writer import StoreError
 
     if latest and ident:
         raise click.ClickException(f"Give a trace id or --latest, not both (got {ident})")
@@ -972,8 +979,8 @@ def logs_command(
     count: int, model_id: str | None, json_: bool, database: pathlib.Path | None
 ) -> None:
     """List logged traces, newest first, one line each."""
-    from .store import StoreError
-    from .stored import decode_json_columns, recent_traces
+    from ..store.reading import decode_json_columns, recent_traces
+    from ..store.writer import StoreError
 
     db = _open_log(database, need_traces=False)
     if model_id:
@@ -1085,7 +1092,13 @@ def whatif_command(
         llm streamscope whatif 01k... --policy tokens:16 --policy ms:250 --json
         llm streamscope whatif --file capture.sse   # with its capture.sse.times
     """
-    from .whatif import AS_SENT, DEFAULT_POLICIES, WhatIfError, parse_policy, whatif_responses
+    from ..analysis.whatif import (
+        AS_SENT,
+        DEFAULT_POLICIES,
+        WhatIfError,
+        parse_policy,
+        whatif_responses,
+    )
 
     try:
         chosen = [AS_SENT, *map(parse_policy, policy_specs)] if policy_specs else DEFAULT_POLICIES
@@ -1097,7 +1110,7 @@ def whatif_command(
     if file is not None:
         if trace_id or latest:
             raise click.ClickException("Give a trace id, --latest or --file, not two of them")
-        from .inspection import InspectSettings
+        from ..inspection import InspectSettings
 
         source = _read_source(file)
         source_name = source.name
@@ -1122,7 +1135,7 @@ def whatif_command(
     else:
         from rich.text import Text
 
-        from .render import whatif_notes, whatif_table
+        from ..views.render import whatif_notes, whatif_table
 
         console = make_console()
         for i, outcome in enumerate(results):
@@ -1136,7 +1149,7 @@ def whatif_command(
     for skip in skipped:
         echo_line(f"Note: skipped {skip}")
     if html_path is not None:
-        from .report import whatif_html
+        from ..views.report import whatif_html
 
         write_report(html_path, whatif_html(run_id, results), overwrite)
     if problems:  # a captured stream that stopped decoding part way, as inspect says
@@ -1175,8 +1188,8 @@ def replay_command(
     """Replay a logged run or trace live, at the timing it arrived with, then its views.
 
     In a terminal it replays in the live view, as a run shows it."""
-    from .replaying import replay
-    from .signals import interruption_code, interruption_words
+    from ..capture.signals import interruption_code, interruption_words
+    from ..replaying import replay
 
     result = _load_run(database, trace_id, latest)
     live_view = not no_live and _can_draw(sys.stdout)
@@ -1235,7 +1248,7 @@ def export_command(
     the run (or --latest, or --all runs) as OpenTelemetry spans, and says how
     many it sent.
     """
-    from .render import EXPORT_COLUMNS, EXPORT_EVENT_COLUMNS, export_event_rows, export_rows
+    from ..views.render import EXPORT_COLUMNS, EXPORT_EVENT_COLUMNS, export_event_rows, export_rows
 
     if otel:
         source = click.get_current_context().get_parameter_source("export_format")
@@ -1267,7 +1280,7 @@ def _export_otel(
     database: pathlib.Path | None, trace_id: str | None, latest: bool, all_: bool, since: Any
 ) -> None:
     """``export --otel``: the chosen logged runs, sent; how many, said."""
-    from .otlp import export_runs, stored_run_ids
+    from ..otlp import export_runs, stored_run_ids
 
     _check_otel(True)
     if sum((trace_id is not None, latest, all_)) != 1:
@@ -1418,9 +1431,9 @@ def compare_command(
     and network, so their timings disturb each other. Use it for a quick look,
     not for timings to trust.
     """
-    from . import comparison
-    from .render import compare_table
-    from .session import RunSettings
+    from .. import comparison
+    from ..session import RunSettings
+    from ..views.render import compare_table
 
     try:
         shared, specs = comparison.model_specs(model_ids, options, flag_order)
@@ -1443,7 +1456,7 @@ def compare_command(
         if prompt is not None or given:
             what = " or ".join(given + (["prompt"] if prompt is not None else []))
             raise click.ClickException(f"--from-logs makes no request: it takes no {what}")
-        from .store import StoreError
+        from ..store.writer import StoreError
 
         db = _open_log(database)
         try:
@@ -1507,7 +1520,7 @@ def compare_command(
     else:
         make_console().print(compare_table(summaries))
     if html_path is not None:
-        from .report import compare_html
+        from ..views.report import compare_html
 
         report = compare_html(results, summaries, prompt=prompt, note=note)
         write_report(html_path, report, overwrite)

@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 
-from .signals import QuietInterruptGroup
-from .wire import FORMAT_ALIASES, FORMATS
+from ..capture.signals import QuietInterruptGroup
+from ..wire import FORMAT_ALIASES, FORMATS
 
 
 def summary(help: str) -> str:
@@ -83,8 +83,8 @@ def sim_options() -> list[click.Option]:
 
     import annotated_types
 
-    from .sim import profiles
-    from .sim.options import SimOptions
+    from ..sim import profiles
+    from ..sim.options import SimOptions
 
     choices = {"profile": tuple(profiles.PROFILES), "text": tuple(profiles.sample_names())}
     options: list[click.Option] = []

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from ..numbers import COUNT_MAX, MS_MAX
+from ..analysis.numbers import COUNT_MAX, MS_MAX
 from . import profiles
 
 

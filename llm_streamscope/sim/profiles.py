@@ -81,8 +81,8 @@ def sample_text(name: str) -> str:
 
 
 def encoding() -> tiktoken.Encoding:
-    """The o200k encoding, loaded offline (memoized by ``llm_streamscope.encodings``)."""
-    from llm_streamscope.encodings import get_encoding
+    """The o200k encoding, loaded offline (memoized by ``llm_streamscope.analysis.encodings``)."""
+    from llm_streamscope.analysis.encodings import get_encoding
 
     return get_encoding(ENCODING_NAME)
 

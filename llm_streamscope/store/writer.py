@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .numbers import finite_json
-from .redaction import redact
-from .trace import (
+from ..analysis.numbers import finite_json
+from ..analysis.trace import (
     PLACEMENT_FIELDS,
     STATUS_INTERRUPTED,
     Alignment,
@@ -48,10 +47,11 @@ from .trace import (
     is_clean,
     one_line,
 )
+from .redaction import redact
 
 if TYPE_CHECKING:
-    from .stats import Stats
-    from .trace import Arrivals
+    from ..analysis.stats import Stats
+    from ..analysis.trace import Arrivals
 
 TRACES = "streamscope_traces"
 FRAGMENTS = "streamscope_fragments"

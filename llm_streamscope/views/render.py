@@ -18,6 +18,9 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from ..analysis.clock import document_clock, time_ns
+from ..analysis.stats import Distribution, RunTotals, Stats
+from ..analysis.trace import Alignment, Fragment, StreamAlignment, Trace
 from .alignview import (  # noqa: F401 (the view's names, where they have always been)
     CHUNK_MARK,
     CHUNK_MARK_STYLE,
@@ -28,10 +31,7 @@ from .alignview import (  # noqa: F401 (the view's names, where they have always
     VIEWS,
     AlignmentView,
 )
-from .clock import document_clock, time_ns
 from .sanitize import VIEW_TABLE, visible
-from .stats import Distribution, RunTotals, Stats
-from .trace import Alignment, Fragment, StreamAlignment, Trace
 from .wrapping import UnpaddedTable, print_rows, wrap_rows
 
 if TYPE_CHECKING:
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
     from rich.console import Console, ConsoleOptions, RenderResult
 
-    from .comparison import ModelSummary
-    from .whatif import WhatIf
+    from ..analysis.whatif import WhatIf
+    from ..comparison import ModelSummary
 
 
 def short_id(ident: str, keep: int = 12) -> str:
