@@ -26,6 +26,7 @@ import pathlib
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from .analysis.summary import Analysed
 from .analysis.trace import (
     STATUS_COMPLETE,
     STATUS_ERROR,
@@ -36,7 +37,7 @@ from .analysis.trace import (
     is_clean,
 )
 from .capture.timing import new_trace, new_trace_id
-from .session import Analysed, RunResult
+from .session import RunResult
 from .wire.events import Decoded, Wire
 from .wire.sources import Source
 

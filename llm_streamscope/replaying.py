@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .session import Analysed
+    from .analysis.summary import Analysed
 
 
 def replay(

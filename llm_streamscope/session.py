@@ -30,6 +30,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .analysis.summary import Analysed
 from .analysis.trace import STATUS_COMPLETE, Alignment, Trace
 from .capture.timing import (
     ABANDONED,
@@ -43,7 +44,6 @@ from .capture.timing import (
 from .store.redaction import redact
 
 if TYPE_CHECKING:
-    from .analysis.stats import Stats
     from .capture.signals import RunSignals
 
 
@@ -66,15 +66,6 @@ class RunSettings:
     """``first`` or ``last``: show only that fenced code block of the answer (-x, --xl)."""
     wire: bool = False
     """Record every socket read of each response's request (``--wire``)."""
-
-
-@dataclass(frozen=True)
-class Analysed:
-    """One response of a run: its trace, and its alignment and stats when its encoding loaded."""
-
-    trace: Trace
-    alignment: Alignment | None
-    stats: Stats | None
 
 
 @dataclass(frozen=True)
@@ -154,11 +145,14 @@ class Session:
                 from .analysis.encodings import check_encoding_name
                 from .analysis.stats import gap_threshold
                 from .capture.tokenizer import TokenizerProcess
+                from .views import livehost
                 from .views.liveview import LiveView
 
                 check_encoding_name(name)
 
-                process = TokenizerProcess(name, terminal=sys.stdout.fileno())
+                process = TokenizerProcess(
+                    name, terminal=sys.stdout.fileno(), live_host=livehost.MODULE
+                )
                 self.live = LiveView(process, stall_ms=gap_threshold(self.settings.gap_ms))
                 self.tokenizers[name] = process
             else:

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, cast
 from .trace import Alignment, Fragment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
-    from ..capture.tokenizer import Tokenizer, Tokens
+    from .tokens import Tokenizer, Tokens
 
 
 @dataclass(frozen=True, slots=True)

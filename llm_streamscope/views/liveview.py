@@ -57,9 +57,10 @@ from .wrapping import wrap_rows
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
+    from ..analysis.tokens import Tokens
     from ..analysis.trace import Trace
     from ..capture.timing import Capture
-    from ..capture.tokenizer import TokenizerProcess, Tokens
+    from ..capture.tokenizer import TokenizerProcess
     from .live import LiveText
 
 FRAME_NS = 1_000_000_000 // 30

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
     from rich.console import Console, ConsoleOptions, RenderResult
 
+    from ..analysis.summary import ModelSummary
     from ..analysis.whatif import WhatIf
-    from ..comparison import ModelSummary
 
 
 def short_id(ident: str, keep: int = 12) -> str:

@@ -26,8 +26,8 @@ from .reportfile import MARK
 from .sanitize import visible
 
 if TYPE_CHECKING:
+    from ..analysis.summary import ModelRuns, ModelSummary
     from ..analysis.whatif import WhatIf
-    from ..comparison import ModelRuns, ModelSummary
 
 STYLE = """
 body { font: 14px/1.5 system-ui, sans-serif; margin: 2em; color: #1f2328; background: #fff; }
