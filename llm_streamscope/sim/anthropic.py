@@ -30,7 +30,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import profiles
 from .engine import (
@@ -49,9 +49,7 @@ from .engine import (
     wait_whole,
 )
 from .options import InvalidOption, SimOptions
-
-if TYPE_CHECKING:
-    from .server import _Handler
+from .routing import RouteHandler, route
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -422,7 +420,7 @@ class _Stream:
         return out
 
 
-def handle(handler: _Handler, path: str, raw: bytes, t0: int) -> None:
+def handle(handler: RouteHandler, path: str, raw: bytes, t0: int) -> None:
     """Answer one POST to ``/v1/messages`` (or ``/v1/messages/count_tokens``)."""
     sim = handler.server.sim
     try:
@@ -460,7 +458,7 @@ def handle(handler: _Handler, path: str, raw: bytes, t0: int) -> None:
 
 
 def _send_error(
-    handler: _Handler, error: MessagesError, headers: dict[str, str] | None = None
+    handler: RouteHandler, error: MessagesError, headers: dict[str, str] | None = None
 ) -> None:
     request_id = new_id("req_011C", 20)
     handler._send_json(
@@ -468,14 +466,14 @@ def _send_error(
     )
 
 
-def _headers(handler: _Handler, content_type: str) -> None:
+def _headers(handler: RouteHandler, content_type: str) -> None:
     handler.send_response(200)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Cache-Control", "no-cache")
     handler.send_header("request-id", new_id("req_011C", 20))
 
 
-def _stream(handler: _Handler, request: MessagesRequest, planned: Answer, log: SendLog) -> bool:
+def _stream(handler: RouteHandler, request: MessagesRequest, planned: Answer, log: SendLog) -> bool:
     _headers(handler, "text/event-stream; charset=utf-8")
     handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()  # one sendall: the client sees the headers at once
@@ -523,7 +521,7 @@ def _stream(handler: _Handler, request: MessagesRequest, planned: Answer, log: S
     return True
 
 
-def _whole(handler: _Handler, request: MessagesRequest, planned: Answer, log: SendLog) -> bool:
+def _whole(handler: RouteHandler, request: MessagesRequest, planned: Answer, log: SendLog) -> bool:
     """``stream: false``: wait as long as the stream would take, then answer at once."""
     n_chunks = sum(b.n_chunks for b in planned.blocks)
     if not wait_whole(handler.connection, log, request.options, n_chunks):
@@ -542,4 +540,12 @@ def _whole(handler: _Handler, request: MessagesRequest, planned: Answer, log: Se
     }
     parts = [(b.kind, "".join(b.chunks())) for b in planned.blocks]
     handler._send_whole(_dumps(body).encode(), lambda kind: _headers(handler, kind), log, parts)
+    return True
+
+
+@route
+def _answer(handler: RouteHandler, path: str, raw: bytes, t0: int) -> bool:
+    if path not in PATHS:
+        return False
+    handle(handler, path, raw, t0)
     return True

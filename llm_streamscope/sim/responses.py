@@ -40,7 +40,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import profiles
 from .engine import (
@@ -60,18 +60,13 @@ from .engine import (
     wait_whole,
 )
 from .options import InvalidOption, SimOptions
-
-if TYPE_CHECKING:
-    from .server import ApiError, _Handler
+from .routing import ApiError, RouteHandler, route
 
 PATHS = ("/v1/responses", "/responses")
 MIN_OUTPUT_TOKENS = 16
 
 
 def _api_error(status: int, message: str, param: str | None = None) -> ApiError:
-    # server imports this module: its error class is imported when first needed.
-    from .server import ApiError
-
     return ApiError(status, message, param=param)
 
 
@@ -493,7 +488,7 @@ class _Stream:
         return out + self.event(f"response.{status}", {"response": response})
 
 
-def handle(handler: _Handler, raw: bytes, t0: int) -> None:
+def handle(handler: RouteHandler, raw: bytes, t0: int) -> None:
     """Answer one POST to ``/v1/responses``."""
     request = handler._openai_request(raw, ResponsesRequest.parse)
     if request is None:
@@ -513,7 +508,9 @@ def handle(handler: _Handler, raw: bytes, t0: int) -> None:
         handler._respond(log, lambda: _whole(handler, request, planned, log))
 
 
-def _stream(handler: _Handler, request: ResponsesRequest, planned: Answer, log: SendLog) -> bool:
+def _stream(
+    handler: RouteHandler, request: ResponsesRequest, planned: Answer, log: SendLog
+) -> bool:
     handler._headers("text/event-stream; charset=utf-8")
     handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()  # one sendall: the client sees the headers at once
@@ -539,7 +536,7 @@ def _stream(handler: _Handler, request: ResponsesRequest, planned: Answer, log: 
     return True
 
 
-def _whole(handler: _Handler, request: ResponsesRequest, planned: Answer, log: SendLog) -> bool:
+def _whole(handler: RouteHandler, request: ResponsesRequest, planned: Answer, log: SendLog) -> bool:
     """``stream: false``: wait as long as the stream would take, then answer at once."""
     if not wait_whole(handler.connection, log, request.options, planned.n_chunks):
         return False
@@ -550,4 +547,12 @@ def _whole(handler: _Handler, request: ResponsesRequest, planned: Answer, log: S
     body = _response(request, log, int(time.time()), status, output, _usage(input_tokens, planned))
     parts = [(item.kind, item.text()) for item in planned.items if item.plan]
     handler._send_whole(_dumps(body).encode(), handler._headers, log, parts)
+    return True
+
+
+@route
+def _answer(handler: RouteHandler, path: str, raw: bytes, t0: int) -> bool:
+    if path not in PATHS:
+        return False
+    handle(handler, raw, t0)
     return True
