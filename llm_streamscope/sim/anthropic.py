@@ -49,7 +49,7 @@ from .engine import (
     wait_whole,
 )
 from .options import InvalidOption, SimOptions
-from .routing import RouteHandler, route
+from .routing import RouteHandler, route_paths
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -543,9 +543,4 @@ def _whole(handler: RouteHandler, request: MessagesRequest, planned: Answer, log
     return True
 
 
-@route
-def _answer(handler: RouteHandler, path: str, raw: bytes, t0: int) -> bool:
-    if path not in PATHS:
-        return False
-    handle(handler, path, raw, t0)
-    return True
+route_paths(PATHS, handle)

@@ -49,7 +49,7 @@ from .engine import (
     wait_whole,
 )
 from .options import InvalidOption, SimOptions
-from .routing import RouteHandler, route
+from .routing import RouteHandler, route_paths
 
 CHAT_PATH = "/api/chat"
 GENERATE_PATH = "/api/generate"
@@ -300,9 +300,4 @@ def _whole(
     return True
 
 
-@route
-def _answer(handler: RouteHandler, path: str, raw: bytes, t0: int) -> bool:
-    if path not in PATHS:
-        return False
-    handle(handler, path, raw, t0)
-    return True
+route_paths(PATHS, handle)

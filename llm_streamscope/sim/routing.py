@@ -9,7 +9,7 @@ route that takes its path. The routes never import the server.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
 
 from .engine import SendLog, new_id, record_whole, wait_latency
@@ -216,3 +216,16 @@ def route(answer: Route) -> Route:
     """Register ``answer`` with the server: its module is imported by ``server``."""
     ROUTES.append(answer)
     return answer
+
+
+def route_paths(
+    paths: Collection[str], answer: Callable[[RouteHandler, str, bytes, int], None]
+) -> None:
+    """Register ``answer(handler, path, body, t0)`` for exactly ``paths``."""
+
+    @route
+    def _answer(handler: RouteHandler, path: str, raw: bytes, t0: int) -> bool:
+        if path not in paths:
+            return False
+        answer(handler, path, raw, t0)
+        return True
