@@ -288,9 +288,9 @@ def test_no_live_keeps_the_plain_text_where_the_view_could_draw(monkeypatch):
     from click.testing import CliRunner
     from llm.cli import cli
 
-    from llm_streamscope import cli as streamscope_cli
+    from llm_streamscope.cli import run as run_command
 
-    monkeypatch.setattr(streamscope_cli, "_can_draw", lambda stream: True)
+    monkeypatch.setattr(run_command, "_can_draw", lambda stream: True)
     args = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "5", "-o", "speed", "0"]
     result = CliRunner().invoke(cli, [*args, "--no-live", "Why?"])
     assert result.exit_code == 0, result.output
@@ -302,7 +302,7 @@ def test_no_live_keeps_the_plain_text_where_the_view_could_draw(monkeypatch):
     [({}, True), ({"NO_COLOR": "1"}, False), ({"TERM": "dumb"}, False), ({"NO_COLOR": ""}, True)],
 )
 def test_where_the_view_can_draw(monkeypatch, env, drawn):
-    from llm_streamscope.cli import _can_draw
+    from llm_streamscope.cli.common import _can_draw
 
     monkeypatch.setenv("TERM", "xterm-256color")
     for name, value in env.items():

@@ -255,12 +255,12 @@ def test_ctrl_c_while_llm_starts_ends_with_130_and_nothing_more():
 
 
 def test_ctrl_c_during_the_final_report_ends_with_130_and_no_traceback(isolated_env, monkeypatch):
-    from llm_streamscope import cli as streamscope_cli
+    from llm_streamscope.cli import common
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(streamscope_cli, "print_views", interrupted)
+    monkeypatch.setattr(common, "print_views", interrupted)
     result = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "x")
     assert result.exit_code == 130
     assert "Aborted!" not in result.output and "Traceback" not in result.output
