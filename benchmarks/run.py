@@ -711,8 +711,9 @@ def p3_large_fragments(sizes: list[int]) -> list[dict]:
     from llm_streamscope.analysis.stats import compute_stats, run_totals
     from llm_streamscope.analysis.trace import Fragment, Trace
     from llm_streamscope.capture.tokenizer import LocalTokenizer
+    from llm_streamscope.views.documents import run_document
     from llm_streamscope.views.jsonout import json_pieces
-    from llm_streamscope.views.render import AlignmentPanel, run_document
+    from llm_streamscope.views.render import AlignmentPanel
     from llm_streamscope.views.wrapping import print_rows
 
     tokenizer = LocalTokenizer(get_encoding("o200k_base"))

@@ -231,7 +231,7 @@ def timeline(trace: Trace, alignment: Alignment, content: bool) -> dict[str, Any
 
     Null in the document is ``NOT_ALIGNED`` (-1) here: arrays hold one type.
     """
-    from .views.render import fragment_rows
+    from .views.documents import fragment_rows
 
     rows = list(fragment_rows(trace, alignment))
     columns: dict[str, Any] = {
@@ -308,7 +308,7 @@ def response_attributes(
     """A response span's attributes: the conventions' ``gen_ai.*``, then streamscope's.
 
     ``module``: the module of the model's class, when known (see ``provider_name``)."""
-    from .views.render import trace_document
+    from .views.documents import trace_document
 
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",

@@ -24,7 +24,8 @@ from llm.cli import cli
 from test_inspect import OPENAI, TEXTS, write
 
 from llm_streamscope.inspection import InspectSettings, inspect_source
-from llm_streamscope.views.render import stats_table, trace_document
+from llm_streamscope.views.documents import trace_document
+from llm_streamscope.views.render import stats_table
 from llm_streamscope.wire.sources import read_stdin
 
 FAST = ("-m", "streamscope-sim", "-o", "speed", "0", "-o", "seed", "3", "-o", "chunks", "12")

@@ -13,18 +13,18 @@ from llm_streamscope.analysis.encodings import get_encoding
 from llm_streamscope.analysis.stats import compute_stats
 from llm_streamscope.analysis.trace import PLACEMENT_FIELDS, Fragment, Trace
 from llm_streamscope.capture.tokenizer import LocalTokenizer
+from llm_streamscope.views.documents import trace_document
 from llm_streamscope.views.render import (
     CHUNK_STYLES,
     SPLIT_STYLE,
     TOKEN_STYLES,
     AlignmentPanel,
     AlignmentView,
-    Timeline,
     legend,
     stats_table,
-    trace_document,
     visible,
 )
+from llm_streamscope.views.timeline import Timeline
 
 
 @pytest.fixture(scope="module")

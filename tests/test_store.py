@@ -207,7 +207,7 @@ def test_export_formats(isolated_env):
 
 
 def test_a_stored_trace_without_fragments_shows_replays_and_exports(isolated_env):
-    from llm_streamscope.views.render import EXPORT_COLUMNS
+    from llm_streamscope.views.documents import EXPORT_COLUMNS
 
     run = streamscope(*FAST, "-o", "error", "429", "x")
     assert run.exit_code == 1

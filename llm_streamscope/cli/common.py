@@ -279,8 +279,8 @@ def present_run(
     stdout is; ``views.html_path``: the run's HTML report is written there.
     """
     from ..analysis.stats import run_totals
+    from ..views.documents import run_document
     from ..views.jsonout import write_json
-    from ..views.render import run_document
 
     view, timeline, svg, html_path = views.view, views.timeline, views.svg, views.html_path
     totals = run_totals(responses)
@@ -375,7 +375,7 @@ def present(
     console.rule("stats", style="dim")
     console.print(stats_table(trace, stats))
     if timeline:
-        from ..views.render import Timeline
+        from ..views.timeline import Timeline
 
         console.rule("timeline", style="dim")
         console.print(Timeline(alignment, stats, by=timeline))

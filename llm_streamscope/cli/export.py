@@ -71,7 +71,12 @@ def export_command(
     the run (or --latest, or --all runs) as OpenTelemetry spans, and says how
     many it sent.
     """
-    from ..views.render import EXPORT_COLUMNS, EXPORT_EVENT_COLUMNS, export_event_rows, export_rows
+    from ..views.documents import (
+        EXPORT_COLUMNS,
+        EXPORT_EVENT_COLUMNS,
+        export_event_rows,
+        export_rows,
+    )
 
     if otel:
         source = click.get_current_context().get_parameter_source("export_format")
