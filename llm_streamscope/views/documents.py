@@ -7,24 +7,11 @@ Plain data in, plain data out: every time is on the document's one clock
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..analysis.clock import document_clock, time_ns
 from ..analysis.stats import RunTotals, Stats
 from ..analysis.trace import Alignment, Fragment, Trace
-from .alignview import (  # noqa: F401 (the view's names, where they have always been)
-    CHUNK_MARK,
-    CHUNK_MARK_STYLE,
-    CHUNK_STYLES,
-    SPLIT_STYLE,
-    TOKEN_MARK,
-    TOKEN_STYLES,
-    VIEWS,
-    AlignmentView,
-)
-
-if TYPE_CHECKING:
-    pass
 
 
 def run_document(

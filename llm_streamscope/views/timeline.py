@@ -11,22 +11,12 @@ from rich.text import Text
 from ..analysis.clock import time_ns
 from ..analysis.stats import Stats
 from ..analysis.trace import Alignment
-from .alignview import (  # noqa: F401 (the view's names, where they have always been)
-    CHUNK_MARK,
-    CHUNK_MARK_STYLE,
-    CHUNK_STYLES,
-    SPLIT_STYLE,
-    TOKEN_MARK,
-    TOKEN_STYLES,
-    VIEWS,
-    AlignmentView,
-)
+from .render import Parts, _count, _fmt_ms
 from .wrapping import wrap_rows
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
-from .render import Parts, _count, _fmt_ms
 
 TIMELINE_MODES = ("position", "time")
 """How ``Timeline`` lays out its columns: by chunk position, or by equal slices of time."""
