@@ -83,10 +83,10 @@ def sim_options() -> list[click.Option]:
 
     import annotated_types
 
-    from ..sim import profiles
+    from ..sim import profiles, texts
     from ..sim.options import SimOptions
 
-    choices = {"profile": tuple(profiles.PROFILES), "text": tuple(profiles.sample_names())}
+    choices = {"profile": tuple(profiles.PROFILES), "text": tuple(texts.sample_names())}
     options: list[click.Option] = []
     for name, info in SimOptions.model_fields.items():
         types = (info.annotation, *get_args(info.annotation))

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import profiles
+from . import profiles, texts
 from .engine import (
     LAST_CHUNK,
     REASONING,
@@ -309,7 +309,7 @@ def answer(request: MessagesRequest) -> Answer:
     left = request.max_tokens
     if request.thinking:
         limit = min(left, request.thinking_budget or left)
-        plan = options.plan(profiles.sample_text(THINKING_SAMPLE), max_tokens=limit, whole=True)
+        plan = options.plan(texts.sample_text(THINKING_SAMPLE), max_tokens=limit, whole=True)
         signature = base64.b64encode(ids.randbytes(240)).decode()
         blocks.append(
             Block(
@@ -330,7 +330,7 @@ def answer(request: MessagesRequest) -> Answer:
         # Real streams open a tool call with an empty partial_json.
         blocks.append(Block(TOOL_CALL_ARGS, plan, start, {"input": arguments}, lead=("",)))
         return Answer(tuple(blocks), _stop_reason(plan, "tool_use"), options.reasoning)
-    plan = options.plan(profiles.sample_text(options.text), max_tokens=left)
+    plan = options.plan(texts.sample_text(options.text), max_tokens=left)
     blocks.append(Block(TEXT, plan, {"type": "text", "text": ""}))
     return Answer(tuple(blocks), _stop_reason(plan, "end_turn"), options.reasoning)
 
@@ -435,7 +435,7 @@ def handle(handler: RouteHandler, path: str, raw: bytes, t0: int) -> None:
         _send_error(handler, e)
         return
     if path == COUNT_TOKENS_PATH:
-        count = profiles.count_tokens(request.prompt_text())
+        count = texts.count_tokens(request.prompt_text())
         handler._send_json(200, {"input_tokens": count}, id_header="request-id")
         return
     if request.options.error is not None:
@@ -478,7 +478,7 @@ def _stream(handler: RouteHandler, request: MessagesRequest, planned: Answer, lo
     handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()  # one sendall: the client sees the headers at once
 
-    prompt_tokens = profiles.count_tokens(request.prompt_text())
+    prompt_tokens = texts.count_tokens(request.prompt_text())
     message: dict[str, Any] = {
         "id": log.id,
         "type": "message",
@@ -526,7 +526,7 @@ def _whole(handler: RouteHandler, request: MessagesRequest, planned: Answer, log
     n_chunks = sum(b.n_chunks for b in planned.blocks)
     if not wait_whole(handler.connection, log, request.options, n_chunks):
         return False
-    prompt_tokens = profiles.count_tokens(request.prompt_text())
+    prompt_tokens = texts.count_tokens(request.prompt_text())
     log.settle(prompt_tokens, planned.output_tokens, planned.stop_reason)
     body = {
         "id": log.id,

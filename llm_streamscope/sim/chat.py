@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any
 
-from . import profiles
+from . import profiles, texts
 from .engine import (
     LAST_CHUNK,
     SSE_KEEPALIVE,
@@ -220,7 +220,7 @@ class ChatAnswer:
             _, plan = plan_json(request.schema, options, request.max_tokens, compact=True)
             finish_reason = plan.finish_reason
         else:
-            plan = options.plan(profiles.sample_text(options.text), max_tokens=request.max_tokens)
+            plan = options.plan(texts.sample_text(options.text), max_tokens=request.max_tokens)
             finish_reason = plan.finish_reason
         return cls(
             plan,
@@ -364,7 +364,7 @@ def _stream(handler: RouteHandler, request: SimRequest, planned: ChatAnswer, log
         )
     )
     if request.include_usage:
-        log.prompt_tokens = profiles.count_tokens(request.prompt_text())
+        log.prompt_tokens = texts.count_tokens(request.prompt_text())
         usage = dumps(_usage(log.prompt_tokens, planned), separators=(",", ":"))
         send(
             _frame(
@@ -387,7 +387,7 @@ def _whole(handler: RouteHandler, request: SimRequest, planned: ChatAnswer, log:
     content = planned.plan.text()
     if not wait_whole(handler.connection, log, request.options, planned.n_chunks):
         return False
-    prompt_tokens = profiles.count_tokens(request.prompt_text())
+    prompt_tokens = texts.count_tokens(request.prompt_text())
     log.settle(prompt_tokens, planned.completion_tokens, planned.finish_reason)
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if planned.tool is not None:

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import profiles
+from . import texts
 from .engine import (
     LAST_CHUNK,
     REASONING,
@@ -287,7 +287,7 @@ def _stream(
     handler.end_headers()
 
     out = _Body(request.sse, gzip)
-    prompt_tokens = profiles.count_tokens(request.prompt_text())
+    prompt_tokens = texts.count_tokens(request.prompt_text())
     thoughts = planned.thoughts_tokens
     completion = planned.text.completion_tokens
     finish_reason = "MAX_TOKENS" if planned.cut_short else "STOP"

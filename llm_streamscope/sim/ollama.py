@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import profiles
+from . import texts
 from .engine import (
     LAST_CHUNK,
     REASONING,
@@ -267,7 +267,7 @@ def _stream(
     # No keep-alive: an NDJSON line of whitespace would be no JSON object.
     if not send_paced(sock, log, request.options, planned.chunks(), lines.frame, lambda kind: b""):
         return False
-    prompt_tokens = profiles.count_tokens(request.prompt)
+    prompt_tokens = texts.count_tokens(request.prompt)
     log.settle(prompt_tokens, planned.tokens, _done_reason(planned))
     counters = _counters(planned, prompt_tokens, log, time.perf_counter_ns())
     sock.sendall(lines.line(lines.body("") + "," + _dumps(counters)[1:-1]) + LAST_CHUNK)
@@ -282,7 +282,7 @@ def _whole(
     """``stream: false``: wait as long as the stream would take, then answer at once."""
     if not wait_whole(handler.connection, log, request.options, planned.n_chunks):
         return False
-    prompt_tokens = profiles.count_tokens(request.prompt)
+    prompt_tokens = texts.count_tokens(request.prompt)
     log.settle(prompt_tokens, planned.tokens, _done_reason(planned))
     text = planned.text.text()
     thinking = planned.thinking.text() if planned.thinking else None

@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import profiles
+from . import profiles, texts
 from .engine import (
     LAST_CHUNK,
     REASONING,
@@ -286,7 +286,7 @@ def answer(request: ResponsesRequest) -> Answer:
     if hidden:
         summary = None
         if request.reasoning.get("summary"):
-            summary = options.plan(profiles.sample_text(THINKING_SAMPLE), whole=True)
+            summary = options.plan(texts.sample_text(THINKING_SAMPLE), whole=True)
         items.append(Item(REASONING, summary, _item_id("rs_")))
         if left is not None:
             left = max(left - hidden, 0)
@@ -301,7 +301,7 @@ def answer(request: ResponsesRequest) -> Answer:
         call = {"call_id": new_id("call_", 24), "name": function["name"]}
         items.append(Item(TOOL_CALL_ARGS, plan, _item_id("fc_"), call))
     else:
-        plan = options.plan(profiles.sample_text(options.text), max_tokens=left)
+        plan = options.plan(texts.sample_text(options.text), max_tokens=left)
         items.append(Item(TEXT, plan, _item_id("msg_")))
     tokens = hidden + plan.completion_tokens
     if items[-1].kind == TOOL_CALL_ARGS:
@@ -527,7 +527,7 @@ def _stream(
         keepalive=lambda: SSE_KEEPALIVE,
     ):
         return False
-    input_tokens = profiles.count_tokens(request.prompt_text())
+    input_tokens = texts.count_tokens(request.prompt_text())
     finish = "length" if planned.incomplete else "stop"
     log.settle(input_tokens, planned.output_tokens, finish)
     sock.sendall(events.closing(input_tokens) + LAST_CHUNK)
@@ -540,7 +540,7 @@ def _whole(handler: RouteHandler, request: ResponsesRequest, planned: Answer, lo
     """``stream: false``: wait as long as the stream would take, then answer at once."""
     if not wait_whole(handler.connection, log, request.options, planned.n_chunks):
         return False
-    input_tokens = profiles.count_tokens(request.prompt_text())
+    input_tokens = texts.count_tokens(request.prompt_text())
     status = "incomplete" if planned.incomplete else "completed"
     log.settle(input_tokens, planned.output_tokens, "length" if planned.incomplete else "stop")
     output = [item.done(status) for item in planned.items]
