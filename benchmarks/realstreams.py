@@ -41,12 +41,12 @@ from types import SimpleNamespace
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from llm_streamscope import encodings  # noqa: E402
-from llm_streamscope.align import align  # noqa: E402
-from llm_streamscope.stats import reasoning_tokens  # noqa: E402
-from llm_streamscope.tokenizer import LocalTokenizer  # noqa: E402
-from llm_streamscope.trace import Fragment, Trace  # noqa: E402
-from llm_streamscope.whatif import measured_framing  # noqa: E402
+from llm_streamscope.analysis import encodings  # noqa: E402
+from llm_streamscope.analysis.align import align  # noqa: E402
+from llm_streamscope.analysis.stats import reasoning_tokens  # noqa: E402
+from llm_streamscope.analysis.trace import Fragment, Trace  # noqa: E402
+from llm_streamscope.analysis.whatif import measured_framing  # noqa: E402
+from llm_streamscope.capture.tokenizer import LocalTokenizer  # noqa: E402
 from llm_streamscope.wire.events import Read  # noqa: E402
 from llm_streamscope.wire.formats import decode  # noqa: E402
 
@@ -153,16 +153,16 @@ PROFILE_SAMPLES = ("prose", "code", "multilingual")
 
 def profile_rows() -> list[list[str]]:
     """Each simulator profile's chunking of the sample texts, in the recordings' columns."""
-    from llm_streamscope.sim import profiles
+    from llm_streamscope.sim import profiles, texts
 
-    tokenizer = LocalTokenizer(encodings.get_encoding(profiles.ENCODING_NAME))
+    tokenizer = LocalTokenizer(encodings.get_encoding(texts.ENCODING_NAME))
     rows = []
     for name, profile in profiles.PROFILES.items():
         counts = Counts(files=len(PROFILE_SAMPLES))
         for sample in PROFILE_SAMPLES:
-            chunks = profile.cut(profiles.sample_text(sample), seed=1)
+            chunks = profile.cut(texts.sample_text(sample), seed=1)
             add_chunks(counts, chunks, tokenizer, f"{name}:{sample}", name, True)
-        cells = row(name, counts, profiles.ENCODING_NAME)
+        cells = row(name, counts, texts.ENCODING_NAME)
         cells[-3:] = [
             "-",
             "-",

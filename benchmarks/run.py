@@ -623,10 +623,10 @@ def p13_command(sim: SimServer, tmp: Path, chunks: int, pause_s: float) -> dict:
 
 
 def p3_alignment(sizes: list[int]) -> list[dict]:
-    from llm_streamscope.align import align_fragments
-    from llm_streamscope.encodings import get_encoding
-    from llm_streamscope.tokenizer import tokens_of
-    from llm_streamscope.trace import Fragment
+    from llm_streamscope.analysis.align import align_fragments
+    from llm_streamscope.analysis.encodings import get_encoding
+    from llm_streamscope.analysis.trace import Fragment
+    from llm_streamscope.capture.tokenizer import tokens_of
 
     enc = get_encoding("o200k_base")
     samples = HERE.parent / "samples"
@@ -706,14 +706,15 @@ def p3_large_fragments(sizes: list[int]) -> list[dict]:
 
     from rich.console import Console
 
-    from llm_streamscope.align import align
-    from llm_streamscope.encodings import get_encoding
-    from llm_streamscope.jsonout import json_pieces
-    from llm_streamscope.render import AlignmentPanel, run_document
-    from llm_streamscope.stats import compute_stats, run_totals
-    from llm_streamscope.tokenizer import LocalTokenizer
-    from llm_streamscope.trace import Fragment, Trace
-    from llm_streamscope.wrapping import print_rows
+    from llm_streamscope.analysis.align import align
+    from llm_streamscope.analysis.encodings import get_encoding
+    from llm_streamscope.analysis.stats import compute_stats, run_totals
+    from llm_streamscope.analysis.trace import Fragment, Trace
+    from llm_streamscope.capture.tokenizer import LocalTokenizer
+    from llm_streamscope.views.documents import run_document
+    from llm_streamscope.views.jsonout import json_pieces
+    from llm_streamscope.views.render import AlignmentPanel
+    from llm_streamscope.views.wrapping import print_rows
 
     tokenizer = LocalTokenizer(get_encoding("o200k_base"))
     samples = HERE.parent / "samples"
@@ -950,7 +951,7 @@ def tokenizer_peak_rss_kib(text: str) -> int:
 
     A run does not wait for its tokenizer process, so the run's rusage misses it;
     it is measured here, the same process doing the same work, and added."""
-    from llm_streamscope.tokenizer import TokenizerProcess
+    from llm_streamscope.capture.tokenizer import TokenizerProcess
 
     process = TokenizerProcess("o200k_base")
     process.tokenize([text])
@@ -1034,7 +1035,7 @@ def main() -> int:
     output = args.output or (None if quick else HERE / "results.json")
     only = {name.strip().upper() for name in args.only.split(",")} if args.only else None
 
-    from llm_streamscope.encodings import get_encoding
+    from llm_streamscope.analysis.encodings import get_encoding
 
     get_encoding("o200k_base")  # seed tiktoken's cache once, outside every measure
     results: list[dict] = []

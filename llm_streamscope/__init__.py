@@ -15,7 +15,7 @@ from ._version import __version__ as __version__
 hookimpl = HookimplMarker("llm")
 
 if sys.argv[1:2] == ["streamscope"]:  # llm goes on loading plugins: seconds, at times
-    from .signals import quiet_at_start_up
+    from .capture.signals import quiet_at_start_up
 
     quiet_at_start_up()
 

@@ -26,9 +26,8 @@ import pathlib
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from .capture import new_trace, new_trace_id
-from .session import Analysed, RunResult
-from .trace import (
+from .analysis.summary import Analysed
+from .analysis.trace import (
     STATUS_COMPLETE,
     STATUS_ERROR,
     STATUS_INTERRUPTED,
@@ -37,6 +36,8 @@ from .trace import (
     clean_text,
     is_clean,
 )
+from .capture.timing import new_trace, new_trace_id
+from .session import RunResult
 from .wire.events import Decoded, Wire
 from .wire.sources import Source
 
@@ -73,10 +74,10 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
     that are no event stream, a format that cannot be told) and ``EncodingError``
     when the encoding cannot load. Problems after that are the result's.
     """
-    from . import encodings
-    from .align import align
-    from .stats import gap_threshold, measure
-    from .tokenizer import LocalTokenizer
+    from .analysis import encodings
+    from .analysis.align import align
+    from .analysis.stats import gap_threshold, measure
+    from .capture.tokenizer import LocalTokenizer
     from .wire.formats import decode
 
     decoded = decode(source.reads, settings.format)
@@ -114,7 +115,7 @@ def inspect_source(source: Source, settings: InspectSettings) -> Inspection:
     problems: list[str] = []
     stopped_by = None
     if source.interrupted is not None:  # cut short, as a run's stream by Ctrl-C
-        from .signals import interruption_words, signal_of
+        from .capture.signals import interruption_words, signal_of
 
         error = interruption_words(source.interrupted)
         traces = [dataclasses.replace(t, status=STATUS_INTERRUPTED, error=error) for t in traces]
@@ -233,8 +234,8 @@ def stream_traces(
 
 def log_traces(database: pathlib.Path, responses: list[Analysed]) -> list[str]:
     """Write each analysed trace to the log as a run writes its own; the problems met."""
-    from .store import StoreError, TraceWriter
-    from .trace import Arrivals
+    from .analysis.trace import Arrivals
+    from .store.writer import StoreError, TraceWriter
 
     problems = []
     for response in responses:

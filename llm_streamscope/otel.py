@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from .trace import STATUS_COMPLETE, Alignment, Trace
+from .analysis.trace import STATUS_COMPLETE, Alignment, Trace
 
 if TYPE_CHECKING:
-    from .stats import Stats
+    from .analysis.stats import Stats
 
 Response = tuple[Trace, Alignment, "Stats"]
 
@@ -231,7 +231,7 @@ def timeline(trace: Trace, alignment: Alignment, content: bool) -> dict[str, Any
 
     Null in the document is ``NOT_ALIGNED`` (-1) here: arrays hold one type.
     """
-    from .render import fragment_rows
+    from .views.documents import fragment_rows
 
     rows = list(fragment_rows(trace, alignment))
     columns: dict[str, Any] = {
@@ -308,7 +308,7 @@ def response_attributes(
     """A response span's attributes: the conventions' ``gen_ai.*``, then streamscope's.
 
     ``module``: the module of the model's class, when known (see ``provider_name``)."""
-    from .render import trace_document
+    from .views.documents import trace_document
 
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",

@@ -411,8 +411,8 @@ def export_runs(
 def stored_run_ids(db: Any, since: datetime.datetime | None = None) -> tuple[list[str], int]:
     """Every logged run (started at ``since``, UTC when it says no zone, or later),
     oldest first, and how many were left out because they are still running."""
-    from .stored import recent_traces
-    from .trace import STATUS_RUNNING
+    from .analysis.trace import STATUS_RUNNING
+    from .store.reading import recent_traces
 
     since_ns = None
     if since is not None:

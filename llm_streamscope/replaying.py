@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .session import Analysed
+    from .analysis.summary import Analysed
 
 
 def replay(
@@ -25,7 +25,7 @@ def replay(
     Ctrl-C (or SIGTERM, raised as ``signals.Terminated``) ends the replay, the
     screen left clean, and is returned.
     """
-    from .signals import RunSignals, Terminated
+    from .capture.signals import RunSignals, Terminated
 
     with RunSignals(terminate=Terminated):
         try:
@@ -49,8 +49,8 @@ def _replay(responses: Sequence[Analysed], *, speed: float, live_view: bool) -> 
         return
     from llm.parts import StreamEvent
 
-    from .live import LiveText
-    from .sanitize import LIVE_TABLE
+    from .views.live import LiveText
+    from .views.sanitize import LIVE_TABLE
 
     live = LiveText(LIVE_TABLE)
     try:
@@ -67,9 +67,9 @@ def _replay(responses: Sequence[Analysed], *, speed: float, live_view: bool) -> 
 def _replay_live(
     responses: Sequence[Analysed], speed: float, start: int, due: Callable[[int], None]
 ) -> None:
-    from . import encodings
-    from .liveview import SHOWN_KINDS, LiveRenderer
-    from .tokenizer import tokens_of
+    from .analysis import encodings
+    from .capture.tokenizer import tokens_of
+    from .views.liveview import SHOWN_KINDS, LiveRenderer
 
     first = responses[0].trace
     encoding = encodings.get_encoding(first.encoding_name)

@@ -30,7 +30,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .capture import (
+from .analysis.summary import Analysed
+from .analysis.trace import STATUS_COMPLETE, Alignment, Trace
+from .capture.timing import (
     ABANDONED,
     UNFINISHED,
     Capture,
@@ -39,12 +41,10 @@ from .capture import (
     new_trace_id,
     timed_events,
 )
-from .redaction import redact
-from .trace import STATUS_COMPLETE, Alignment, Trace
+from .store.redaction import redact
 
 if TYPE_CHECKING:
-    from .signals import RunSignals
-    from .stats import Stats
+    from .capture.signals import RunSignals
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,6 @@ class RunSettings:
     """``first`` or ``last``: show only that fenced code block of the answer (-x, --xl)."""
     wire: bool = False
     """Record every socket read of each response's request (``--wire``)."""
-
-
-@dataclass(frozen=True)
-class Analysed:
-    """One response of a run: its trace, and its alignment and stats when its encoding loaded."""
-
-    trace: Trace
-    alignment: Alignment | None
-    stats: Stats | None
 
 
 @dataclass(frozen=True)
@@ -123,42 +114,45 @@ class Session:
 
     def __post_init__(self) -> None:
         if self.settings.live and not self.settings.live_view:
-            from .live import LiveText
-            from .sanitize import LIVE_TABLE
+            from .views.live import LiveText
+            from .views.sanitize import LIVE_TABLE
 
             self.live = LiveText(LIVE_TABLE)
 
     def expect(self, model: Any) -> None:
         """Start loading ``model``'s tokenizer now, while llm prepares the prompt."""
-        from . import encodings
+        from .analysis import encodings
 
         # A failure is said again, and stops the run, when the first response starts.
         with suppress(encodings.EncodingError):
             self._tokenizer(self._encoding(model)[0])
 
     def _encoding(self, model: Any) -> tuple[str, bool]:
-        from . import encodings
+        from .analysis import encodings
 
         if self.settings.encoding_name:
             return self.settings.encoding_name, True
         return encodings.encoding_for_model(model)
 
     def _tokenizer(self, name: str) -> Any:
-        from .tokenizer import start_tokenizer
+        from .capture.tokenizer import start_tokenizer
 
         if name not in self.tokenizers:
             if self.settings.live and self.settings.live_view and self.live is None:
                 # The first tokenizer also draws the live view: one process, one load.
                 import sys
 
-                from .encodings import check_encoding_name
-                from .liveview import LiveView
-                from .stats import gap_threshold
-                from .tokenizer import TokenizerProcess
+                from .analysis.encodings import check_encoding_name
+                from .analysis.stats import gap_threshold
+                from .capture.tokenizer import TokenizerProcess
+                from .views import livehost
+                from .views.liveview import LiveView
 
                 check_encoding_name(name)
 
-                process = TokenizerProcess(name, terminal=sys.stdout.fileno())
+                process = TokenizerProcess(
+                    name, terminal=sys.stdout.fileno(), live_host=livehost.MODULE
+                )
                 self.live = LiveView(process, stall_ms=gap_threshold(self.settings.gap_ms))
                 self.tokenizers[name] = process
             else:
@@ -169,7 +163,7 @@ class Session:
 
     def begin(self, response: Any) -> Capture:
         """Everything a response needs before its request leaves."""
-        from .store import TraceWriter
+        from .store.writer import TraceWriter
 
         model = response.model
         key = None
@@ -325,10 +319,10 @@ class Session:
         A database that stays busy (``saving.save``) is waited for; meanwhile the run so
         far is handed to ``on_busy`` (to show), once. ``signals`` (holding) ends the wait.
         """
-        from . import encodings
-        from .align import align
-        from .saving import save, wait_note
-        from .stats import gap_threshold, measure
+        from .analysis import encodings
+        from .analysis.align import align
+        from .analysis.stats import gap_threshold, measure
+        from .store.saving import save, wait_note
 
         for watched in self.watched:
             if watched.events is not None:
@@ -433,7 +427,7 @@ class Session:
 def _import_set_aside(database: pathlib.Path, notify: Callable[[str], None]) -> list[str]:
     """Move traces an earlier run set aside into ``database``, now that it is free;
     the files that could not be moved."""
-    from .saving import import_set_aside
+    from .store.saving import import_set_aside
 
     moved, problems = import_set_aside(database)
     if moved:
@@ -446,9 +440,9 @@ def _with_wire(trace: Trace, log: Any, origin_ns: int) -> tuple[Trace, str | Non
     """``trace`` with what the tap's ``log`` saw of its request: the wire record, and
     each fragment's wire time. Returns the trace unchanged, and why, when the wire
     shows no event stream (nothing read, an error body)."""
+    from .capture.match import wire_times
     from .wire.events import Read, Wire, WireError
     from .wire.formats import decode
-    from .wire.match import wire_times
 
     try:
         http = log.response()
@@ -496,7 +490,7 @@ def run(
     is the result's ``signal``: everything is saved first. ``on_busy``: see
     ``Session.finish``.
     """
-    from .signals import RunSignals
+    from .capture.signals import RunSignals
 
     session = Session(settings, notify=notify or (lambda message: None))
     failure = None
@@ -552,12 +546,12 @@ def load_run(
     tiktoken), is a warning: the trace itself stays readable. Raises StoreError (nothing to read)
     and EncodingError (the encoding cannot load).
     """
-    from . import encodings
-    from .align import align
-    from .stats import gap_threshold, measure
-    from .store import alignment_matches
-    from .stored import find_run, load_trace, stored_placements
-    from .tokenizer import LocalTokenizer
+    from .analysis import encodings
+    from .analysis.align import align
+    from .analysis.stats import gap_threshold, measure
+    from .capture.tokenizer import LocalTokenizer
+    from .store.reading import find_run, load_trace, stored_placements
+    from .store.writer import alignment_matches
 
     warnings: list[str] = []
     responses = []

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_streamscope.align import align, align_fragments
-from llm_streamscope.encodings import get_encoding
-from llm_streamscope.tokenizer import LocalTokenizer, tokens_of
-from llm_streamscope.trace import Fragment, Trace
+from llm_streamscope.analysis.align import align, align_fragments
+from llm_streamscope.analysis.encodings import get_encoding
+from llm_streamscope.analysis.trace import Fragment, Trace
+from llm_streamscope.capture.tokenizer import LocalTokenizer, tokens_of
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +179,8 @@ def test_empty_stream(o200k):
 def test_the_worked_examples_in_the_docstrings_hold():
     import doctest
 
-    from llm_streamscope import align as align_module
-    from llm_streamscope import trace as trace_module
+    from llm_streamscope.analysis import align as align_module
+    from llm_streamscope.analysis import trace as trace_module
 
     for module in (align_module, trace_module):
         result = doctest.testmod(module)

@@ -7,8 +7,8 @@ import llm
 import pytest
 from llm.parts import StreamEvent
 
-from llm_streamscope.capture import Capture, atimed_events, capture, new_trace, timed_events
-from llm_streamscope.trace import STATUS_COMPLETE, STATUS_ERROR, STATUS_INTERRUPTED
+from llm_streamscope.analysis.trace import STATUS_COMPLETE, STATUS_ERROR, STATUS_INTERRUPTED
+from llm_streamscope.capture.timing import Capture, atimed_events, capture, new_trace, timed_events
 
 GAPS_S = (0.02, 0.0, 0.03, 0.01)
 

@@ -604,7 +604,7 @@ def test_one_letter_means_what_it_means_in_llm():
 
 
 def test_help_shows_each_commands_summary_whole():
-    from llm_streamscope.clitypes import summary
+    from llm_streamscope.cli.types import summary
 
     text = run("--help").stdout
     commands = " ".join(text.split("Commands:")[1].split())

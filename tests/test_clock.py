@@ -24,7 +24,8 @@ from llm.cli import cli
 from test_inspect import OPENAI, TEXTS, write
 
 from llm_streamscope.inspection import InspectSettings, inspect_source
-from llm_streamscope.render import stats_table, trace_document
+from llm_streamscope.views.documents import trace_document
+from llm_streamscope.views.render import stats_table
 from llm_streamscope.wire.sources import read_stdin
 
 FAST = ("-m", "streamscope-sim", "-o", "speed", "0", "-o", "seed", "3", "-o", "chunks", "12")
@@ -152,7 +153,7 @@ def test_bytes_waiting_before_reading_began_are_never_timed():
 
 
 def test_whatif_does_not_pretend_the_waiting_chunks_arrived_at_zero():
-    from llm_streamscope.whatif import AS_SENT, WhatIfError, whatif
+    from llm_streamscope.analysis.whatif import AS_SENT, WhatIfError, whatif
 
     events = OPENAI.split(b"\n\n")
     stream, thread = waiting_pipe(b"\n\n".join(events[:3]) + b"\n\n", [events[3] + b"\n\n"])
@@ -301,7 +302,7 @@ def test_ctrl_c_stops_the_command_and_keeps_what_arrived(tmp_path):
 def test_the_docstring_examples_hold():
     import doctest
 
-    from llm_streamscope import clock
+    from llm_streamscope.analysis import clock
     from llm_streamscope.wire import command
 
     for module in (clock, command):
@@ -309,11 +310,11 @@ def test_the_docstring_examples_hold():
 
 
 def test_a_fragment_the_wire_did_not_time_has_no_time_on_its_clock_but_keeps_llms():
-    from llm_streamscope.align import align
-    from llm_streamscope.encodings import get_encoding
-    from llm_streamscope.stats import measure
-    from llm_streamscope.tokenizer import LocalTokenizer
-    from llm_streamscope.trace import Fragment, Trace
+    from llm_streamscope.analysis.align import align
+    from llm_streamscope.analysis.encodings import get_encoding
+    from llm_streamscope.analysis.stats import measure
+    from llm_streamscope.analysis.trace import Fragment, Trace
+    from llm_streamscope.capture.tokenizer import LocalTokenizer
 
     ms = 1_000_000
     fragments = (

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from llm.cli import cli
 
 from llm_streamscope import comparison
-from llm_streamscope.stats import percentile
+from llm_streamscope.analysis.stats import percentile
 
 # Both models are the simulator, each with its own profile (the -o after its -m);
 # the -o before the first -m goes to both.
@@ -149,8 +149,8 @@ def compare_table_of(document):
 
     from rich.console import Console
 
-    from llm_streamscope.render import compare_table
-    from llm_streamscope.stats import Distribution
+    from llm_streamscope.analysis.stats import Distribution
+    from llm_streamscope.views.render import compare_table
 
     summaries = []
     for model in document["models"]:

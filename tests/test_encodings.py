@@ -18,8 +18,8 @@ import tiktoken.load
 import tiktoken.registry
 from llm.default_plugins.openai_models import Chat
 
-from llm_streamscope import encodings
-from llm_streamscope.encodings import (
+from llm_streamscope.analysis import encodings
+from llm_streamscope.analysis.encodings import (
     DEFAULT_ENCODING,
     OFFLINE_ENCODINGS,
     EncodingError,

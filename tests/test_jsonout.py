@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from llm.cli import cli
 
-from llm_streamscope import jsonout
-from llm_streamscope.jsonout import json_pieces
-from llm_streamscope.numbers import finite
+from llm_streamscope.analysis.numbers import finite
+from llm_streamscope.views import jsonout
+from llm_streamscope.views.jsonout import json_pieces
 
 PLAIN = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
 ROW = st.dictionaries(st.sampled_from(["index", "text", '}, {"index": ', "t_ms"]), PLAIN)

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from llm.parts import StreamEvent
 
-from llm_streamscope import live
-from llm_streamscope.live import ERR, OUT, LiveBatcher, LiveText
-from llm_streamscope.sanitize import LIVE_TABLE
+from llm_streamscope.views import live
+from llm_streamscope.views.live import ERR, OUT, LiveBatcher, LiveText
+from llm_streamscope.views.sanitize import LIVE_TABLE
 
 
 def test_module_example_runs():

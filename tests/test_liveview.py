@@ -28,7 +28,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from llm_streamscope.liveview import LiveScreen
+from llm_streamscope.views.liveview import LiveScreen
 
 pyte = pytest.importorskip("pyte")
 pty = pytest.importorskip("pty")
@@ -288,9 +288,9 @@ def test_no_live_keeps_the_plain_text_where_the_view_could_draw(monkeypatch):
     from click.testing import CliRunner
     from llm.cli import cli
 
-    from llm_streamscope import cli as streamscope_cli
+    from llm_streamscope.cli import run as run_command
 
-    monkeypatch.setattr(streamscope_cli, "_can_draw", lambda stream: True)
+    monkeypatch.setattr(run_command, "_can_draw", lambda stream: True)
     args = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "5", "-o", "speed", "0"]
     result = CliRunner().invoke(cli, [*args, "--no-live", "Why?"])
     assert result.exit_code == 0, result.output
@@ -302,7 +302,7 @@ def test_no_live_keeps_the_plain_text_where_the_view_could_draw(monkeypatch):
     [({}, True), ({"NO_COLOR": "1"}, False), ({"TERM": "dumb"}, False), ({"NO_COLOR": ""}, True)],
 )
 def test_where_the_view_can_draw(monkeypatch, env, drawn):
-    from llm_streamscope.cli import _can_draw
+    from llm_streamscope.cli.common import _can_draw
 
     monkeypatch.setenv("TERM", "xterm-256color")
     for name, value in env.items():
@@ -318,8 +318,8 @@ def test_live_screen_frames(tmp_path):
     a long answer, the strip's stall, and the status line's figures."""
     from rich.console import Console
 
-    from llm_streamscope import encodings
-    from llm_streamscope.tokenizer import tokens_of
+    from llm_streamscope.analysis import encodings
+    from llm_streamscope.capture.tokenizer import tokens_of
 
     encoding = encodings.get_encoding("o200k_base")
     screen = LiveScreen(lambda text: tokens_of(encoding, text), stall_ms=50)
@@ -406,11 +406,11 @@ def test_the_tail_is_the_final_views_tail_colours_and_all(cuts, rows, newlines):
     alignment view's last rows, styles included."""
     from rich.console import Console
 
-    from llm_streamscope import encodings
-    from llm_streamscope.align import align_fragments
-    from llm_streamscope.render import AlignmentView
-    from llm_streamscope.tokenizer import tokens_of
-    from llm_streamscope.trace import Fragment
+    from llm_streamscope.analysis import encodings
+    from llm_streamscope.analysis.align import align_fragments
+    from llm_streamscope.analysis.trace import Fragment
+    from llm_streamscope.capture.tokenizer import tokens_of
+    from llm_streamscope.views.render import AlignmentView
 
     encoding = encodings.get_encoding("o200k_base")
     text = "".join(f"Para {i}: streams, tokens and  chunks.\n\n- item {i}\n" for i in range(40))

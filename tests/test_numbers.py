@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from llm.cli import cli
 from llm.cli import prompt as llm_prompt
 
+from llm_streamscope.analysis.numbers import Bounded
 from llm_streamscope.cli import streamscope as streamscope_group
-from llm_streamscope.numbers import Bounded
 
 FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
 
@@ -129,7 +129,9 @@ def test_no_document_holds_nan_or_infinity(isolated_env, loose_model):
 def test_the_worked_examples_in_the_docstrings_hold():
     import doctest
 
-    from llm_streamscope import numbers, redaction, stored
+    from llm_streamscope.analysis import numbers
+    from llm_streamscope.store import reading as stored
+    from llm_streamscope.store import redaction
 
     for module in (numbers, redaction, stored):
         result = doctest.testmod(module)

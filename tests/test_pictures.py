@@ -510,9 +510,9 @@ def test_golden_live_view_of_a_seeded_simulator_run(seeded_capture, golden):
     part way through the seeded run, in one of its stalls, and at its last chunk."""
     from rich.console import Console
 
-    from llm_streamscope import encodings
-    from llm_streamscope.liveview import LiveScreen
-    from llm_streamscope.tokenizer import tokens_of
+    from llm_streamscope.analysis import encodings
+    from llm_streamscope.capture.tokenizer import tokens_of
+    from llm_streamscope.views.liveview import LiveScreen
 
     result = run("inspect", str(seeded_capture), "--json")
     assert result.exit_code == 0, result.output

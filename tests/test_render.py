@@ -8,23 +8,23 @@ import re
 import pytest
 from rich.console import Console
 
-from llm_streamscope.align import align
-from llm_streamscope.encodings import get_encoding
-from llm_streamscope.render import (
+from llm_streamscope.analysis.align import align
+from llm_streamscope.analysis.encodings import get_encoding
+from llm_streamscope.analysis.stats import compute_stats
+from llm_streamscope.analysis.trace import PLACEMENT_FIELDS, Fragment, Trace
+from llm_streamscope.capture.tokenizer import LocalTokenizer
+from llm_streamscope.views.documents import trace_document
+from llm_streamscope.views.render import (
     CHUNK_STYLES,
     SPLIT_STYLE,
     TOKEN_STYLES,
     AlignmentPanel,
     AlignmentView,
-    Timeline,
     legend,
     stats_table,
-    trace_document,
     visible,
 )
-from llm_streamscope.stats import compute_stats
-from llm_streamscope.tokenizer import LocalTokenizer
-from llm_streamscope.trace import PLACEMENT_FIELDS, Fragment, Trace
+from llm_streamscope.views.timeline import Timeline
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +380,7 @@ def test_timeline_in_colour_and_with_too_few_chunks(o200k):
 def test_html_tokens_cover_the_text_once_even_where_bpe_cuts_a_character(o200k):
     import html as html_module
 
-    from llm_streamscope.report import token_html
+    from llm_streamscope.views.report import token_html
 
     pieces = ["こんにちは", "😀🎉🦄", " 𝔘𝔫𝔦", "code"]
     _, alignment, _ = make(pieces, o200k)

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import streaming_model
 from llm.cli import cli
 
-from llm_streamscope.sanitize import STAND_INS, json_text, terminal_line
+from llm_streamscope.views.sanitize import STAND_INS, json_text, terminal_line
 
 LLM = str(os.path.join(os.path.dirname(sys.executable), "llm"))
 
@@ -202,7 +202,7 @@ def test_json_text_escapes_losslessly_over_every_code_point():
 def test_the_live_views_status_line_shows_the_model_id_by_the_rule():
     from rich.console import Console
 
-    from llm_streamscope.liveview import LiveScreen
+    from llm_streamscope.views.liveview import LiveScreen
 
     screen = LiveScreen(None, stall_ms=50)
     screen.begin("sly\x1b]0;pwned\x07\u202e", start_ns=0)

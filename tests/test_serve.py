@@ -62,7 +62,7 @@ def process_env(tmp_path_factory, tiktoken_cache):
 def load_encoding_here(tiktoken_cache):
     """o200k loaded in this process, as the in-process simulator of other modules loads it:
     the runs here tokenize in place instead of starting a tokenizer process each."""
-    from llm_streamscope import encodings
+    from llm_streamscope.analysis import encodings
 
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(tiktoken_cache))
     encodings.get_encoding("o200k_base")
@@ -441,7 +441,7 @@ def test_format_names_are_the_same_in_every_command():
     import click
     from llm.cli import cli
 
-    from llm_streamscope import clitypes
+    from llm_streamscope.cli import types as clitypes
     from llm_streamscope.wire import FORMATS
 
     assert doctest.testmod(clitypes).failed == 0  # openai, responses: the older spellings

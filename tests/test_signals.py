@@ -118,7 +118,7 @@ def test_the_live_view_leaves_the_screen_when_the_run_is_killed(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_the_tokenizer_process_ignores_the_runs_signals_and_ends_with_its_input(signum):
-    from llm_streamscope.tokenizer import TokenizerProcess
+    from llm_streamscope.capture.tokenizer import TokenizerProcess
 
     tokenizer = TokenizerProcess("o200k_base")
     os.kill(tokenizer._process.pid, signum)  # while it starts and loads
@@ -143,7 +143,7 @@ def run_in_process(*args):
 def test_a_signal_after_the_stream_saves_everything_then_exits(
     isolated_env, monkeypatch, signum, code
 ):
-    from llm_streamscope import align
+    from llm_streamscope.analysis import align
 
     real_align = align.align
 
@@ -186,7 +186,7 @@ def test_a_signal_as_the_stream_ends_in_llms_code_keeps_the_complete_trace(
 
 def hold_the_lock(user_path):
     """Another connection holding logs.db's write lock (readers still read)."""
-    from llm_streamscope import store
+    from llm_streamscope.store import writer as store
 
     store.prepare(user_path / "logs.db")
     lock = sqlite3.connect(user_path / "logs.db", isolation_level=None, check_same_thread=False)
@@ -223,7 +223,8 @@ def test_a_locked_database_shows_the_views_waits_and_ctrl_c_sets_the_trace_aside
 
 
 def test_a_database_locked_past_the_old_limit_still_gets_the_trace(isolated_env, monkeypatch):
-    from llm_streamscope import saving, store
+    from llm_streamscope.store import saving
+    from llm_streamscope.store import writer as store
 
     monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.1)  # the old give-up time, made short
     monkeypatch.setattr(saving, "QUIET_WAIT_S", 0.1)
@@ -254,12 +255,12 @@ def test_ctrl_c_while_llm_starts_ends_with_130_and_nothing_more():
 
 
 def test_ctrl_c_during_the_final_report_ends_with_130_and_no_traceback(isolated_env, monkeypatch):
-    from llm_streamscope import cli as streamscope_cli
+    from llm_streamscope.cli import common
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(streamscope_cli, "print_views", interrupted)
+    monkeypatch.setattr(common, "print_views", interrupted)
     result = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "x")
     assert result.exit_code == 130
     assert "Aborted!" not in result.output and "Traceback" not in result.output
@@ -318,7 +319,7 @@ def test_an_interrupted_replay_shows_the_views(isolated_env):
 
 
 def test_held_signals_are_noted_once_and_a_second_one_stops_at_once():
-    from llm_streamscope.signals import RunSignals
+    from llm_streamscope.capture.signals import RunSignals
 
     before = signal.getsignal(signal.SIGINT)
     with RunSignals() as signals:

@@ -22,10 +22,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_streamscope.sim import profiles, server
+from llm_streamscope.sim import profiles, server, texts
 from llm_streamscope.sim.model import SimChat
-from llm_streamscope.sim.profiles import PROFILES, count_tokens, sample_names, sample_text
+from llm_streamscope.sim.profiles import PROFILES
 from llm_streamscope.sim.server import SimServer, get_server
+from llm_streamscope.sim.texts import count_tokens, sample_names, sample_text
 
 SAMPLES = ("code", "multilingual", "prose")
 
@@ -115,7 +116,7 @@ def test_gemini_flash_cuts_about_100_characters_mid_token() -> None:
     chunks = profile.cut(text, seed=1)
     assert 85 <= len(text) / len(chunks) <= 115
     # Cuts ignore token boundaries: many chunks end inside a token.
-    tt = profiles.tokenize(text)
+    tt = texts.tokenize(text)
     ends = set(tt.token_ends)
     lay = profiles.layout(text, profile, 1)
     inside = [p for p in lay.points[:-1] if p not in ends]
@@ -133,7 +134,7 @@ def test_subtoken_cuts_inside_tokens_never_across_them(name: str) -> None:
     assert len(inside) >= len(lay.points) // 3  # most tokens arrive in pieces
     # every token end is a chunk end, unless o200k cut a character there
     for end in tt.token_ends:
-        if profiles._is_char_boundary(tt.data, end):
+        if texts._is_char_boundary(tt.data, end):
             assert end in lay.points
     assert all(1 <= len(c) <= 3 or count_tokens(c) > 1 for c in lay.chunks)
 
@@ -176,7 +177,7 @@ def test_subtoken_and_words_cut_any_text(text: str, seed: int) -> None:
     starts = (0, *subtoken.points[:-1])
     for start, end in zip(starts, subtoken.points):
         inside = [e for e in tt.token_ends if start < e < end]
-        assert all(not profiles._is_char_boundary(tt.data, e) for e in inside)
+        assert all(not texts._is_char_boundary(tt.data, e) for e in inside)
     words = PROFILES["words"].cut(text)
     assert "".join(words) == text and all(words)
     if text.split():
@@ -356,7 +357,7 @@ def test_prepare_starts_the_server_and_tokenizes_the_samples(
     def no_tokenizer() -> None:
         raise AssertionError("tokenizer work before the first token")
 
-    monkeypatch.setattr(profiles, "encoding", no_tokenizer)
+    monkeypatch.setattr(texts, "encoding", no_tokenizer)
     for name in SAMPLES:
         for profile in PROFILES.values():
             plan = profiles.plan(sample_text(name), profile)  # seed None: fresh random layouts

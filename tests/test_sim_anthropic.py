@@ -21,10 +21,11 @@ from click.testing import CliRunner
 from llm.cli import cli
 from test_sim import dechunk, raw_request
 
-from llm_streamscope.capture import capture, new_trace
+from llm_streamscope.capture.timing import capture, new_trace
 from llm_streamscope.sim.options import InvalidOption
-from llm_streamscope.sim.profiles import PROFILES, count_tokens, sample_text
+from llm_streamscope.sim.profiles import PROFILES
 from llm_streamscope.sim.server import SimServer
+from llm_streamscope.sim.texts import count_tokens, sample_text
 
 HAIKU = "claude-haiku-4.5"  # llm-anthropic: -o thinking 1 sends budget_tokens 1024
 

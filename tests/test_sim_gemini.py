@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from test_sim import dechunk
 
-from llm_streamscope.sim.profiles import PROFILES, count_tokens, sample_text
+from llm_streamscope.sim.profiles import PROFILES
 from llm_streamscope.sim.server import SimServer
+from llm_streamscope.sim.texts import count_tokens, sample_text
 
 MODEL = "gemini-2.5-flash"
 PATH = f"/v1beta/models/{MODEL}:streamGenerateContent"

@@ -15,8 +15,9 @@ import pytest
 from test_sim import dechunk, decode_and_inspect, raw_request
 
 from llm_streamscope.sim.ollama import created_at
-from llm_streamscope.sim.profiles import PROFILES, count_tokens, sample_text
+from llm_streamscope.sim.profiles import PROFILES
 from llm_streamscope.sim.server import SimServer
+from llm_streamscope.sim.texts import count_tokens, sample_text
 from llm_streamscope.wire.formats import rfc3339_ns
 
 CHAT = "/api/chat"

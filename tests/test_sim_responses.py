@@ -15,8 +15,9 @@ import openai
 import pytest
 from test_sim import dechunk, decode_and_inspect, raw_request
 
-from llm_streamscope.sim.profiles import PROFILES, count_tokens, sample_text
+from llm_streamscope.sim.profiles import PROFILES
 from llm_streamscope.sim.server import SimServer
+from llm_streamscope.sim.texts import count_tokens, sample_text
 
 PATH = "/v1/responses"
 

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_streamscope.align import align
-from llm_streamscope.encodings import get_encoding
-from llm_streamscope.stats import compute_stats, percentile, ttft_band
-from llm_streamscope.tokenizer import LocalTokenizer
-from llm_streamscope.trace import Fragment, Trace
+from llm_streamscope.analysis.align import align
+from llm_streamscope.analysis.encodings import get_encoding
+from llm_streamscope.analysis.stats import compute_stats, percentile, ttft_band
+from llm_streamscope.analysis.trace import Fragment, Trace
+from llm_streamscope.capture.tokenizer import LocalTokenizer
 
 MS = 1_000_000
 

@@ -18,8 +18,9 @@ from click.testing import CliRunner
 from llm.cli import cli
 from llm.migrations import migrate as llm_migrate
 
-from llm_streamscope import store, stored
 from llm_streamscope.sim.server import get_server
+from llm_streamscope.store import reading as stored
+from llm_streamscope.store import writer as store
 
 FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
 
@@ -162,9 +163,9 @@ def test_show_recomputes_exactly_what_the_run_showed(isolated_env):
     # stored alignment equals the recomputed one
     db = store.connect(isolated_env / "logs.db")
     trace, *_ = stored.load_trace(db, run_doc["trace_id"])
-    from llm_streamscope.align import align
-    from llm_streamscope.encodings import get_encoding
-    from llm_streamscope.tokenizer import LocalTokenizer
+    from llm_streamscope.analysis.align import align
+    from llm_streamscope.analysis.encodings import get_encoding
+    from llm_streamscope.capture.tokenizer import LocalTokenizer
 
     recomputed = align(trace, LocalTokenizer(get_encoding("o200k_base")))
     placements = stored.stored_placements(db, trace.id)
@@ -206,7 +207,7 @@ def test_export_formats(isolated_env):
 
 
 def test_a_stored_trace_without_fragments_shows_replays_and_exports(isolated_env):
-    from llm_streamscope.render import EXPORT_COLUMNS
+    from llm_streamscope.views.documents import EXPORT_COLUMNS
 
     run = streamscope(*FAST, "-o", "error", "429", "x")
     assert run.exit_code == 1
@@ -703,7 +704,7 @@ def test_unreadable_usage_details_leave_the_trace_readable(isolated_env, tool_us
 
 def written_trace(path, trace_id, fragments=(), **fields):
     """A trace written by a real TraceWriter, as one response of a run writes it."""
-    from llm_streamscope.trace import Arrivals, Trace
+    from llm_streamscope.analysis.trace import Arrivals, Trace
 
     trace = Trace(
         trace_id,
@@ -801,7 +802,7 @@ def test_find_run_by_trace_turn_or_run_id(tmp_path):
 def test_stop_ends_background_writes_and_finish_writes_the_rest(tmp_path):
     from llm.parts import StreamEvent
 
-    from llm_streamscope.trace import Arrivals, Fragment, Trace
+    from llm_streamscope.analysis.trace import Arrivals, Fragment, Trace
 
     path = tmp_path / "logs.db"
     arrivals = Arrivals()
@@ -827,10 +828,10 @@ def test_stop_ends_background_writes_and_finish_writes_the_rest(tmp_path):
 def test_streamed_rows_keep_any_text_and_clean_lone_surrogates(tmp_path):
     from llm.parts import StreamEvent
 
-    from llm_streamscope.align import align
-    from llm_streamscope.encodings import get_encoding
-    from llm_streamscope.tokenizer import LocalTokenizer
-    from llm_streamscope.trace import Arrivals, Fragment, Trace
+    from llm_streamscope.analysis.align import align
+    from llm_streamscope.analysis.encodings import get_encoding
+    from llm_streamscope.analysis.trace import Arrivals, Fragment, Trace
+    from llm_streamscope.capture.tokenizer import LocalTokenizer
 
     chunks = [
         ("text", "😀 ok", None),

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llm.cli import cli
 
-from llm_streamscope import store
-from llm_streamscope.trace import Trace, clean_text
+from llm_streamscope.analysis.trace import Trace, clean_text
+from llm_streamscope.store import writer as store
 
 FAST = ("-m", "streamscope-sim", "-o", "speed", "0")
 
@@ -173,10 +173,10 @@ any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12
 def test_every_code_point_round_trips_from_fragment_to_show_json(isolated_env, texts):
     from llm.parts import StreamEvent
 
-    from llm_streamscope.align import align
-    from llm_streamscope.encodings import get_encoding
-    from llm_streamscope.tokenizer import LocalTokenizer
-    from llm_streamscope.trace import Arrivals, Fragment
+    from llm_streamscope.analysis.align import align
+    from llm_streamscope.analysis.encodings import get_encoding
+    from llm_streamscope.analysis.trace import Arrivals, Fragment
+    from llm_streamscope.capture.tokenizer import LocalTokenizer
 
     texts = [*texts, "ab\x00cd", "\u2028\ufeff\ud83d"]
     fragments = tuple(

@@ -13,9 +13,10 @@ import tiktoken.registry
 from click.testing import CliRunner
 from llm.cli import cli
 
-from llm_streamscope import capture, encodings
-from llm_streamscope.encodings import EncodingError, get_encoding
-from llm_streamscope.tokenizer import (
+from llm_streamscope.analysis import encodings
+from llm_streamscope.analysis.encodings import EncodingError, get_encoding
+from llm_streamscope.capture import timing as capture
+from llm_streamscope.capture.tokenizer import (
     LocalTokenizer,
     TokenizerProcess,
     start_tokenizer,

@@ -10,12 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from llm.cli import cli
 
-from llm_streamscope import encodings, whatif
-from llm_streamscope.align import align
-from llm_streamscope.stats import compute_stats
-from llm_streamscope.tokenizer import LocalTokenizer
-from llm_streamscope.trace import Fragment, Trace
-from llm_streamscope.whatif import (
+from llm_streamscope.analysis import encodings, whatif
+from llm_streamscope.analysis.align import align
+from llm_streamscope.analysis.stats import compute_stats
+from llm_streamscope.analysis.trace import Fragment, Trace
+from llm_streamscope.analysis.whatif import (
     DEFAULT_POLICIES,
     Framing,
     Policy,
@@ -23,6 +22,7 @@ from llm_streamscope.whatif import (
     measured_framing,
     parse_policy,
 )
+from llm_streamscope.capture.tokenizer import LocalTokenizer
 from llm_streamscope.wire.events import Read
 from llm_streamscope.wire.formats import decode
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_streamscope.trace import KINDS
+from llm_streamscope.analysis.trace import KINDS
 from llm_streamscope.wire import formats, framing, mappers
 from llm_streamscope.wire.events import Read, WireError
 from llm_streamscope.wire.formats import FORMATS, decode, format_of, rfc3339_ns

@@ -17,13 +17,13 @@ from rich.cells import cell_len
 from rich.console import Console
 from test_pictures import svg_lines
 
-from llm_streamscope import encodings
-from llm_streamscope.align import align_fragments
-from llm_streamscope.liveview import LiveScreen
-from llm_streamscope.render import VIEWS, AlignmentView, legend
-from llm_streamscope.tokenizer import tokens_of
-from llm_streamscope.trace import Fragment
-from llm_streamscope.wrapping import row_breaks
+from llm_streamscope.analysis import encodings
+from llm_streamscope.analysis.align import align_fragments
+from llm_streamscope.analysis.trace import Fragment
+from llm_streamscope.capture.tokenizer import tokens_of
+from llm_streamscope.views.liveview import LiveScreen
+from llm_streamscope.views.render import VIEWS, AlignmentView, legend
+from llm_streamscope.views.wrapping import row_breaks
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 RECORDINGS = next(
@@ -197,7 +197,7 @@ def given_back(recording, document, lines, width, color=False):
 def test_the_examples_in_the_docstrings_hold():
     import doctest
 
-    from llm_streamscope import alignview, wrapping
+    from llm_streamscope.views import alignview, wrapping
 
     for module in (alignview, wrapping):
         result = doctest.testmod(module)

@@ -1,7 +1,9 @@
 """The streamscope simulator: a loopback server speaking OpenAI's (chat completions and
 Responses), Anthropic's, Gemini's and Ollama's streaming formats, and the ``streamscope-sim`` model.
 
-* :mod:`.server` - :class:`SimServer`, :func:`get_server`, the OpenAI chat.completions route.
+* :mod:`.server` - :class:`SimServer`, :func:`get_server`: hands each POST to its route.
+* :mod:`.routing` - what every route is handed, and ``@route``, which registers a route.
+* :mod:`.chat` - the OpenAI chat completions route (``POST /v1/chat/completions``).
 * :mod:`.anthropic` - the Anthropic Messages route (``POST /v1/messages``).
 * :mod:`.gemini` - the Gemini route (``POST /v1beta/models/{model}:streamGenerateContent``).
 * :mod:`.responses` - the OpenAI Responses route (``POST /v1/responses``).

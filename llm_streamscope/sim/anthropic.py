@@ -30,9 +30,9 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import profiles
+from . import profiles, texts
 from .engine import (
     LAST_CHUNK,
     REASONING,
@@ -49,9 +49,7 @@ from .engine import (
     wait_whole,
 )
 from .options import InvalidOption, SimOptions
-
-if TYPE_CHECKING:
-    from .server import _Handler
+from .routing import RouteHandler, route_paths
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -311,7 +309,7 @@ def answer(request: MessagesRequest) -> Answer:
     left = request.max_tokens
     if request.thinking:
         limit = min(left, request.thinking_budget or left)
-        plan = options.plan(profiles.sample_text(THINKING_SAMPLE), max_tokens=limit, whole=True)
+        plan = options.plan(texts.sample_text(THINKING_SAMPLE), max_tokens=limit, whole=True)
         signature = base64.b64encode(ids.randbytes(240)).decode()
         blocks.append(
             Block(
@@ -332,7 +330,7 @@ def answer(request: MessagesRequest) -> Answer:
         # Real streams open a tool call with an empty partial_json.
         blocks.append(Block(TOOL_CALL_ARGS, plan, start, {"input": arguments}, lead=("",)))
         return Answer(tuple(blocks), _stop_reason(plan, "tool_use"), options.reasoning)
-    plan = options.plan(profiles.sample_text(options.text), max_tokens=left)
+    plan = options.plan(texts.sample_text(options.text), max_tokens=left)
     blocks.append(Block(TEXT, plan, {"type": "text", "text": ""}))
     return Answer(tuple(blocks), _stop_reason(plan, "end_turn"), options.reasoning)
 
@@ -422,7 +420,7 @@ class _Stream:
         return out
 
 
-def handle(handler: _Handler, path: str, raw: bytes, t0: int) -> None:
+def handle(handler: RouteHandler, path: str, raw: bytes, t0: int) -> None:
     """Answer one POST to ``/v1/messages`` (or ``/v1/messages/count_tokens``)."""
     sim = handler.server.sim
     try:
@@ -437,7 +435,7 @@ def handle(handler: _Handler, path: str, raw: bytes, t0: int) -> None:
         _send_error(handler, e)
         return
     if path == COUNT_TOKENS_PATH:
-        count = profiles.count_tokens(request.prompt_text())
+        count = texts.count_tokens(request.prompt_text())
         handler._send_json(200, {"input_tokens": count}, id_header="request-id")
         return
     if request.options.error is not None:
@@ -460,7 +458,7 @@ def handle(handler: _Handler, path: str, raw: bytes, t0: int) -> None:
 
 
 def _send_error(
-    handler: _Handler, error: MessagesError, headers: dict[str, str] | None = None
+    handler: RouteHandler, error: MessagesError, headers: dict[str, str] | None = None
 ) -> None:
     request_id = new_id("req_011C", 20)
     handler._send_json(
@@ -468,19 +466,19 @@ def _send_error(
     )
 
 
-def _headers(handler: _Handler, content_type: str) -> None:
+def _headers(handler: RouteHandler, content_type: str) -> None:
     handler.send_response(200)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Cache-Control", "no-cache")
     handler.send_header("request-id", new_id("req_011C", 20))
 
 
-def _stream(handler: _Handler, request: MessagesRequest, planned: Answer, log: SendLog) -> bool:
+def _stream(handler: RouteHandler, request: MessagesRequest, planned: Answer, log: SendLog) -> bool:
     _headers(handler, "text/event-stream; charset=utf-8")
     handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()  # one sendall: the client sees the headers at once
 
-    prompt_tokens = profiles.count_tokens(request.prompt_text())
+    prompt_tokens = texts.count_tokens(request.prompt_text())
     message: dict[str, Any] = {
         "id": log.id,
         "type": "message",
@@ -523,12 +521,12 @@ def _stream(handler: _Handler, request: MessagesRequest, planned: Answer, log: S
     return True
 
 
-def _whole(handler: _Handler, request: MessagesRequest, planned: Answer, log: SendLog) -> bool:
+def _whole(handler: RouteHandler, request: MessagesRequest, planned: Answer, log: SendLog) -> bool:
     """``stream: false``: wait as long as the stream would take, then answer at once."""
     n_chunks = sum(b.n_chunks for b in planned.blocks)
     if not wait_whole(handler.connection, log, request.options, n_chunks):
         return False
-    prompt_tokens = profiles.count_tokens(request.prompt_text())
+    prompt_tokens = texts.count_tokens(request.prompt_text())
     log.settle(prompt_tokens, planned.output_tokens, planned.stop_reason)
     body = {
         "id": log.id,
@@ -543,3 +541,6 @@ def _whole(handler: _Handler, request: MessagesRequest, planned: Answer, log: Se
     parts = [(b.kind, "".join(b.chunks())) for b in planned.blocks]
     handler._send_whole(_dumps(body).encode(), lambda kind: _headers(handler, kind), log, parts)
     return True
+
+
+route_paths(PATHS, handle)

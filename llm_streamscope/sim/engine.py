@@ -24,6 +24,7 @@ from typing import Any
 
 from . import profiles
 from .options import InvalidOption, SimOptions
+from .texts import sample_text, tokenize
 
 ids = random.Random()
 """Fresh randomness for ids, padding and signatures; never the seeded streams."""
@@ -122,7 +123,7 @@ def plan_json(
 def name_tokens(name: str) -> int:
     """The tokens of a tool's name: a tool call streams its name as output, so usage
     counts them beside the arguments' (``usage`` then matches what was streamed)."""
-    return profiles.tokenize(name).n_tokens
+    return tokenize(name).n_tokens
 
 
 THINKING_SAMPLE = "thinking"
@@ -151,14 +152,14 @@ class ThoughtsThenText:
         left = max_tokens
         thinking = None
         if think:
-            sample = profiles.sample_text(THINKING_SAMPLE)
+            sample = sample_text(THINKING_SAMPLE)
             thinking = options.plan(sample, max_tokens=left, whole=True)
             if left is not None:
                 left = max(left - thinking.completion_tokens, 0)
         thoughts_tokens = options.reasoning + (thinking.completion_tokens if thinking else 0)
         if left == 0:
             return cls(thinking, options.plan("", max_tokens=None), True, thoughts_tokens)
-        text = options.plan(profiles.sample_text(options.text), max_tokens=left)
+        text = options.plan(sample_text(options.text), max_tokens=left)
         return cls(thinking, text, text.finish_reason == "length", thoughts_tokens)
 
     @property

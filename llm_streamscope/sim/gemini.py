@@ -35,9 +35,9 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import profiles
+from . import texts
 from .engine import (
     LAST_CHUNK,
     REASONING,
@@ -48,9 +48,7 @@ from .engine import (
     send_paced,
 )
 from .options import InvalidOption, SimOptions
-
-if TYPE_CHECKING:
-    from .server import _Handler
+from .routing import RouteHandler, route
 
 PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):streamGenerateContent$")
 DEFAULT_PROFILE = "gemini-flash"
@@ -228,7 +226,7 @@ def _with_last(
         current = following
 
 
-def handle(handler: _Handler, model: str, raw: bytes, t0: int) -> None:
+def handle(handler: RouteHandler, model: str, raw: bytes, t0: int) -> None:
     """Answer one POST to ``/v1beta/models/{model}:streamGenerateContent``."""
     query = handler.path.partition("?")[2]
     sse = "alt=sse" in query.split("&")
@@ -264,7 +262,7 @@ def handle(handler: _Handler, model: str, raw: bytes, t0: int) -> None:
     handler._respond(log, lambda: _stream(handler, request, planned, log, gzip))
 
 
-def _send_error(handler: _Handler, error: GeminiError, sse: bool) -> None:
+def _send_error(handler: RouteHandler, error: GeminiError, sse: bool) -> None:
     """An error status; without ``alt=sse`` its body is a JSON array of one error,
     which llm-gemini reads as the stream's one element."""
     body = error.body() if sse else [error.body()]
@@ -272,7 +270,7 @@ def _send_error(handler: _Handler, error: GeminiError, sse: bool) -> None:
 
 
 def _stream(
-    handler: _Handler,
+    handler: RouteHandler,
     request: GenerateRequest,
     planned: ThoughtsThenText,
     log: SendLog,
@@ -289,7 +287,7 @@ def _stream(
     handler.end_headers()
 
     out = _Body(request.sse, gzip)
-    prompt_tokens = profiles.count_tokens(request.prompt_text())
+    prompt_tokens = texts.count_tokens(request.prompt_text())
     thoughts = planned.thoughts_tokens
     completion = planned.text.completion_tokens
     finish_reason = "MAX_TOKENS" if planned.cut_short else "STOP"
@@ -334,4 +332,13 @@ def _stream(
     sock.sendall(out.end())
     log.done_ns = time.perf_counter_ns()
     log.status = "complete"
+    return True
+
+
+@route
+def _answer(handler: RouteHandler, path: str, raw: bytes, t0: int) -> bool:
+    matched = PATH.match(path)
+    if not matched:
+        return False
+    handle(handler, matched["model"], raw, t0)
     return True

@@ -29,7 +29,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..sanitize import terminal_line
+from ..views.sanitize import terminal_line
 from .engine import PacedSocket
 
 _REFUSED_KEPT_S = 1.0

@@ -15,7 +15,7 @@ import llm
 from llm.default_plugins.openai_models import AsyncChat, Chat
 from pydantic import Field
 
-from . import profiles
+from . import profiles, texts
 from .options import SIM_OPTIONS, llm_options
 
 MODEL_ID = "streamscope-sim"
@@ -31,7 +31,7 @@ class _Sim:
     needs_key = None  # llm types it str; None = no key
     key_env_var = None
     can_stream = True
-    tiktoken_encoding = profiles.ENCODING_NAME
+    tiktoken_encoding = texts.ENCODING_NAME
     """The encoding the simulator cuts its chunks with (read by streamscope's alignment)."""
 
     Options = llm_options(

@@ -34,9 +34,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import profiles
+from . import texts
 from .engine import (
     LAST_CHUNK,
     REASONING,
@@ -49,9 +49,7 @@ from .engine import (
     wait_whole,
 )
 from .options import InvalidOption, SimOptions
-
-if TYPE_CHECKING:
-    from .server import _Handler
+from .routing import RouteHandler, route_paths
 
 CHAT_PATH = "/api/chat"
 GENERATE_PATH = "/api/generate"
@@ -219,7 +217,7 @@ def _done_reason(planned: ThoughtsThenText) -> str:
     return "length" if planned.cut_short else "stop"
 
 
-def handle(handler: _Handler, path: str, raw: bytes, t0: int) -> None:
+def handle(handler: RouteHandler, path: str, raw: bytes, t0: int) -> None:
     """Answer one POST to ``/api/chat`` or ``/api/generate``."""
     try:
         try:
@@ -252,12 +250,12 @@ def handle(handler: _Handler, path: str, raw: bytes, t0: int) -> None:
         handler._respond(log, lambda: _whole(handler, request, planned, log))
 
 
-def _send_error(handler: _Handler, error: OllamaError) -> None:
+def _send_error(handler: RouteHandler, error: OllamaError) -> None:
     handler._send_json(error.status, error.body(), id_header=None)
 
 
 def _stream(
-    handler: _Handler, request: OllamaRequest, planned: ThoughtsThenText, log: SendLog
+    handler: RouteHandler, request: OllamaRequest, planned: ThoughtsThenText, log: SendLog
 ) -> bool:
     handler.send_response(200)
     handler.send_header("Content-Type", "application/x-ndjson")
@@ -269,7 +267,7 @@ def _stream(
     # No keep-alive: an NDJSON line of whitespace would be no JSON object.
     if not send_paced(sock, log, request.options, planned.chunks(), lines.frame, lambda kind: b""):
         return False
-    prompt_tokens = profiles.count_tokens(request.prompt)
+    prompt_tokens = texts.count_tokens(request.prompt)
     log.settle(prompt_tokens, planned.tokens, _done_reason(planned))
     counters = _counters(planned, prompt_tokens, log, time.perf_counter_ns())
     sock.sendall(lines.line(lines.body("") + "," + _dumps(counters)[1:-1]) + LAST_CHUNK)
@@ -279,12 +277,12 @@ def _stream(
 
 
 def _whole(
-    handler: _Handler, request: OllamaRequest, planned: ThoughtsThenText, log: SendLog
+    handler: RouteHandler, request: OllamaRequest, planned: ThoughtsThenText, log: SendLog
 ) -> bool:
     """``stream: false``: wait as long as the stream would take, then answer at once."""
     if not wait_whole(handler.connection, log, request.options, planned.n_chunks):
         return False
-    prompt_tokens = profiles.count_tokens(request.prompt)
+    prompt_tokens = texts.count_tokens(request.prompt)
     log.settle(prompt_tokens, planned.tokens, _done_reason(planned))
     text = planned.text.text()
     thinking = planned.thinking.text() if planned.thinking else None
@@ -300,3 +298,6 @@ def _whole(
 
     handler._send_whole(data, headers, log, [*parts, (TEXT, text)])
     return True
+
+
+route_paths(PATHS, handle)

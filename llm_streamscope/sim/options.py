@@ -28,8 +28,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from ..numbers import COUNT_MAX, MS_MAX
-from . import profiles
+from ..analysis.numbers import COUNT_MAX, MS_MAX
+from . import profiles, texts
 
 
 class InvalidOption(ValueError):
@@ -62,7 +62,7 @@ class InvalidOption(ValueError):
 def _sample_list() -> str:
     # Never let a broken install stop llm itself from loading the plugin.
     try:
-        return ", ".join(profiles.sample_names())
+        return ", ".join(texts.sample_names())
     except Exception:
         return "prose, code, multilingual"
 
@@ -83,7 +83,7 @@ class _Checks(BaseModel):
     @classmethod
     def _known_text(cls, value: str | None) -> str | None:
         if value is not None:
-            names = profiles.sample_names()
+            names = texts.sample_names()
             if value not in names:
                 raise ValueError(f"Unknown text {value!r}; known texts: {', '.join(names)}.")
         return value
@@ -125,7 +125,7 @@ class SimOptions(_Checks):
         description="Provider to imitate: " + ", ".join(profiles.PROFILES),
     )
     text: str = Field(
-        default=profiles.DEFAULT_SAMPLE, description="Sample text to stream: " + _sample_list()
+        default=texts.DEFAULT_SAMPLE, description="Sample text to stream: " + _sample_list()
     )
     chunks: int | None = Field(
         default=None,

@@ -27,7 +27,7 @@ from .engine import LAST_CHUNK, SSE_KEEPALIVE, SendLog, http_chunk, new_id, send
 from .options import InvalidOption, SimOptions
 
 if TYPE_CHECKING:
-    from .server import _Handler
+    from .routing import RouteHandler
 
 REPLAY = "replay"
 """The kind a replay's pieces have in the send log: bytes, not one kind of llm event."""
@@ -73,7 +73,7 @@ class Recording:
         return ((b - a) / 1e9 for a, b in itertools.pairwise(times))
 
 
-def handle(handler: _Handler, recording: Recording, raw: bytes, t0: int) -> bool:
+def handle(handler: RouteHandler, recording: Recording, raw: bytes, t0: int) -> bool:
     """Answer one POST with the recording; False to leave it to the format's route
     (an ``error`` to simulate, or bad simulator options: that route answers them).
 
@@ -101,7 +101,7 @@ def handle(handler: _Handler, recording: Recording, raw: bytes, t0: int) -> bool
     return True
 
 
-def _stream(handler: _Handler, recording: Recording, options: SimOptions, log: SendLog) -> bool:
+def _stream(handler: RouteHandler, recording: Recording, options: SimOptions, log: SendLog) -> bool:
     handler.send_response(recording.status)
     handler.send_header("Content-Type", recording.content_type)
     handler.send_header("Cache-Control", "no-cache")

@@ -40,9 +40,9 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import profiles
+from . import profiles, texts
 from .engine import (
     LAST_CHUNK,
     REASONING,
@@ -60,18 +60,13 @@ from .engine import (
     wait_whole,
 )
 from .options import InvalidOption, SimOptions
-
-if TYPE_CHECKING:
-    from .server import ApiError, _Handler
+from .routing import ApiError, RouteHandler, route
 
 PATHS = ("/v1/responses", "/responses")
 MIN_OUTPUT_TOKENS = 16
 
 
 def _api_error(status: int, message: str, param: str | None = None) -> ApiError:
-    # server imports this module: its error class is imported when first needed.
-    from .server import ApiError
-
     return ApiError(status, message, param=param)
 
 
@@ -291,7 +286,7 @@ def answer(request: ResponsesRequest) -> Answer:
     if hidden:
         summary = None
         if request.reasoning.get("summary"):
-            summary = options.plan(profiles.sample_text(THINKING_SAMPLE), whole=True)
+            summary = options.plan(texts.sample_text(THINKING_SAMPLE), whole=True)
         items.append(Item(REASONING, summary, _item_id("rs_")))
         if left is not None:
             left = max(left - hidden, 0)
@@ -306,7 +301,7 @@ def answer(request: ResponsesRequest) -> Answer:
         call = {"call_id": new_id("call_", 24), "name": function["name"]}
         items.append(Item(TOOL_CALL_ARGS, plan, _item_id("fc_"), call))
     else:
-        plan = options.plan(profiles.sample_text(options.text), max_tokens=left)
+        plan = options.plan(texts.sample_text(options.text), max_tokens=left)
         items.append(Item(TEXT, plan, _item_id("msg_")))
     tokens = hidden + plan.completion_tokens
     if items[-1].kind == TOOL_CALL_ARGS:
@@ -493,7 +488,7 @@ class _Stream:
         return out + self.event(f"response.{status}", {"response": response})
 
 
-def handle(handler: _Handler, raw: bytes, t0: int) -> None:
+def handle(handler: RouteHandler, raw: bytes, t0: int) -> None:
     """Answer one POST to ``/v1/responses``."""
     request = handler._openai_request(raw, ResponsesRequest.parse)
     if request is None:
@@ -513,7 +508,9 @@ def handle(handler: _Handler, raw: bytes, t0: int) -> None:
         handler._respond(log, lambda: _whole(handler, request, planned, log))
 
 
-def _stream(handler: _Handler, request: ResponsesRequest, planned: Answer, log: SendLog) -> bool:
+def _stream(
+    handler: RouteHandler, request: ResponsesRequest, planned: Answer, log: SendLog
+) -> bool:
     handler._headers("text/event-stream; charset=utf-8")
     handler.send_header("Transfer-Encoding", "chunked")
     handler.end_headers()  # one sendall: the client sees the headers at once
@@ -530,7 +527,7 @@ def _stream(handler: _Handler, request: ResponsesRequest, planned: Answer, log: 
         keepalive=lambda: SSE_KEEPALIVE,
     ):
         return False
-    input_tokens = profiles.count_tokens(request.prompt_text())
+    input_tokens = texts.count_tokens(request.prompt_text())
     finish = "length" if planned.incomplete else "stop"
     log.settle(input_tokens, planned.output_tokens, finish)
     sock.sendall(events.closing(input_tokens) + LAST_CHUNK)
@@ -539,15 +536,23 @@ def _stream(handler: _Handler, request: ResponsesRequest, planned: Answer, log: 
     return True
 
 
-def _whole(handler: _Handler, request: ResponsesRequest, planned: Answer, log: SendLog) -> bool:
+def _whole(handler: RouteHandler, request: ResponsesRequest, planned: Answer, log: SendLog) -> bool:
     """``stream: false``: wait as long as the stream would take, then answer at once."""
     if not wait_whole(handler.connection, log, request.options, planned.n_chunks):
         return False
-    input_tokens = profiles.count_tokens(request.prompt_text())
+    input_tokens = texts.count_tokens(request.prompt_text())
     status = "incomplete" if planned.incomplete else "completed"
     log.settle(input_tokens, planned.output_tokens, "length" if planned.incomplete else "stop")
     output = [item.done(status) for item in planned.items]
     body = _response(request, log, int(time.time()), status, output, _usage(input_tokens, planned))
     parts = [(item.kind, item.text()) for item in planned.items if item.plan]
     handler._send_whole(_dumps(body).encode(), handler._headers, log, parts)
+    return True
+
+
+@route
+def _answer(handler: RouteHandler, path: str, raw: bytes, t0: int) -> bool:
+    if path not in PATHS:
+        return False
+    handle(handler, raw, t0)
     return True

@@ -157,3 +157,40 @@ class Wire:
     wire_bytes: int | None = None
     """Every byte of the HTTP response as read from the socket: status line, headers,
     chunked framing and the body as sent (compressed, if it was). Socket only."""
+
+
+class SourceError(ValueError):
+    """A source that cannot be read at all: the message is one line, fit for the user."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A response body as it was read, and what is known about where it came from."""
+
+    name: str
+    """The file's path, ``-`` for standard input; a cassette's says which interaction."""
+    kind: str
+    """``file``, ``sidecar`` (a file timed by its ``.times``), ``stdin``, ``command``
+    (``inspect -- CMD``) or ``cassette`` (an httprr trace too): ``Wire.source`` of the
+    traces built from it."""
+    reads: tuple[Read, ...]
+    timed: bool
+    """Whether the reads carry arrival times (``Read.t_ns`` set)."""
+    origin: str | None = None
+    """What t=0 is, in words, when timed: ``stdin: when inspect began reading``, ..."""
+    url: str | None = None
+    """The request's URL without its query string (a cassette, an httprr trace)."""
+    method: str | None = None
+    model: str | None = None
+    """The model the request named, when the source holds the request."""
+    status: int | None = None
+    """The HTTP status of the recorded response, when the source holds it."""
+    content_type: str | None = None
+    notes: tuple[str, ...] = ()
+    """What the user should know that does not stop the analysis."""
+    interrupted: KeyboardInterrupt | None = None
+    """What ended the reading before the stream's end (Ctrl-C, SIGTERM): what came is kept."""
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(read.data for read in self.reads)

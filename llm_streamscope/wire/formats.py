@@ -26,7 +26,8 @@ from collections.abc import Iterable
 from . import FORMATS
 from .events import Decoded, Event, Read, WireError
 from .framing import cover, decoder_for, detect_framing
-from .mappers import MAPPERS, error_message, format_of, json_reason, rfc3339_ns, snippet
+from .mappers import MAPPERS, format_of
+from .payloads import error_message, json_reason, rfc3339_ns, snippet
 
 __all__ = ["FORMATS", "decode", "format_of", "rfc3339_ns"]
 

@@ -37,7 +37,7 @@ def exit_code(signum: int) -> int:
 
 def describe(signum: int) -> str:
     """The words a stream ended by ``signum`` is stored with."""
-    from .capture import INTERRUPTED, TERMINATED
+    from .timing import INTERRUPTED, TERMINATED
 
     return TERMINATED if signum == signal.SIGTERM else INTERRUPTED
 
@@ -59,7 +59,7 @@ def signal_of(failure: BaseException | None) -> int | None:
         return signal.SIGTERM
     if isinstance(failure, KeyboardInterrupt):
         return signal.SIGINT
-    from .capture import StreamStopped
+    from .timing import StreamStopped
 
     if isinstance(failure, StreamStopped) and failure.message == describe(signal.SIGTERM):
         return signal.SIGTERM
@@ -116,8 +116,8 @@ class RunSignals:
             raise KeyboardInterrupt
         if self.terminate is not None:
             raise self.terminate()
-        from .capture import StreamStopped
-        from .trace import STATUS_INTERRUPTED
+        from ..analysis.trace import STATUS_INTERRUPTED
+        from .timing import StreamStopped
 
         raise StreamStopped(STATUS_INTERRUPTED, describe(signum))
 

@@ -35,18 +35,16 @@ import subprocess
 import sys
 import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
-from . import encodings
-from .encodings import EncodingError
+from ..analysis import encodings
+from ..analysis.encodings import EncodingError
+from ..analysis.tokens import Tokenizer, Tokens
 
 if TYPE_CHECKING:
     import tiktoken
-
-Tokens = tuple[Sequence[int], Sequence[int]]
-"""A text's token ids, and the UTF-8 byte length of each token."""
 
 _U32 = struct.Struct("=I")  # both ends are on one machine: native order
 _READY = b"R"
@@ -56,20 +54,6 @@ _LIVE = b"L"
 """A message for the live view the process draws (``liveview``): answered by nothing,
 except ``CLOSED`` once the view is off the screen."""
 CLOSED = b"C"
-
-
-class Tokenizer(Protocol):
-    name: str
-
-    def wait_ready(self) -> None:
-        """Wait until tokenize() can answer at once; raises EncodingError if it never can."""
-        ...
-
-    def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
-        """Ids and byte sizes of each text's tokens (special-token text is ordinary text)."""
-        ...
-
-    def close(self) -> None: ...
 
 
 def start_tokenizer(name: str) -> Tokenizer:
@@ -140,7 +124,8 @@ def token_sizes(encoding: tiktoken.Encoding) -> list[int] | None:
 
 
 class TokenizerProcess:
-    """A helper process holding encoding ``name``: ``python -m llm_streamscope.tokenizer NAME``.
+    """A helper process holding encoding ``name``:
+    ``python -m llm_streamscope.capture.tokenizer NAME``.
 
     Started by the constructor; it loads at once. ``wait_ready`` (and ``tokenize``)
     wait for the load in a pipe read, which blocks in C holding no lock, and raise
@@ -149,18 +134,25 @@ class TokenizerProcess:
     With ``terminal`` (a file descriptor, passed on to the process) it also draws
     the live view there, from what ``send_live`` sends: the encoding the run
     needs anyway colours the tokens, and no drawing runs in the capturing process.
+    The process is then ``python -m LIVE_HOST``, a module that runs ``main`` with
+    the renderer it hands it: this module knows no view.
     """
 
-    def __init__(self, name: str, *, terminal: int | None = None) -> None:
+    def __init__(
+        self, name: str, *, terminal: int | None = None, live_host: str | None = None
+    ) -> None:
         self.name = name
         self._ready = False
         self._error: EncodingError | None = None
         self._live_lock = threading.Lock()  # the live view sends from two threads
         self._closes_due = 0
         """``CLOSED`` answers on their way: read before any tokens are."""
-        args = [sys.executable, "-m", "llm_streamscope.tokenizer", name]
+        args = [sys.executable, "-m", "llm_streamscope.capture.tokenizer", name]
         passed: tuple[int, ...] = ()
         if terminal is not None:
+            if live_host is None:
+                raise ValueError("a live view needs the module that hosts its renderer")
+            args[2] = live_host
             # A number of its own: in the process, 0 to 2 are its pipes.
             passed = (os.dup(terminal),)
             args += ["--live", str(passed[0])]
@@ -320,7 +312,19 @@ def _read_tokens(stream: IO[bytes]) -> Tokens:
 # ====================
 
 
-def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes], terminal: int | None = None) -> None:
+LiveRenderer = Callable[[int, str, Callable[[str], Tokens]], Any]
+"""What draws the live view in the process: made from the terminal's file descriptor,
+the encoding's name and a text's tokens; it ``receive``s each ``_LIVE`` message
+(true once the view is off the screen) and is ``close``d at the end."""
+
+
+def _serve(
+    name: str,
+    stdin: IO[bytes],
+    stdout: IO[bytes],
+    terminal: int | None = None,
+    live_renderer: LiveRenderer | None = None,
+) -> None:
     try:
         encoding = encodings.get_encoding(name)
         token_sizes(encoding)  # built now, not on the first request
@@ -334,10 +338,8 @@ def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes], terminal: int | None 
         stdout.flush()
         return
     live = None
-    if terminal is not None:
-        from .liveview import LiveRenderer
-
-        live = LiveRenderer(terminal, encoding.name, lambda text: tokens_of(encoding, text))
+    if terminal is not None and live_renderer is not None:
+        live = live_renderer(terminal, encoding.name, lambda text: tokens_of(encoding, text))
     stdout.write(_READY)
     stdout.flush()
     try:
@@ -368,7 +370,8 @@ def _answer(encoding: tiktoken.Encoding, stdin: IO[bytes], stdout: IO[bytes], li
         stdout.flush()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, live_renderer: LiveRenderer | None = None) -> None:
+    """The helper process; ``--live FD`` only where a host hands it ``live_renderer``."""
     args = sys.argv[1:] if argv is None else argv
     terminal = None
     # Ctrl-C, and a SIGTERM sent to the process group (timeout, systemd, CI), reach
@@ -376,20 +379,20 @@ def main(argv: list[str] | None = None) -> None:
     # input (or says when the view is to leave the screen). Died here, it would take
     # the run's alignment, or the terminal's state, with it.
     _ignore_parent_signals()
-    if len(args) == 3 and args[1] == "--live" and args[2].isdigit():
+    if len(args) == 3 and args[1] == "--live" and args[2].isdigit() and live_renderer:
         terminal = int(args[2])
         # Drawing yields the CPU to llm's client: on two cores, a frame drawn as a
         # chunk arrives otherwise delayed the next one (llm-anthropic's TTST tail).
         with contextlib.suppress(OSError):
             os.nice(10)
     elif len(args) != 1:
-        sys.exit("usage: python -m llm_streamscope.tokenizer ENCODING_NAME [--live FD]")
+        sys.exit("usage: python -m llm_streamscope.capture.tokenizer ENCODING_NAME [--live FD]")
     with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
-        _serve(args[0], sys.stdin.buffer, sys.stdout.buffer, terminal)
+        _serve(args[0], sys.stdin.buffer, sys.stdout.buffer, terminal, live_renderer)
 
 
 if array("I").itemsize != 4:  # the pipe format is 32-bit ids and sizes
-    raise ImportError("llm_streamscope.tokenizer needs a 4-byte C unsigned int")
+    raise ImportError("llm_streamscope.capture.tokenizer needs a 4-byte C unsigned int")
 
 if __name__ == "__main__":
     main()

@@ -30,10 +30,10 @@ policy:
 20 ms and ``" It works."`` at 40 ms, one event per token gives six events; the
 bytes ``Hel`` arrived at 10 ms but go out with ``Hello`` at 20 ms:
 
->>> from llm_streamscope import encodings
->>> from llm_streamscope.align import align
->>> from llm_streamscope.tokenizer import LocalTokenizer
->>> from llm_streamscope.trace import Fragment, Trace
+>>> from llm_streamscope.analysis import encodings
+>>> from llm_streamscope.analysis.align import align
+>>> from llm_streamscope.capture.tokenizer import LocalTokenizer
+>>> from llm_streamscope.analysis.trace import Fragment, Trace
 >>> pieces = [("Hel", 10), ("lo world!", 20), (" It works.", 40)]
 >>> fragments = tuple(Fragment(i, "text", p, ms * 10**6) for i, (p, ms) in enumerate(pieces))
 >>> trace = Trace("t", "gpt-4o-mini", "o200k_base", True, None, None, "", fragments)
@@ -62,8 +62,8 @@ from .numbers import MS_MAX, Bounded
 from .stats import Distribution, percentile
 
 if TYPE_CHECKING:
+    from ..wire.events import Decoded
     from .trace import Alignment, StreamAlignment, Trace
-    from .wire.events import Decoded
 
 
 MS_PER_NS = 1e-6
@@ -128,10 +128,11 @@ def parse_policy(spec: str) -> Policy:
 
     >>> parse_policy("tokens:4").name, parse_policy("ms:12.5").name
     ('every 4 tokens', 'every 12.5 ms')
-    >>> parse_policy("tokens:0")
-    Traceback (most recent call last):
-    ...
-    llm_streamscope.whatif.WhatIfError: tokens:N needs a whole N from 1 to 1,000,000, got '0'
+    >>> try:
+    ...     parse_policy("tokens:0")
+    ... except WhatIfError as error:
+    ...     print(error)
+    tokens:N needs a whole N from 1 to 1,000,000, got '0'
     """
     kind, _, size = spec.strip().partition(":")
     if kind not in POLICY_KINDS:

@@ -22,7 +22,7 @@ from .wrapping import row_breaks, wrap_rows
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
-    from .trace import StreamAlignment
+    from ..analysis.trace import StreamAlignment
 
 VIEWS = ("both", "tokens", "chunks")
 

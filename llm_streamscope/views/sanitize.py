@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .numbers import finite_json
+from ..analysis.numbers import finite_json
 
 _FORMAT_RANGES = (
     (0x00AD, 0x00AD),  # soft hyphen

@@ -18,16 +18,16 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from .clock import document_clock, time_ns
+from ..analysis.clock import document_clock, time_ns
+from ..analysis.stats import Stats
+from ..analysis.trace import Alignment, StreamAlignment, Trace
 from .render import stats_table, whatif_notes, whatif_table, wire_table
 from .reportfile import MARK
 from .sanitize import visible
-from .stats import Stats
-from .trace import Alignment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
-    from .comparison import ModelRuns, ModelSummary
-    from .whatif import WhatIf
+    from ..analysis.summary import ModelRuns, ModelSummary
+    from ..analysis.whatif import WhatIf
 
 STYLE = """
 body { font: 14px/1.5 system-ui, sans-serif; margin: 2em; color: #1f2328; background: #fff; }

@@ -57,10 +57,11 @@ from .wrapping import wrap_rows
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from .capture import Capture
+    from ..analysis.tokens import Tokens
+    from ..analysis.trace import Trace
+    from ..capture.timing import Capture
+    from ..capture.tokenizer import TokenizerProcess
     from .live import LiveText
-    from .tokenizer import TokenizerProcess, Tokens
-    from .trace import Trace
 
 FRAME_NS = 1_000_000_000 // 30
 """At most 30 frames (and 30 messages) a second."""
@@ -526,8 +527,8 @@ class LiveScreen:
         its rows, its tokens and its chunks. Both ends are where tiktoken starts a
         piece, so its tokens are the whole text's; or ``region`` gives them, cut
         from the whole text's."""
-        from .align import align_fragments
-        from .trace import Fragment
+        from ..analysis.align import align_fragments
+        from ..analysis.trace import Fragment
 
         if start >= end:
             return [], 0, 0

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .numbers import finite
+from ..analysis.numbers import finite
 from .sanitize import json_safe
 
 _PLAIN = (str, int, float, bool, type(None))

@@ -23,17 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from .store import (
-    FRAGMENTS,
-    TRACES,
-    UNFINISHED,
-    WIRE,
-    WIRE_READS,
-    StoreError,
-    connect,
-    migrations,
-)
-from .trace import (
+from ..analysis.trace import (
     KINDS,
     PLACEMENT_FIELDS,
     STATUS_INTERRUPTED,
@@ -43,9 +33,19 @@ from .trace import (
     Trace,
     one_line,
 )
+from .writer import (
+    FRAGMENTS,
+    TRACES,
+    UNFINISHED,
+    WIRE,
+    WIRE_READS,
+    StoreError,
+    connect,
+    migrations,
+)
 
 if TYPE_CHECKING:
-    from .wire.events import Wire
+    from ..wire.events import Wire
 
 JSON_COLUMNS = {"options_json": "options", "stats_json": "stats"}
 """Trace columns that hold a JSON object as text, and the key their value takes
@@ -428,8 +428,8 @@ def load_wire(
     rows = _query(db, f"select * from {WIRE} where trace_id = ?", [trace_id])
     if not rows:
         return None
-    from .wire.events import Read, Wire, WireError
-    from .wire.formats import decode
+    from ..wire.events import Read, Wire, WireError
+    from ..wire.formats import decode
 
     row = checked.row(WIRE, rows[0], trace_id, whole=True)
     reads = []

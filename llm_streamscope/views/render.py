@@ -1,4 +1,5 @@
-"""Turn traces, alignments and stats into rich renderables and JSON documents.
+"""Turn traces, alignments and stats into rich renderables: the stats, wire, run,
+whatif and compare tables (the JSON documents are ``documents``, the chart ``timeline``).
 
 Nothing here prints. Model output is data: it only ever enters a ``rich.text.Text``
 through ``append`` (never markup), and every control character in it is swapped
@@ -9,8 +10,6 @@ move the cursor or reorder text with bidi overrides.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
@@ -18,6 +17,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from ..analysis.stats import Distribution, RunTotals, Stats
+from ..analysis.trace import Alignment, StreamAlignment, Trace
 from .alignview import (  # noqa: F401 (the view's names, where they have always been)
     CHUNK_MARK,
     CHUNK_MARK_STYLE,
@@ -28,19 +29,16 @@ from .alignview import (  # noqa: F401 (the view's names, where they have always
     VIEWS,
     AlignmentView,
 )
-from .clock import document_clock, time_ns
 from .sanitize import VIEW_TABLE, visible
-from .stats import Distribution, RunTotals, Stats
-from .trace import Alignment, Fragment, StreamAlignment, Trace
-from .wrapping import UnpaddedTable, print_rows, wrap_rows
+from .wrapping import UnpaddedTable, print_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from rich.console import Console, ConsoleOptions, RenderResult
 
-    from .comparison import ModelSummary
-    from .whatif import WhatIf
+    from ..analysis.summary import ModelSummary
+    from ..analysis.whatif import WhatIf
 
 
 def short_id(ident: str, keep: int = 12) -> str:
@@ -470,19 +468,6 @@ def run_table(totals: RunTotals) -> Table:
     return table
 
 
-def run_document(
-    run_id: str,
-    responses: list[tuple[Trace, Alignment, Stats]],
-    totals: RunTotals,
-) -> dict[str, Any]:
-    """The ``--json`` document of a run: each response's ``trace_document``, and the totals."""
-    return {
-        "run_id": run_id,
-        "responses": [trace_document(*response) for response in responses],
-        "totals": totals.to_dict(),
-    }
-
-
 def compare_table(summaries: Sequence[ModelSummary]) -> Table:
     """Models side by side: one column per model, one row per figure (see
     ``comparison.AGGREGATION`` for how each is taken across runs)."""
@@ -536,406 +521,3 @@ def compare_table(summaries: Sequence[ModelSummary]) -> Table:
         ),
     )
     return table
-
-
-def _ms(ns: int) -> float:
-    return ns / 1e6
-
-
-FRAGMENT_COLUMNS = (
-    "index",
-    "kind",
-    "tool_call_id",
-    "text",
-    "t_ms",
-    "llm_t_ms",
-    "wire_t_ms",
-    "byte_start",
-    "byte_end",
-    "token_start",
-    "token_end",
-    "starts_mid_token",
-    "ends_mid_token",
-)
-"""The keys of a ``fragment_rows`` row, in order (the CSV header, even with no rows):
-the fragment, then its ``Placement`` under the same names, with ``byte_end`` beside
-``byte_start``."""
-_TOKEN_FIELDS = FRAGMENT_COLUMNS[7:]
-"""The place among the tokens: null for a fragment that is not model output."""
-
-
-def fragment_rows(trace: Trace, alignment: Alignment) -> Iterator[dict[str, Any]]:
-    """One dict per fragment, in arrival order, with its place among the tokens.
-
-    ``t_ms`` is on the clock the stats name (``stats.trace_clock``; null where the
-    fragment has no time on it); ``llm_t_ms`` and ``wire_t_ms`` are the two clocks
-    by name, each null where it did not time the fragment.
-    """
-    positions = alignment.fragment_positions()
-    clock = document_clock(trace)
-    for f in trace.fragments:
-        t_ms = _time_ms(f, clock)
-        llm_t_ms = t_ms if clock == "llm" else None  # else llm's, once it was put aside
-        row = {
-            "index": f.index,
-            "kind": f.kind,
-            "tool_call_id": f.tool_call_id,
-            "text": f.text,
-            "t_ms": t_ms,
-            "llm_t_ms": llm_t_ms if f.llm_t_ns is None else _ms(f.llm_t_ns),
-            "wire_t_ms": None if f.wire_t_ns is None else _ms(f.wire_t_ns),
-        }
-        if f.index not in positions:  # not model output: not aligned
-            yield row | dict.fromkeys(_TOKEN_FIELDS)
-            continue
-        stream, j = positions[f.index]
-        placement = stream.placement(j)
-        yield row | {
-            "byte_start": placement.byte_start,
-            "byte_end": stream.fragment_byte_ends[j],
-            "token_start": placement.token_start,
-            "token_end": placement.token_end,
-            "starts_mid_token": placement.starts_mid_token,
-            "ends_mid_token": placement.ends_mid_token,
-        }
-
-
-EXPORT_COLUMNS = ("trace_id", *FRAGMENT_COLUMNS)
-"""The keys of an ``export_rows`` row: a fragment row, and the trace it belongs to."""
-
-
-def export_rows(responses: list[tuple[Trace, Alignment, Stats]]) -> Iterator[dict[str, Any]]:
-    """Every fragment of a run's responses, in run order, each with its trace id."""
-    for trace, alignment, _ in responses:
-        for row in fragment_rows(trace, alignment):
-            yield {"trace_id": trace.id} | row
-
-
-def _time_ms(fragment: Fragment, clock: str | None) -> float | None:
-    t = time_ns(fragment, clock)
-    return None if t is None else _ms(t)
-
-
-def trace_document(trace: Trace, alignment: Alignment, stats: Stats) -> dict[str, Any]:
-    """The ``--json`` document: the trace, its alignment and its stats, every time on
-    the clock ``stats.clock`` names (a token's is its last fragment's)."""
-    clock = document_clock(trace)
-    return {
-        "trace_id": trace.id,
-        "turn_id": trace.turn_id,
-        "run_id": trace.run_id,
-        "run_index": trace.run_index,
-        "run_offset_ms": None if trace.run_offset_ns is None else _ms(trace.run_offset_ns),
-        "model": trace.model_id,
-        "encoding": trace.encoding_name,
-        "encoding_exact": trace.encoding_exact,
-        "status": trace.status,
-        "error": trace.error,
-        "started_utc": trace.started_utc,
-        "prompt": trace.prompt,
-        "system": trace.system,
-        "options": trace.options,
-        "fragments": list(fragment_rows(trace, alignment)),
-        "streams": [
-            {
-                "kind": s.kind,
-                "tool_call_id": s.tool_call_id,
-                "fragment_indices": [f.index for f in s.fragments],
-                "tokens": [
-                    {
-                        "index": t.index,
-                        "id": t.id,
-                        "byte_start": t.byte_start,
-                        "byte_end": t.byte_end,
-                        "first_fragment": s.fragments[t.first_fragment].index,
-                        "last_fragment": s.fragments[t.last_fragment].index,
-                        "t_ms": _time_ms(s.fragments[t.last_fragment], clock),
-                    }
-                    for t in s.tokens()
-                ],
-            }
-            for s in alignment.streams
-        ],
-        "stats": stats.to_dict(),
-        "wire": wire_document(trace),
-    }
-
-
-EVENT_COLUMNS = (
-    "index",
-    "t_ms",
-    "label",
-    "carried",
-    "event",
-    "byte_start",
-    "byte_end",
-    "first_read",
-    "last_read",
-    "data",
-)
-"""The keys of a ``wire_event_rows`` row, in order."""
-
-
-def wire_event_rows(trace: Trace) -> Iterator[dict[str, Any]]:
-    """One dict per event on the wire, in order: what it carried, its bytes and reads."""
-    if trace.wire is None:
-        return
-    decoded = trace.wire.decoded
-    for e, label in zip(decoded.events, decoded.labels):
-        yield {
-            "index": e.index,
-            "t_ms": None if e.t_ns is None else _ms(e.t_ns),
-            "label": label,
-            "carried": " ".join(decoded.carried(e.index)),
-            "event": "comment" if e.comment else e.event or None,
-            "byte_start": e.byte_start,
-            "byte_end": e.byte_end,
-            "first_read": e.first_read,
-            "last_read": e.last_read,
-            "data": e.data,
-        }
-
-
-EXPORT_EVENT_COLUMNS = ("trace_id", *EVENT_COLUMNS)
-
-
-def export_event_rows(responses: list[tuple[Trace, Alignment, Stats]]) -> Iterator[dict[str, Any]]:
-    """Every wire event of a run's responses, in run order, each with its trace id."""
-    for trace, _, _ in responses:
-        for row in wire_event_rows(trace):
-            yield {"trace_id": trace.id} | row
-
-
-def wire_document(trace: Trace) -> dict[str, Any] | None:
-    """The ``wire`` key of the ``--json`` document: the response, its reads and events."""
-    wire = trace.wire
-    if wire is None:
-        return None
-    return {
-        "source": wire.source,
-        "format": wire.decoded.format,
-        "framing": wire.decoded.framing,
-        "url": wire.url,
-        "status": wire.status,
-        "headers": wire.headers,
-        "headers_ms": None if wire.headers_ns is None else _ms(wire.headers_ns),
-        "error": None if wire.decoded.error is None else str(wire.decoded.error),
-        "reads": [
-            {"t_ms": None if r.t_ns is None else _ms(r.t_ns), "bytes": len(r.data)}
-            for r in wire.reads
-        ],
-        "events": list(wire_event_rows(trace)),
-    }
-
-
-TIMELINE_MODES = ("position", "time")
-"""How ``Timeline`` lays out its columns: by chunk position, or by equal slices of time."""
-
-
-@dataclass(frozen=True)
-class TimelineColumn:
-    """One column of a ``Timeline``: what arrived in it."""
-
-    gap_ms: float | None
-    """The largest gap before a chunk in the column; None when no gap ends in it."""
-    burst: bool
-    """Whether a chunk in it came within a millisecond of the one before."""
-    tokens: int | None
-    """The tokens its chunks completed; None when no chunk arrived in it."""
-    chunks: int
-    """How many chunks it holds (by position: the chunks whose gaps it draws)."""
-
-
-class Timeline:
-    """The text stream's gaps as a chart: stalls (gaps over the threshold) and
-    bursts (chunks within a millisecond of the one before) marked above the bars
-    (a column holding both shows the stall), the tokens completed written below.
-
-    ``by="position"``: one column per chunk (or per few, on a long stream), from the
-    second chunk on (the first one's wait is the TTFT); the bar is the gap before
-    the chunk. ``by="time"``: the columns are equal slices of time from the request
-    to the last chunk, the bar is the largest gap that ends in a slice, so a pause
-    is a blank stretch ending in a tall bar, and a last row marks the TTFT::
-
-        # six chunks at 10, 10.5, 30, 130, 140 and 150 ms, by time, plain, 40 columns:
-                   =                       !
-          100 ms                           #
-                                           #
-                 --------------------------#---
-                                           #
-                                           #
-            0 ms       #                   # ##
-          tokens   1   1                   1 13
-            TTFT --|                   150.0 ms
-
-    Plain characters when the console has no colour: ``#`` bars, ``-`` for the
-    stall threshold, ``!`` a stall, ``=`` a burst.
-    """
-
-    HEIGHT = 6
-    LEFT = 9
-    """Columns of the labels on the left (``"1,234 ms "``)."""
-    BLOCKS = " ▁▂▃▄▅▆▇█"
-
-    def __init__(self, alignment: Alignment, stats: Stats, by: str = "position"):
-        if by not in TIMELINE_MODES:
-            raise ValueError(f"by must be one of {TIMELINE_MODES}, not {by!r}")
-        self.by = by
-        text = alignment.stream("text")
-        # Only the chunks with a time on the stats' clock are drawn: none when the
-        # trace has no times at all, the later ones when inspect found the first waiting.
-        clock = None if stats.untimed_chunks >= stats.chunks else stats.clock
-        chunks = (
-            [j for j in text.chunk_indices() if time_ns(text.fragments[j], clock) is not None]
-            if text
-            else []
-        )
-        self.times = [text.fragments[j].t_ns for j in chunks] if text else []
-        self.tokens = (
-            [
-                text.fragment_token_end[j]
-                - text.fragment_token_start[j]
-                - text.fragment_ends_mid_token[j]
-                for j in chunks
-            ]
-            if text
-            else []
-        )
-        self.stats = stats
-
-    def _columns(self, width: int) -> list[TimelineColumn]:
-        """Columns by position: from the second chunk on, chunks sharing a column
-        when more than fit."""
-        gaps = [(b - a) / 1e6 for a, b in pairwise(self.times)]
-        tokens = self.tokens[1:]
-        per = max(1, -(-len(gaps) // width))
-        return [
-            TimelineColumn(
-                max(gaps[i : i + per]),
-                min(gaps[i : i + per]) < 1,
-                sum(tokens[i : i + per]),
-                len(gaps[i : i + per]),
-            )
-            for i in range(0, len(gaps), per)
-        ]
-
-    def _time_columns(self, width: int) -> list[TimelineColumn]:
-        """Columns by time: ``width`` equal slices from 0 to the last chunk (which
-        falls in the last one); a chunk falls in the slice its arrival lies in."""
-        end = self.times[-1]
-        gaps: list[list[float]] = [[] for _ in range(width)]
-        tokens: list[list[int]] = [[] for _ in range(width)]
-        for i, (t, n) in enumerate(zip(self.times, self.tokens)):
-            column = min(width - 1, t * width // end) if end > 0 else 0
-            tokens[column].append(n)
-            if i:
-                gaps[column].append((t - self.times[i - 1]) / 1e6)
-        return [
-            TimelineColumn(
-                max(g, default=None), min(g, default=1) < 1, sum(n) if n else None, len(n)
-            )
-            for g, n in zip(gaps, tokens)
-        ]
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        for row in self._rows(console, options):
-            if isinstance(row, Text):
-                row.rstrip()  # blank columns at the right end are no more than padding
-            yield row
-
-    def _rows(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        stats = self.stats
-        if stats.chunks and not self.times:
-            have = "has no time" if stats.chunks == 1 else "have no times"
-            yield from wrap_rows(  # rich's own wrapping would leave a space at each row's end
-                Text(
-                    f"timeline: its {_count(stats.chunks, 'text chunk')} {have} "
-                    "(see the stats' timing row), no gaps to draw",
-                    style="dim",
-                ),
-                options.max_width,
-            )
-            return
-        if len(self.times) < 2:
-            yield from wrap_rows(
-                Text("timeline: fewer than two text chunks timed, no gaps to draw", style="dim"),
-                options.max_width,
-            )
-            return
-        color = console.color_system is not None
-        width = max(10, options.max_width - self.LEFT - 1)
-        by_time = self.by == "time"
-        columns = self._time_columns(width) if by_time else self._columns(width)
-        top = max(*(c.gap_ms or 0 for c in columns), stats.stall_threshold_ms, 1e-9)
-        per = max(c.chunks for c in columns)
-        if by_time:
-            layout = (
-                f"timeline by time: {len(self.times):,} chunks in {_fmt_ms(self.times[-1] / 1e6)}"
-                f", {_fmt_ms(self.times[-1] / 1e6 / width)} per column"
-            )
-            bar = "the largest gap ending in a column"
-        else:
-            layout = f"timeline: {len(self.times):,} chunks" + (
-                f", {per} per column" if per > 1 else ""
-            )
-            bar = "the gap before a chunk"
-        yield Parts(
-            layout,
-            f"TTFT {_fmt_ms(stats.ttft_ms)} (tokens the first chunk completed: {self.tokens[0]})",
-            f"bar: {bar}",
-            f"{'!' if not color else '▲'} stall > {stats.stall_threshold_ms:g} ms",
-            f"{'=' if not color else '≈'} burst < 1 ms",
-            style="dim",
-        )
-        marks = Text(" " * self.LEFT)
-        for column in columns:
-            if column.gap_ms is None:
-                marks.append(" ")
-            elif column.gap_ms > stats.stall_threshold_ms:
-                marks.append("▲" if color else "!", style="bold red")
-            elif column.burst:
-                marks.append("≈" if color else "=", style="cyan")
-            else:
-                marks.append(" ")
-        yield marks
-        threshold_row = min(self.HEIGHT - 1, int(stats.stall_threshold_ms / top * self.HEIGHT))
-        for row in reversed(range(self.HEIGHT)):
-            label = f"{top:,.0f} ms" if row == self.HEIGHT - 1 else "0 ms" if row == 0 else ""
-            line = Text(f"{label:>{self.LEFT - 1}} ", style="dim")
-            for column in columns:
-                gap = column.gap_ms or 0
-                eighths = round(gap / top * self.HEIGHT * 8) - row * 8
-                style = "red" if gap > stats.stall_threshold_ms else "green"
-                if eighths >= 8:
-                    line.append("█" if color else "#", style=style)
-                elif eighths > 0 and color:
-                    line.append(self.BLOCKS[eighths], style=style)
-                elif eighths >= 4:
-                    line.append("#", style=style)
-                elif row == threshold_row and top > stats.stall_threshold_ms:
-                    line.append("┄" if color else "-", style="dim red")
-                else:
-                    line.append(" ")
-            yield line
-        tokens = Text(f"{'tokens':>{self.LEFT - 1}} ", style="dim")
-        for column in columns:
-            n = column.tokens
-            if n is None:
-                tokens.append(" ")
-            else:
-                tokens.append(str(n) if n < 10 else "+", style="bold" if n != 1 else "")
-        yield tokens
-        if by_time:
-            yield self._ttft_axis(columns, color)
-
-    def _ttft_axis(self, columns: list[TimelineColumn], color: bool) -> Text:
-        """The last row of a timeline by time: a line from the request to the column
-        of the first chunk, and the time of the last chunk at the right end."""
-        first = next(i for i, c in enumerate(columns) if c.chunks)
-        axis = Text(f"{'TTFT':>{self.LEFT - 1}} ", style="dim")
-        axis.append(("─" if color else "-") * first + ("┤" if color else "|"), style="bold")
-        end = _fmt_ms(self.times[-1] / 1e6)
-        room = len(columns) - first - 1
-        if room > len(end):
-            axis.append(f"{end:>{room}}", style="dim")
-        return axis

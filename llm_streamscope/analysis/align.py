@@ -12,7 +12,7 @@ and ``!`` (ids 13225, 2375 and 0; 5, 6 and 1 bytes, so they end at bytes 5, 11
 and 12). Streamed as ``"Hel"``, ``"lo world"``, ``"!"``, the first fragment ends
 inside ``Hello`` and the second starts there:
 
->>> from llm_streamscope.trace import Fragment
+>>> from llm_streamscope.analysis.trace import Fragment
 >>> tokens = ([13225, 2375, 0], [5, 6, 1])
 >>> pieces = ["Hel", "lo world", "!"]
 >>> a = align_fragments([Fragment(i, "text", p, 10 * i) for i, p in enumerate(pieces)], tokens)
@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, cast
 from .trace import Alignment, Fragment, StreamAlignment, Trace
 
 if TYPE_CHECKING:
-    from .tokenizer import Tokenizer, Tokens
+    from .tokens import Tokenizer, Tokens
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import accumulate
 
-from ..trace import Fragment
-from .events import Decoded
+from ..analysis.trace import Fragment
+from ..wire.events import Decoded
 
 
 def wire_times(

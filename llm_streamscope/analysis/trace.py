@@ -17,7 +17,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .wire.events import Wire
+    from ..wire.events import Wire
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .trace import (
+from ..analysis.trace import (
     STATUS_COMPLETE,
     STATUS_ERROR,
     STATUS_INTERRUPTED,

@@ -19,9 +19,9 @@ from typing import Any
 
 import click
 
-from .numbers import Bounded
-from .signals import QuietInterruptGroup
-from .wire import FORMAT_ALIASES, FORMATS
+from ..analysis.numbers import Bounded
+from ..capture.signals import QuietInterruptGroup
+from ..wire import FORMAT_ALIASES, FORMATS
 
 
 def summary(help: str) -> str:
@@ -84,10 +84,10 @@ def sim_options() -> list[click.Option]:
 
     import annotated_types
 
-    from .sim import profiles
-    from .sim.options import SimOptions
+    from ..sim import profiles, texts
+    from ..sim.options import SimOptions
 
-    choices = {"profile": tuple(profiles.PROFILES), "text": tuple(profiles.sample_names())}
+    choices = {"profile": tuple(profiles.PROFILES), "text": tuple(texts.sample_names())}
     options: list[click.Option] = []
     for name, info in SimOptions.model_fields.items():
         types = (info.annotation, *get_args(info.annotation))

@@ -21,7 +21,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .store import (
+from ..analysis.trace import Arrivals, Trace, one_line
+from .writer import (
     TRACES,
     DatabaseBusy,
     StoreError,
@@ -30,12 +31,11 @@ from .store import (
     is_busy,
     write_transaction,
 )
-from .trace import Arrivals, Trace, one_line
 
 if TYPE_CHECKING:
-    from .signals import RunSignals
-    from .stats import Stats
-    from .trace import Alignment
+    from ..analysis.stats import Stats
+    from ..analysis.trace import Alignment
+    from ..capture.signals import RunSignals
 
 QUIET_WAIT_S = 2.0
 """How long a busy database is waited for before the run says so (a concurrent

@@ -1,0 +1,1 @@
+"""Analysis: trace types, encodings, alignment, stats, clocks, whatif: pure, no I/O, no threads."""

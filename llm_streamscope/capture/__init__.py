@@ -1,0 +1,1 @@
+"""Capture: llm's run timed as it arrives, the tokenizer process, wire matching, signals."""

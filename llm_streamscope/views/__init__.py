@@ -1,0 +1,1 @@
+"""Views: terminal renderables, alignment and live views, timeline, HTML, SVG, JSON documents."""
