@@ -700,7 +700,7 @@ def test_pieces_point_at_timed_events():
 
 
 def test_realstreams_report_runs(capsys, monkeypatch):
-    """benchmarks/realstreams.py, the README's table: one row per provider, and a total."""
+    """benchmarks/realstreams.py, the table in docs/wire.md: one row per provider, and a total."""
     if REALSTREAMS is None:
         pytest.skip("../shared/realstreams absent")
     import importlib.util

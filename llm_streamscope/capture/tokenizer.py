@@ -3,7 +3,7 @@
 Loading an encoding takes a third of a second of CPU, much of it (tiktoken's
 Rust CoreBPE build) holding the interpreter lock in one piece; loaded anywhere
 on the machine while a request is in flight, it shows in that request's timings
-(README, benchmark notes on P8). So a run starts a ``TokenizerProcess`` as early
+(docs/benchmarks.md, P8). So a run starts a ``TokenizerProcess`` as early
 as it can, lets it load (with the same offline cache rules:
 ``encodings.get_encoding``) while the run prepares its request, and waits for it
 (``wait_ready``) before the request leaves: nothing of streamscope's runs
