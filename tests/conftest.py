@@ -1,4 +1,8 @@
+import os
 import pathlib
+import re
+import sys
+import tempfile
 
 import pytest
 
@@ -11,6 +15,22 @@ def pytest_addoption(parser):
         action="store_true",
         help="Write tests/golden/ from this run's output instead of comparing with it",
     )
+
+
+def pytest_configure(config):
+    """Compiled bytecode kept between runs, outside the source tree, even where
+    PYTHONDONTWRITEBYTECODE is set: without it every test process (xdist's workers,
+    each `llm` subprocess) compiles this project and rewrites the tests' asserts
+    again, ~3 s of CPU per worker. The variables reach the subprocesses too."""
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return
+    prefix = os.environ.get("PYTHONPYCACHEPREFIX") or os.path.join(
+        tempfile.gettempdir(), f"llm-streamscope-tests-pycache-{os.getuid()}"
+    )
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    sys.dont_write_bytecode = False
+    sys.pycache_prefix = prefix
 
 
 @pytest.fixture
@@ -55,6 +75,60 @@ def isolated_env(tmp_path, monkeypatch, tiktoken_cache):
     for var in ("OPENAI_API_KEY", "LLM_MODEL", "LLM_OPENAI_SHOW_RESPONSES", "NO_COLOR"):
         monkeypatch.delenv(var, raising=False)
     return user_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def llm_schema_copied_into_new_logs_dbs():
+    """A new logs.db gets the schema llm's migrations make, made once per session by
+    those migrations, instead of running them again (~0.1 s of CPU per test that logs).
+
+    Only an empty database is given the copy; any other goes through llm's own
+    ``migrate``, as do test_store's migration tests (which import it by name), and
+    streamscope's own migrations always run for real. (In this process only:
+    subprocesses migrate as usual.)"""
+    import sqlite_utils
+    from llm import cli, logs, migrations
+
+    real_migrate = migrations.migrate
+    made = sqlite_utils.Database(memory=True)
+    real_migrate(made)
+    virtual = [
+        name
+        for (name,) in made.execute(
+            "select name from sqlite_master where sql like 'CREATE VIRTUAL TABLE%'"
+        )
+    ]
+    shadow = re.compile("|".join(f"{re.escape(name)}_\\w+" for name in virtual) or "(?!)")
+    statements = [
+        sql
+        for (name, sql) in made.execute(
+            "select name, sql from sqlite_master where sql is not null order by rowid"
+        )
+        if not shadow.fullmatch(name)
+    ]
+    applied = made.execute("select * from _llm_migrations").fetchall()
+    columns = len(applied[0]) if applied else 0
+
+    def migrate(db):
+        if db.execute("select 1 from sqlite_master limit 1").fetchone() is not None:
+            return real_migrate(db)
+        began = not db.conn.in_transaction
+        if began:
+            db.conn.execute("BEGIN IMMEDIATE")
+        for sql in statements:
+            db.conn.execute(sql)
+        db.conn.executemany(
+            f"insert into _llm_migrations values ({', '.join('?' * columns)})", applied
+        )
+        if began:
+            db.conn.execute("COMMIT")
+
+    saved = [(module, module.migrate) for module in (migrations, cli, logs)]
+    for module, _ in saved:
+        module.migrate = migrate
+    yield real_migrate  # for the test that the copy is what llm makes
+    for module, original in saved:
+        module.migrate = original
 
 
 def streaming_model(model_id, *chunks):
