@@ -306,9 +306,14 @@ def test_an_interrupted_inspect_of_stdin_shows_and_logs_what_arrived(isolated_en
 
 
 def test_an_interrupted_replay_shows_the_views(isolated_env):
-    logged = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "30", "x")
+    # Three fragments at once, then a stall (0.1 s; ten seconds replayed at 0.01):
+    # the replay shows text within milliseconds and is still going when interrupted.
+    stalled = ("-o", "stall_after", "3", "-o", "stall_s", "0.1")
+    logged = run_in_process(
+        "-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "30", *stalled, "x"
+    )
     assert logged.exit_code == 0
-    proc = spawn(isolated_env, "replay", "--latest", "--speed", "0.001")
+    proc = spawn(isolated_env, "replay", "--latest", "--speed", "0.01")
     assert proc.stdout.read(4)  # the replay has begun
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
