@@ -148,6 +148,7 @@ def test_csv_is_exact_in_a_pipe_and_shown_by_the_rule_on_a_terminal(logged_hosti
         stdout=terminal,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, "LLM_LOAD_PLUGINS": "llm-streamscope"},  # no other plugin's start-up
     )
     os.close(terminal)
     seen = bytearray()
