@@ -72,6 +72,10 @@ def isolated_env(tmp_path, monkeypatch, tiktoken_cache):
     user_path.mkdir()
     monkeypatch.setenv("LLM_USER_PATH", str(user_path))
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tiktoken_cache))
+    # An `llm` subprocess loads only this plugin: llm-anthropic's and llm-gemini's
+    # start-up is ~1 s of CPU a process, and none is used there. (This process loaded
+    # its plugins on import; a test that wants another in a subprocess sets its own.)
+    monkeypatch.setenv("LLM_LOAD_PLUGINS", "llm-streamscope")
     for var in ("OPENAI_API_KEY", "LLM_MODEL", "LLM_OPENAI_SHOW_RESPONSES", "NO_COLOR"):
         monkeypatch.delenv(var, raising=False)
     return user_path
@@ -177,7 +181,8 @@ def register_models():
 def llm_gemini_unregistered():
     """llm-gemini (installed for test_wire_tap) builds some thirty pydantic classes on
     every ``llm.get_model()``, ~80 ms each time: it stays out of every test but those
-    that ask for it with the ``llm_gemini`` fixture. (Subprocesses load it as usual.)"""
+    that ask for it with the ``llm_gemini`` fixture. (Subprocesses load neither: see
+    ``isolated_env``.)"""
     from llm.plugins import load_plugins, pm
 
     load_plugins()
