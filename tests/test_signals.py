@@ -80,18 +80,25 @@ def test_sigterm_to_the_process_group_keeps_the_json_document(isolated_env, tmp_
     assert response["status"] == "interrupted" and len(response["fragments"]) == 20
 
 
-def test_sigterm_to_the_process_group_takes_the_live_view_off_the_screen(tmp_path):
-    from test_liveview import STATUS, Simulator, cursor_shown_at_end, left_on_screen, live_run
+@pytest.fixture(scope="module")
+def live_sim():
+    """One simulator process for this module's live views: each run is in a process
+    group of its own, so a signal to the run's group never reaches it."""
+    from test_liveview import Simulator
 
     sim = Simulator()
-    try:
-        term = live_run(tmp_path, sim, "-o", "chunks", "400", "-o", "speed", "0.3")
-        term.wait_for(STATUS.pattern)
-        os.killpg(term.process.pid, signal.SIGTERM)  # timeout, systemd, a CI runner
-        assert term.finish() == 143
-    finally:
-        sim.process.terminate()
-        sim.process.wait(10)
+    yield sim
+    sim.process.terminate()
+    sim.process.wait(10)
+
+
+def test_sigterm_to_the_process_group_takes_the_live_view_off_the_screen(tmp_path, live_sim):
+    from test_liveview import STATUS, cursor_shown_at_end, left_on_screen, live_run
+
+    term = live_run(tmp_path, live_sim, "-o", "chunks", "400", "-o", "speed", "0.3")
+    term.wait_for(STATUS.pattern)
+    os.killpg(term.process.pid, signal.SIGTERM)  # timeout, systemd, a CI runner
+    assert term.finish() == 143
     end = term.text()
     assert not left_on_screen(end), end
     assert cursor_shown_at_end(bytes(term.raw))
@@ -100,18 +107,13 @@ def test_sigterm_to_the_process_group_takes_the_live_view_off_the_screen(tmp_pat
     assert row["status"] == "interrupted" and 0 < row["stored"] < 400
 
 
-def test_the_live_view_leaves_the_screen_when_the_run_is_killed(tmp_path):
-    from test_liveview import STATUS, Simulator, cursor_shown_at_end, left_on_screen, live_run
+def test_the_live_view_leaves_the_screen_when_the_run_is_killed(tmp_path, live_sim):
+    from test_liveview import STATUS, cursor_shown_at_end, left_on_screen, live_run
 
-    sim = Simulator()
-    try:
-        term = live_run(tmp_path, sim, "-o", "chunks", "400", "-o", "speed", "0.3")
-        term.wait_for(STATUS.pattern)
-        term.process.kill()  # the run alone, and no handler of its own runs
-        assert term.finish() == -signal.SIGKILL  # the reader ends once the helper has too
-    finally:
-        sim.process.terminate()
-        sim.process.wait(10)
+    term = live_run(tmp_path, live_sim, "-o", "chunks", "400", "-o", "speed", "0.3")
+    term.wait_for(STATUS.pattern)
+    term.process.kill()  # the run alone, and no handler of its own runs
+    assert term.finish() == -signal.SIGKILL  # the reader ends once the helper has too
     assert not left_on_screen(term.text()), term.text()
     assert cursor_shown_at_end(bytes(term.raw))
 
