@@ -359,8 +359,9 @@ def test_replay_plays_in_the_live_view(isolated_env):
     from click.testing import CliRunner
     from llm.cli import cli
 
+    # Five chunks at once, a 0.6 s stall (replayed as it was: mid-replay), the rest at once.
     logged_run = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "25"]
-    logged_run += ["-o", "speed", "0.4"]
+    logged_run += ["-o", "speed", "0", "-o", "stall_after", "5", "-o", "stall_s", "0.6"]
     assert CliRunner().invoke(cli, [*logged_run, "Why?"]).exit_code == 0
     env = {**os.environ, "TERM": "xterm-256color"}  # LLM_USER_PATH: the run's
     term = Terminal([*LLM, "streamscope", "replay", "--latest"], env)
