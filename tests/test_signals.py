@@ -23,17 +23,22 @@ def spawn(user_path, *args, **options):
 
 
 def stored_fragments(user_path, wanted=1, timeout_s=30):
-    """How many fragments the run has stored, once there are ``wanted``."""
+    """How many fragments the run has stored, once there are ``wanted``.
+
+    Read without locks (immutable): a reader's lock, taken as the run writes its
+    trace row, would make the run note that the database is busy."""
     deadline = time.monotonic() + timeout_s
     stored = 0
     while time.monotonic() < deadline and stored < wanted:
         time.sleep(0.05)
         try:
-            db = sqlite3.connect(user_path / "logs.db", timeout=0.1)
-            (stored,) = db.execute("select count(*) from streamscope_fragments").fetchone()
-            db.close()
+            db = sqlite3.connect(f"file:{user_path / 'logs.db'}?immutable=1", uri=True)
+            try:
+                (stored,) = db.execute("select count(*) from streamscope_fragments").fetchone()
+            finally:
+                db.close()
         except sqlite3.Error:
-            continue  # not made yet, or busy
+            continue  # not made yet, or caught mid-write
     return stored
 
 
