@@ -22,7 +22,8 @@ def pytest_configure(config):
 
     The tests' SQLite files (a logs.db or more a test) commit in ~0.04 ms on tmpfs
     and ~0.5 ms, far more on a busy disk, on the root file system. pytest's own
-    variable puts its tmp_path directories there (kept three runs, as always).
+    variable puts its tmp_path directories there (kept three runs, as always), if
+    it has room: a run leaves ~120 MB (a container's /dev/shm is often 64 MB).
 
     Compiled bytecode is kept outside the source tree, even where
     PYTHONDONTWRITEBYTECODE is set: without it every test process (xdist's workers,
@@ -34,6 +35,7 @@ def pytest_configure(config):
         and config.option.basetemp is None
         and memory.is_dir()
         and os.access(memory, os.W_OK)
+        and _free_bytes(memory) > 2 * 1024**3
     ):
         os.environ["PYTEST_DEBUG_TEMPROOT"] = str(memory)
     if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
@@ -45,6 +47,11 @@ def pytest_configure(config):
     os.environ["PYTHONPYCACHEPREFIX"] = prefix
     sys.dont_write_bytecode = False
     sys.pycache_prefix = prefix
+
+
+def _free_bytes(path):
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
 
 
 @pytest.fixture
