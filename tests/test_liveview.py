@@ -256,8 +256,10 @@ def test_the_screen_mid_stream_and_at_the_end_and_a_slow_terminal_delays_nothing
 def test_after_a_resize_the_answer_as_text_then_the_views_nothing_stale(tmp_path, sim, size):
     # A short answer on a tall terminal: nothing scrolls off the screen, so a line
     # the view left behind would still be on it.
-    options = ["-o", "chunks", "60", "-o", "speed", "0.25"]
-    term = live_run(tmp_path, sim, *options, cols=100, rows=60)
+    # Twenty chunks at once, then a stall of 1.5 s in which the terminal is resized and
+    # the view redrawn, then the rest at once.
+    options = ["-o", "chunks", "60", "-o", "speed", "0", "-o", "stall_after", "20"]
+    term = live_run(tmp_path, sim, *options, "-o", "stall_s", "1.5", cols=100, rows=60)
     term.wait_for(r"● [\d.]+ s  TTFT [\d,]+ ms  ([2-9]|\d\d) chunks")
     assert term.process.poll() is None, "the stream was over before the resize"
     term.resize(*size)
@@ -357,8 +359,9 @@ def test_replay_plays_in_the_live_view(isolated_env):
     from click.testing import CliRunner
     from llm.cli import cli
 
+    # Five chunks at once, a 0.6 s stall (replayed as it was: mid-replay), the rest at once.
     logged_run = ["streamscope", "-m", "streamscope-sim", "-o", "chunks", "25"]
-    logged_run += ["-o", "speed", "0.4"]
+    logged_run += ["-o", "speed", "0", "-o", "stall_after", "5", "-o", "stall_s", "0.6"]
     assert CliRunner().invoke(cli, [*logged_run, "Why?"]).exit_code == 0
     env = {**os.environ, "TERM": "xterm-256color"}  # LLM_USER_PATH: the run's
     term = Terminal([*LLM, "streamscope", "replay", "--latest"], env)

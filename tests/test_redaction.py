@@ -41,7 +41,7 @@ class EchoesTheKey(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def echoing_server(monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoesTheKey)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{server.server_port}")
     yield server

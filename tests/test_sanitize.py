@@ -71,7 +71,7 @@ def hostile_provider(isolated_env):
     """An OpenAI-compatible provider on loopback whose every answer is a hostile error,
     reached through llm's own OpenAI client (extra-openai-models.yaml)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ErrorBody)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     (isolated_env / "extra-openai-models.yaml").write_text(
         "- model_id: hostile\n  model_name: hostile\n"
         f"  api_base: http://127.0.0.1:{server.server_address[1]}/v1\n"
@@ -151,6 +151,7 @@ def test_csv_is_exact_in_a_pipe_and_shown_by_the_rule_on_a_terminal(logged_hosti
         stdout=terminal,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, "LLM_LOAD_PLUGINS": "llm-streamscope"},  # no other plugin's start-up
     )
     os.close(terminal)
     seen = bytearray()

@@ -56,7 +56,12 @@ class Served:
 def process_env(tmp_path_factory, tiktoken_cache):
     user = tmp_path_factory.mktemp("serve-user")
     keep = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return keep | {"LLM_USER_PATH": str(user), "TIKTOKEN_CACHE_DIR": str(tiktoken_cache)}
+    # Only this plugin in the server process: the real plugins are this test's clients.
+    return keep | {
+        "LLM_USER_PATH": str(user),
+        "TIKTOKEN_CACHE_DIR": str(tiktoken_cache),
+        "LLM_LOAD_PLUGINS": "llm-streamscope",
+    }
 
 
 def load_encoding_here(tiktoken_cache):

@@ -23,17 +23,22 @@ def spawn(user_path, *args, **options):
 
 
 def stored_fragments(user_path, wanted=1, timeout_s=30):
-    """How many fragments the run has stored, once there are ``wanted``."""
+    """How many fragments the run has stored, once there are ``wanted``.
+
+    Read without locks (immutable): a reader's lock, taken as the run writes its
+    trace row, would make the run note that the database is busy."""
     deadline = time.monotonic() + timeout_s
     stored = 0
     while time.monotonic() < deadline and stored < wanted:
         time.sleep(0.05)
         try:
-            db = sqlite3.connect(user_path / "logs.db", timeout=0.1)
-            (stored,) = db.execute("select count(*) from streamscope_fragments").fetchone()
-            db.close()
+            db = sqlite3.connect(f"file:{user_path / 'logs.db'}?immutable=1", uri=True)
+            try:
+                (stored,) = db.execute("select count(*) from streamscope_fragments").fetchone()
+            finally:
+                db.close()
         except sqlite3.Error:
-            continue  # not made yet, or busy
+            continue  # not made yet, or caught mid-write
     return stored
 
 
@@ -80,18 +85,25 @@ def test_sigterm_to_the_process_group_keeps_the_json_document(isolated_env, tmp_
     assert response["status"] == "interrupted" and len(response["fragments"]) == 20
 
 
-def test_sigterm_to_the_process_group_takes_the_live_view_off_the_screen(tmp_path):
-    from test_liveview import STATUS, Simulator, cursor_shown_at_end, left_on_screen, live_run
+@pytest.fixture(scope="module")
+def live_sim():
+    """One simulator process for this module's live views: each run is in a process
+    group of its own, so a signal to the run's group never reaches it."""
+    from test_liveview import Simulator
 
     sim = Simulator()
-    try:
-        term = live_run(tmp_path, sim, "-o", "chunks", "400", "-o", "speed", "0.3")
-        term.wait_for(STATUS.pattern)
-        os.killpg(term.process.pid, signal.SIGTERM)  # timeout, systemd, a CI runner
-        assert term.finish() == 143
-    finally:
-        sim.process.terminate()
-        sim.process.wait(10)
+    yield sim
+    sim.process.terminate()
+    sim.process.wait(10)
+
+
+def test_sigterm_to_the_process_group_takes_the_live_view_off_the_screen(tmp_path, live_sim):
+    from test_liveview import STATUS, cursor_shown_at_end, left_on_screen, live_run
+
+    term = live_run(tmp_path, live_sim, "-o", "chunks", "400", "-o", "speed", "0.3")
+    term.wait_for(STATUS.pattern)
+    os.killpg(term.process.pid, signal.SIGTERM)  # timeout, systemd, a CI runner
+    assert term.finish() == 143
     end = term.text()
     assert not left_on_screen(end), end
     assert cursor_shown_at_end(bytes(term.raw))
@@ -100,18 +112,13 @@ def test_sigterm_to_the_process_group_takes_the_live_view_off_the_screen(tmp_pat
     assert row["status"] == "interrupted" and 0 < row["stored"] < 400
 
 
-def test_the_live_view_leaves_the_screen_when_the_run_is_killed(tmp_path):
-    from test_liveview import STATUS, Simulator, cursor_shown_at_end, left_on_screen, live_run
+def test_the_live_view_leaves_the_screen_when_the_run_is_killed(tmp_path, live_sim):
+    from test_liveview import STATUS, cursor_shown_at_end, left_on_screen, live_run
 
-    sim = Simulator()
-    try:
-        term = live_run(tmp_path, sim, "-o", "chunks", "400", "-o", "speed", "0.3")
-        term.wait_for(STATUS.pattern)
-        term.process.kill()  # the run alone, and no handler of its own runs
-        assert term.finish() == -signal.SIGKILL  # the reader ends once the helper has too
-    finally:
-        sim.process.terminate()
-        sim.process.wait(10)
+    term = live_run(tmp_path, live_sim, "-o", "chunks", "400", "-o", "speed", "0.3")
+    term.wait_for(STATUS.pattern)
+    term.process.kill()  # the run alone, and no handler of its own runs
+    assert term.finish() == -signal.SIGKILL  # the reader ends once the helper has too
     assert not left_on_screen(term.text()), term.text()
     assert cursor_shown_at_end(bytes(term.raw))
 
@@ -307,9 +314,14 @@ def test_an_interrupted_inspect_of_stdin_shows_and_logs_what_arrived(isolated_en
 
 
 def test_an_interrupted_replay_shows_the_views(isolated_env):
-    logged = run_in_process("-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "30", "x")
+    # Three fragments at once, then a stall (0.1 s; ten seconds replayed at 0.01):
+    # the replay shows text within milliseconds and is still going when interrupted.
+    stalled = ("-o", "stall_after", "3", "-o", "stall_s", "0.1")
+    logged = run_in_process(
+        "-m", "streamscope-sim", "-o", "speed", "0", "-o", "chunks", "30", *stalled, "x"
+    )
     assert logged.exit_code == 0
-    proc = spawn(isolated_env, "replay", "--latest", "--speed", "0.001")
+    proc = spawn(isolated_env, "replay", "--latest", "--speed", "0.01")
     assert proc.stdout.read(4)  # the replay has begun
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
