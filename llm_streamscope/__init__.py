@@ -3,12 +3,17 @@
 Only the llm hooks live here. Nothing heavy is imported at plugin load time, so
 ``llm --help`` stays as fast as it was, and the tokenizer process (which imports
 this package) does not pay for importing llm: the marker is pluggy's own, the
-same one ``llm.hookimpl`` is.
+same one ``llm.hookimpl`` is. The one thing done at import is for ``llm
+streamscope`` alone: its tokenizer process starts then (``prestart``).
 """
 
 from pluggy import HookimplMarker
 
+from . import prestart
+
 hookimpl = HookimplMarker("llm")
+
+prestart.from_command_line()  # `llm streamscope`: its tokenizer loads while llm starts
 
 
 @hookimpl

@@ -264,17 +264,20 @@ def run(
         with redirect:
             ctx.invoke(llm.cli.prompt, **options)
 
-    expected_model = _expected_model(options)
-    if expected_model is not None and not expected_model.can_stream:
-        raise click.ClickException(
-            f"Model {expected_model.model_id} cannot stream, so there is nothing to time: "
-            "streamscope needs a streaming model"
-        )
+    def streaming_model() -> Any:
+        expected_model = _expected_model(options)
+        if expected_model is not None and not expected_model.can_stream:
+            raise click.ClickException(
+                f"Model {expected_model.model_id} cannot stream, so there is nothing to time: "
+                "streamscope needs a streaming model"
+            )
+        return expected_model
+
     result = run_session(
         invoke,
         settings,
         notify=lambda message: echo_line(f"Note: {message}"),
-        expected_model=expected_model,
+        find_model=streaming_model,
     )
     failure = result.failure
     if not result.responses:
@@ -311,16 +314,9 @@ def run(
 
 
 def _can_draw(stream: Any) -> bool:
-    """Whether the live view can draw on ``stream``: a terminal that takes colour."""
-    from .live import is_terminal
+    from .live import can_draw
 
-    return (
-        os.name == "posix"  # the terminal is handed to the tokenizer process (pass_fds)
-        and is_terminal(stream)
-        and not os.environ.get("NO_COLOR")
-        and os.environ.get("TERM") != "dumb"
-        and hasattr(stream, "fileno")
-    )
+    return can_draw(stream)
 
 
 def _log_path(database: str | pathlib.Path | None) -> pathlib.Path:

@@ -94,6 +94,12 @@ class LiveView:
         self._lock = threading.Lock()  # the flusher sends too: keep batches in order
         self._flusher = StallFlusher(self._send_rest, self.STALL_FLUSH_S)
 
+    def starting(self) -> None:
+        """The run has started: show its status line ("starting…") until a request leaves."""
+        with self._lock:
+            self._shown = True
+            self._message({"starting": {"start_ns": time.perf_counter_ns()}})
+
     def start(self, record: Capture, header: Trace) -> None:
         """A response is about to be requested: its model, and the clock's start."""
         with self._lock:
@@ -245,6 +251,8 @@ class LiveRenderer:
         """One message of ``LiveView``'s. Returns True once the view it ends has left
         the screen."""
         message = json.loads(data)
+        if "starting" in message:
+            self.starting(**message["starting"])
         if "begin" in message:
             self.begin(**message["begin"])
         if "add" in message:
@@ -253,6 +261,13 @@ class LiveRenderer:
             self.end()
             return True
         return False
+
+    def starting(self, start_ns: int) -> None:
+        """The run started at ``start_ns``: its status line until a request leaves."""
+        with self._lock:
+            self.screen.starting(start_ns)
+            self._showing = True
+        self._wake.set()
 
     def begin(self, model: str, encoding: str, start_ns: int, stall_ms: float) -> None:
         """A response's request leaves (``start_ns``, on the clock): show its view."""
@@ -376,8 +391,14 @@ class LiveScreen:
         self.stall_ms = stall_ms
         self.begin("", start_ns=0)
 
+    def starting(self, start_ns: int) -> None:
+        """The run started at ``start_ns``, and no request has left yet."""
+        self.begin("", start_ns=start_ns)
+        self.is_starting = True
+
     def begin(self, model: str, *, start_ns: int) -> None:
         """A new response: forget the last one."""
+        self.is_starting = False
         self.model = terminal_line(model)  # a stored or captured model id is data too
         self.start_ns = start_ns
         self.origin_ns: int | None = None
@@ -540,6 +561,10 @@ class LiveScreen:
         status = Text(no_wrap=True, overflow="ellipsis")
         status.append("● ", style="bold green")
         times = self.chunk_times
+        if self.is_starting:
+            status.append(f"{(now_ns - self.start_ns) / 1e9:.1f} s", style="bold")
+            status.append("  starting…", style="dim")
+            return status
         if origin is None or not times:
             waited = (now_ns - (origin if origin is not None else self.start_ns)) / 1e9
             status.append(f"{waited:.1f} s", style="bold")

@@ -135,7 +135,18 @@ class Session:
             return self.settings.encoding_name, True
         return encodings.encoding_for_model(model)
 
+    def starting(self) -> None:
+        """In a terminal, the live view's status line at once ("starting…"), drawn by
+        the tokenizer process started for this run while llm started (``prestart``)."""
+        from . import prestart
+
+        if self.settings.live and self.settings.live_view and self.live is None:
+            process = prestart.take(None, live=True)
+            if process is not None:
+                self._show_live(process).starting()
+
     def _tokenizer(self, name: str) -> Any:
+        from . import prestart
         from .tokenizer import start_tokenizer
 
         if name not in self.tokenizers:
@@ -144,18 +155,23 @@ class Session:
                 import sys
 
                 from .encodings import check_encoding_name
-                from .liveview import LiveView
-                from .stats import gap_threshold
                 from .tokenizer import TokenizerProcess
 
                 check_encoding_name(name)
-
-                process = TokenizerProcess(name, terminal=sys.stdout.fileno())
-                self.live = LiveView(process, stall_ms=gap_threshold(self.settings.gap_ms))
-                self.tokenizers[name] = process
+                process = prestart.take(name, live=True)
+                self._show_live(process or TokenizerProcess(name, terminal=sys.stdout.fileno()))
             else:
-                self.tokenizers[name] = start_tokenizer(name)
+                self.tokenizers[name] = prestart.take(name, live=False) or start_tokenizer(name)
         return self.tokenizers[name]
+
+    def _show_live(self, process: Any) -> Any:
+        """The live view, drawn by tokenizer ``process`` (which tokenizes for the run too)."""
+        from .liveview import LiveView
+        from .stats import gap_threshold
+
+        self.live = LiveView(process, stall_ms=gap_threshold(self.settings.gap_ms))
+        self.tokenizers[process.name] = process
+        return self.live
 
     # -- while llm's command runs --------------------------------------------
 
@@ -424,17 +440,23 @@ def run(
     *,
     notify: Callable[[str], None] | None = None,
     expected_model: Any = None,
+    find_model: Callable[[], Any] | None = None,
 ) -> RunResult:
     """Call ``invoke`` (which runs llm's prompt command) with every response it streams captured.
 
-    Never raises what ended the command: it is the result's ``failure``, beside
-    every response streamed before it.
+    ``expected_model`` (or what ``find_model`` returns, called once the live view
+    shows the run is starting) is the model llm will most likely use: its
+    tokenizer starts loading before llm's command runs. Never raises what ended
+    the command (or ``find_model``): it is the result's ``failure``, beside every
+    response streamed before it.
     """
     session = Session(settings, notify=notify or (lambda message: None))
-    if expected_model is not None:
-        session.expect(expected_model)
+    session.starting()
     failure = None
     try:
+        model = find_model() if find_model is not None else expected_model
+        if model is not None:
+            session.expect(model)
         with session.watching():
             invoke()
     except BaseException as ex:

@@ -28,6 +28,8 @@ loaded anyway (the in-process simulator tokenizes its samples with it).
 from __future__ import annotations
 
 import contextlib
+import itertools
+import operator
 import os
 import signal
 import struct
@@ -133,6 +135,10 @@ def token_sizes(encoding: tiktoken.Encoding) -> list[int] | None:
     ranks = getattr(encoding, "_mergeable_ranks", None)
     if not isinstance(ranks, dict):
         return None
+    if all(map(operator.eq, ranks.values(), itertools.count())):
+        # Ranks in order from 0, as every tiktoken file has them: one pass in C
+        # (5 ms for o200k_base, against 35 ms for the loop below).
+        return list(map(len, ranks))
     sizes = [0] * (max(ranks.values(), default=-1) + 1)
     for token, rank in ranks.items():
         sizes[rank] = len(token)
@@ -153,6 +159,8 @@ class TokenizerProcess:
 
     def __init__(self, name: str, *, terminal: int | None = None) -> None:
         self.name = name
+        self.draws = terminal is not None
+        """Whether it can draw the live view."""
         self._ready = False
         self._error: EncodingError | None = None
         self._live_lock = threading.Lock()  # the live view sends from two threads
@@ -237,6 +245,11 @@ class TokenizerProcess:
         """Wait (at most ``timeout_s``) until the live view has left the screen."""
         import select
 
+        if self._closes_due and not self._ready:
+            # Its first answer is the load's: a view shown before any request left
+            # ("starting…") is taken off once the process has loaded.
+            with contextlib.suppress(EncodingError):
+                self.wait_ready()
         stdout = self._stdout
         with contextlib.suppress(OSError, ValueError):
             while self._closes_due:

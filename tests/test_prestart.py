@@ -1,0 +1,154 @@
+"""The tokenizer process started while llm starts up (``prestart``): which command lines
+start it, that the run takes it instead of starting its own, and that one that does not
+fit the run is let go."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from conftest import streaming_model
+
+from llm_streamscope import prestart, tokenizer
+from llm_streamscope.prestart import Plan, plan
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["llm", "streamscope", "hi"], {}, Plan(None, None, True)),
+        (["/v/bin/llm", "streamscope", "run", "-m", "gpt-4", "hi"], {}, Plan("gpt-4", None, True)),
+        (
+            ["/v/lib/llm/__main__.py", "streamscope", "-mgpt-4o", "hi"],
+            {},
+            Plan("gpt-4o", None, True),
+        ),
+        (
+            ["llm", "streamscope", "--model=x", "--encoding", "cl100k_base"],
+            {},
+            Plan("x", "cl100k_base", True),
+        ),
+        (["llm", "streamscope", "hi"], {"LLM_MODEL": "claude"}, Plan("claude", None, True)),
+        (["llm", "streamscope", "--no-live", "hi"], {}, Plan(None, None, False)),
+        (["llm", "streamscope", "--json", "hi"], {}, Plan(None, None, False)),
+        (["llm", "streamscope", "-x", "hi"], {}, Plan(None, None, False)),
+        (["llm", "streamscope", "logs"], {}, None),
+        (["llm", "streamscope", "inspect", "-"], {}, None),
+        (["llm", "streamscope", "--help"], {}, None),
+        (["llm", "streamscope", "run", "--help"], {}, None),
+        (["llm", "prompt", "hi"], {}, None),
+        (["llm", "streamscope"], {}, Plan(None, None, True)),
+        (["pytest", "streamscope", "hi"], {}, None),
+        (["-m", "streamscope"], {}, None),
+        (["/x/llm_streamscope/tokenizer.py", "o200k_base"], {}, None),
+    ],
+)
+def test_which_command_lines_start_the_tokenizer_while_llm_starts(argv, environ, expected):
+    assert plan(argv, environ, terminal=True) == expected
+
+
+def test_the_commands_that_are_not_a_run_are_the_groups_others():
+    from llm_streamscope.cli import streamscope
+
+    assert set(streamscope.commands) - {"run"} == prestart.OTHER_COMMANDS
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """Every TokenizerProcess made from now on; the prestarted one let go at the end."""
+    made = []
+    real = tokenizer.TokenizerProcess.__init__
+
+    def init(self, *args, **kwargs):
+        made.append(self)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tokenizer.TokenizerProcess, "__init__", init)
+    yield made
+    prestart.let_go()
+
+
+def run(*args):
+    from llm.cli import cli
+
+    return CliRunner().invoke(cli, ["streamscope", *args], catch_exceptions=False)
+
+
+def test_the_run_takes_the_process_started_for_it(register_models, started):
+    register_models(streaming_model("stream-it", "Hello", " world"))
+    prestart.start(Plan("stream-it", None, False))  # as at the plugin's import
+    (early,) = started
+    assert early.name == "o200k_base"
+    result = run("-m", "stream-it", "--no-live", "x")
+    assert result.exit_code == 0, result.output
+    assert started == [early]  # no process of its own
+    assert prestart._started is None
+    assert early._process.wait(10) == 0  # it tokenized the run, and ended with it
+
+
+def test_a_process_for_another_encoding_is_let_go(register_models, started):
+    register_models(streaming_model("stream-it", "Hello", " world"))
+    prestart.start(Plan("stream-it", "cl100k_base", False))
+    (guessed,) = started
+    result = run("-m", "stream-it", "--no-live", "x")
+    assert result.exit_code == 0, result.output
+    assert guessed.name == "cl100k_base"
+    assert all(p.name == "o200k_base" for p in started[1:])  # the run's own, if any
+    guessed._process.wait(10)  # killed while loading, or closed once loaded
+    assert prestart._started is None
+
+
+def test_an_unknown_encoding_starts_nothing(started):
+    prestart.start(Plan(None, "no-such-encoding", False))
+    assert started == [] and prestart._started is None
+
+
+def test_in_a_terminal_the_status_line_shows_as_soon_as_the_run_starts(monkeypatch, started):
+    """Before llm has resolved the model, the tokenizer process started for the run
+    shows "starting…" and the time; the view leaves the screen clean at the end."""
+    pyte = pytest.importorskip("pyte")
+    pty = pytest.importorskip("pty")
+    import os
+    import sys
+    import threading
+    import time
+
+    from llm_streamscope.session import RunSettings, Session
+
+    master, slave = pty.openpty()
+    screen = pyte.Screen(80, 10)
+    stream = pyte.ByteStream(screen)
+    lock = threading.Lock()
+
+    def read():
+        with __import__("contextlib").suppress(OSError):
+            while data := os.read(master, 65536):
+                with lock:
+                    stream.feed(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def shown():
+        with lock:
+            return "\n".join(screen.display)
+
+    def wait_for(found):
+        deadline = time.monotonic() + 30
+        while not found(shown()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return shown()
+
+    monkeypatch.setattr(sys, "stdout", open(slave, "w", closefd=False))  # noqa: SIM115
+    prestart.start(Plan(None, None, True))
+    session = Session(RunSettings(live=True, live_view=True))
+    session.starting()  # the model is not known yet
+    assert session.live is not None and started and started[0].draws
+    text = wait_for(lambda text: "starting…" in text)
+    assert "● " in text and " s  starting…" in text, text
+    session.finish()
+    text = wait_for(lambda text: "starting…" not in text)
+    assert "starting…" not in text and "●" not in text, text
+    os.close(slave)
+    started[0]._process.wait(10)
+    reader.join(5)
+    os.close(master)
