@@ -3,7 +3,7 @@
     python benchmarks/run.py            # full sizes (a few minutes)
     python benchmarks/run.py --quick    # small sizes: proves the benchmark still runs
 
-    python benchmarks/run.py --only P7,P8   # some of them
+    python benchmarks/run.py --only P7,P8   # some of them (P11 runs P11 and P12)
 
 Everything streams from a simulator server in its own process (python -m
 llm_streamscope.sim) over loopback, so the server never competes with a client
@@ -50,6 +50,7 @@ sys.path.insert(0, str(HERE))
 
 import command_capture  # noqa: E402
 import raw_client  # noqa: E402
+import startup  # noqa: E402
 
 PY = sys.executable
 LLM = [PY, "-m", "llm"]
@@ -935,6 +936,8 @@ def main() -> int:
     quick = args.quick
     output = args.output or (None if quick else HERE / "results.json")
     only = {name.strip().upper() for name in args.only.split(",")} if args.only else None
+    if only is not None and "P12" in only:
+        only.add("P11")  # one step measures both
 
     from llm_streamscope.encodings import get_encoding
 
@@ -976,6 +979,14 @@ def main() -> int:
                 *p8_anthropic(tmp, p8_rounds),
             ],
             "P9": lambda: p9_ttft_vs_aiperf(sim, tmp, 1 if quick else 6, 2 if quick else 3),
+            "P11": lambda: startup.p11_p12(
+                LLM,
+                lambda path: child_env(path, sim),
+                lambda body: raw_client.stream(sim.url, body),
+                tmp,
+                sim_options(40, 5, 1.0),
+                1 if quick else 7,
+            ),
             "P13": lambda: [p13_command(sim, tmp, 100 if quick else 1_000, 0.003)],
             "P10": lambda: p10_inspect(
                 sim, tmp, 1_000_000 if quick else 10_000_000, 3 if quick else 9

@@ -454,14 +454,41 @@ def run(
     session.starting()
     failure = None
     try:
-        model = find_model() if find_model is not None else expected_model
-        if model is not None:
-            session.expect(model)
-        with session.watching():
-            invoke()
+        with _models_registered_once():
+            model = find_model() if find_model is not None else expected_model
+            if model is not None:
+                session.expect(model)
+            with session.watching():
+                invoke()
     except BaseException as ex:
         failure = ex
     return session.finish(failure)
+
+
+@contextmanager
+def _models_registered_once() -> Iterator[None]:
+    """While the block runs, llm asks its plugins for their models once.
+
+    llm registers every plugin's models again at each ``get_model`` (15 ms here,
+    80 with llm-gemini, which builds pydantic classes each time); a run finds its
+    model before llm's command does, and the command finds it again: the second
+    time is the first's list, the same models.
+    """
+    import llm
+
+    register = llm.get_models_with_aliases
+    registered: list[list[Any]] = []
+
+    def once() -> list[Any]:
+        if not registered:
+            registered.append(register())
+        return list(registered[0])
+
+    llm.get_models_with_aliases = once
+    try:
+        yield
+    finally:
+        llm.get_models_with_aliases = register
 
 
 def load_run(

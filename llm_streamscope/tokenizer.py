@@ -319,6 +319,11 @@ def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes], terminal: int | None 
         from .liveview import LiveRenderer
 
         live = LiveRenderer(terminal, encoding.name, lambda text: tokens_of(encoding, text))
+        # Drawing yields the CPU to llm's client: on two cores, a frame drawn as a
+        # chunk arrives otherwise delayed the next one (llm-anthropic's TTST tail).
+        # Only now: the load, which the request waits for, runs at llm's own priority.
+        with contextlib.suppress(OSError):
+            os.nice(10)
     stdout.write(_READY)
     stdout.flush()
     try:
@@ -357,10 +362,6 @@ def main(argv: list[str] | None = None) -> None:
         # Ctrl-C reaches the whole foreground process group: the run decides what
         # it means, and then says when the view is to leave the screen.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        # Drawing yields the CPU to llm's client: on two cores, a frame drawn as a
-        # chunk arrives otherwise delayed the next one (llm-anthropic's TTST tail).
-        with contextlib.suppress(OSError):
-            os.nice(10)
     elif len(args) != 1:
         sys.exit("usage: python -m llm_streamscope.tokenizer ENCODING_NAME [--live FD]")
     with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):

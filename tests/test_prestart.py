@@ -152,3 +152,28 @@ def test_in_a_terminal_the_status_line_shows_as_soon_as_the_run_starts(monkeypat
     started[0]._process.wait(10)
     reader.join(5)
     os.close(master)
+
+
+def test_a_run_asks_the_plugins_for_their_models_once(register_models):
+    """The run finds its model before llm's command does: llm does not register every
+    plugin's models a second time (llm-gemini builds pydantic classes each time)."""
+    model = streaming_model("stream-it", "Hello")
+    calls = []
+
+    def counted(register):
+        calls.append(1)
+        register(model)
+
+    import llm
+    from llm.plugins import pm
+
+    class Counting:
+        register_models = staticmethod(llm.hookimpl(counted))
+
+    pm.register(Counting(), name="counting")
+    try:
+        result = run("-m", "stream-it", "--no-live", "x")
+    finally:
+        pm.unregister(name="counting")
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
