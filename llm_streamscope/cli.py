@@ -218,6 +218,7 @@ def run(
 
     import llm.cli
 
+    from .exiting import end_process
     from .session import RunSettings
     from .session import run as run_session
 
@@ -308,9 +309,12 @@ def run(
         problems.insert(0, f"stream {last.status}{where}: {last.error}")
     elif failure is not None and not _exited_cleanly(failure):
         problems.insert(0, _one_line_error(failure))
+    code = _exit_code(last) if problems else 0
     if problems:
         echo_line("Error: " + "; ".join(problems))
-        sys.exit(_exit_code(last))
+    end_process(code)  # the command's process ends here, without Python's teardown
+    if code:
+        sys.exit(code)
 
 
 def _can_draw(stream: Any) -> bool:

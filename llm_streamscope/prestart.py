@@ -105,6 +105,8 @@ def _value(args: list[str], names: tuple[str, ...]) -> str | None:
 # ====================
 
 _started: TokenizerProcess | None = None
+is_the_command = False
+"""Whether this process is ``llm streamscope`` running a prompt, from its command line."""
 
 
 def from_command_line() -> None:
@@ -116,8 +118,10 @@ def from_command_line() -> None:
         return
     from .live import can_draw
 
+    global is_the_command
     found = plan(sys.argv, os.environ, terminal=can_draw(sys.stdout))
     if found is not None:
+        is_the_command = True
         start(found)
 
 
