@@ -159,7 +159,8 @@ class Session:
 
                 check_encoding_name(name)
                 process = prestart.take(name, live=True)
-                self._show_live(process or TokenizerProcess(name, terminal=sys.stdout.fileno()))
+                process = process or TokenizerProcess(name, terminal=sys.stdout.fileno())
+                self._show_live(process).starting()
             else:
                 self.tokenizers[name] = prestart.take(name, live=False) or start_tokenizer(name)
         return self.tokenizers[name]
