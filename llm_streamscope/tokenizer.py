@@ -318,12 +318,13 @@ def _serve(name: str, stdin: IO[bytes], stdout: IO[bytes], terminal: int | None 
     if terminal is not None:
         from .liveview import LiveRenderer
 
-        live = LiveRenderer(terminal, encoding.name, lambda text: tokens_of(encoding, text))
         # Drawing yields the CPU to llm's client: on two cores, a frame drawn as a
         # chunk arrives otherwise delayed the next one (llm-anthropic's TTST tail).
         # Only now: the load, which the request waits for, runs at llm's own priority.
+        # Before the renderer: a thread keeps the nice value it was started with.
         with contextlib.suppress(OSError):
             os.nice(10)
+        live = LiveRenderer(terminal, encoding.name, lambda text: tokens_of(encoding, text))
     stdout.write(_READY)
     stdout.flush()
     try:

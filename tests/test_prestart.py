@@ -4,6 +4,9 @@ fit the run is let go."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from conftest import streaming_model
@@ -177,3 +180,28 @@ def test_a_run_asks_the_plugins_for_their_models_once(register_models):
         pm.unregister(name="counting")
     assert result.exit_code == 0, result.output
     assert len(calls) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_view_draws_at_nice_10_every_thread_of_it():
+    """The live-view process lowers its priority once loaded (the load is what the request
+    waits for); its drawing thread, started after, draws at the lowered priority too."""
+    pty = pytest.importorskip("pty")
+    import os
+
+    master, slave = pty.openpty()
+    process = tokenizer.TokenizerProcess("o200k_base", terminal=slave)
+    try:
+        process.wait_ready()
+        pid = process._process.pid
+        tasks = os.listdir(f"/proc/{pid}/task")
+        assert len(tasks) >= 2  # the reading thread and the drawing thread
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        for tid in tasks:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            assert int(stat[16]) == min(19, base + 10), tid
+    finally:
+        process.close()
+        process._process.wait(10)
+        os.close(slave)
+        os.close(master)
