@@ -178,6 +178,7 @@ class Session:
 
     def begin(self, response: Any) -> Capture:
         """Everything a response needs before its request leaves."""
+        from .encodings import EncodingError
         from .store import TraceWriter
 
         model = response.model
@@ -193,6 +194,9 @@ class Session:
         # Loading anywhere on the machine while the request is in flight shows in
         # its timings; an encoding that cannot load fails here, before the request.
         tokenizer.wait_ready()
+        for other in self.tokenizers.values():  # the live view's, started for a guess
+            with suppress(EncodingError):
+                other.wait_ready()
         prompt = response.prompt
         header = dataclasses.replace(
             new_trace(

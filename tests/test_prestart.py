@@ -205,3 +205,30 @@ def test_the_view_draws_at_nice_10_every_thread_of_it():
         process._process.wait(10)
         os.close(slave)
         os.close(master)
+
+
+def test_a_view_started_for_another_encoding_has_loaded_before_the_request_leaves(
+    monkeypatch, started
+):
+    """The guess was cl100k_base, the run aligns with o200k_base: the view keeps the
+    guessed process, and it too has loaded before the request (no load beside it)."""
+    pty = pytest.importorskip("pty")
+    import os
+
+    from llm_streamscope.encodings import get_encoding
+    from llm_streamscope.session import RunSettings, Session
+
+    get_encoding("o200k_base")  # the run's tokenizer is then this process's own: no wait
+    master, slave = pty.openpty()
+    monkeypatch.setattr(sys, "stdout", open(slave, "w", closefd=False))  # noqa: SIM115
+    prestart.start(Plan(None, "cl100k_base", True))
+    session = Session(RunSettings(live=True, live_view=True, encoding_name="o200k_base"))
+    session.starting()
+    (view,) = started
+    session.begin(streaming_model("stream-it", "Hello").prompt("x"))
+    assert view._ready  # waited for before the request
+    assert {"cl100k_base", "o200k_base"} <= set(session.tokenizers)
+    session.finish()
+    view._process.wait(10)
+    os.close(slave)
+    os.close(master)
