@@ -71,7 +71,9 @@ def plan(argv: Sequence[str], environ: Mapping[str, str], *, terminal: bool) -> 
         args = args[1:]
     elif args and args[0] in OTHER_COMMANDS:
         return None
-    if _NOT_A_RUN.intersection(args) or "--" in args:
+    if "--" in args:  # what follows is the prompt, not options
+        args = args[: args.index("--")]
+    if _NOT_A_RUN.intersection(args):
         return None
     model_id = _value(args, ("-m", "--model")) or environ.get("LLM_MODEL") or None
     encoding = _value(args, ("--encoding",))

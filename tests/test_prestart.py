@@ -40,6 +40,11 @@ from llm_streamscope.prestart import Plan, plan
         (["llm", "streamscope", "run", "--help"], {}, None),
         (["llm", "prompt", "hi"], {}, None),
         (["llm", "streamscope"], {}, Plan(None, None, True)),
+        (
+            ["llm", "streamscope", "-m", "gpt-4", "--", "--help", "-m", "x"],
+            {},
+            Plan("gpt-4", None, True),
+        ),
         (["pytest", "streamscope", "hi"], {}, None),
         (["-m", "streamscope"], {}, None),
         (["/x/llm_streamscope/tokenizer.py", "o200k_base"], {}, None),
