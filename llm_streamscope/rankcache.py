@@ -12,10 +12,11 @@ Only a file this user owns, that no one else can write, is read (a shared
 temporary folder is where tiktoken keeps its cache by default).
 
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ranks"
-    >>> write(path, "abc123", {b"a": 0, b"bc": 1})
-    >>> read(path, "abc123")
+    >>> source = hashlib.sha256(b"a 0\nbc 1\n").hexdigest()   # the source file's sha256
+    >>> write(path, source, {b"a": 0, b"bc": 1})
+    >>> read(path, source)
     {b'a': 0, b'bc': 1}
-    >>> read(path, "another source") is None
+    >>> read(path, hashlib.sha256(b"another source").hexdigest()) is None
     True
 """
 
