@@ -12,7 +12,7 @@ Only a file this user owns, that no one else can write, is read (a shared
 temporary folder is where tiktoken keeps its cache by default).
 
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ranks"
-    >>> source = hashlib.sha256(b"a 0\nbc 1\n").hexdigest()   # the source file's sha256
+    >>> source = hashlib.sha256(b"the source file").hexdigest()
     >>> write(path, source, {b"a": 0, b"bc": 1})
     >>> read(path, source)
     {b'a': 0, b'bc': 1}
