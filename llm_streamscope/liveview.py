@@ -98,7 +98,8 @@ class LiveView:
         """The run has started: show its status line ("starting…") until a request leaves."""
         with self._lock:
             self._shown = True
-            self._message({"starting": {"start_ns": time.perf_counter_ns()}})
+            begin = {"model": "", "encoding": "", "start_ns": time.perf_counter_ns()}
+            self._message({"begin": begin | {"stall_ms": self.stall_ms, "starting": True}})
 
     def start(self, record: Capture, header: Trace) -> None:
         """A response is about to be requested: its model, and the clock's start."""
@@ -251,8 +252,6 @@ class LiveRenderer:
         """One message of ``LiveView``'s. Returns True once the view it ends has left
         the screen."""
         message = json.loads(data)
-        if "starting" in message:
-            self.starting(**message["starting"])
         if "begin" in message:
             self.begin(**message["begin"])
         if "add" in message:
@@ -262,19 +261,15 @@ class LiveRenderer:
             return True
         return False
 
-    def starting(self, start_ns: int) -> None:
-        """The run started at ``start_ns``: its status line until a request leaves."""
-        with self._lock:
-            self.screen.starting(start_ns)
-            self._showing = True
-        self._wake.set()
-
-    def begin(self, model: str, encoding: str, start_ns: int, stall_ms: float) -> None:
-        """A response's request leaves (``start_ns``, on the clock): show its view."""
+    def begin(
+        self, model: str, encoding: str, start_ns: int, stall_ms: float, starting: bool = False
+    ) -> None:
+        """A response's request leaves (``start_ns``, on the clock): show its view.
+        ``starting``: the run has started, and no request has left yet."""
         with self._lock:
             self.screen.tokenize = self._tokenize if encoding == self.encoding_name else None
             self.screen.stall_ms = stall_ms
-            self.screen.begin(model, start_ns=start_ns)
+            self.screen.begin(model, start_ns=start_ns, starting=starting)
             self._showing = True
         self._wake.set()
 
@@ -391,14 +386,9 @@ class LiveScreen:
         self.stall_ms = stall_ms
         self.begin("", start_ns=0)
 
-    def starting(self, start_ns: int) -> None:
-        """The run started at ``start_ns``, and no request has left yet."""
-        self.begin("", start_ns=start_ns)
-        self.is_starting = True
-
-    def begin(self, model: str, *, start_ns: int) -> None:
-        """A new response: forget the last one."""
-        self.is_starting = False
+    def begin(self, model: str, *, start_ns: int, starting: bool = False) -> None:
+        """A new response: forget the last one. ``starting``: the run's, before any."""
+        self.is_starting = starting
         self.model = terminal_line(model)  # a stored or captured model id is data too
         self.start_ns = start_ns
         self.origin_ns: int | None = None
@@ -561,17 +551,15 @@ class LiveScreen:
         status = Text(no_wrap=True, overflow="ellipsis")
         status.append("● ", style="bold green")
         times = self.chunk_times
-        if self.is_starting:
-            status.append(f"{(now_ns - self.start_ns) / 1e9:.1f} s", style="bold")
-            status.append("  starting…", style="dim")
-            return status
         if origin is None or not times:
             waited = (now_ns - (origin if origin is not None else self.start_ns)) / 1e9
             status.append(f"{waited:.1f} s", style="bold")
-            status.append("  waiting for the first token", style="dim")
+            waiting = "starting…" if self.is_starting else "waiting for the first token"
+            status.append(f"  {waiting}", style="dim")
             if self.reasoning:
                 status.append("  reasoning", style="dim")
-            status.append(f"  {self.model}", style="dim")
+            if self.model:
+                status.append(f"  {self.model}", style="dim")
             return status
         parts = [f"TTFT {times[0] / 1e6:,.0f} ms", _count(len(times), "chunk")]
         if tokens is not None:
