@@ -78,8 +78,9 @@ def read(path: pathlib.Path, source_hash: str) -> dict[bytes, int] | None:
 def write(path: pathlib.Path, source_hash: str, ranks: dict[bytes, int]) -> None:
     """Keep ``ranks`` (parsed from the source of sha256 ``source_hash``) in ``path``.
 
-    Atomic: the file appears whole or not at all, and one that exists is left as it
-    is. Raises OSError when the folder cannot be written.
+    Atomic: the file appears whole or not at all. One that exists is left as it is
+    unless it is this user's and does not check out. Raises OSError when the folder
+    cannot be written.
     """
     tokens = list(ranks)
     if any(len(token) > 0xFFFF for token in tokens):
@@ -99,9 +100,12 @@ def write(path: pathlib.Path, source_hash: str, ranks: dict[bytes, int]) -> None
         with os.fdopen(fd, "wb") as f:
             f.write(body)
             f.write(hashlib.sha256(body).digest())
-        # link(), unlike rename(), leaves a file another process just wrote alone.
-        with contextlib.suppress(FileExistsError):
+        try:
+            # link(), unlike rename(), leaves a file another process just wrote alone.
             os.link(tmp, path)
+        except FileExistsError:
+            if not _foreign(os.stat(path)) and read(path, source_hash) is None:
+                os.replace(tmp, path)  # our own copy, damaged or of another source
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

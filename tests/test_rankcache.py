@@ -42,14 +42,11 @@ def test_a_damaged_or_stale_copy_is_never_used_and_is_rebuilt(fresh_cache):
     data = compact.read_bytes()
     assert rankcache.read(compact, "another source's sha256") is None
     for damaged in (data[:-1], data[:100], data[:-40] + bytes([data[-40] ^ 1]) + data[-39:], b""):
-        compact.write_bytes(damaged)
-        assert rankcache.read(compact, source.expected_hash) is None
         compact.unlink()
         compact.write_bytes(damaged)
+        assert rankcache.read(compact, source.expected_hash) is None
         assert encodings._ranks(source) == ranks  # parsed again
-    compact.unlink()
-    assert encodings._ranks(source) == ranks
-    assert compact.read_bytes() == data  # kept again, the same bytes
+        assert compact.read_bytes() == data  # and kept again, the same bytes
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="no file owners")
