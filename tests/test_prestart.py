@@ -237,3 +237,22 @@ def test_a_view_started_for_another_encoding_has_loaded_before_the_request_leave
     view._process.wait(10)
     os.close(slave)
     os.close(master)
+
+
+def test_the_status_line_says_starting_then_waiting_with_the_time():
+    from rich.console import Console
+
+    from llm_streamscope.liveview import LiveScreen
+
+    screen = LiveScreen()
+    console = Console(width=60, color_system=None)
+
+    def status(now_ns):
+        with console.capture() as out:
+            console.print(screen.frame(console, now_ns, 6))
+        return out.get().rstrip().splitlines()[-1]
+
+    screen.begin("", start_ns=1_000_000_000, starting=True)
+    assert status(1_300_000_000) == "● 0.3 s  starting…"
+    screen.begin("gpt-4o-mini", start_ns=2_000_000_000)
+    assert status(2_400_000_000) == "● 0.4 s  waiting for the first token  gpt-4o-mini"
