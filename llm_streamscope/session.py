@@ -134,7 +134,18 @@ class Session:
             return self.settings.encoding_name, True
         return encodings.encoding_for_model(model)
 
+    def starting(self) -> None:
+        """In a terminal, the live view's status line at once ("starting…"), drawn by
+        the tokenizer process started for this run while llm started (``prestart``)."""
+        from . import prestart
+
+        if self.settings.live and self.settings.live_view and self.live is None:
+            process = prestart.take(None, live=True)
+            if process is not None:
+                self._show_live(process).starting()
+
     def _tokenizer(self, name: str) -> Any:
+        from . import prestart
         from .capture.tokenizer import start_tokenizer
 
         if name not in self.tokenizers:
@@ -143,26 +154,33 @@ class Session:
                 import sys
 
                 from .analysis.encodings import check_encoding_name
-                from .analysis.stats import gap_threshold
                 from .capture.tokenizer import TokenizerProcess
                 from .views import livehost
-                from .views.liveview import LiveView
 
                 check_encoding_name(name)
-
-                process = TokenizerProcess(
+                process = prestart.take(name, live=True)
+                process = process or TokenizerProcess(
                     name, terminal=sys.stdout.fileno(), live_host=livehost.MODULE
                 )
-                self.live = LiveView(process, stall_ms=gap_threshold(self.settings.gap_ms))
-                self.tokenizers[name] = process
+                self._show_live(process).starting()
             else:
-                self.tokenizers[name] = start_tokenizer(name)
+                self.tokenizers[name] = prestart.take(name, live=False) or start_tokenizer(name)
         return self.tokenizers[name]
+
+    def _show_live(self, process: Any) -> Any:
+        """The live view, drawn by tokenizer ``process`` (which tokenizes for the run too)."""
+        from .analysis.stats import gap_threshold
+        from .views.liveview import LiveView
+
+        self.live = LiveView(process, stall_ms=gap_threshold(self.settings.gap_ms))
+        self.tokenizers[process.name] = process
+        return self.live
 
     # -- while llm's command runs --------------------------------------------
 
     def begin(self, response: Any) -> Capture:
         """Everything a response needs before its request leaves."""
+        from .analysis.encodings import EncodingError
         from .store.writer import TraceWriter
 
         model = response.model
@@ -179,6 +197,9 @@ class Session:
         # Loading anywhere on the machine while the request is in flight shows in
         # its timings; an encoding that cannot load fails here, before the request.
         tokenizer.wait_ready()
+        for other in self.tokenizers.values():  # the live view's, started for a guess
+            with suppress(EncodingError):
+                other.wait_ready()
         prompt = response.prompt
         header = dataclasses.replace(
             new_trace(
@@ -482,27 +503,34 @@ def run(
     notify: Callable[[str], None] | None = None,
     expected_model: Any = None,
     on_busy: Callable[[RunResult], None] | None = None,
+    find_model: Callable[[], Any] | None = None,
 ) -> RunResult:
     """Call ``invoke`` (which runs llm's prompt command) with every response it streams captured.
 
-    Never raises what ended the command: it is the result's ``failure``, beside
-    every response streamed before it. A Ctrl-C or SIGTERM once the command is over
-    is the result's ``signal``: everything is saved first. ``on_busy``: see
+    ``expected_model`` (or what ``find_model`` returns, called once the live view
+    shows the run is starting) is the model llm will most likely use: its
+    tokenizer starts loading before llm's command runs. Never raises what ended
+    the command (or ``find_model``): it is the result's ``failure``, beside every
+    response streamed before it. A Ctrl-C or SIGTERM once the command is over is
+    the result's ``signal``: everything is saved first. ``on_busy``: see
     ``Session.finish``.
     """
     from .capture.signals import RunSignals
 
     session = Session(settings, notify=notify or (lambda message: None))
+    session.starting()
     failure = None
     # From the first request to the last commit: a signal stops llm's command as
     # it would stop llm, then waits until what arrived is saved.
     with RunSignals() as signals:
         try:
             try:
-                if expected_model is not None:
-                    session.expect(expected_model)
-                with session.watching():
-                    invoke()
+                with _models_registered_once():
+                    model = find_model() if find_model is not None else expected_model
+                    if model is not None:
+                        session.expect(model)
+                    with session.watching():
+                        invoke()
             finally:
                 signals.hold()
         except BaseException as ex:
@@ -533,6 +561,32 @@ def llm_reads_log(options: dict[str, Any]) -> bool:
     (True, False)
     """
     return any(options.get(name) for name in LLM_READS_LOG)
+
+
+@contextmanager
+def _models_registered_once() -> Iterator[None]:
+    """While the block runs, llm asks its plugins for their models once.
+
+    llm registers every plugin's models again at each ``get_model`` (15 ms here,
+    80 with llm-gemini, which builds pydantic classes each time); a run finds its
+    model before llm's command does, and the command finds it again: the second
+    time is the first's list, the same models.
+    """
+    import llm
+
+    register = llm.get_models_with_aliases
+    registered: list[list[Any]] = []
+
+    def once() -> list[Any]:
+        if not registered:
+            registered.append(register())
+        return list(registered[0])
+
+    llm.get_models_with_aliases = once
+    try:
+        yield
+    finally:
+        llm.get_models_with_aliases = register
 
 
 def load_run(

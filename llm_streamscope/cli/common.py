@@ -175,16 +175,9 @@ class _OneLineError(click.ClickException):
 
 
 def _can_draw(stream: Any) -> bool:
-    """Whether the live view can draw on ``stream``: a terminal that takes colour."""
-    from ..views.sanitize import is_terminal
+    from ..views.live import can_draw
 
-    return (
-        os.name == "posix"  # the terminal is handed to the tokenizer process (pass_fds)
-        and is_terminal(stream)
-        and not os.environ.get("NO_COLOR")
-        and os.environ.get("TERM") != "dumb"
-        and hasattr(stream, "fileno")
-    )
+    return can_draw(stream)
 
 
 def _log_path(database: str | pathlib.Path | None) -> pathlib.Path:

@@ -107,6 +107,7 @@ def run(
     import llm.cli
 
     from ..analysis.trace import stream_ending
+    from ..exiting import end_process
     from ..session import RunResult, RunSettings, llm_reads_log
     from ..session import run as run_session
 
@@ -164,12 +165,18 @@ def run(
         with redirect:
             ctx.invoke(llm.cli.prompt, **options)
 
-    expected_model = _expected_model(options)
-    if expected_model is not None and not expected_model.can_stream:
-        raise click.ClickException(
-            f"Model {expected_model.model_id} cannot stream, so there is nothing to time: "
-            "streamscope needs a streaming model"
-        )
+    found: list[Any] = []  # the model the run expects, once the live view says it is starting
+
+    def streaming_model() -> Any:
+        expected_model = _expected_model(options)
+        if expected_model is not None and not expected_model.can_stream:
+            raise click.ClickException(
+                f"Model {expected_model.model_id} cannot stream, so there is nothing to time: "
+                "streamscope needs a streaming model"
+            )
+        found.append(expected_model)
+        return expected_model
+
     shown = []
 
     def show(result: RunResult) -> None:
@@ -182,7 +189,7 @@ def run(
         invoke,
         settings,
         notify=lambda message: echo_line(f"Note: {message}"),
-        expected_model=expected_model,
+        find_model=streaming_model,
         on_busy=show,  # the views while a busy logs.db is waited for
     )
     failure = result.failure
@@ -205,7 +212,7 @@ def run(
     if otel:
         analysed = _analysed_results(result)
         if analysed:
-            _send_otel([analysed], log_path if logging else None, [expected_model])
+            _send_otel([analysed], log_path if logging else None, found)
     for warning in result.warnings:
         echo_line(f"Warning: {warning}")
     problems = list(result.problems)
@@ -222,6 +229,10 @@ def run(
         problems.insert(0, _one_line_error(failure))
     if stopped_by is not None:
         code = exit_code_of_signal(stopped_by)
-    if problems:
+    if not problems:
+        code = 0
+    else:
         echo_line("Error: " + "; ".join(problems))
+    end_process(code)  # the command's process ends here, without Python's teardown
+    if code:
         sys.exit(code)

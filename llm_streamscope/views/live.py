@@ -284,3 +284,14 @@ class LlmOutputToStderr(io.TextIOBase):
 
     def flush(self) -> None:
         sys.stderr.flush()
+
+
+def can_draw(stream: Any) -> bool:
+    """Whether the live view can draw on ``stream``: a terminal that takes colour."""
+    return (
+        os.name == "posix"  # the terminal is handed to the tokenizer process (pass_fds)
+        and is_terminal(stream)
+        and not os.environ.get("NO_COLOR")
+        and os.environ.get("TERM") != "dumb"
+        and hasattr(stream, "fileno")
+    )

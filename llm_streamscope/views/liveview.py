@@ -99,6 +99,13 @@ class LiveView:
         self._lock = threading.Lock()  # the flusher sends too: keep batches in order
         self._flusher = StallFlusher(self._send_rest, self.STALL_FLUSH_S)
 
+    def starting(self) -> None:
+        """The run has started: show its status line ("starting…") until a request leaves."""
+        with self._lock:
+            self._shown = True
+            begin = {"model": "", "encoding": "", "start_ns": time.perf_counter_ns()}
+            self._message({"begin": begin | {"stall_ms": self.stall_ms, "starting": True}})
+
     def start(self, record: Capture, header: Trace) -> None:
         """A response is about to be requested: its model, and the clock's start."""
         with self._lock:
@@ -275,12 +282,15 @@ class LiveRenderer:
             return True
         return False
 
-    def begin(self, model: str, encoding: str, start_ns: int, stall_ms: float) -> None:
-        """A response's request leaves (``start_ns``, on the clock): show its view."""
+    def begin(
+        self, model: str, encoding: str, start_ns: int, stall_ms: float, starting: bool = False
+    ) -> None:
+        """A response's request leaves (``start_ns``, on the clock): show its view.
+        ``starting``: the run has started, and no request has left yet."""
         with self._lock:
             self.screen.tokenize = self._tokenize if encoding == self.encoding_name else None
             self.screen.stall_ms = stall_ms
-            self.screen.begin(model, start_ns=start_ns)
+            self.screen.begin(model, start_ns=start_ns, starting=starting)
             self._showing = True
         self._wake.set()
 
@@ -407,8 +417,9 @@ class LiveScreen:
         self.stall_ms = stall_ms
         self.begin("", start_ns=0)
 
-    def begin(self, model: str, *, start_ns: int) -> None:
-        """A new response: forget the last one."""
+    def begin(self, model: str, *, start_ns: int, starting: bool = False) -> None:
+        """A new response: forget the last one. ``starting``: the run's, before any."""
+        self.is_starting = starting
         self.model = terminal_line(model)  # a stored or captured model id is data too
         self.start_ns = start_ns
         self.origin_ns: int | None = None
@@ -588,10 +599,12 @@ class LiveScreen:
         if origin is None or not times:
             waited = (now_ns - (origin if origin is not None else self.start_ns)) / 1e9
             status.append(f"{waited:.1f} s", style="bold")
-            status.append("  waiting for the first token", style="dim")
+            waiting = "starting…" if self.is_starting else "waiting for the first token"
+            status.append(f"  {waiting}", style="dim")
             if self.reasoning:
                 status.append("  reasoning", style="dim")
-            status.append(f"  {self.model}", style="dim")
+            if self.model:
+                status.append(f"  {self.model}", style="dim")
             return status
         parts = [f"TTFT {times[0] / 1e6:,.0f} ms", _count(len(times), "chunk")]
         if tokens is not None:
