@@ -324,7 +324,7 @@ def _run_process(
     spec: ModelSpec, settings: CompareSettings, database: pathlib.Path
 ) -> tuple[RunResult, str | None]:
     """One run in its own process, read back from ``database``."""
-    from .session import load_run
+    from .logged import load_run
     from .store.reading import open_for_reading
 
     done = subprocess.run(
@@ -369,7 +369,7 @@ def from_logs(
     """
     import llm
 
-    from .session import load_run
+    from .logged import load_run
     from .store.reading import decode_json_columns, recent_traces
 
     found: list[ModelRuns] = []

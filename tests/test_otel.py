@@ -409,8 +409,8 @@ def test_keys_never_leave_even_as_options(isolated_env):
 
     import sqlite_utils
 
+    from llm_streamscope.logged import load_run
     from llm_streamscope.otel import LlmFacts, plan_run
-    from llm_streamscope.session import load_run
 
     assert streamscope(*FAST, "-o", "max_tokens", "2", "hi").exit_code == 0
     (response,) = load_run(sqlite_utils.Database(isolated_env / "logs.db"), None, True).responses

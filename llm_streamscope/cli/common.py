@@ -421,7 +421,7 @@ def _load_run(
     import sqlite3
 
     from ..analysis import encodings
-    from ..session import load_run
+    from ..logged import load_run
     from ..store.writer import StoreError
 
     if latest and ident:
