@@ -14,6 +14,7 @@ from conftest import streaming_model
 from llm_streamscope import prestart
 from llm_streamscope.capture import tokenizer
 from llm_streamscope.prestart import Plan, plan
+from llm_streamscope.views import livehost
 
 
 @pytest.mark.parametrize(
@@ -196,7 +197,7 @@ def test_the_view_draws_at_nice_10_every_thread_of_it():
     import os
 
     master, slave = pty.openpty()
-    process = tokenizer.TokenizerProcess("o200k_base", terminal=slave)
+    process = tokenizer.TokenizerProcess("o200k_base", terminal=slave, live_host=livehost.MODULE)
     try:
         process.wait_ready()
         pid = process._process.pid
