@@ -611,3 +611,22 @@ def test_help_shows_each_commands_summary_whole():
     assert "..." not in commands
     for name, command in cli.commands["streamscope"].commands.items():
         assert summary(command.help) in commands, name
+
+
+def test_llm_builds_no_schema_in_the_database_it_neither_reads_nor_writes(
+    isolated_env, monkeypatch
+):
+    """llm's prompt command gets a database in memory when it does not read its log:
+    building llm's schema there (every migration, each run) would only delay the
+    request. Where llm reads its log (-c), its database is migrated as llm does."""
+    import llm.cli
+
+    migrated = []
+    real = llm.cli.migrate
+    monkeypatch.setattr(llm.cli, "migrate", lambda db: migrated.append(db) or real(db))
+    assert run(*FAST, "-o", "max_tokens", "3", "hi").exit_code == 0
+    assert run(*FAST, "-n", "-o", "max_tokens", "3", "hi").exit_code == 0
+    assert migrated == []
+    assert run(*FAST, "-c", "-o", "max_tokens", "3", "and then?").exit_code == 0
+    assert migrated
+    assert llm.cli.migrate.__name__ == "<lambda>"  # put back as it was given
