@@ -134,3 +134,25 @@ def test_inspect_names_the_cap_and_the_option_raises_it(tmp_path):
 def test_the_cap_option_has_a_range():
     result = inspect("-", "--max-event-mb", "0", input=OPENAI)
     assert result.exit_code == 2 and "--max-event-mb" in result.stderr
+
+
+def test_a_commands_output_is_bounded_too_and_the_command_stopped(tmp_path):
+    """`inspect -- CMD`: an endless event stops at the cap, and a command that writes
+    no event stream is refused from its first bytes; either way the command is
+    stopped, not read to its (missing) end."""
+    endless_event = (
+        "import sys\n"
+        "out = sys.stdout.buffer\n"
+        "out.write(b'data: {\"choices\": []}\\n\\ndata: ')\n"
+        "while True:\n"
+        "    out.write(b'x' * 65536)\n"
+    )
+    result = inspect("--max-event-mb", "1", "--", sys.executable, "-c", endless_event)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: -- ") and "over the 1 MiB cap" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+    zeros = "import sys\nwhile True:\n    sys.stdout.buffer.write(bytes(65536))\n"
+    refused = inspect("--", sys.executable, "-c", zeros)
+    assert refused.exit_code == 1
+    assert "not an event stream" in refused.stderr

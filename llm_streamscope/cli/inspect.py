@@ -117,7 +117,7 @@ def inspect_command(
         # before it (bytes that arrive while llm starts can only be timed when read).
         ran = None
         if command is not None:
-            ran = _run_command(command, interaction)
+            ran = _run_command(command, interaction, max_event_mb * 2**20, stream_format)
             source = ran.source
         else:
             source = _read_source(file or "-", interaction, max_event_mb * 2**20, stream_format)
@@ -155,13 +155,20 @@ def inspect_command(
         sys.exit(1)
 
 
-def _run_command(command: list[str], interaction: int | None) -> CommandRun:
+def _run_command(
+    command: list[str], interaction: int | None, max_event_bytes: int, stream_format: str | None
+) -> CommandRun:
     """``inspect -- CMD``: the command run and its output read, or a one-line error."""
     from ..wire.command import run_command
     from ..wire.sources import SourceError
 
     try:
-        ran = run_command(command, interaction=interaction)
+        ran = run_command(
+            command,
+            interaction=interaction,
+            max_event_bytes=max_event_bytes,
+            format=stream_format,
+        )
     except SourceError as ex:
         raise click.ClickException(str(ex)) from None
     if not ran.source.reads and ran.status and not ran.interrupted:

@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 
-from .events import Read
-from .sources import Source, SourceError, piped_source, timed_reads
+from .events import Read, WireError
+from .intake import MAX_EVENT_BYTES, SourceCheck
+from .sources import Source, SourceError, is_recording, piped_source, timed_reads
 
 STOP_WAIT_S = 2.0
 """How long a command stopped by Ctrl-C has to end before it is killed."""
@@ -89,13 +90,17 @@ def run_command(
     *,
     interaction: int | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+    format: str | None = None,
 ) -> CommandRun:
     """Start ``argv`` and read its standard output to its end, every read timed from
-    the start. Raises ``SourceError`` when it cannot start."""
+    the start. Raises ``SourceError`` when it cannot start, or when what it writes
+    is no event stream or has an event over ``max_event_bytes`` (it is stopped)."""
     if not argv:
         raise SourceError("give the command to run after --")
     name = os.path.basename(argv[0])
     reads: list[Read] = []
+    check = SourceCheck(lambda head: is_recording(name, head), max_event_bytes, format)
     interrupted: KeyboardInterrupt | None = None
     with tempfile.TemporaryFile() as errors:
         start = clock()
@@ -106,12 +111,19 @@ def run_command(
         assert process.stdout is not None
         fd = process.stdout.fileno()
         try:
-            timed_reads(lambda size: os.read(fd, size), reads, start, clock=clock)
+            timed_reads(lambda size: os.read(fd, size), reads, start, clock=clock, check=check)
+            # At its end, or where the check stopped reading (what follows could not
+            # be decoded): a command that goes on writing gets a broken pipe.
+            process.stdout.close()
             status = process.wait()  # a terminal's Ctrl-C can end the command first
+        except WireError as ex:  # an event over the cap: no more is read
+            _stop(process)
+            raise SourceError(f"-- {name}: {ex}") from None
         except KeyboardInterrupt as ex:  # Ctrl-C, or SIGTERM as inspect raises it
             interrupted = ex
             _stop(process)
-            _drain(fd, reads, start, clock)
+            if not process.stdout.closed:
+                _drain(fd, reads, start, clock)
             status = process.wait()
         process.stdout.close()
         errors.seek(0)

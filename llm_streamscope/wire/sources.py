@@ -134,7 +134,7 @@ def read_stdin(
         if os.isatty(fd):
             raise SourceError("standard input is a terminal: pipe a stream into inspect -")
     waiting = _waiting(fd)
-    check = SourceCheck(lambda head: _is_recording("-", head), max_event_bytes, format)
+    check = SourceCheck(lambda head: is_recording("-", head), max_event_bytes, format)
     reads: list[Read] = []
     read = (lambda size: os.read(fd, size)) if fd is not None else _read_some(stream)
     interrupted = None
@@ -163,14 +163,14 @@ def _read_limited(name: str, file: IO[bytes], max_event_bytes: int, format: str 
     status = os.fstat(file.fileno())
     if stat.S_ISREG(status.st_mode) and status.st_size <= max_event_bytes:
         return file.read()
-    check = SourceCheck(lambda head: _is_recording(name, head), max_event_bytes, format)
+    check = SourceCheck(lambda head: is_recording(name, head), max_event_bytes, format)
     try:
         return b"".join(read_checked(lambda: file.read(FILE_READ_SIZE), check))
     except WireError as ex:
         raise SourceError(f"{name}: {ex}") from None
 
 
-def _is_recording(name: str, head: bytes) -> bool:
+def is_recording(name: str, head: bytes) -> bool:
     """Whether a body starting with ``head`` is a recording: an httprr trace, a cassette."""
     return head.startswith(_HTTPRR_MAGIC) or _is_cassette(name, head)
 
@@ -225,7 +225,7 @@ def piped_source(
     """The source of a stream read from a pipe (standard input, a command's output):
     timed reads, unless what came through is a recording, which says what it holds."""
     head = b"".join(r.data for r in reads[:4])[:4096]
-    if _is_recording(name, head):
+    if is_recording(name, head):
         # A recording piped in: its own contents say what the stream was, not the pipe.
         return read_bytes(name, b"".join(r.data for r in reads), interaction=interaction)
     if interaction is not None:
