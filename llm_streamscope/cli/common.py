@@ -439,10 +439,6 @@ def _load_run(
 
 
 def _analysed(result: Any) -> list[tuple[Trace, Alignment, Stats]]:
-    return [(r.trace, r.alignment, r.stats) for r in result.responses]
-
-
-def _analysed_results(result: Any) -> list[tuple[Trace, Alignment, Stats]]:
     """The responses of a run that could be aligned (a failed encoding has none)."""
     return [
         (r.trace, r.alignment, r.stats)

@@ -16,7 +16,7 @@ from ..capture.signals import signal_of
 from ..views.sanitize import echo_line
 from .common import (
     Views,
-    _analysed_results,
+    _analysed,
     _can_draw,
     _check_encoding,
     _check_otel,
@@ -180,7 +180,7 @@ def run(
     shown = []
 
     def show(result: RunResult) -> None:
-        analysed = _analysed_results(result)
+        analysed = _analysed(result)
         if analysed:
             present_run(result.run_id, analysed, views, wire=wire)
         shown.append(result)
@@ -210,7 +210,7 @@ def run(
     if not shown:
         show(result)
     if otel:
-        analysed = _analysed_results(result)
+        analysed = _analysed(result)
         if analysed:
             _send_otel([analysed], log_path if logging else None, found)
     for warning in result.warnings:
